@@ -1,0 +1,71 @@
+import { type IHeaders, Kafka, type KafkaMessage, logLevel } from 'kafkajs'
+
+export interface ReceivedMessage {
+  topic: string
+  partition: number
+  key: string | null
+  value: string | null
+  headers: Record<string, string>
+  timestamp: number
+  offset: string
+  receivedAt: number
+}
+
+export function testKafka(brokers: string[]): Kafka {
+  return new Kafka({ clientId: 'prisma-outbox-test', brokers, logLevel: logLevel.NOTHING })
+}
+
+export function decodeHeaders(headers: IHeaders | undefined): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const [name, value] of Object.entries(headers ?? {})) {
+    if (value !== undefined) out[name] = Array.isArray(value) ? String(value[0]) : String(value)
+  }
+  return out
+}
+
+function toReceived(topic: string, partition: number, message: KafkaMessage): ReceivedMessage {
+  return {
+    topic,
+    partition,
+    key: message.key?.toString('utf8') ?? null,
+    value: message.value?.toString('utf8') ?? null,
+    headers: decodeHeaders(message.headers),
+    timestamp: Number(message.timestamp),
+    offset: message.offset,
+    receivedAt: Date.now(),
+  }
+}
+
+/**
+ * Consumes the topics matching `topics` from the beginning into `messages`, until stopped.
+ * `waitFor(n)` resolves once n messages have arrived (or rejects after the timeout).
+ */
+export async function collectTopics(brokers: string[], topics: RegExp | string[]) {
+  const consumer = testKafka(brokers).consumer({
+    groupId: `test-${Math.random().toString(36).slice(2)}`,
+    maxWaitTimeInMs: 100,
+    metadataMaxAge: 1000,
+  })
+  const messages: ReceivedMessage[] = []
+  await consumer.connect()
+  await consumer.subscribe({ topics: Array.isArray(topics) ? topics : [topics], fromBeginning: true })
+  await consumer.run({
+    eachMessage: async ({ topic, partition, message }) => {
+      messages.push(toReceived(topic, partition, message))
+    },
+  })
+  return {
+    messages,
+    async waitFor(count: number, timeoutMs = 60_000): Promise<ReceivedMessage[]> {
+      const deadline = Date.now() + timeoutMs
+      while (messages.length < count) {
+        if (Date.now() > deadline) {
+          throw new Error(`expected ${count} Kafka messages, got ${messages.length} after ${timeoutMs} ms`)
+        }
+        await new Promise((r) => setTimeout(r, 50))
+      }
+      return messages
+    },
+    stop: () => consumer.disconnect(),
+  }
+}

@@ -1,0 +1,139 @@
+import { execFileSync } from 'node:child_process'
+import { appendFileSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import pg from 'pg'
+import { guardServiceDir } from './guardian.js'
+import { ManagedProcess } from './managed-process.js'
+import { freePort, waitUntil } from './ports.js'
+
+export interface LocalPostgres {
+  url: string
+  version: string
+  /** Fast shutdown (SIGINT), as an operator's `pg_ctl stop -m fast`. */
+  stop(): Promise<void>
+  start(): Promise<void>
+  /** Stops the server and removes its data directory. */
+  dispose(): Promise<void>
+}
+
+/**
+ * Where Debian's packages put the server binaries (`/usr/lib/postgresql/<major>/bin`); the newest
+ * major wins. `PG_BIN_DIR` overrides.
+ */
+function findPostgresBinDir(): string {
+  if (process.env.PG_BIN_DIR) return process.env.PG_BIN_DIR
+  const root = '/usr/lib/postgresql'
+  const majors = existsSync(root)
+    ? readdirSync(root)
+        .filter((v) => existsSync(join(root, v, 'bin', 'initdb')))
+        .sort((a, b) => Number(b) - Number(a))
+    : []
+  if (majors.length === 0) {
+    throw new Error(
+      'PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin. ' +
+        'Install them (apt-get install -y postgresql), set PG_BIN_DIR, or set DATABASE_URL to a server with wal_level=logical.',
+    )
+  }
+  return join(root, majors[0] as string, 'bin')
+}
+
+/** PostgreSQL refuses to run as root; when we are root the server runs as the `postgres` user. */
+function serverUser(): { uid: number; gid: number } | undefined {
+  if (process.getuid?.() !== 0) return undefined
+  try {
+    const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim())
+    const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim())
+    return { uid, gid }
+  } catch {
+    throw new Error(
+      'running as root, but there is no `postgres` user to run PostgreSQL as (apt-get install -y postgresql creates it)',
+    )
+  }
+}
+
+/**
+ * A throwaway PostgreSQL server with `wal_level=logical` on a free loopback port, in a fresh
+ * data directory that is removed afterwards (also when the test run is killed; see guardian.ts).
+ */
+export async function startLocalPostgres(): Promise<LocalPostgres> {
+  const bin = findPostgresBinDir()
+  const user = serverUser()
+  const dir = mkdtempSync('/tmp/prisma-outbox-pg-')
+  const dataDir = join(dir, 'data')
+  const disarm = guardServiceDir(join(dir, 'pid'), dir)
+  if (user) chownSync(dir, user.uid, user.gid)
+  const asServerUser = { uid: user?.uid, gid: user?.gid, env: { ...process.env, HOME: dir, LC_ALL: 'C.UTF-8' } }
+
+  execFileSync(join(bin, 'initdb'), ['-D', dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync'], {
+    ...asServerUser,
+    stdio: 'pipe',
+  })
+  const port = await freePort()
+  appendFileSync(
+    join(dataDir, 'postgresql.conf'),
+    [
+      `listen_addresses = '127.0.0.1'`,
+      `port = ${port}`,
+      `unix_socket_directories = '${dir}'`,
+      'wal_level = logical',
+      'max_replication_slots = 64',
+      'max_wal_senders = 64',
+      'max_connections = 200',
+      // Test data is disposable: skip fsync, keep synchronous_commit so WAL reaches
+      // the walsender as soon as a transaction commits (as in production).
+      'fsync = off',
+      'full_page_writes = off',
+      '',
+    ].join('\n'),
+  )
+
+  const server = new ManagedProcess({
+    name: 'postgres',
+    command: join(bin, 'postgres'),
+    args: ['-D', dataDir],
+    ...asServerUser,
+    logFile: join(dir, 'postgres.log'),
+    pidFile: join(dir, 'pid'),
+    stopSignal: 'SIGINT',
+  })
+  const url = `postgresql://postgres@127.0.0.1:${port}/postgres`
+
+  const start = async () => {
+    server.start()
+    try {
+      await waitUntil('PostgreSQL to accept connections', () => canQuery(url), 30_000)
+    } catch (error) {
+      throw new Error(`${(error as Error).message}\n--- postgres.log ---\n${server.logTail()}`)
+    }
+  }
+  await start()
+  const version = await queryOne(url, 'SHOW server_version')
+
+  return {
+    url,
+    version,
+    start,
+    stop: () => server.stop(),
+    async dispose() {
+      await server.stop()
+      rmSync(dir, { recursive: true, force: true })
+      disarm()
+    },
+  }
+}
+
+async function canQuery(url: string): Promise<boolean> {
+  await queryOne(url, 'SELECT 1')
+  return true
+}
+
+async function queryOne(url: string, sql: string): Promise<string> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 })
+  await client.connect()
+  try {
+    const result = await client.query({ text: sql, rowMode: 'array' })
+    return String(result.rows[0]?.[0])
+  } finally {
+    await client.end()
+  }
+}

@@ -1,0 +1,82 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs'
+
+export interface ManagedProcessOptions {
+  /** Shown in errors. */
+  name: string
+  command: string
+  args: string[]
+  cwd?: string
+  env?: NodeJS.ProcessEnv
+  /** Run as this user (PostgreSQL refuses to run as root). */
+  uid?: number
+  gid?: number
+  /** stdout and stderr are appended here, so a failed start can be explained. */
+  logFile: string
+  /** The current pid is written here for the guardian (see guardian.ts). */
+  pidFile: string
+  /** The signal for a graceful stop: SIGINT is PostgreSQL's fast shutdown, SIGTERM Kafka's controlled one. */
+  stopSignal: NodeJS.Signals
+}
+
+/**
+ * A long-running service process in its own process group, so stopping it also stops whatever it
+ * forked, and so it can be stopped and started again (fault tests restart brokers and databases).
+ */
+export class ManagedProcess {
+  private child: ChildProcess | undefined
+  private exited: Promise<void> = Promise.resolve()
+
+  constructor(private readonly options: ManagedProcessOptions) {}
+
+  get running(): boolean {
+    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null
+  }
+
+  start(): void {
+    if (this.running) return
+    const { command, args, cwd, env, uid, gid, logFile, pidFile } = this.options
+    const log = openSync(logFile, 'a')
+    const child = spawn(command, args, { cwd, env, uid, gid, detached: true, stdio: ['ignore', log, log] })
+    closeSync(log)
+    this.child = child
+    this.exited = new Promise((resolve) => child.once('exit', () => resolve()))
+    if (child.pid === undefined) throw new Error(`${this.options.name}: could not start ${command}`)
+    writeFileSync(pidFile, String(child.pid))
+  }
+
+  /** Graceful stop; after `timeoutMs` the whole group is killed. */
+  async stop(timeoutMs = 30_000): Promise<void> {
+    if (!this.running) return
+    this.signalGroup(this.options.stopSignal)
+    const timer = setTimeout(() => this.signalGroup('SIGKILL'), timeoutMs)
+    await this.exited
+    clearTimeout(timer)
+  }
+
+  /** What a crash looks like: SIGKILL, no shutdown work. */
+  async kill(): Promise<void> {
+    if (!this.running) return
+    this.signalGroup('SIGKILL')
+    await this.exited
+  }
+
+  /** The last lines of the log, for error messages. */
+  logTail(lines = 30): string {
+    try {
+      return readFileSync(this.options.logFile, 'utf8').trimEnd().split('\n').slice(-lines).join('\n')
+    } catch {
+      return '(no log)'
+    }
+  }
+
+  private signalGroup(signal: NodeJS.Signals): void {
+    const pid = this.child?.pid
+    if (pid === undefined) return
+    try {
+      process.kill(-pid, signal)
+    } catch {
+      // the group is already gone
+    }
+  }
+}
