@@ -104,9 +104,19 @@ export async function startLocalKafka(): Promise<LocalKafka> {
   )
   const classpath = `${jars}/*`
   const clusterId = randomBytes(16).toString('base64url')
-  execFileSync('java', ['-cp', classpath, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', config], {
-    stdio: 'pipe',
-  })
+  // `--cluster-id=` form: a base64url id may begin with "-", which would otherwise parse as a flag.
+  try {
+    execFileSync(
+      'java',
+      ['-cp', classpath, 'kafka.tools.StorageTool', 'format', `--cluster-id=${clusterId}`, '-c', config],
+      {
+        stdio: 'pipe',
+      },
+    )
+  } catch (error) {
+    const stderr = (error as { stderr?: Buffer }).stderr?.toString() ?? ''
+    throw new Error(`formatting Kafka storage failed:\n${stderr}`)
+  }
 
   const broker = new ManagedProcess({
     name: 'kafka',

@@ -1,0 +1,121 @@
+import { trace } from '@opentelemetry/api'
+import { Prisma } from '@prisma/client/extension'
+import { v7 as uuidv7 } from 'uuid'
+import { OutboxValidationError } from './errors.js'
+import { type OutboxEvent, type OutboxRow, toOutboxRow } from './event.js'
+import { mapPrismaPromise, type PrismaPromiseLike, rejectedPrismaPromise } from './prisma-promise.js'
+import { insertManyParams, insertManySql, insertOneParams, insertOneSql } from './sql.js'
+
+export interface OutboxOptions {
+  /**
+   * The outbox table, optionally schema-qualified (`events.outbox`). Must match the `@@map` of your
+   * Outbox model and the worker's `OUTBOX_TABLE`. Default: `outbox`.
+   */
+  table?: string
+  /**
+   * Largest event accepted, in bytes (payload, key, headers). Default: 1 MiB, Kafka's default
+   * message size limit; raise both together.
+   */
+  maxEventBytes?: number
+  /**
+   * Add a W3C `traceparent` header from the active OpenTelemetry span, when there is one and the
+   * event has none. Default: true.
+   */
+  traceContext?: boolean
+}
+
+export const DEFAULT_OUTBOX_OPTIONS: Required<OutboxOptions> = {
+  table: 'outbox',
+  maxEventBytes: 1024 * 1024,
+  traceContext: true,
+}
+
+/** The client methods emit needs; structural, so no generated client is imported. */
+interface RawClient {
+  $executeRawUnsafe(query: string, ...values: unknown[]): PrismaPromiseLike<number>
+}
+
+/**
+ * The Prisma client extension: adds `emit(event)` and `emitMany(events)` to the `outbox` model.
+ *
+ * Both write through the client they are called on (`getExtensionContext(this).$parent`), so
+ * inside `$transaction(async (tx) => ...)` they are part of `tx`'s transaction. Closing over an
+ * outer client instead would silently write outside the transaction.
+ */
+export function outbox(options: OutboxOptions = {}) {
+  const config = resolveOptions(options)
+  const oneSql = insertOneSql(config.table)
+  const manySql = insertManySql(config.table)
+
+  return Prisma.defineExtension({
+    name: 'prisma-outbox',
+    model: {
+      outbox: {
+        /** Writes one event in the current transaction; resolves to its id (a UUIDv7). */
+        emit(event: OutboxEvent): PrismaPromiseLike<string> {
+          let row: OutboxRow
+          try {
+            row = prepare(event, config, '')
+          } catch (error) {
+            return rejectedPrismaPromise(error)
+          }
+          const client = Prisma.getExtensionContext(this).$parent as unknown as RawClient
+          return mapPrismaPromise(client.$executeRawUnsafe(oneSql, ...insertOneParams(row)), () => row.id)
+        },
+        /** Writes all events in one statement, in order; resolves to their ids in the same order. */
+        emitMany(events: readonly OutboxEvent[]): PrismaPromiseLike<string[]> {
+          let rows: OutboxRow[]
+          try {
+            if (!Array.isArray(events)) {
+              throw new OutboxValidationError('events', 'is not an array', 'pass an array of events')
+            }
+            rows = events.map((event, index) => prepare(event, config, `events[${index}]`))
+          } catch (error) {
+            return rejectedPrismaPromise(error)
+          }
+          const client = Prisma.getExtensionContext(this).$parent as unknown as RawClient
+          return mapPrismaPromise(client.$executeRawUnsafe(manySql, ...insertManyParams(rows)), () =>
+            rows.map((r) => r.id),
+          )
+        },
+      },
+    },
+  })
+}
+
+function prepare(event: OutboxEvent, config: Required<OutboxOptions>, field: string): OutboxRow {
+  const withTrace = config.traceContext ? withTraceparent(event) : event
+  return toOutboxRow(withTrace, uuidv7(), config.maxEventBytes, field)
+}
+
+/** The active span's context as a `traceparent` header, unless the event already carries one. */
+function withTraceparent(event: OutboxEvent): OutboxEvent {
+  const span = trace.getActiveSpan()
+  if (!span || event?.headers?.traceparent !== undefined) return event
+  const { traceId, spanId, traceFlags } = span.spanContext()
+  const traceparent = `00-${traceId}-${spanId}-${traceFlags.toString(16).padStart(2, '0')}`
+  return { ...event, headers: { ...event.headers, traceparent } }
+}
+
+function resolveOptions(options: OutboxOptions): Required<OutboxOptions> {
+  const config = { ...DEFAULT_OUTBOX_OPTIONS, ...stripUndefined(options) }
+  if (typeof config.table !== 'string' || !/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/.test(config.table)) {
+    throw new OutboxValidationError(
+      'options.table',
+      `is ${JSON.stringify(config.table)}`,
+      'pass a table name like "outbox" or "schema.outbox"',
+    )
+  }
+  if (!Number.isSafeInteger(config.maxEventBytes) || config.maxEventBytes <= 0) {
+    throw new OutboxValidationError(
+      'options.maxEventBytes',
+      `is ${config.maxEventBytes}`,
+      'pass a positive whole number of bytes',
+    )
+  }
+  return config
+}
+
+function stripUndefined<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>
+}
