@@ -47,6 +47,7 @@ export async function collectTopics(brokers: string[], topics: RegExp | string[]
     metadataMaxAge: 1000,
   })
   const messages: ReceivedMessage[] = []
+  if (Array.isArray(topics)) await ensureTopics(brokers, topics)
   await consumer.connect()
   await consumer.subscribe({ topics: Array.isArray(topics) ? topics : [topics], fromBeginning: true })
   await consumer.run({
@@ -67,5 +68,16 @@ export async function collectTopics(brokers: string[], topics: RegExp | string[]
       return messages
     },
     stop: () => consumer.disconnect(),
+  }
+}
+
+/** Creates the topics (4 partitions, like the broker's auto-created ones) unless they exist. */
+export async function ensureTopics(brokers: string[], topics: string[]): Promise<void> {
+  const admin = testKafka(brokers).admin()
+  await admin.connect()
+  try {
+    await admin.createTopics({ waitForLeaders: true, topics: topics.map((topic) => ({ topic, numPartitions: 4 })) })
+  } finally {
+    await admin.disconnect()
   }
 }

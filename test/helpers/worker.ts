@@ -1,0 +1,139 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { join } from 'node:path'
+import { freePort, waitUntil } from '../services/ports.js'
+import type { TestDatabase } from './database.js'
+
+const root = join(import.meta.dirname, '../..')
+
+export interface WorkerProcess {
+  child: ChildProcess
+  healthPort: number
+  /** Every line it printed (stdout and stderr), as text. */
+  output: string[]
+  exited: Promise<number | null>
+  waitForLog(pattern: RegExp, timeoutMs?: number): Promise<void>
+  kill(signal?: NodeJS.Signals): Promise<number | null>
+  metric(name: string): Promise<number | undefined>
+  ready(): Promise<boolean>
+}
+
+/**
+ * Runs the real CLI (`outbox-worker`, from the sources) as a separate process, with settings that
+ * make a test fast: short retries and status intervals, JSON logs, a free health port.
+ */
+export async function spawnWorker(env: Record<string, string>, args: string[] = []): Promise<WorkerProcess> {
+  const healthPort = await freePort()
+  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'worker/cli.ts'), ...args], {
+    cwd: root,
+    env: {
+      PATH: process.env.PATH,
+      HEALTH_PORT: String(healthPort),
+      HEALTH_HOST: '127.0.0.1',
+      LOG_FORMAT: 'json',
+      LOG_LEVEL: 'debug',
+      OUTBOX_RETRY_INITIAL_MS: '100',
+      OUTBOX_RETRY_MAX_MS: '1000',
+      OUTBOX_STATUS_INTERVAL_MS: '500',
+      OUTBOX_STANDBY_POLL_MS: '300',
+      OUTBOX_STARTUP_TIMEOUT_MS: '5000',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  const output: string[] = []
+  const collect = (chunk: Buffer) => output.push(...chunk.toString().split('\n').filter(Boolean))
+  child.stdout?.on('data', collect)
+  child.stderr?.on('data', collect)
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  const metric = async (name: string) => {
+    const text = await (await fetch(`http://127.0.0.1:${healthPort}/metrics`)).text()
+    const line = text.split('\n').find((l) => l.startsWith(`${name} `))
+    return line === undefined ? undefined : Number(line.split(' ')[1])
+  }
+  return {
+    child,
+    healthPort,
+    output,
+    exited,
+    metric,
+    async ready() {
+      return (await fetch(`http://127.0.0.1:${healthPort}/readyz`).catch(() => undefined))?.status === 200
+    },
+    async waitForLog(pattern, timeoutMs = 30_000) {
+      await waitUntil(
+        `worker log ${pattern}`,
+        async () => output.some((line) => pattern.test(line)),
+        timeoutMs,
+        50,
+      ).catch((error) => {
+        throw new Error(`${(error as Error).message}\n--- worker output ---\n${output.slice(-30).join('\n')}`)
+      })
+    },
+    async kill(signal = 'SIGKILL') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal)
+      return exited
+    },
+  }
+}
+
+export async function confirmedLsn(db: TestDatabase, slot: string): Promise<bigint> {
+  const rows = await db.query<{ lsn: string | null }>(
+    `SELECT pg_wal_lsn_diff(confirmed_flush_lsn, '0/0')::text AS lsn FROM pg_replication_slots WHERE slot_name = $1`,
+    [slot],
+  )
+  return BigInt(rows[0]?.lsn ?? '0')
+}
+
+export async function currentLsn(db: TestDatabase): Promise<bigint> {
+  const rows = await db.query<{ lsn: string }>(`SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::text AS lsn`)
+  return BigInt(rows[0]?.lsn ?? '0')
+}
+
+/** Waits until the slot has confirmed at least `lsn`. */
+export async function waitForConfirmed(db: TestDatabase, slot: string, lsn: bigint, timeoutMs = 30_000): Promise<void> {
+  await waitUntil(
+    `slot ${slot} to confirm past ${lsn}`,
+    async () => (await confirmedLsn(db, slot)) >= lsn,
+    timeoutMs,
+    100,
+  )
+}
+
+/** Inserts events with raw SQL in one transaction; returns their ids in order. */
+export async function insertEvents(
+  db: TestDatabase,
+  events: {
+    aggregateType?: string
+    aggregateId: string
+    type?: string
+    payload?: unknown
+    topic?: string | null
+    headers?: Record<string, unknown> | null
+  }[],
+  options: { rollback?: boolean } = {},
+): Promise<string[]> {
+  const client = await db.pool.connect()
+  try {
+    await client.query('BEGIN')
+    const ids: string[] = []
+    for (const e of events) {
+      const { rows } = await client.query(
+        `INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, headers, topic)
+         VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, $6) RETURNING id`,
+        [
+          e.aggregateType ?? 'order',
+          e.aggregateId,
+          e.type ?? 'order.created',
+          e.payloadText ?? JSON.stringify(e.payload ?? {}),
+          e.headers ? JSON.stringify(e.headers) : null,
+          e.topic ?? null,
+        ],
+      )
+      ids.push(rows[0].id)
+    }
+    await client.query(options.rollback ? 'ROLLBACK' : 'COMMIT')
+    return ids
+  } finally {
+    client.release()
+  }
+}

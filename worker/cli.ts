@@ -1,0 +1,167 @@
+#!/usr/bin/env node
+/**
+ * `outbox-worker`: run the relay (default), `init` an app, or print `status`.
+ * Flags win over environment variables; `--help` lists both with their defaults.
+ */
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { OutboxError } from '../src/errors.js'
+import { packageRoot } from './assets.js'
+import { DEFAULTS, OPTIONS, resolveConfig, type WorkerConfig } from './config.js'
+import { EXIT, OutboxConfigError, OutboxPoisonEventError, OutboxSetupError } from './errors.js'
+import { initApp } from './init.js'
+import { createLogger } from './logger.js'
+import { redact } from './redact.js'
+import { formatStatus, readStatus } from './status.js'
+import { createWorker } from './worker.js'
+
+const COMMANDS = ['run', 'init', 'status', 'help'] as const
+type Command = (typeof COMMANDS)[number]
+
+function helpText(): string {
+  const rows = OPTIONS.map((o) => {
+    const def = (DEFAULTS as Record<string, unknown>)[o.key]
+    const shown = def === undefined ? '' : ` (default: ${o.key === 'retentionMs' && def === 0 ? 'off' : String(def)})`
+    const flag = o.envOnly ? '(environment only)' : `--${o.flag}`
+    return `  ${flag.padEnd(28)} ${o.env.padEnd(28)} ${o.description}${shown}`
+  })
+  return [
+    'Usage: outbox-worker [run|init|status] [options]',
+    '',
+    'Commands:',
+    '  run (default)   stream the outbox from the replication slot to Kafka',
+    '  init            add the Outbox model and migration to a Prisma app: --schema <file|dir> --migrations <dir>',
+    '  status          slot, lag, publication and confirmed LSN; --json for JSON; exit 3 when broken',
+    '',
+    'Options (flag, environment variable; flags win):',
+    ...rows,
+    '  --help, -h                   this text',
+    '  --version                    the package version',
+    '',
+    `Exit codes: ${EXIT.ok} ok, ${EXIT.failure} failure, ${EXIT.config} bad configuration, ${EXIT.setup} database or Kafka not set up / unreachable at start, ${EXIT.poison} poison event with --on-poison stop`,
+    '',
+  ].join('\n')
+}
+
+function fail(message: string, code: number): never {
+  process.stderr.write(`outbox-worker: ${redact(message)}\n`)
+  process.exit(code)
+}
+
+function parseCommandLine(argv: string[]) {
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
+    help: { type: 'boolean', short: 'h' },
+    version: { type: 'boolean' },
+    json: { type: 'boolean' },
+    schema: { type: 'string' },
+    migrations: { type: 'string' },
+  }
+  for (const o of OPTIONS) if (!o.envOnly) options[o.flag] = { type: 'string' }
+  try {
+    const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true })
+    const command = (positionals[0] ?? 'run') as Command
+    if (!COMMANDS.includes(command))
+      throw new OutboxConfigError(`unknown command "${positionals[0]}": use run, init or status`)
+    if (positionals.length > 1) throw new OutboxConfigError(`unexpected argument "${positionals[1]}"`)
+    return { command, values: values as Record<string, string | boolean | undefined> }
+  } catch (error) {
+    if (error instanceof OutboxConfigError) throw error
+    // parseArgs' own errors: unknown flag, missing value.
+    throw new OutboxConfigError(`${(error as Error).message.split('\n')[0]} (see outbox-worker --help)`)
+  }
+}
+
+/** Flags, then environment variables; parsed by each option's own parser, then validated once. */
+function configFrom(values: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv): WorkerConfig {
+  const options: Record<string, unknown> = {}
+  for (const o of OPTIONS) {
+    const fromFlag = o.envOnly ? undefined : values[o.flag]
+    const raw = typeof fromFlag === 'string' ? fromFlag : env[o.env]
+    if (raw !== undefined && raw !== '')
+      options[o.key] = o.parse(raw, typeof fromFlag === 'string' ? `--${o.flag}` : o.env)
+  }
+  return resolveConfig(options as Partial<WorkerConfig>)
+}
+
+async function run(config: WorkerConfig): Promise<never> {
+  const logger = createLogger(config.logLevel, config.logFormat)
+  const worker = createWorker({ ...config, logger })
+  let signals = 0
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++
+    if (signals > 1) {
+      logger.warn({ signal }, 'second signal: exiting at once')
+      process.exit(EXIT.failure)
+    }
+    logger.info({ signal }, 'stopping: flushing in-flight events, then confirming')
+    // The watchdog must never keep the process alive by itself.
+    setTimeout(() => {
+      logger.error({}, 'shutdown took too long: exiting')
+      process.exit(EXIT.failure)
+    }, config.shutdownTimeoutMs + 10_000).unref()
+    void worker.stop()
+  }
+  process.on('SIGTERM', onSignal)
+  process.on('SIGINT', onSignal)
+  try {
+    await worker.start()
+    await worker.done
+    process.exit(EXIT.ok)
+  } catch (error) {
+    const code =
+      error instanceof OutboxPoisonEventError
+        ? EXIT.poison
+        : error instanceof OutboxSetupError
+          ? EXIT.setup
+          : EXIT.failure
+    fail((error as Error).message, code)
+  }
+}
+
+async function main(): Promise<void> {
+  let parsed: ReturnType<typeof parseCommandLine>
+  try {
+    parsed = parseCommandLine(process.argv.slice(2))
+  } catch (error) {
+    fail((error as Error).message, EXIT.config)
+  }
+  const { command, values } = parsed
+  if (values.help || command === 'help') {
+    process.stdout.write(helpText())
+    return
+  }
+  if (values.version) {
+    const pkg = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8'))
+    process.stdout.write(`${pkg.version}\n`)
+    return
+  }
+  try {
+    if (command === 'init') {
+      const result = initApp({
+        schema: values.schema as string | undefined,
+        migrations: values.migrations as string | undefined,
+      })
+      process.stdout.write(`${result.messages.join('\n')}\n`)
+      return
+    }
+    const config = configFrom(values, process.env)
+    if (command === 'status') {
+      const report = await readStatus(config).catch((error: Error) => {
+        throw new OutboxSetupError(`cannot read status from PostgreSQL: ${error.message}`, {
+          code: 'OUTBOX_UNREACHABLE',
+        })
+      })
+      process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report))
+      process.exit(report.healthy ? EXIT.ok : EXIT.setup)
+    }
+    await run(config)
+  } catch (error) {
+    if (error instanceof OutboxConfigError) fail(error.message, EXIT.config)
+    if (error instanceof OutboxSetupError) fail(error.message, EXIT.setup)
+    if (error instanceof OutboxError) fail(error.message, EXIT.failure)
+    fail((error as Error).message ?? String(error), EXIT.failure)
+  }
+}
+
+await main()

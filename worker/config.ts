@@ -1,0 +1,400 @@
+import { topicNameProblem } from '../src/topic.js'
+import { OutboxConfigError } from './errors.js'
+
+/** Every worker option, resolved and validated. Built once by resolveConfig and used everywhere after. */
+export interface WorkerConfig {
+  databaseUrl: string
+  kafkaBrokers: string[]
+  slot: string
+  publication: string
+  /** `outbox` or `schema.outbox`. */
+  table: string
+  topicTemplate: string
+  onPoison: 'dlq' | 'stop'
+  dlqTopicTemplate: string
+  kafkaClientId: string
+  kafkaSsl: boolean
+  kafkaSslCaFile: string | undefined
+  kafkaSaslMechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512' | undefined
+  kafkaSaslUsername: string | undefined
+  kafkaSaslPassword: string | undefined
+  maxMessageBytes: number
+  batchSize: number
+  bufferEvents: number
+  bufferBytes: number
+  statusIntervalMs: number
+  standbyPollMs: number
+  startupTimeoutMs: number
+  shutdownTimeoutMs: number
+  retryInitialMs: number
+  retryMaxMs: number
+  healthPort: number
+  healthHost: string
+  logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'
+  logFormat: 'auto' | 'json' | 'pretty'
+  /** Delete outbox rows older than this many ms; 0 = never. */
+  retentionMs: number
+}
+
+/** Options of createWorker(): any subset; the rest come from DEFAULTS. */
+export type WorkerOptions = Partial<WorkerConfig> &
+  Pick<WorkerConfig, 'databaseUrl'> & { kafkaBrokers: string[] | string }
+
+type Key = keyof WorkerConfig
+interface OptionSpec {
+  key: Key
+  flag: string
+  env: string
+  description: string
+  /** Secrets are read from the environment only: flags show up in `ps`. */
+  envOnly?: boolean
+  /** Parses the text of a flag or variable. */
+  parse: (text: string, name: string) => unknown
+}
+
+/** The defaults, in one place. Documented in --help and the README's configuration table. */
+export const DEFAULTS: Omit<WorkerConfig, 'databaseUrl' | 'kafkaBrokers'> = {
+  slot: 'prisma_outbox',
+  publication: 'prisma_outbox',
+  table: 'outbox',
+  topicTemplate: '{aggregateType}',
+  onPoison: 'dlq',
+  dlqTopicTemplate: '{topic}.dlq',
+  kafkaClientId: 'prisma-outbox',
+  kafkaSsl: false,
+  kafkaSslCaFile: undefined,
+  kafkaSaslMechanism: undefined,
+  kafkaSaslUsername: undefined,
+  kafkaSaslPassword: undefined,
+  maxMessageBytes: 1024 * 1024,
+  batchSize: 1000,
+  bufferEvents: 20_000,
+  bufferBytes: 64 * 1024 * 1024,
+  statusIntervalMs: 10_000,
+  standbyPollMs: 2_000,
+  startupTimeoutMs: 30_000,
+  shutdownTimeoutMs: 15_000,
+  retryInitialMs: 200,
+  retryMaxMs: 30_000,
+  healthPort: 9464,
+  healthHost: '0.0.0.0',
+  logLevel: 'info',
+  logFormat: 'auto',
+  retentionMs: 0,
+}
+
+const text = (t: string) => t
+const int = (t: string, name: string) => {
+  if (!/^\d+$/.test(t.trim())) throw new OutboxConfigError(`${name} must be a whole number, got "${t}"`)
+  return Number(t)
+}
+const bool = (t: string, name: string) => {
+  if (/^(1|true|yes|on)$/i.test(t)) return true
+  if (/^(0|false|no|off|)$/i.test(t)) return false
+  throw new OutboxConfigError(`${name} must be true or false, got "${t}"`)
+}
+const list = (t: string) =>
+  t
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+
+export const OPTIONS: OptionSpec[] = [
+  {
+    key: 'databaseUrl',
+    flag: 'database-url',
+    env: 'DATABASE_URL',
+    parse: text,
+    description: 'PostgreSQL URL; the role needs REPLICATION (required)',
+  },
+  {
+    key: 'kafkaBrokers',
+    flag: 'kafka-brokers',
+    env: 'KAFKA_BROKERS',
+    parse: list,
+    description: 'Kafka bootstrap brokers, comma-separated host:port (required)',
+  },
+  { key: 'slot', flag: 'slot', env: 'OUTBOX_SLOT', parse: text, description: 'replication slot (created if missing)' },
+  {
+    key: 'publication',
+    flag: 'publication',
+    env: 'OUTBOX_PUBLICATION',
+    parse: text,
+    description: 'publication the migration created',
+  },
+  {
+    key: 'table',
+    flag: 'table',
+    env: 'OUTBOX_TABLE',
+    parse: text,
+    description: 'outbox table, optionally schema.table',
+  },
+  {
+    key: 'topicTemplate',
+    flag: 'topic',
+    env: 'OUTBOX_TOPIC',
+    parse: text,
+    description: 'topic for events without one; {aggregateType} and {type} are replaced',
+  },
+  {
+    key: 'onPoison',
+    flag: 'on-poison',
+    env: 'OUTBOX_ON_POISON',
+    parse: text,
+    description: 'event Kafka will never accept: dlq (dead-letter topic) or stop (exit 4)',
+  },
+  {
+    key: 'dlqTopicTemplate',
+    flag: 'dlq-topic',
+    env: 'OUTBOX_DLQ_TOPIC',
+    parse: text,
+    description: 'dead-letter topic; {topic} is the original topic',
+  },
+  {
+    key: 'kafkaClientId',
+    flag: 'kafka-client-id',
+    env: 'KAFKA_CLIENT_ID',
+    parse: text,
+    description: 'Kafka client id',
+  },
+  { key: 'kafkaSsl', flag: 'kafka-ssl', env: 'KAFKA_SSL', parse: bool, description: 'connect to Kafka with TLS' },
+  {
+    key: 'kafkaSslCaFile',
+    flag: 'kafka-ssl-ca',
+    env: 'KAFKA_SSL_CA',
+    parse: text,
+    description: 'PEM file of CA certificates for Kafka TLS',
+  },
+  {
+    key: 'kafkaSaslMechanism',
+    flag: 'kafka-sasl-mechanism',
+    env: 'KAFKA_SASL_MECHANISM',
+    parse: text,
+    description: 'plain, scram-sha-256 or scram-sha-512',
+  },
+  {
+    key: 'kafkaSaslUsername',
+    flag: 'kafka-sasl-username',
+    env: 'KAFKA_SASL_USERNAME',
+    parse: text,
+    description: 'SASL user name',
+  },
+  {
+    key: 'kafkaSaslPassword',
+    flag: 'kafka-sasl-password',
+    env: 'KAFKA_SASL_PASSWORD',
+    parse: text,
+    envOnly: true,
+    description: 'SASL password (environment only)',
+  },
+  {
+    key: 'maxMessageBytes',
+    flag: 'max-message-bytes',
+    env: 'OUTBOX_MAX_MESSAGE_BYTES',
+    parse: int,
+    description: "largest record sent; larger ones are poison (Kafka's default limit)",
+  },
+  {
+    key: 'batchSize',
+    flag: 'batch-size',
+    env: 'OUTBOX_BATCH_SIZE',
+    parse: int,
+    description: 'most records per Kafka request',
+  },
+  {
+    key: 'bufferEvents',
+    flag: 'buffer-events',
+    env: 'OUTBOX_BUFFER_EVENTS',
+    parse: int,
+    description: 'unacknowledged events held before reading pauses',
+  },
+  {
+    key: 'bufferBytes',
+    flag: 'buffer-bytes',
+    env: 'OUTBOX_BUFFER_BYTES',
+    parse: int,
+    description: 'unacknowledged bytes held before reading pauses',
+  },
+  {
+    key: 'statusIntervalMs',
+    flag: 'status-interval-ms',
+    env: 'OUTBOX_STATUS_INTERVAL_MS',
+    parse: int,
+    description: 'status updates to PostgreSQL at least this often; keep below wal_sender_timeout',
+  },
+  {
+    key: 'standbyPollMs',
+    flag: 'standby-poll-ms',
+    env: 'OUTBOX_STANDBY_POLL_MS',
+    parse: int,
+    description: 'how often a standby checks whether the slot is free',
+  },
+  {
+    key: 'startupTimeoutMs',
+    flag: 'startup-timeout-ms',
+    env: 'OUTBOX_STARTUP_TIMEOUT_MS',
+    parse: int,
+    description: 'give up (exit 3) if PostgreSQL or Kafka cannot be reached at start for this long',
+  },
+  {
+    key: 'shutdownTimeoutMs',
+    flag: 'shutdown-timeout-ms',
+    env: 'OUTBOX_SHUTDOWN_TIMEOUT_MS',
+    parse: int,
+    description: 'on SIGTERM, time allowed to flush in-flight events',
+  },
+  {
+    key: 'retryInitialMs',
+    flag: 'retry-initial-ms',
+    env: 'OUTBOX_RETRY_INITIAL_MS',
+    parse: int,
+    description: 'first retry delay after a Kafka or PostgreSQL error',
+  },
+  {
+    key: 'retryMaxMs',
+    flag: 'retry-max-ms',
+    env: 'OUTBOX_RETRY_MAX_MS',
+    parse: int,
+    description: 'retry delay cap (exponential backoff with jitter)',
+  },
+  {
+    key: 'healthPort',
+    flag: 'health-port',
+    env: 'HEALTH_PORT',
+    parse: int,
+    description: 'port of /healthz, /readyz and /metrics; 0 turns it off',
+  },
+  {
+    key: 'healthHost',
+    flag: 'health-host',
+    env: 'HEALTH_HOST',
+    parse: text,
+    description: 'address the health server listens on',
+  },
+  {
+    key: 'logLevel',
+    flag: 'log-level',
+    env: 'LOG_LEVEL',
+    parse: text,
+    description: 'trace, debug, info, warn, error, fatal or silent',
+  },
+  {
+    key: 'logFormat',
+    flag: 'log-format',
+    env: 'LOG_FORMAT',
+    parse: text,
+    description: 'json, pretty, or auto (pretty on a terminal)',
+  },
+  {
+    key: 'retentionMs',
+    flag: 'retention',
+    env: 'OUTBOX_RETENTION',
+    parse: parseDuration,
+    description: 'delete rows older than this, e.g. 7d, 12h, 30m; 0 = keep',
+  },
+]
+
+/** `7d`, `12h`, `30m`, `45s`, `500ms` or a plain number of ms. */
+export function parseDuration(t: string, name: string): number {
+  const match = /^(\d+)(ms|s|m|h|d)?$/.exec(t.trim())
+  if (!match) throw new OutboxConfigError(`${name} must be a duration like 7d, 12h, 30m or 45s, got "${t}"`)
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(match[2] ?? 'ms') as 'ms']
+  return Number(match[1]) * unit
+}
+
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/
+const TEMPLATE_FIELDS = new Set(['aggregateType', 'type', 'topic'])
+
+/** Merges options over DEFAULTS and validates everything once; throws OutboxConfigError naming the fix. */
+export function resolveConfig(options: Partial<WorkerConfig> & { kafkaBrokers?: string[] | string }): WorkerConfig {
+  const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined))
+  const config = { ...DEFAULTS, ...defined } as WorkerConfig
+  if (typeof config.kafkaBrokers === 'string') config.kafkaBrokers = list(config.kafkaBrokers)
+
+  if (!config.databaseUrl)
+    throw new OutboxConfigError('DATABASE_URL is not set: pass --database-url or set DATABASE_URL')
+  let url: URL
+  try {
+    url = new URL(config.databaseUrl)
+  } catch {
+    throw new OutboxConfigError('DATABASE_URL is not a valid URL: use postgresql://user:password@host:5432/database')
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
+    throw new OutboxConfigError(`DATABASE_URL must start with postgresql://, not ${url.protocol}//`)
+  }
+  if (!config.kafkaBrokers || config.kafkaBrokers.length === 0) {
+    throw new OutboxConfigError(
+      'KAFKA_BROKERS is not set: pass --kafka-brokers host:9092[,host2:9092] or set KAFKA_BROKERS',
+    )
+  }
+  for (const broker of config.kafkaBrokers) {
+    if (!/^[^\s:/]+:\d{1,5}$/.test(broker))
+      throw new OutboxConfigError(`KAFKA_BROKERS has "${broker}": use host:port, comma-separated`)
+  }
+  for (const [name, value] of [
+    ['OUTBOX_SLOT', config.slot],
+    ['OUTBOX_PUBLICATION', config.publication],
+  ] as const) {
+    if (!IDENTIFIER.test(value))
+      throw new OutboxConfigError(`${name} "${value}" must be a plain identifier (letters, digits, _)`)
+  }
+  if (!/^[a-z0-9_]{1,63}$/.test(config.slot)) {
+    throw new OutboxConfigError(
+      `OUTBOX_SLOT "${config.slot}": PostgreSQL slot names use lower-case letters, digits and _ only`,
+    )
+  }
+  if (!config.table.split('.').every((part) => IDENTIFIER.test(part)) || config.table.split('.').length > 2) {
+    throw new OutboxConfigError(`OUTBOX_TABLE "${config.table}" must be a table name like outbox or schema.outbox`)
+  }
+  checkTemplate('OUTBOX_TOPIC', config.topicTemplate, { aggregateType: 'x', type: 'x' })
+  checkTemplate('OUTBOX_DLQ_TOPIC', config.dlqTopicTemplate, { topic: 'x' })
+  oneOf('OUTBOX_ON_POISON', config.onPoison, ['dlq', 'stop'])
+  oneOf('LOG_LEVEL', config.logLevel, ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'])
+  oneOf('LOG_FORMAT', config.logFormat, ['auto', 'json', 'pretty'])
+  if (config.kafkaSaslMechanism !== undefined) {
+    oneOf('KAFKA_SASL_MECHANISM', config.kafkaSaslMechanism, ['plain', 'scram-sha-256', 'scram-sha-512'])
+    if (!config.kafkaSaslUsername || !config.kafkaSaslPassword) {
+      throw new OutboxConfigError('KAFKA_SASL_MECHANISM is set: also set KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD')
+    }
+  }
+  for (const key of [
+    'maxMessageBytes',
+    'batchSize',
+    'bufferEvents',
+    'bufferBytes',
+    'statusIntervalMs',
+    'retryInitialMs',
+    'retryMaxMs',
+  ] as const) {
+    if (!Number.isSafeInteger(config[key]) || config[key] <= 0)
+      throw new OutboxConfigError(`${key} must be a positive whole number`)
+  }
+  if (!Number.isInteger(config.healthPort) || config.healthPort < 0 || config.healthPort > 65535) {
+    throw new OutboxConfigError(`HEALTH_PORT must be 0 (off) or a port number, got ${config.healthPort}`)
+  }
+  return config
+}
+
+function oneOf(name: string, value: string, allowed: string[]): void {
+  if (!allowed.includes(value))
+    throw new OutboxConfigError(`${name} must be one of ${allowed.join(', ')}; got "${value}"`)
+}
+
+/** A template is valid when it only names known fields and yields a legal topic for plain values. */
+function checkTemplate(name: string, template: string, sample: Record<string, string>): void {
+  for (const [, field] of template.matchAll(/\{([^}]*)\}/g)) {
+    if (!TEMPLATE_FIELDS.has(field as string) || !((field as string) in sample)) {
+      throw new OutboxConfigError(
+        `${name} "${template}" uses {${field}}; allowed: ${Object.keys(sample)
+          .map((f) => `{${f}}`)
+          .join(', ')}`,
+      )
+    }
+  }
+  const problem = topicNameProblem(applyTemplate(template, sample))
+  if (problem) throw new OutboxConfigError(`${name} "${template}" does not make a valid Kafka topic: it ${problem}`)
+}
+
+export function applyTemplate(template: string, values: Record<string, string>): string {
+  return template.replace(/\{(\w+)\}/g, (_, field: string) => values[field] ?? '')
+}

@@ -1,0 +1,43 @@
+import { createServer, type Server } from 'node:http'
+import type { Logger } from './logger.js'
+import type { Metrics } from './metrics.js'
+
+/**
+ * `/healthz`: the process is alive. `/readyz`: this worker streams the slot and Kafka accepts
+ * its sends (a standby is alive but not ready). `/metrics`: Prometheus text.
+ */
+export async function startHealthServer(options: {
+  host: string
+  port: number
+  metrics: Metrics
+  isReady: () => boolean
+  logger: Logger
+}): Promise<{ port: number; close(): Promise<void> }> {
+  const server: Server = createServer((request, response) => {
+    const path = (request.url ?? '/').split('?')[0]
+    if (path === '/healthz') {
+      response.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n')
+    } else if (path === '/readyz') {
+      const ready = options.isReady()
+      response.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : 'not ready\n')
+    } else if (path === '/metrics') {
+      options.metrics.registry.metrics().then(
+        (text) => response.writeHead(200, { 'content-type': options.metrics.registry.contentType }).end(text),
+        (error: Error) => response.writeHead(500).end(error.message),
+      )
+    } else {
+      response.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz, /readyz or /metrics\n')
+    }
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(options.port, options.host, () => resolve())
+  })
+  const address = server.address()
+  const port = typeof address === 'object' && address ? address.port : options.port
+  options.logger.info({ port }, 'health server listening: /healthz /readyz /metrics')
+  return {
+    port,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  }
+}

@@ -1,0 +1,60 @@
+import { pino } from 'pino'
+import pretty from 'pino-pretty'
+import { redact } from './redact.js'
+
+/**
+ * The logging surface the worker uses. Any logger with these methods can be injected (pino,
+ * a test spy); `child` adds bound fields such as the component name.
+ */
+export interface Logger {
+  debug(fields: object, message: string): void
+  info(fields: object, message: string): void
+  warn(fields: object, message: string): void
+  error(fields: object, message: string): void
+  child(fields: object): Logger
+}
+
+/**
+ * The CLI's logger: JSON lines on stdout, or readable lines when stdout is a terminal (or
+ * LOG_FORMAT=pretty). Every line passes through redact(), so a password inside an error
+ * message from a driver never reaches the log.
+ */
+export function createLogger(level: string, format: 'auto' | 'json' | 'pretty'): Logger {
+  const usePretty = format === 'pretty' || (format === 'auto' && process.stdout.isTTY === true)
+  const destination = usePretty
+    ? pretty({
+        colorize: process.stdout.isTTY === true,
+        translateTime: 'SYS:HH:MM:ss.l',
+        ignore: 'pid,hostname',
+        sync: true,
+      })
+    : pino.destination({ dest: 1, sync: true })
+  const redacting = {
+    write(line: string) {
+      destination.write(redact(line))
+    },
+  }
+  return pino({ level, base: { name: 'outbox-worker' }, timestamp: pino.stdTimeFunctions.isoTime }, redacting)
+}
+
+/** Serializes an error for a log line: message, code, and its cause chain, without stack noise. */
+export function errorFields(error: unknown): Record<string, unknown> {
+  if (!(error instanceof Error)) return { error: String(error) }
+  const fields: Record<string, unknown> = { error: error.message, errorName: error.name }
+  const code = (error as { code?: unknown }).code
+  if (code !== undefined) fields.code = code
+  const cause = (error as { cause?: unknown }).cause
+  if (cause instanceof Error && cause.message !== error.message) fields.cause = cause.message
+  return fields
+}
+
+/** A logger that drops everything: the default for the programmatic API when none is given. */
+export const silentLogger: Logger = {
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+  child() {
+    return silentLogger
+  },
+}

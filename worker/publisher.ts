@@ -1,0 +1,147 @@
+import { readFileSync } from 'node:fs'
+import { Kafka, type KafkaConfig, logLevel, type Producer, type SASLOptions } from 'kafkajs'
+import type { WorkerConfig } from './config.js'
+import type { Logger } from './logger.js'
+import type { KafkaRecord } from './records.js'
+
+/**
+ * What the relay needs from a Kafka client, so the client can be swapped (or faked in tests):
+ * `send` resolves only when Kafka has acknowledged every record (acks from all in-sync replicas)
+ * and rejects otherwise; see classifyPublishError for what a rejection means.
+ */
+export interface Publisher {
+  connect(): Promise<void>
+  send(records: KafkaRecord[]): Promise<void>
+  disconnect(): Promise<void>
+}
+
+export type PublishErrorKind = 'retriable' | 'poison' | 'fatal'
+
+/** Kafka error types that one record causes and that retrying cannot fix. */
+const POISON_TYPES = new Set([
+  'MESSAGE_TOO_LARGE',
+  'RECORD_LIST_TOO_LARGE',
+  'INVALID_TOPIC_EXCEPTION',
+  'INVALID_RECORD',
+])
+/** Configuration problems no retry will fix: the worker stops and says so. */
+const FATAL_TYPES = new Set([
+  'TOPIC_AUTHORIZATION_FAILED',
+  'CLUSTER_AUTHORIZATION_FAILED',
+  'SASL_AUTHENTICATION_FAILED',
+  'UNSUPPORTED_SASL_MECHANISM',
+])
+
+/**
+ * Reads the Kafka error type anywhere in the cause chain (kafkajs wraps protocol errors in
+ * retry errors). Branches on Kafka's error types, never on message text; anything unknown is
+ * treated as retriable, because giving up would mean stopping, not dropping.
+ */
+export function classifyPublishError(error: unknown): { kind: PublishErrorKind; type: string | undefined } {
+  const seen = new Set<unknown>()
+  let current: unknown = error
+  while (current && typeof current === 'object' && !seen.has(current)) {
+    seen.add(current)
+    const type = (current as { type?: unknown }).type
+    if (typeof type === 'string') {
+      if (POISON_TYPES.has(type)) return { kind: 'poison', type }
+      if (FATAL_TYPES.has(type)) return { kind: 'fatal', type }
+    }
+    current =
+      (current as { cause?: unknown; originalError?: unknown }).cause ??
+      (current as { originalError?: unknown }).originalError
+  }
+  return { kind: 'retriable', type: undefined }
+}
+
+export function kafkaClientConfig(config: WorkerConfig, logger: Logger): KafkaConfig {
+  const kafkaLogger = logger.child({ component: 'kafkajs' })
+  let sasl: SASLOptions | undefined
+  if (config.kafkaSaslMechanism) {
+    sasl = {
+      mechanism: config.kafkaSaslMechanism,
+      username: config.kafkaSaslUsername ?? '',
+      password: config.kafkaSaslPassword ?? '',
+    } as SASLOptions
+  }
+  return {
+    clientId: config.kafkaClientId,
+    brokers: config.kafkaBrokers,
+    ssl: config.kafkaSsl
+      ? config.kafkaSslCaFile
+        ? { ca: [readFileSync(config.kafkaSslCaFile, 'utf8')] }
+        : true
+      : undefined,
+    sasl,
+    connectionTimeout: 3000,
+    requestTimeout: 30_000,
+    // Retries inside kafkajs stay short: the relay's own loop retries forever with backoff
+    // and a fresh producer, and logs each failure once.
+    retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 1000 },
+    // kafkajs logs every failed connection attempt; the relay reports outages itself.
+    logLevel: logLevel.WARN,
+    logCreator:
+      () =>
+      ({ level, log }) => {
+        const { message, ...extra } = log
+        if (level <= logLevel.WARN) kafkaLogger.debug(extra, message)
+      },
+  }
+}
+
+/**
+ * The kafkajs publisher: an idempotent producer with acks=all and one request in flight, so
+ * records of one partition are written in the order given. After any failed send the producer is
+ * dropped and the next send builds a new one: a clean producer id and sequence numbers instead of
+ * state half-broken by an outage.
+ */
+export function createKafkaPublisher(config: WorkerConfig, logger: Logger): Publisher {
+  const kafka = new Kafka(kafkaClientConfig(config, logger))
+  let producer: Producer | undefined
+
+  const connected = async (): Promise<Producer> => {
+    if (producer) return producer
+    const fresh = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: true })
+    await fresh.connect()
+    producer = fresh
+    return fresh
+  }
+  const drop = async () => {
+    const old = producer
+    producer = undefined
+    await old?.disconnect().catch(() => {})
+  }
+
+  return {
+    async connect() {
+      try {
+        await connected()
+      } catch (error) {
+        await drop()
+        throw error
+      }
+    },
+    async send(records) {
+      const byTopic = new Map<string, KafkaRecord[]>()
+      for (const record of records) {
+        const list = byTopic.get(record.topic)
+        if (list) list.push(record)
+        else byTopic.set(record.topic, [record])
+      }
+      try {
+        const p = await connected()
+        await p.sendBatch({
+          acks: -1,
+          topicMessages: [...byTopic].map(([topic, list]) => ({
+            topic,
+            messages: list.map((r) => ({ key: r.key, value: r.value, headers: r.headers, timestamp: r.timestamp })),
+          })),
+        })
+      } catch (error) {
+        await drop()
+        throw error
+      }
+    },
+    disconnect: drop,
+  }
+}

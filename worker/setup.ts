@@ -1,0 +1,135 @@
+import type pg from 'pg'
+import { quoteIdent } from '../src/sql.js'
+import { OutboxSetupError } from './errors.js'
+import { type Lsn, parseLsn } from './lsn.js'
+
+/** SQLSTATEs the worker branches on (never on message text). */
+export const SQLSTATE = {
+  duplicateObject: '42710',
+  insufficientPrivilege: '42501',
+  objectInUse: '55006',
+  undefinedObject: '42704',
+} as const
+
+export function sqlState(error: unknown): string | undefined {
+  const code = (error as { code?: unknown })?.code
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined
+}
+
+export interface SlotInfo {
+  exists: boolean
+  active: boolean
+  activePid: number | null
+  plugin: string | null
+  confirmedFlushLsn: Lsn | null
+  /** Bytes of WAL between the slot's confirmed position and the server's current position. */
+  lagBytes: number | null
+  walStatus: string | null
+}
+
+export async function slotInfo(client: pg.Client, slot: string): Promise<SlotInfo> {
+  const { rows } = await client.query(
+    `SELECT active, active_pid, plugin, confirmed_flush_lsn::text AS confirmed,
+            pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::float8 AS lag, wal_status
+       FROM pg_replication_slots WHERE slot_name = $1`,
+    [slot],
+  )
+  const row = rows[0]
+  if (!row)
+    return {
+      exists: false,
+      active: false,
+      activePid: null,
+      plugin: null,
+      confirmedFlushLsn: null,
+      lagBytes: null,
+      walStatus: null,
+    }
+  return {
+    exists: true,
+    active: row.active,
+    activePid: row.active_pid,
+    plugin: row.plugin,
+    confirmedFlushLsn: row.confirmed ? parseLsn(row.confirmed) : null,
+    lagBytes: row.lag === null ? null : Number(row.lag),
+    walStatus: row.wal_status,
+  }
+}
+
+/**
+ * Everything the stream needs from the server, checked before streaming so each problem gets
+ * its own message and fix instead of a replication error: version, wal_level, the REPLICATION
+ * attribute, the publication and its table. Creates the slot when it is missing.
+ */
+export async function prepareDatabase(
+  client: pg.Client,
+  options: { slot: string; publication: string; table: string },
+): Promise<{ slotCreated: boolean }> {
+  const { rows } = await client.query(
+    `SELECT current_setting('server_version_num')::int AS version, current_setting('server_version') AS version_text,
+            current_setting('wal_level') AS wal_level,
+            (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user) AS can_replicate`,
+  )
+  const server = rows[0]
+  if (server.version < 140000) {
+    throw new OutboxSetupError(`PostgreSQL ${server.version_text} is too old: the worker needs 14 or newer`, {
+      code: 'OUTBOX_SERVER_VERSION',
+    })
+  }
+  if (server.wal_level !== 'logical') {
+    throw new OutboxSetupError(
+      `wal_level is "${server.wal_level}", logical replication needs "logical": run ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL`,
+      { code: 'OUTBOX_WAL_LEVEL' },
+    )
+  }
+  if (!server.can_replicate) {
+    throw new OutboxSetupError(
+      'the database role lacks the REPLICATION attribute: run ALTER ROLE <worker role> WITH REPLICATION (see the README for a least-privilege role)',
+      { code: 'OUTBOX_NO_REPLICATION_ROLE' },
+    )
+  }
+  const [schema, table] = splitTable(options.table)
+  const publication = await client.query(
+    `SELECT p.pubinsert,
+            EXISTS (SELECT 1 FROM pg_publication_tables t WHERE t.pubname = p.pubname AND t.schemaname = $2 AND t.tablename = $3) AS has_table
+       FROM pg_publication p WHERE p.pubname = $1`,
+    [options.publication, schema, table],
+  )
+  const pub = publication.rows[0]
+  if (!pub) {
+    throw new OutboxSetupError(
+      `publication "${options.publication}" does not exist: apply the outbox migration (npx outbox-worker init, then prisma migrate deploy) or set OUTBOX_PUBLICATION`,
+      { code: 'OUTBOX_NO_PUBLICATION' },
+    )
+  }
+  if (!pub.has_table || !pub.pubinsert) {
+    throw new OutboxSetupError(
+      `publication "${options.publication}" does not publish inserts into ${schema}.${table}: ` +
+        `run ALTER PUBLICATION ${quoteIdent(options.publication)} ADD TABLE ${quoteIdent(schema)}.${quoteIdent(table)}, or check OUTBOX_TABLE`,
+      { code: 'OUTBOX_PUBLICATION_TABLE' },
+    )
+  }
+  const slot = await slotInfo(client, options.slot)
+  if (slot.exists && slot.plugin !== 'pgoutput') {
+    throw new OutboxSetupError(
+      `replication slot "${options.slot}" uses the ${slot.plugin} plugin, not pgoutput: choose another OUTBOX_SLOT`,
+      {
+        code: 'OUTBOX_SLOT_PLUGIN',
+      },
+    )
+  }
+  if (slot.exists) return { slotCreated: false }
+  try {
+    await client.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [options.slot])
+    return { slotCreated: true }
+  } catch (error) {
+    // Another worker created it between our check and our create: that is fine.
+    if (sqlState(error) === SQLSTATE.duplicateObject) return { slotCreated: false }
+    throw error
+  }
+}
+
+export function splitTable(table: string): [schema: string, table: string] {
+  const parts = table.split('.')
+  return parts.length === 2 ? [parts[0] as string, parts[1] as string] : ['public', parts[0] as string]
+}

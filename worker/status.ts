@@ -1,0 +1,88 @@
+import pg from 'pg'
+import type { WorkerConfig } from './config.js'
+import { formatLsn } from './lsn.js'
+import { slotInfo, splitTable } from './setup.js'
+
+export interface StatusReport {
+  healthy: boolean
+  problems: string[]
+  serverVersion: string
+  walLevel: string
+  currentLsn: string
+  publication: { name: string; exists: boolean; tables: string[] }
+  slot: {
+    name: string
+    exists: boolean
+    active: boolean
+    activePid: number | null
+    confirmedLsn: string | null
+    lagBytes: number | null
+    walStatus: string | null
+  }
+}
+
+/** `outbox-worker status`: what an operator checks first. `healthy` is false when the setup cannot deliver. */
+export async function readStatus(
+  config: Pick<WorkerConfig, 'databaseUrl' | 'slot' | 'publication' | 'table'>,
+): Promise<StatusReport> {
+  const client = new pg.Client({ connectionString: config.databaseUrl, connectionTimeoutMillis: 5000 })
+  client.on('error', () => {})
+  await client.connect()
+  try {
+    const server = (
+      await client.query(
+        `SELECT current_setting('server_version') AS version, current_setting('wal_level') AS wal_level, pg_current_wal_lsn()::text AS lsn`,
+      )
+    ).rows[0]
+    const pub = await client.query(
+      `SELECT p.pubname, array_remove(array_agg(t.schemaname || '.' || t.tablename), NULL) AS tables
+         FROM pg_publication p LEFT JOIN pg_publication_tables t ON t.pubname = p.pubname
+        WHERE p.pubname = $1 GROUP BY p.pubname`,
+      [config.publication],
+    )
+    const slot = await slotInfo(client, config.slot)
+    const tables: string[] = pub.rows[0]?.tables ?? []
+    const problems: string[] = []
+    if (server.wal_level !== 'logical')
+      problems.push(`wal_level is ${server.wal_level}: set wal_level = logical and restart PostgreSQL`)
+    if (!pub.rows[0]) problems.push(`publication ${config.publication} is missing: apply the outbox migration`)
+    else if (!tables.includes(splitTable(config.table).join('.')))
+      problems.push(`publication ${config.publication} does not include ${config.table}`)
+    if (!slot.exists)
+      problems.push(
+        `slot ${config.slot} does not exist: events committed now are not streamed; start the worker to create it`,
+      )
+    return {
+      healthy: problems.length === 0,
+      problems,
+      serverVersion: server.version,
+      walLevel: server.wal_level,
+      currentLsn: server.lsn,
+      publication: { name: config.publication, exists: Boolean(pub.rows[0]), tables },
+      slot: {
+        name: config.slot,
+        exists: slot.exists,
+        active: slot.active,
+        activePid: slot.activePid,
+        confirmedLsn: slot.confirmedFlushLsn === null ? null : formatLsn(slot.confirmedFlushLsn),
+        lagBytes: slot.lagBytes,
+        walStatus: slot.walStatus,
+      },
+    }
+  } finally {
+    await client.end().catch(() => {})
+  }
+}
+
+export function formatStatus(report: StatusReport): string {
+  const s = report.slot
+  const lines = [
+    `PostgreSQL   ${report.serverVersion}, wal_level=${report.walLevel}, current LSN ${report.currentLsn}`,
+    `publication  ${report.publication.name}: ${report.publication.exists ? report.publication.tables.join(', ') || '(no tables)' : 'missing'}`,
+    s.exists
+      ? `slot         ${s.name}: ${s.active ? `active (pid ${s.activePid})` : 'inactive (no worker streaming)'}, confirmed ${s.confirmedLsn}, lag ${s.lagBytes ?? '?'} bytes, wal_status ${s.walStatus}`
+      : `slot         ${s.name}: missing`,
+    report.healthy ? 'status       ok' : `status       BROKEN\n${report.problems.map((p) => `  - ${p}`).join('\n')}`,
+  ]
+  return `${lines.join('\n')}\n`
+}

@@ -1,0 +1,302 @@
+import { EventEmitter } from 'node:events'
+import { setTimeout as sleep } from 'node:timers/promises'
+import pg from 'pg'
+import { resolveConfig, type WorkerConfig, type WorkerOptions } from './config.js'
+import { OutboxSetupError } from './errors.js'
+import { startHealthServer } from './http.js'
+import { errorFields, type Logger, silentLogger } from './logger.js'
+import { createMetrics, type Metrics } from './metrics.js'
+import { createKafkaPublisher, type Publisher } from './publisher.js'
+import { redact } from './redact.js'
+import { deleteExpiredRows } from './retention.js'
+import { ReplicationSession } from './session.js'
+import { prepareDatabase, slotInfo } from './setup.js'
+
+export type WorkerState =
+  | 'idle'
+  | 'starting'
+  | 'standby'
+  | 'streaming'
+  | 'reconnecting'
+  | 'stopping'
+  | 'stopped'
+  | 'failed'
+
+export interface CreateWorkerOptions extends WorkerOptions {
+  /** Where logs go; default: nowhere (the CLI passes its pino logger). */
+  logger?: Logger
+  /** Replaces the kafkajs publisher, e.g. with another Kafka client. */
+  publisher?: Publisher
+}
+
+/**
+ * Events: `streaming` (this worker holds the slot), `standby` (another worker holds it),
+ * `published` (count), `confirmed` (LSN text), `deadLettered` ({ id, topic, reason }),
+ * `reconnecting` (error), `stopped`.
+ */
+export interface OutboxWorker extends EventEmitter {
+  readonly config: WorkerConfig
+  readonly metrics: Metrics
+  readonly state: WorkerState
+  /** Port of the health server, when it runs. */
+  readonly healthPort: number | undefined
+  /** Resolves once the database and Kafka are reachable and set up, and streaming is under way. */
+  start(): Promise<void>
+  /** Graceful stop: flush in-flight events, confirm, close. Idempotent. */
+  stop(): Promise<void>
+  /** Settles when the worker ends: resolves after stop(), rejects on a fatal error. */
+  readonly done: Promise<void>
+  /** Streaming the slot and the last Kafka send succeeded. */
+  isReady(): boolean
+  [Symbol.asyncDispose](): Promise<void>
+}
+
+export function createWorker(options: CreateWorkerOptions): OutboxWorker {
+  const { logger: injected, publisher: injectedPublisher, ...rest } = options
+  return new Worker(resolveConfig(rest), injected ?? silentLogger, injectedPublisher)
+}
+
+class Worker extends EventEmitter implements OutboxWorker {
+  readonly metrics = createMetrics()
+  state: WorkerState = 'idle'
+  healthPort: number | undefined
+  readonly done: Promise<void>
+  private resolveDone!: () => void
+  private rejectDone!: (error: unknown) => void
+  private starting: Promise<void> | undefined
+  private stopping: Promise<void> | undefined
+  private readonly stopController = new AbortController()
+  private session: ReplicationSession | undefined
+  private readonly publisher: Publisher
+  private readonly cleanups: (() => Promise<void>)[] = []
+
+  constructor(
+    readonly config: WorkerConfig,
+    private readonly logger: Logger,
+    publisher: Publisher | undefined,
+  ) {
+    super()
+    this.publisher = publisher ?? createKafkaPublisher(config, logger)
+    this.done = new Promise((resolve, reject) => {
+      this.resolveDone = resolve
+      this.rejectDone = reject
+    })
+    this.done.catch(() => {}) // reported through start() or by whoever awaits done
+  }
+
+  isReady(): boolean {
+    return this.state === 'streaming' && this.session?.kafkaHealthy === true
+  }
+
+  start(): Promise<void> {
+    this.starting ??= this.startOnce()
+    return this.starting
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= this.stopOnce()
+    return this.stopping
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop()
+  }
+
+  private async startOnce(): Promise<void> {
+    this.setState('starting')
+    try {
+      if (this.config.healthPort > 0) {
+        const server = await startHealthServer({
+          host: this.config.healthHost,
+          port: this.config.healthPort,
+          metrics: this.metrics,
+          isReady: () => this.isReady(),
+          logger: this.logger,
+        })
+        this.healthPort = server.port
+        this.cleanups.push(() => server.close())
+      }
+      await this.untilReachable('PostgreSQL', () => this.prepare())
+      await this.untilReachable('Kafka', () => this.publisher.connect())
+      this.cleanups.push(() => this.publisher.disconnect())
+      if (this.config.retentionMs > 0) this.startRetention()
+    } catch (error) {
+      await this.fail(error)
+      throw error
+    }
+    this.runLoop().then(
+      () => this.finish(),
+      (error: unknown) => this.fail(error),
+    )
+  }
+
+  /** Retries a connection at start for up to startupTimeoutMs; then a clear OutboxSetupError. */
+  private async untilReachable<T>(what: 'PostgreSQL' | 'Kafka', attempt: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + this.config.startupTimeoutMs
+    for (let tries = 0; ; tries++) {
+      try {
+        return await attempt()
+      } catch (error) {
+        if (error instanceof OutboxSetupError) throw error
+        if (Date.now() >= deadline || this.stopController.signal.aborted) {
+          const where =
+            what === 'Kafka' ? `Kafka at ${this.config.kafkaBrokers.join(',')}` : 'PostgreSQL at DATABASE_URL'
+          const fix =
+            what === 'Kafka'
+              ? 'check KAFKA_BROKERS and that the brokers are up'
+              : 'check DATABASE_URL and that the server is up'
+          throw new OutboxSetupError(`cannot reach ${where} (${redact((error as Error).message)}): ${fix}`, {
+            code: 'OUTBOX_UNREACHABLE',
+            cause: error,
+          })
+        }
+        this.logger.warn({ ...errorFields(error), attempt: tries + 1 }, `${what} not reachable yet; retrying`)
+        await this.pause(Math.min(this.config.retryMaxMs, this.config.retryInitialMs * 2 ** tries))
+      }
+    }
+  }
+
+  /** Checks the database and creates the slot; returns the slot's confirmed position. */
+  private async prepare(): Promise<bigint> {
+    const client = new pg.Client({ connectionString: this.config.databaseUrl, connectionTimeoutMillis: 5000 })
+    client.on('error', () => {})
+    await client.connect()
+    try {
+      const { slotCreated } = await prepareDatabase(client, this.config)
+      if (slotCreated) this.logger.info({ slot: this.config.slot }, 'created replication slot')
+      const slot = await slotInfo(client, this.config.slot)
+      return slot.confirmedFlushLsn ?? 0n
+    } finally {
+      await client.end().catch(() => {})
+    }
+  }
+
+  /**
+   * The one loop: a session per replication connection. Standby while another worker holds the
+   * slot; after a failure, reconnect with capped exponential backoff and jitter, resuming from
+   * the slot's confirmed position.
+   */
+  private async runLoop(): Promise<void> {
+    let failures = 0
+    while (!this.stopController.signal.aborted) {
+      let startLsn: bigint
+      try {
+        startLsn = await this.prepare()
+      } catch (error) {
+        if (error instanceof OutboxSetupError) throw error
+        await this.reconnectAfter(error, failures++)
+        continue
+      }
+      const session = new ReplicationSession(this.config, startLsn, this.publisher, this.metrics, this.logger, {
+        streaming: () => {
+          failures = 0
+          this.setState('streaming')
+          this.logger.info({ slot: this.config.slot, from: startLsn.toString(16) }, 'streaming')
+          this.emit('streaming')
+        },
+        published: (count) => this.emit('published', count),
+        confirmed: (lsn) => this.emit('confirmed', lsn),
+        deadLettered: (info) => this.emit('deadLettered', info),
+      })
+      this.session = session
+      const outcome = await session.run()
+      this.session = undefined
+      switch (outcome.kind) {
+        case 'stopped':
+          return
+        case 'fatal':
+          throw outcome.error
+        case 'slot-busy':
+          if (this.state !== 'standby') {
+            this.setState('standby')
+            this.logger.info({ slot: this.config.slot }, 'slot is held by another worker: standing by')
+            this.emit('standby')
+          }
+          await this.pause(this.config.standbyPollMs)
+          break
+        case 'ended':
+          this.metrics.streamErrors.inc()
+          await this.reconnectAfter(outcome.error, failures++)
+          break
+      }
+    }
+  }
+
+  private async reconnectAfter(error: unknown, failures: number): Promise<void> {
+    if (this.stopController.signal.aborted) return
+    const delay =
+      Math.min(this.config.retryMaxMs, this.config.retryInitialMs * 2 ** failures) * (0.5 + Math.random() / 2)
+    this.setState('reconnecting')
+    this.logger.warn({ ...errorFields(error), retryInMs: Math.round(delay) }, 'replication stream lost; reconnecting')
+    this.emit('reconnecting', error)
+    await this.pause(delay)
+  }
+
+  /** Sleeps, waking early when stop() is called. */
+  private async pause(ms: number): Promise<void> {
+    await sleep(ms, undefined, { signal: this.stopController.signal }).catch(() => {})
+  }
+
+  private startRetention(): void {
+    const every = Math.min(60_000, Math.max(1000, this.config.retentionMs / 10))
+    const timer = setInterval(() => {
+      void this.runRetention()
+    }, every)
+    timer.unref()
+    this.cleanups.push(async () => clearInterval(timer))
+  }
+
+  private async runRetention(): Promise<void> {
+    const client = new pg.Client({ connectionString: this.config.databaseUrl })
+    client.on('error', () => {})
+    try {
+      await client.connect()
+      const deleted = await deleteExpiredRows(client, this.config.table, this.config.retentionMs)
+      if (deleted > 0) this.logger.info({ deleted }, 'retention: deleted old outbox rows')
+    } catch (error) {
+      this.logger.warn(errorFields(error), 'retention: delete failed; will try again')
+    } finally {
+      await client.end().catch(() => {})
+    }
+  }
+
+  private async stopOnce(): Promise<void> {
+    if (this.state === 'idle' || this.state === 'stopped' || this.state === 'failed') {
+      await this.runCleanups()
+      this.setState('stopped')
+      this.resolveDone()
+      return
+    }
+    this.setState('stopping')
+    this.stopController.abort()
+    await this.session?.drain(this.config.shutdownTimeoutMs)
+    await this.done.catch(() => {})
+  }
+
+  private async finish(): Promise<void> {
+    await this.runCleanups()
+    this.setState('stopped')
+    this.logger.info({}, 'stopped')
+    this.emit('stopped')
+    this.resolveDone()
+  }
+
+  private async fail(error: unknown): Promise<void> {
+    this.stopController.abort()
+    await this.runCleanups()
+    this.setState('failed')
+    this.logger.error(errorFields(error), 'worker failed')
+    this.rejectDone(error)
+  }
+
+  private async runCleanups(): Promise<void> {
+    while (this.cleanups.length > 0)
+      await this.cleanups
+        .pop()?.()
+        .catch(() => {})
+  }
+
+  private setState(state: WorkerState): void {
+    this.state = state
+  }
+}
