@@ -107,6 +107,8 @@ export async function insertEvents(
     aggregateId: string
     type?: string
     payload?: unknown
+    /** Raw JSON text, stored as is. */
+    payloadText?: string
     topic?: string | null
     headers?: Record<string, unknown> | null
   }[],
