@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { OutboxError } from '../src/errors.js'
 import { packageRoot } from './assets.js'
-import { DEFAULTS, OPTIONS, resolveConfig, type WorkerConfig } from './config.js'
+import { type ConfigInput, DEFAULTS, OPTIONS, resolveConfig, type WorkerConfig } from './config.js'
 import { EXIT, OutboxConfigError, OutboxPoisonEventError, OutboxSetupError } from './errors.js'
 import { initApp } from './init.js'
 import { createLogger } from './logger.js'
@@ -73,7 +73,11 @@ function parseCommandLine(argv: string[]) {
 }
 
 /** Flags, then environment variables; parsed by each option's own parser, then validated once. */
-function configFrom(values: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv): WorkerConfig {
+function configFrom(
+  values: Record<string, string | boolean | undefined>,
+  env: NodeJS.ProcessEnv,
+  requireKafka: boolean,
+): WorkerConfig {
   const options: Record<string, unknown> = {}
   for (const o of OPTIONS) {
     const fromFlag = o.envOnly ? undefined : values[o.flag]
@@ -81,7 +85,7 @@ function configFrom(values: Record<string, string | boolean | undefined>, env: N
     if (raw !== undefined && raw !== '')
       options[o.key] = o.parse(raw, typeof fromFlag === 'string' ? `--${o.flag}` : o.env)
   }
-  return resolveConfig(options as Partial<WorkerConfig>)
+  return resolveConfig(options as ConfigInput, { requireKafka })
 }
 
 async function run(config: WorkerConfig): Promise<never> {
@@ -145,7 +149,7 @@ async function main(): Promise<void> {
       process.stdout.write(`${result.messages.join('\n')}\n`)
       return
     }
-    const config = configFrom(values, process.env)
+    const config = configFrom(values, process.env, command !== 'status')
     if (command === 'status') {
       const report = await readStatus(config).catch((error: Error) => {
         throw new OutboxSetupError(`cannot read status from PostgreSQL: ${error.message}`, {

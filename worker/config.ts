@@ -36,9 +36,11 @@ export interface WorkerConfig {
   retentionMs: number
 }
 
-/** Options of createWorker(): any subset; the rest come from DEFAULTS. */
-export type WorkerOptions = Partial<WorkerConfig> &
-  Pick<WorkerConfig, 'databaseUrl'> & { kafkaBrokers: string[] | string }
+/** Any subset of the options, brokers as a list or comma-separated text; the rest come from DEFAULTS. */
+export type ConfigInput = Omit<Partial<WorkerConfig>, 'kafkaBrokers'> & { kafkaBrokers?: string[] | string }
+
+/** Options of createWorker(): a database URL and brokers, and anything else to override. */
+export type WorkerOptions = ConfigInput & Pick<WorkerConfig, 'databaseUrl'> & { kafkaBrokers: string[] | string }
 
 type Key = keyof WorkerConfig
 interface OptionSpec {
@@ -306,7 +308,10 @@ const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/
 const TEMPLATE_FIELDS = new Set(['aggregateType', 'type', 'topic'])
 
 /** Merges options over DEFAULTS and validates everything once; throws OutboxConfigError naming the fix. */
-export function resolveConfig(options: Partial<WorkerConfig> & { kafkaBrokers?: string[] | string }): WorkerConfig {
+export function resolveConfig(
+  options: ConfigInput,
+  { requireKafka = true }: { requireKafka?: boolean } = {},
+): WorkerConfig {
   const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined))
   const config = { ...DEFAULTS, ...defined } as WorkerConfig
   if (typeof config.kafkaBrokers === 'string') config.kafkaBrokers = list(config.kafkaBrokers)
@@ -322,7 +327,8 @@ export function resolveConfig(options: Partial<WorkerConfig> & { kafkaBrokers?: 
   if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
     throw new OutboxConfigError(`DATABASE_URL must start with postgresql://, not ${url.protocol}//`)
   }
-  if (!config.kafkaBrokers || config.kafkaBrokers.length === 0) {
+  config.kafkaBrokers ??= []
+  if (requireKafka && config.kafkaBrokers.length === 0) {
     throw new OutboxConfigError(
       'KAFKA_BROKERS is not set: pass --kafka-brokers host:9092[,host2:9092] or set KAFKA_BROKERS',
     )

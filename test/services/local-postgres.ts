@@ -52,10 +52,10 @@ function serverUser(): { uid: number; gid: number } | undefined {
 }
 
 /**
- * A throwaway PostgreSQL server with `wal_level=logical` on a free loopback port, in a fresh
+ * A throwaway PostgreSQL server (`wal_level=logical` unless told otherwise) on a free loopback port, in a fresh
  * data directory that is removed afterwards (also when the test run is killed; see guardian.ts).
  */
-export async function startLocalPostgres(): Promise<LocalPostgres> {
+export async function startLocalPostgres(options: { walLevel?: 'logical' | 'replica' } = {}): Promise<LocalPostgres> {
   const bin = findPostgresBinDir()
   const user = serverUser()
   const dir = mkdtempSync('/tmp/prisma-outbox-pg-')
@@ -75,7 +75,7 @@ export async function startLocalPostgres(): Promise<LocalPostgres> {
       `listen_addresses = '127.0.0.1'`,
       `port = ${port}`,
       `unix_socket_directories = '${dir}'`,
-      'wal_level = logical',
+      `wal_level = ${options.walLevel ?? 'logical'}`,
       'max_replication_slots = 64',
       'max_wal_senders = 64',
       'max_connections = 200',

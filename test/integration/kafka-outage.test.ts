@@ -1,0 +1,92 @@
+/**
+ * Kafka goes away while events are committed. The worker must not confirm past them, must stop
+ * reading once its buffer is full (bounded memory), must report not-ready, and must deliver
+ * everything once Kafka is back. Uses a broker of its own, since it stops it.
+ */
+import { afterAll, beforeAll, expect, inject, test } from 'vitest'
+import { createTestDatabase, type TestDatabase, uniqueName } from '../helpers/database.js'
+import { collectTopics } from '../helpers/kafka.js'
+import {
+  confirmedLsn,
+  currentLsn,
+  insertEvents,
+  spawnWorker,
+  type WorkerProcess,
+  waitForConfirmed,
+} from '../helpers/worker.js'
+import { type LocalKafka, startLocalKafka } from '../services/local-kafka.js'
+import { waitUntil } from '../services/ports.js'
+
+let kafka: LocalKafka
+let db: TestDatabase
+let worker: WorkerProcess | undefined
+
+beforeAll(async () => {
+  ;[kafka, db] = await Promise.all([startLocalKafka(), createTestDatabase(inject('databaseUrl'))])
+})
+afterAll(async () => {
+  await worker?.kill()
+  await db?.dispose()
+  await kafka?.dispose()
+})
+
+test('Kafka outage: nothing confirmed past unpublished commits, reading pauses, not ready; all delivered after', async () => {
+  const slot = uniqueName('slot')
+  const topic = uniqueName('outage')
+  worker = await spawnWorker({
+    DATABASE_URL: db.url,
+    KAFKA_BROKERS: kafka.brokers.join(','),
+    OUTBOX_SLOT: slot,
+    OUTBOX_TOPIC: topic,
+    OUTBOX_BUFFER_EVENTS: '200',
+  })
+  await worker.waitForLog(/"msg":"streaming"/)
+  const consumer = await collectTopics(kafka.brokers, [topic])
+
+  const warmup = await insertEvents(
+    db,
+    Array.from({ length: 10 }, (_, i) => ({ aggregateId: `w${i}` })),
+  )
+  await consumer.waitFor(10)
+  await waitUntil('ready', () => worker?.ready() ?? Promise.resolve(false), 10_000)
+  expect(await worker.metric('outbox_events_published_total')).toBe(10)
+  expect(await worker.metric('outbox_batch_size_count')).toBeGreaterThan(0)
+  expect(await worker.metric('outbox_commit_to_ack_seconds_count')).toBe(10)
+  expect(await worker.metric('outbox_confirmed_lsn')).toBeGreaterThan(0)
+  expect(await worker.metric('outbox_streaming')).toBe(1)
+
+  await kafka.stop()
+  const beforeOutageCommits = await currentLsn(db)
+  const committed: string[] = [...warmup]
+  for (let t = 0; t < 50; t++) {
+    committed.push(
+      ...(await insertEvents(
+        db,
+        Array.from({ length: 100 }, (_, i) => ({ aggregateId: `k${i % 13}`, payload: { t, i, pad: 'x'.repeat(100) } })),
+      )),
+    )
+  }
+  await waitUntil('not ready while Kafka is down', async () => !(await worker?.ready()), 30_000)
+  expect(await worker.metric('outbox_kafka_connected')).toBe(0)
+  // Long enough for several failed sends and several status updates.
+  await new Promise((r) => setTimeout(r, 4000))
+  expect(await confirmedLsn(db, slot)).toBeLessThanOrEqual(beforeOutageCommits)
+  const buffered = (await worker.metric('outbox_buffered_events')) ?? Number.POSITIVE_INFINITY
+  // 5,000 committed; reading stopped near the 200-event limit (plus what one socket read held).
+  expect(buffered).toBeGreaterThanOrEqual(200)
+  expect(buffered).toBeLessThan(1000)
+  expect(await worker.metric('outbox_slot_lag_bytes')).toBeGreaterThan(0)
+
+  const endLsn = await currentLsn(db)
+  await kafka.start()
+  await waitUntil(
+    'every committed event delivered',
+    async () => new Set(consumer.messages.map((m) => m.headers.id)).size >= committed.length,
+    90_000,
+  )
+  await waitForConfirmed(db, slot, endLsn)
+  expect(new Set(consumer.messages.map((m) => m.headers.id))).toEqual(new Set(committed))
+  await waitUntil('ready again', () => worker?.ready() ?? Promise.resolve(false), 10_000)
+  await consumer.stop()
+  expect(await worker.kill('SIGTERM')).toBe(0)
+})
