@@ -23,11 +23,7 @@ export class OutboxConfigError extends OutboxError {
  * The database or Kafka is not set up for the worker (wal_level, publication, permissions,
  * unreachable at start). The message names the fix.
  */
-export class OutboxSetupError extends OutboxError {
-  constructor(message: string, options: { code: string; cause?: unknown; retriable?: boolean }) {
-    super(message, options)
-  }
-}
+export class OutboxSetupError extends OutboxError {}
 
 /** An event Kafka will never accept (too large, invalid topic), with `--on-poison stop`. */
 export class OutboxPoisonEventError extends OutboxError {

@@ -1,0 +1,76 @@
+import { readFileSync } from 'node:fs'
+import { spawnWorker, type WorkerProcess } from '../helpers/worker.js'
+
+/**
+ * Keeps `count` worker processes running, as an orchestrator would: a worker that exits is
+ * replaced after a short delay. Records how each exited and samples peak resident memory.
+ */
+export class WorkerSupervisor {
+  readonly live: WorkerProcess[] = []
+  readonly exits: { code: number | null; expected: boolean }[] = []
+  peakRssBytes = 0
+  private stopping = false
+  private readonly expectedExits = new WeakSet<WorkerProcess>()
+  private readonly sampler: NodeJS.Timeout
+
+  constructor(
+    private readonly env: Record<string, string>,
+    private readonly count = 1,
+  ) {
+    this.sampler = setInterval(() => this.sample(), 200)
+  }
+
+  async start(): Promise<void> {
+    for (let i = 0; i < this.count; i++) await this.spawnOne()
+  }
+
+  /** The worker currently streaming (its /readyz says so), or undefined. */
+  async active(): Promise<WorkerProcess | undefined> {
+    for (const worker of this.live) if (await worker.ready().catch(() => false)) return worker
+    return undefined
+  }
+
+  /** Sends `signal` to the streaming worker (or any worker, if none streams right now). */
+  async killActive(signal: NodeJS.Signals): Promise<number | null> {
+    const target = (await this.active()) ?? this.live[0]
+    if (!target) return null
+    this.expectedExits.add(target)
+    return target.kill(signal)
+  }
+
+  /** Exits nobody asked for (a crash or a non-zero exit): must stay 0. */
+  get unexpectedExits(): number {
+    return this.exits.filter((e) => !e.expected).length
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true
+    clearInterval(this.sampler)
+    await Promise.all(this.live.map((w) => w.kill('SIGTERM')))
+  }
+
+  private async spawnOne(): Promise<void> {
+    const worker = await spawnWorker(this.env)
+    this.live.push(worker)
+    void worker.exited.then((code) => {
+      this.live.splice(this.live.indexOf(worker), 1)
+      const expected = this.stopping || this.expectedExits.has(worker)
+      this.exits.push({ code, expected: expected && (code === null || code === 0) })
+      if (!expected)
+        process.stderr.write(`worker exited unexpectedly (${code}):\n${worker.output.slice(-15).join('\n')}\n`)
+      if (!this.stopping) setTimeout(() => void this.spawnOne(), 200)
+    })
+  }
+
+  private sample(): void {
+    for (const worker of this.live) {
+      try {
+        const status = readFileSync(`/proc/${worker.child.pid}/status`, 'utf8')
+        const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0)
+        this.peakRssBytes = Math.max(this.peakRssBytes, kb * 1024)
+      } catch {
+        // the process just exited
+      }
+    }
+  }
+}
