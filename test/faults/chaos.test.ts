@@ -1,0 +1,205 @@
+/**
+ * The guarantees under faults (SPEC §5), Jepsen-style: writers record what they committed, faults
+ * are injected, and a checker compares every topic (dead-letter topics included) with that
+ * history. One scenario per fault, and one with all of them. FAULTS_SOAK=<rounds> lengthens the
+ * combined scenario for soak runs.
+ */
+
+import { writeFileSync } from 'node:fs'
+import { afterAll, beforeAll, expect, test } from 'vitest'
+import { confirmedLsn, currentLsn } from '../helpers/worker.js'
+import type { LocalKafka } from '../services/local-kafka.js'
+import type { LocalPostgres } from '../services/local-postgres.js'
+import {
+  formatTable,
+  randomBetween,
+  runScenario,
+  type ScenarioContext,
+  type ScenarioResult,
+  startFaultServices,
+} from './environment.js'
+
+let services: { postgres: LocalPostgres; kafka: LocalKafka }
+const results: ScenarioResult[] = []
+const soakRounds = Number(process.env.FAULTS_SOAK ?? 0)
+
+beforeAll(async () => {
+  services = await startFaultServices()
+})
+afterAll(async () => {
+  if (results.length > 0) {
+    const table = formatTable(results)
+    console.log(`\nFault suite results\n\n${table}\n`)
+    if (process.env.FAULTS_RESULTS) writeFileSync(process.env.FAULTS_RESULTS, `${table}\n`)
+  }
+  await services?.postgres.dispose()
+  await services?.kafka.dispose()
+})
+
+function expectGuarantees(result: ScenarioResult): void {
+  results.push(result)
+  const v = result.verdict
+  expect(v.committed).toBeGreaterThan(100)
+  expect(v.rolledBack).toBeGreaterThan(0)
+  expect(v.lostIds).toEqual([])
+  expect(v.lost).toBe(0)
+  expect(v.phantoms).toBe(0)
+  expect(v.outOfOrder).toBe(0)
+  expect(v.inconsistentDuplicates).toBe(0)
+  expect(v.misrouted).toBe(0)
+  expect(result.unexpectedExits).toBe(0)
+  expect(result.peakRssMb).toBeLessThan(300)
+}
+
+const faults = {
+  async killWorker(ctx: ScenarioContext) {
+    await ctx.supervisor.killActive('SIGKILL')
+    await ctx.measureRecovery()
+  },
+  async stopKafka(ctx: ScenarioContext, ms = 8000) {
+    await ctx.kafka.stop()
+    await ctx.sleep(ms)
+    await ctx.kafka.start()
+    await ctx.measureRecovery()
+  },
+  async restartPostgres(ctx: ScenarioContext) {
+    await ctx.postgres.stop()
+    await ctx.sleep(1000)
+    await ctx.postgres.start()
+    await ctx.measureRecovery()
+  },
+  async terminateWalsender(ctx: ScenarioContext) {
+    await ctx.db.query(
+      'SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL',
+      [ctx.slot],
+    )
+    await ctx.measureRecovery()
+  },
+  async sigterm(ctx: ScenarioContext) {
+    const code = await ctx.supervisor.killActive('SIGTERM')
+    expect(code).toBe(0)
+    await ctx.measureRecovery()
+  },
+}
+
+test('kill -9 of the worker at random moments, 10 times', async () => {
+  const result = await runScenario('kill -9 ×10', services, async (ctx) => {
+    for (let i = 0; i < 10; i++) {
+      await ctx.sleep(randomBetween(200, 1500))
+      await faults.killWorker(ctx)
+    }
+  })
+  expectGuarantees(result)
+})
+
+test('Kafka stopped for longer than the producer timeouts, then restarted', async () => {
+  expectGuarantees(
+    await runScenario('Kafka down 8 s', services, async (ctx) => {
+      await ctx.sleep(1500)
+      await faults.stopKafka(ctx)
+      await ctx.sleep(1000)
+    }),
+  )
+})
+
+test('PostgreSQL restarted (fast shutdown) mid-stream, and the walsender terminated', async () => {
+  expectGuarantees(
+    await runScenario('PostgreSQL restart + walsender killed', services, async (ctx) => {
+      await ctx.sleep(1500)
+      await faults.restartPostgres(ctx)
+      await ctx.sleep(1000)
+      await faults.terminateWalsender(ctx)
+      await ctx.sleep(1000)
+    }),
+  )
+})
+
+test('Kafka down for longer than wal_sender_timeout: the worker stays connected or resumes, and does not confirm', async () => {
+  const admin = services.postgres.url
+  const { adminQuery } = await import('../helpers/database.js')
+  await adminQuery(admin, `ALTER SYSTEM SET wal_sender_timeout = '2s'`)
+  await adminQuery(admin, 'SELECT pg_reload_conf()')
+  try {
+    expectGuarantees(
+      await runScenario('Kafka down 4× wal_sender_timeout', services, async (ctx) => {
+        await ctx.sleep(1500)
+        await ctx.kafka.stop()
+        const atOutage = await currentLsn(ctx.db)
+        await ctx.sleep(8000)
+        // Commits made during the outage are not confirmed: the slot is at or before the outage.
+        expect(await confirmedLsn(ctx.db, ctx.slot)).toBeLessThanOrEqual(atOutage)
+        await ctx.kafka.start()
+        await ctx.measureRecovery()
+      }),
+    )
+  } finally {
+    await adminQuery(admin, 'ALTER SYSTEM RESET wal_sender_timeout')
+    await adminQuery(admin, 'SELECT pg_reload_conf()')
+  }
+})
+
+test('the streaming worker killed while a standby waits: the standby takes over', async () => {
+  expectGuarantees(
+    await runScenario(
+      'standby takeover ×3',
+      services,
+      async (ctx) => {
+        for (let i = 0; i < 3; i++) {
+          await ctx.sleep(randomBetween(500, 1500))
+          await faults.killWorker(ctx)
+        }
+      },
+      { workers: 2 },
+    ),
+  )
+})
+
+test('poison events mixed in: oversize payloads and a topic Kafka rejects go to the dead-letter topics', async () => {
+  expectGuarantees(
+    await runScenario('poison mixed in', services, async (ctx) => {
+      for (let i = 0; i < 5; i++) {
+        await ctx.sleep(500)
+        await ctx.insertPoison()
+      }
+      await ctx.measureRecovery()
+    }),
+  )
+})
+
+test('SIGTERM under load, 3 times: each exit is clean (0)', async () => {
+  expectGuarantees(
+    await runScenario('SIGTERM ×3', services, async (ctx) => {
+      for (let i = 0; i < 3; i++) {
+        await ctx.sleep(randomBetween(500, 1500))
+        await faults.sigterm(ctx)
+      }
+    }),
+  )
+})
+
+test('combined: every fault, in random order', async () => {
+  const rounds = Math.max(1, soakRounds)
+  expectGuarantees(
+    await runScenario(
+      soakRounds > 0 ? `combined (soak, ${rounds} rounds)` : 'combined',
+      services,
+      async (ctx) => {
+        const all = [
+          faults.killWorker,
+          (c: ScenarioContext) => faults.stopKafka(c, 4000),
+          faults.restartPostgres,
+          faults.terminateWalsender,
+          faults.sigterm,
+          ctx.insertPoison,
+        ]
+        for (let round = 0; round < rounds; round++) {
+          for (const fault of [...all].sort(() => Math.random() - 0.5)) {
+            await ctx.sleep(randomBetween(300, 1200))
+            await fault(ctx)
+          }
+        }
+      },
+      { workers: 2 },
+    ),
+  )
+})

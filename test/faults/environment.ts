@@ -1,0 +1,174 @@
+import { randomBytes } from 'node:crypto'
+import { createTestDatabase, type TestDatabase, uniqueName } from '../helpers/database.js'
+import { collectTopics, ensureTopics } from '../helpers/kafka.js'
+import { type AppClient, createAppClient } from '../helpers/prisma.js'
+import { currentLsn, insertEvents, waitForConfirmed } from '../helpers/worker.js'
+import { type LocalKafka, startLocalKafka } from '../services/local-kafka.js'
+import { type LocalPostgres, startLocalPostgres } from '../services/local-postgres.js'
+import { waitUntil } from '../services/ports.js'
+import { check, History, type Verdict } from './history.js'
+import { startLoad } from './load.js'
+import { WorkerSupervisor } from './supervisor.js'
+
+/** Services of the fault suite's own, since its scenarios stop and restart them. */
+export async function startFaultServices(): Promise<{ postgres: LocalPostgres; kafka: LocalKafka }> {
+  const [postgres, kafka] = await Promise.all([startLocalPostgres(), startLocalKafka()])
+  return { postgres, kafka }
+}
+
+export interface ScenarioContext {
+  postgres: LocalPostgres
+  kafka: LocalKafka
+  db: TestDatabase
+  supervisor: WorkerSupervisor
+  history: History
+  slot: string
+  /** Commits a marker event and resolves once it is consumed: the time to recover after a fault. */
+  measureRecovery(): Promise<void>
+  /** Inserts events Kafka will refuse; they must reach the dead-letter topic. */
+  insertPoison(): Promise<void>
+  sleep(ms: number): Promise<void>
+}
+
+export interface ScenarioResult {
+  scenario: string
+  verdict: Verdict
+  recoverMs: number
+  peakRssMb: number
+  unexpectedExits: number
+  durationS: number
+}
+
+const MAX_MESSAGE_BYTES = 20_000
+
+/**
+ * One scenario: a fresh database, slot and topics; writers running while `faults` runs; then
+ * the writers stop, the worker catches up, and the checker compares Kafka with the history.
+ */
+export async function runScenario(
+  name: string,
+  services: { postgres: LocalPostgres; kafka: LocalKafka },
+  faults: (ctx: ScenarioContext) => Promise<void>,
+  options: { workers?: number; writers?: number } = {},
+): Promise<ScenarioResult> {
+  const started = Date.now()
+  const { postgres, kafka } = services
+  const db = await createTestDatabase(postgres.url)
+  const aggregates: number[] = []
+  for (let i = 0; i < 40; i++) {
+    aggregates.push(
+      (await db.query<{ id: number }>(`INSERT INTO orders (customer, total) VALUES ('c', 0) RETURNING id`))[0]
+        ?.id as number,
+    )
+  }
+  const prefix = uniqueName('f')
+  const slot = uniqueName('slot')
+  const topic = `${prefix}.order`
+  const badTopic = `${prefix} bad`
+  const dlqTopics = [`${topic}.dlq`, `${prefix}_bad.dlq`]
+  await ensureTopics(kafka.brokers, [topic, ...dlqTopics])
+  const consumer = await collectTopics(kafka.brokers, [topic, ...dlqTopics])
+  const history = new History()
+  const supervisor = new WorkerSupervisor(
+    {
+      DATABASE_URL: db.url,
+      KAFKA_BROKERS: kafka.brokers.join(','),
+      OUTBOX_SLOT: slot,
+      OUTBOX_TOPIC: `${prefix}.{aggregateType}`,
+      OUTBOX_MAX_MESSAGE_BYTES: String(MAX_MESSAGE_BYTES),
+      OUTBOX_STARTUP_TIMEOUT_MS: '120000',
+      LOG_LEVEL: 'info',
+    },
+    options.workers ?? 1,
+  )
+  const prisma: AppClient = createAppClient(db.url)
+  const recoveries: number[] = []
+  let marker = 0
+  try {
+    await supervisor.start()
+    await waitUntil('a worker streaming', async () => (await supervisor.active()) !== undefined, 30_000)
+    const load = startLoad(prisma, history, { writers: options.writers ?? 6, aggregates, ratePerWriter: 40 })
+    const ctx: ScenarioContext = {
+      postgres,
+      kafka,
+      db,
+      supervisor,
+      history,
+      slot,
+      sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+      async measureRecovery() {
+        const healedAt = Date.now()
+        const aggregate = `marker-${marker++}`
+        let ids: string[] = []
+        await waitUntil(
+          'the marker to commit',
+          async () => {
+            ids = await insertEvents(db, [{ aggregateId: aggregate, payload: { marker: aggregate } }])
+            return true
+          },
+          60_000,
+          200,
+        )
+        for (const id of ids) history.commit(id, aggregate, 1)
+        await waitUntil(
+          'the marker to be consumed',
+          async () => consumer.messages.some((m) => m.headers.id === ids[0]),
+          120_000,
+          20,
+        )
+        recoveries.push(Date.now() - healedAt)
+      },
+      async insertPoison() {
+        const ids = await insertEvents(db, [
+          { aggregateId: 'poison', payloadText: JSON.stringify({ blob: 'x'.repeat(MAX_MESSAGE_BYTES * 2) }) },
+          { aggregateId: 'poison', payload: { bad: 'topic' }, topic: badTopic },
+        ])
+        for (const id of ids) history.commit(id, `poison-${id}`, 1, 'dlq')
+      },
+    }
+    await faults(ctx)
+    await load.stop()
+    // Everything committed must now arrive and be confirmed, with whatever workers are left.
+    const finalLsn = await currentLsn(db)
+    await waitUntil(
+      'every committed event delivered',
+      async () => {
+        const seen = new Set(consumer.messages.map((m) => m.headers.id))
+        return [...history.committed.keys()].every((id) => seen.has(id))
+      },
+      180_000,
+      200,
+    ).catch(() => {}) // the verdict reports what is missing
+    await waitForConfirmed(db, slot, finalLsn, 60_000).catch(() => {})
+    await new Promise((r) => setTimeout(r, 500))
+    const verdict = check(history, consumer.messages, (t) => dlqTopics.includes(t))
+    return {
+      scenario: name,
+      verdict,
+      recoverMs: recoveries.length > 0 ? Math.max(...recoveries) : 0,
+      peakRssMb: Math.round(supervisor.peakRssBytes / 1024 / 1024),
+      unexpectedExits: supervisor.unexpectedExits,
+      durationS: Math.round((Date.now() - started) / 1000),
+    }
+  } finally {
+    await supervisor.stop()
+    await consumer.stop()
+    await prisma.$disconnect()
+    await db.dispose()
+  }
+}
+
+export function formatTable(results: ScenarioResult[]): string {
+  const header =
+    '| scenario | committed | rolled back | delivered | lost | duplicates | out of order | max recovery | peak RSS | time |'
+  const rule = '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|'
+  const rows = results.map(
+    (r) =>
+      `| ${r.scenario} | ${r.verdict.committed} | ${r.verdict.rolledBack} | ${r.verdict.delivered} | ${r.verdict.lost} | ${r.verdict.duplicates} | ${r.verdict.outOfOrder} | ${(r.recoverMs / 1000).toFixed(1)} s | ${r.peakRssMb} MB | ${r.durationS} s |`,
+  )
+  return [header, rule, ...rows].join('\n')
+}
+
+export function randomBetween(min: number, max: number): number {
+  return min + (randomBytes(2).readUInt16BE() / 65535) * (max - min)
+}
