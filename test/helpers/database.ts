@@ -43,6 +43,8 @@ export async function createTestDatabase(adminUrl: string, options: { migrate?: 
   await adminQuery(adminUrl, `CREATE DATABASE "${name}"`)
   const url = withDatabase(adminUrl, name)
   const pool = new pg.Pool({ connectionString: url, max: 10 })
+  // Idle clients are dropped when a fault test restarts the server; the pool replaces them.
+  pool.on('error', () => {})
   const db: TestDatabase = {
     name,
     url,

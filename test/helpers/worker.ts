@@ -18,12 +18,18 @@ export interface WorkerProcess {
 }
 
 /**
- * Runs the real CLI (`outbox-worker`, from the sources) as a separate process, with settings that
+ * Runs the real CLI (`outbox-worker`, from the sources unless `built`) as a separate process, with settings that
  * make a test fast: short retries and status intervals, JSON logs, a free health port.
  */
-export async function spawnWorker(env: Record<string, string>, args: string[] = []): Promise<WorkerProcess> {
+export async function spawnWorker(
+  env: Record<string, string>,
+  args: string[] = [],
+  options: { built?: boolean } = {},
+): Promise<WorkerProcess> {
   const healthPort = await freePort()
-  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'worker/cli.ts'), ...args], {
+  // `built`: run the compiled bin (dist/), as installed users do; the benchmarks measure that.
+  const entry = options.built ? [join(root, 'dist/worker/cli.js')] : ['--import', 'tsx', join(root, 'worker/cli.ts')]
+  const child = spawn(process.execPath, [...entry, ...args], {
     cwd: root,
     env: {
       PATH: process.env.PATH,

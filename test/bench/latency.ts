@@ -1,0 +1,69 @@
+import { randomUUID } from 'node:crypto'
+import type { TestDatabase } from '../helpers/database.js'
+import { collectTopics } from '../helpers/kafka.js'
+
+export interface LatencyResult {
+  rate: number
+  sent: number
+  received: number
+  p50: number
+  p95: number
+  p99: number
+}
+
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number
+}
+
+/**
+ * Commit-to-consume latency at a fixed rate: every 10 ms a writer commits rate/100 events in one
+ * transaction and notes the time COMMIT returned; a consumer notes when each event arrives. Both
+ * run in this process, so one clock measures both ends. Whatever relay is running delivers.
+ */
+export async function measureLatency(
+  db: TestDatabase,
+  brokers: string[],
+  topic: string,
+  rate: number,
+  seconds: number,
+): Promise<LatencyResult> {
+  const consumer = await collectTopics(brokers, [topic])
+  const committedAt = new Map<string, number>()
+  const perTick = Math.max(1, Math.round(rate / 100))
+  const tickMs = (perTick / rate) * 1000
+  const start = performance.now()
+  const epoch = Date.now() - start
+  let ticks = 0
+  while (performance.now() - start < seconds * 1000) {
+    const due = start + ticks * tickMs
+    const wait = due - performance.now()
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait))
+    ticks++
+    const ids = Array.from({ length: perTick }, () => randomUUID())
+    await db.query(
+      `INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload)
+       SELECT id, 'order', (abs(hashtext(id::text)) % 1000)::text, 'order.created', json_build_object('pad', repeat('x', 170))::jsonb
+         FROM unnest($1::uuid[]) AS id`,
+      [ids],
+    )
+    const now = epoch + performance.now()
+    for (const id of ids) committedAt.set(id, now)
+  }
+  const deadline = Date.now() + 30_000
+  while (consumer.messages.length < committedAt.size && Date.now() < deadline)
+    await new Promise((r) => setTimeout(r, 50))
+  await consumer.stop()
+  const latencies = consumer.messages
+    .map((m) => m.receivedAt - (committedAt.get(m.headers.id ?? '') ?? Number.NaN))
+    .filter((l) => Number.isFinite(l))
+    .sort((a, b) => a - b)
+  return {
+    rate,
+    sent: committedAt.size,
+    received: latencies.length,
+    p50: percentile(latencies, 50),
+    p95: percentile(latencies, 95),
+    p99: percentile(latencies, 99),
+  }
+}
