@@ -50,11 +50,15 @@ export async function collectTopics(brokers: string[], topics: RegExp | string[]
   if (Array.isArray(topics)) await ensureTopics(brokers, topics)
   await consumer.connect()
   await consumer.subscribe({ topics: Array.isArray(topics) ? topics : [topics], fromBeginning: true })
+  // Resolve only once partitions are assigned: until then nothing is fetched, and a latency
+  // measured from a commit made meanwhile would include the group join.
+  const joined = new Promise<void>((resolve) => consumer.on(consumer.events.GROUP_JOIN, () => resolve()))
   await consumer.run({
     eachMessage: async ({ topic, partition, message }) => {
       messages.push(toReceived(topic, partition, message))
     },
   })
+  await Promise.race([joined, new Promise((r) => setTimeout(r, 30_000))])
   return {
     messages,
     async waitFor(count: number, timeoutMs = 60_000): Promise<ReceivedMessage[]> {

@@ -24,7 +24,7 @@ export interface WorkerProcess {
 export async function spawnWorker(
   env: Record<string, string>,
   args: string[] = [],
-  options: { built?: boolean } = {},
+  options: { built?: boolean; onLine?: (line: string) => void } = {},
 ): Promise<WorkerProcess> {
   const healthPort = await freePort()
   // `built`: run the compiled bin (dist/), as installed users do; the benchmarks measure that.
@@ -47,7 +47,11 @@ export async function spawnWorker(
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   const output: string[] = []
-  const collect = (chunk: Buffer) => output.push(...chunk.toString().split('\n').filter(Boolean))
+  const collect = (chunk: Buffer) => {
+    const lines = chunk.toString().split('\n').filter(Boolean)
+    output.push(...lines)
+    if (options.onLine) for (const line of lines) options.onLine(line)
+  }
   child.stdout?.on('data', collect)
   child.stderr?.on('data', collect)
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
