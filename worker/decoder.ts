@@ -21,10 +21,12 @@ export interface DecoderSink {
   commit(endLsn: string): void
 }
 
-/** Microseconds since 2000-01-01 (PostgreSQL's epoch) to ms since 1970-01-01. */
-const PG_EPOCH_MS = 946_684_800_000
-export function pgTimeToMs(micros: bigint | number): number {
-  return Number(BigInt(micros) / 1000n) + PG_EPOCH_MS
+/**
+ * The commit time as ms since the Unix epoch. pgoutput sends microseconds since 2000-01-01;
+ * pg-logical-replication's parser has already shifted them to the Unix epoch.
+ */
+export function commitTimeMs(unixMicros: bigint | number): number {
+  return Number(BigInt(unixMicros) / 1000n)
 }
 
 /**
@@ -47,7 +49,7 @@ export class OutboxDecoder {
   handle(message: Pgoutput.Message): void {
     switch (message.tag) {
       case 'begin':
-        this.sink.begin(pgTimeToMs(message.commitTime as bigint))
+        this.sink.begin(commitTimeMs(message.commitTime as bigint))
         return
       case 'relation':
         this.onRelation(message)

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { TestDatabase } from '../helpers/database.js'
-import { collectTopics } from '../helpers/kafka.js'
+import { collectTopics, ensureTopics } from '../helpers/kafka.js'
 
 export interface LatencyResult {
   rate: number
@@ -24,11 +24,14 @@ export function percentile(sorted: number[], p: number): number {
 export async function measureLatency(
   db: TestDatabase,
   brokers: string[],
-  topic: string,
+  topicPrefix: string,
   rate: number,
   seconds: number,
 ): Promise<LatencyResult> {
-  const consumer = await collectTopics(brokers, [topic])
+  // A fresh topic per rate (the relays route by aggregate type), read from its beginning.
+  const aggregateType = `rate${rate}`
+  await ensureTopics(brokers, [`${topicPrefix}.${aggregateType}`])
+  const consumer = await collectTopics(brokers, [`${topicPrefix}.${aggregateType}`])
   const committedAt = new Map<string, number>()
   const perTick = Math.max(1, Math.round(rate / 100))
   const tickMs = (perTick / rate) * 1000
@@ -43,16 +46,16 @@ export async function measureLatency(
     const ids = Array.from({ length: perTick }, () => randomUUID())
     await db.query(
       `INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload)
-       SELECT id, 'order', (abs(hashtext(id::text)) % 1000)::text, 'order.created', json_build_object('pad', repeat('x', 170))::jsonb
+       SELECT id, $2, (abs(hashtext(id::text)) % 1000)::text, 'order.created', json_build_object('pad', repeat('x', 170))::jsonb
          FROM unnest($1::uuid[]) AS id`,
-      [ids],
+      [ids, aggregateType],
     )
     const now = epoch + performance.now()
     for (const id of ids) committedAt.set(id, now)
   }
   const deadline = Date.now() + 30_000
-  while (consumer.messages.length < committedAt.size && Date.now() < deadline)
-    await new Promise((r) => setTimeout(r, 50))
+  const arrived = () => consumer.messages.filter((m) => committedAt.has(m.headers.id ?? '')).length
+  while (arrived() < committedAt.size && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
   await consumer.stop()
   const latencies = consumer.messages
     .map((m) => m.receivedAt - (committedAt.get(m.headers.id ?? '') ?? Number.NaN))

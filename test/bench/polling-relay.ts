@@ -12,7 +12,8 @@ export const POLLING_SCHEMA = `
   ALTER TABLE outbox ADD COLUMN published_at timestamptz;
   CREATE INDEX outbox_unpublished ON outbox (created_at, id) WHERE published_at IS NULL;`
 
-export async function startPollingRelay(pool: pg.Pool, brokers: string[], topic: string) {
+/** Routes like the worker's default template: `<topicPrefix>.<aggregatetype>`. */
+export async function startPollingRelay(pool: pg.Pool, brokers: string[], topicPrefix: string) {
   const producer = new Kafka({ clientId: 'polling-relay', brokers, logLevel: logLevel.NOTHING }).producer({
     idempotent: true,
     maxInFlightRequests: 1,
@@ -27,19 +28,26 @@ export async function startPollingRelay(pool: pg.Pool, brokers: string[], topic:
       try {
         await client.query('BEGIN')
         const { rows } = await client.query(
-          `SELECT id, aggregateid, type, payload::text AS payload, created_at FROM outbox
+          `SELECT id, aggregatetype, aggregateid, type, payload::text AS payload, created_at FROM outbox
             WHERE published_at IS NULL ORDER BY created_at, id LIMIT 500 FOR UPDATE SKIP LOCKED`,
         )
         count = rows.length
         if (count > 0) {
-          await producer.send({
-            topic,
+          const byTopic = new Map<string, typeof rows>()
+          for (const r of rows) {
+            const topic = `${topicPrefix}.${r.aggregatetype}`
+            byTopic.set(topic, [...(byTopic.get(topic) ?? []), r])
+          }
+          await producer.sendBatch({
             acks: -1,
-            messages: rows.map((r) => ({
-              key: r.aggregateid,
-              value: r.payload,
-              timestamp: String(new Date(r.created_at).getTime()),
-              headers: { id: r.id, type: r.type },
+            topicMessages: [...byTopic].map(([topic, list]) => ({
+              topic,
+              messages: list.map((r) => ({
+                key: r.aggregateid,
+                value: r.payload,
+                timestamp: String(new Date(r.created_at).getTime()),
+                headers: { id: r.id, type: r.type },
+              })),
             })),
           })
           await client.query('UPDATE outbox SET published_at = now() WHERE id = ANY($1::uuid[])', [

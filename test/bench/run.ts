@@ -6,7 +6,6 @@ import { execFileSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
-import pg from 'pg'
 import { createTestDatabase, ordersMigrationSql, outboxMigrationSql, type TestDatabase } from '../helpers/database.js'
 import { ensureTopics } from '../helpers/kafka.js'
 import { currentLsn, spawnWorker, waitForConfirmed } from '../helpers/worker.js'
@@ -94,8 +93,7 @@ async function pollingThroughput(url: string, brokers: string[]) {
 
 async function latencies(url: string, brokers: string[], relay: 'worker' | 'polling'): Promise<LatencyResult[]> {
   const db = await createTestDatabase(url)
-  const topic = `bench.latency.${relay}`
-  await ensureTopics(brokers, [topic])
+  const topicPrefix = `bench.latency.${relay}`
   let stop: () => Promise<unknown>
   if (relay === 'worker') {
     const worker = await spawnWorker(
@@ -103,7 +101,7 @@ async function latencies(url: string, brokers: string[], relay: 'worker' | 'poll
         DATABASE_URL: db.url,
         KAFKA_BROKERS: brokers.join(','),
         OUTBOX_SLOT: 'bench_latency',
-        OUTBOX_TOPIC: topic,
+        OUTBOX_TOPIC: `${topicPrefix}.{aggregateType}`,
         LOG_LEVEL: 'info',
         HEALTH_PORT: '0',
       },
@@ -114,14 +112,14 @@ async function latencies(url: string, brokers: string[], relay: 'worker' | 'poll
     stop = () => worker.kill('SIGTERM')
   } else {
     await db.query(POLLING_SCHEMA)
-    const polling = await startPollingRelay(db.pool, brokers, topic)
+    const polling = await startPollingRelay(db.pool, brokers, topicPrefix)
     stop = () => polling.stop()
   }
   try {
     const results: LatencyResult[] = []
     for (const rate of RATES) {
       log(`latency, ${relay}: ${rate} events/s for ${LATENCY_SECONDS} s`)
-      results.push(await measureLatency(db, brokers, topic, rate, LATENCY_SECONDS))
+      results.push(await measureLatency(db, brokers, topicPrefix, rate, LATENCY_SECONDS))
     }
     return results
   } finally {

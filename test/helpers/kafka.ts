@@ -37,10 +37,14 @@ function toReceived(topic: string, partition: number, message: KafkaMessage): Re
 }
 
 /**
- * Consumes the topics matching `topics` from the beginning into `messages`, until stopped.
+ * Consumes the topics into `messages` (from the beginning unless told otherwise), until stopped.
  * `waitFor(n)` resolves once n messages have arrived (or rejects after the timeout).
  */
-export async function collectTopics(brokers: string[], topics: RegExp | string[]) {
+export async function collectTopics(
+  brokers: string[],
+  topics: RegExp | string[],
+  options: { fromBeginning?: boolean } = {},
+) {
   const consumer = testKafka(brokers).consumer({
     groupId: `test-${Math.random().toString(36).slice(2)}`,
     maxWaitTimeInMs: 100,
@@ -49,7 +53,10 @@ export async function collectTopics(brokers: string[], topics: RegExp | string[]
   const messages: ReceivedMessage[] = []
   if (Array.isArray(topics)) await ensureTopics(brokers, topics)
   await consumer.connect()
-  await consumer.subscribe({ topics: Array.isArray(topics) ? topics : [topics], fromBeginning: true })
+  await consumer.subscribe({
+    topics: Array.isArray(topics) ? topics : [topics],
+    fromBeginning: options.fromBeginning ?? true,
+  })
   // Resolve only once partitions are assigned: until then nothing is fetched, and a latency
   // measured from a commit made meanwhile would include the group join.
   const joined = new Promise<void>((resolve) => consumer.on(consumer.events.GROUP_JOIN, () => resolve()))

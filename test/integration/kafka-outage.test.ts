@@ -52,6 +52,10 @@ test('Kafka outage: nothing confirmed past unpublished commits, reading pauses, 
   expect(await worker.metric('outbox_events_published_total')).toBe(10)
   expect(await worker.metric('outbox_batch_size_count')).toBeGreaterThan(0)
   expect(await worker.metric('outbox_commit_to_ack_seconds_count')).toBe(10)
+  // Commit to acknowledgement took some time, and not minutes (the commit time is decoded right).
+  const latencySum = (await worker.metric('outbox_commit_to_ack_seconds_sum')) ?? 0
+  expect(latencySum).toBeGreaterThan(0)
+  expect(latencySum / 10).toBeLessThan(5)
   expect(await worker.metric('outbox_confirmed_lsn')).toBeGreaterThan(0)
   expect(await worker.metric('outbox_streaming')).toBe(1)
 
