@@ -238,6 +238,7 @@ class Worker extends EventEmitter implements OutboxWorker {
   }
 
   private startRetention(): void {
+    void this.runRetention()
     const every = Math.min(60_000, Math.max(1000, this.config.retentionMs / 10))
     const timer = setInterval(() => {
       void this.runRetention()

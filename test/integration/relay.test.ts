@@ -256,6 +256,38 @@ test('SIGTERM during a stream: exit 0, what Kafka acknowledged is confirmed, not
   await restarted.kill('SIGTERM')
 })
 
+test('a least-privilege role (REPLICATION, SELECT on the outbox) is enough to stream', async () => {
+  const role = uniqueName('outbox_worker')
+  await db.query(`CREATE ROLE ${role} WITH LOGIN REPLICATION PASSWORD 'pw-${role}'`)
+  await db.query(`GRANT SELECT ON outbox TO ${role}`)
+  try {
+    const url = new URL(db.url)
+    url.username = role
+    url.password = `pw-${role}`
+    const worker = await startWorker({ DATABASE_URL: url.toString() })
+    await worker.waitForLog(/"msg":"streaming"/)
+    const consumer = await consume([`${prefix}.order`])
+    const [id] = await insertEvents(db, [{ aggregateId: 'lp' }])
+    const [message] = await consumer.waitFor(1)
+    expect(message?.headers.id).toBe(id)
+    expect(worker.output.join('\n')).not.toContain(`pw-${role}`)
+    await worker.kill('SIGTERM')
+  } finally {
+    await db.query(`DROP OWNED BY ${role}`)
+    await db.query(`DROP ROLE ${role}`)
+  }
+})
+
+test('retention deletes rows older than the period and keeps newer ones (delivery is unaffected)', async () => {
+  const old = await insertEvents(db, [{ aggregateId: 'r1' }, { aggregateId: 'r2' }, { aggregateId: 'r3' }])
+  await db.query(`UPDATE outbox SET created_at = now() - interval '2 hours' WHERE id = ANY($1::uuid[])`, [old])
+  const fresh = await insertEvents(db, [{ aggregateId: 'r4' }, { aggregateId: 'r5' }])
+  const worker = await startWorker({ OUTBOX_RETENTION: '1h' })
+  await worker.waitForLog(/retention: deleted old outbox rows/)
+  const left = await db.query<{ id: string }>('SELECT id FROM outbox ORDER BY id')
+  expect(left.map((r) => r.id).sort()).toEqual([...fresh].sort())
+})
+
 describe('poison events', () => {
   test('go to the dead-letter topic with the reason, and the stream continues', async () => {
     const worker = await startWorker({ OUTBOX_MAX_MESSAGE_BYTES: '2000' })

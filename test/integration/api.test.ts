@@ -1,0 +1,80 @@
+/** The programmatic worker (`prisma-outbox/worker`): what the CLI is built on. */
+import { afterEach, beforeEach, expect, inject, test } from 'vitest'
+import { createWorker, type Logger, OutboxSetupError } from '../../worker/index.js'
+import { createTestDatabase, type TestDatabase, uniqueName } from '../helpers/database.js'
+import { collectTopics } from '../helpers/kafka.js'
+import { currentLsn, insertEvents, waitForConfirmed } from '../helpers/worker.js'
+
+let db: TestDatabase
+beforeEach(async () => {
+  db = await createTestDatabase(inject('databaseUrl'))
+})
+afterEach(async () => {
+  await db.dispose()
+})
+
+function recordingLogger(lines: string[]): Logger {
+  const log = (level: string) => (fields: object, message: string) =>
+    lines.push(`${level} ${message} ${JSON.stringify(fields)}`)
+  const logger: Logger = {
+    debug: log('debug'),
+    info: log('info'),
+    warn: log('warn'),
+    error: log('error'),
+    child: () => logger,
+  }
+  return logger
+}
+
+test('start() and stop() are idempotent; events report streaming, published and confirmed; the injected logger is used', async () => {
+  const prefix = uniqueName('api')
+  const lines: string[] = []
+  const worker = createWorker({
+    databaseUrl: db.url,
+    kafkaBrokers: inject('kafkaBrokers'),
+    slot: uniqueName('slot'),
+    topicTemplate: `${prefix}.{aggregateType}`,
+    healthPort: 0,
+    statusIntervalMs: 500,
+    logger: recordingLogger(lines),
+  })
+  const streaming = new Promise<void>((resolve) => worker.once('streaming', () => resolve()))
+  let published = 0
+  worker.on('published', (count: number) => {
+    published += count
+  })
+  const first = worker.start()
+  expect(worker.start()).toBe(first)
+  await first
+  await streaming
+  expect(worker.state).toBe('streaming')
+  expect(worker.isReady()).toBe(true)
+
+  const consumer = await collectTopics(inject('kafkaBrokers'), [`${prefix}.order`])
+  await insertEvents(db, [{ aggregateId: 'a' }, { aggregateId: 'b' }, { aggregateId: 'c' }])
+  await consumer.waitFor(3)
+  await consumer.stop()
+  await waitForConfirmed(db, worker.config.slot, await currentLsn(db))
+  expect(published).toBe(3)
+  expect(lines.some((l) => l.startsWith('info streaming'))).toBe(true)
+
+  const stopping = worker.stop()
+  expect(worker.stop()).toBe(stopping)
+  await stopping
+  await worker.done
+  expect(worker.state).toBe('stopped')
+})
+
+test('start() rejects with OutboxSetupError when the database is not set up, and done rejects too', async () => {
+  await db.query('DROP PUBLICATION prisma_outbox')
+  const worker = createWorker({
+    databaseUrl: db.url,
+    kafkaBrokers: inject('kafkaBrokers'),
+    slot: uniqueName('slot'),
+    healthPort: 0,
+  })
+  await expect(worker.start()).rejects.toBeInstanceOf(OutboxSetupError)
+  await expect(worker.done).rejects.toMatchObject({ code: 'OUTBOX_NO_PUBLICATION' })
+  expect(worker.state).toBe('failed')
+  await worker.stop() // still safe to call
+})
