@@ -232,6 +232,7 @@ async function main() {
       ...pollingLatency.map((l) => `| commit→consume p50/p95/p99, polling, ${f0(l.rate)}/s | ${lat(l)} | |`),
       `| relay p99 / polling p99 at 1,000/s | ${f2(results.ratios.p99VsPollingAt1000)} | ≤ 0.2 |`,
       `| transaction: order / order + emit (median, jsonb) | ${f2(writeSide.jsonb?.txMs ?? 0)} / ${f2(writeSide.jsonb?.txEmitMs ?? 0)} ms (×${f2(writeSide.jsonb?.emitRatio ?? 0)}) | ≤ ×1.35 |`,
+      `| reference: order / two orders (one more statement, median) | ${f2(writeSide.jsonb?.txMs ?? 0)} / ${f2(writeSide.jsonb?.txTwoOrdersMs ?? 0)} ms (×${f2(writeSide.jsonb?.twoOrdersRatio ?? 0)}) | |`,
       `| same with a json payload column | ${f2(writeSide.json?.txMs ?? 0)} / ${f2(writeSide.json?.txEmitMs ?? 0)} ms (×${f2(writeSide.json?.emitRatio ?? 0)}) | |`,
       `| emitMany(100) / 100 × emit (median) | ${f2(writeSide.jsonb?.emitMany100Ms ?? 0)} / ${f2(writeSide.jsonb?.emit100Ms ?? 0)} ms | |`,
       `| worker peak RSS draining ${f0(rss.events)} events | ${rss.peakRssMb} MB (${f0(rss.perS)} events/s) | ≤ 250 MB |`,
