@@ -77,7 +77,9 @@ export const DEFAULTS: Omit<WorkerConfig, 'databaseUrl' | 'kafkaBrokers'> = {
   startupTimeoutMs: 30_000,
   shutdownTimeoutMs: 15_000,
   retryInitialMs: 200,
-  retryMaxMs: 30_000,
+  // The relay has one job and one connection each way: a retry every few seconds costs nothing,
+  // and it bounds how long delivery waits after Kafka or PostgreSQL come back.
+  retryMaxMs: 5_000,
   healthPort: 9464,
   healthHost: '0.0.0.0',
   logLevel: 'info',

@@ -202,4 +202,4 @@ test('combined: every fault, in random order', async () => {
       { workers: 2 },
     ),
   )
-})
+}, 120_000 + soakRounds * 90_000)
