@@ -177,29 +177,33 @@ test('SIGTERM under load, 3 times: each exit is clean (0)', async () => {
   )
 })
 
-test('combined: every fault, in random order', async () => {
-  const rounds = Math.max(1, soakRounds)
-  expectGuarantees(
-    await runScenario(
-      soakRounds > 0 ? `combined (soak, ${rounds} rounds)` : 'combined',
-      services,
-      async (ctx) => {
-        const all = [
-          faults.killWorker,
-          (c: ScenarioContext) => faults.stopKafka(c, 4000),
-          faults.restartPostgres,
-          faults.terminateWalsender,
-          faults.sigterm,
-          ctx.insertPoison,
-        ]
-        for (let round = 0; round < rounds; round++) {
-          for (const fault of [...all].sort(() => Math.random() - 0.5)) {
-            await ctx.sleep(randomBetween(300, 1200))
-            await fault(ctx)
+test(
+  'combined: every fault, in random order',
+  async () => {
+    const rounds = Math.max(1, soakRounds)
+    expectGuarantees(
+      await runScenario(
+        soakRounds > 0 ? `combined (soak, ${rounds} rounds)` : 'combined',
+        services,
+        async (ctx) => {
+          const all = [
+            faults.killWorker,
+            (c: ScenarioContext) => faults.stopKafka(c, 4000),
+            faults.restartPostgres,
+            faults.terminateWalsender,
+            faults.sigterm,
+            ctx.insertPoison,
+          ]
+          for (let round = 0; round < rounds; round++) {
+            for (const fault of [...all].sort(() => Math.random() - 0.5)) {
+              await ctx.sleep(randomBetween(300, 1200))
+              await fault(ctx)
+            }
           }
-        }
-      },
-      { workers: 2 },
-    ),
-  )
-}, 120_000 + soakRounds * 90_000)
+        },
+        { workers: 2 },
+      ),
+    )
+  },
+  120_000 + soakRounds * 90_000,
+)
