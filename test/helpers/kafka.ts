@@ -49,6 +49,11 @@ export async function collectTopics(
     groupId: `test-${Math.random().toString(36).slice(2)}`,
     maxWaitTimeInMs: 100,
     metadataMaxAge: 1000,
+    // After a broker restart the group must be rejoined; with kafkajs's defaults (30 s session,
+    // 60 s rebalance) the fault tests would wait on the checker, not on the relay.
+    sessionTimeout: 6000,
+    rebalanceTimeout: 6000,
+    heartbeatInterval: 1000,
   })
   const messages: ReceivedMessage[] = []
   if (Array.isArray(topics)) await ensureTopics(brokers, topics)
