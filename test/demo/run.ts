@@ -14,7 +14,12 @@ import { type Services, startServices } from '../services/index.js'
 
 const ORDERS = Number(process.env.DEMO_ORDERS ?? 40)
 const root = join(import.meta.dirname, '../..')
-const say = (tag: string, text: string) => process.stdout.write(`${tag.padEnd(8)} ${text}\n`)
+let interrupted = false
+// After Ctrl-C only the demo's own lines are printed: the app and the worker would report the
+// services going away as failures, which they are not.
+const say = (tag: string, text: string) => {
+  if (!interrupted || tag === '[demo]') process.stdout.write(`${tag.padEnd(8)} ${text}\n`)
+}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 let services: Services | undefined
@@ -33,6 +38,8 @@ function cleanup(): Promise<void> {
   return cleaning
 }
 process.on('SIGINT', () => {
+  if (interrupted) process.exit(130) // a second Ctrl-C: now
+  interrupted = true
   say('[demo]', 'Ctrl-C: stopping everything and removing its data')
   void cleanup().then(() => process.exit(130))
 })
@@ -77,6 +84,7 @@ async function main(): Promise<number> {
     `database ${db.name}: applied prisma/outbox/migration.sql (outbox table + publication) and the orders table`,
   )
   const generated = spawnSync(process.execPath, [join(root, 'prisma/generate.mjs')], { cwd: root, encoding: 'utf8' })
+  if (generated.signal === 'SIGINT') return 130 // Ctrl-C reached the generator too; cleanup follows
   if (generated.status !== 0) throw new Error(`prisma generate failed:\n${generated.stderr}`)
   say('[demo]', "generated the example app's Prisma client (prisma/schema.prisma)")
   const { createAppClient } = await import('../helpers/prisma.js')
@@ -106,17 +114,13 @@ async function main(): Promise<number> {
       if (seen.has(id)) duplicates++
       else if (committedAt.has(id)) latencies.push(latency)
       seen.add(id)
-      const flag = rolledBack.has(id)
-        ? '  <-- ROLLED BACK, MUST NOT ARRIVE'
-        : seen.has(id) && latencies.length === 0
-          ? ''
-          : ''
+      const flag = rolledBack.has(id) ? '  <-- ROLLED BACK, MUST NOT ARRIVE' : ''
       say('[kafka]', `${m.topic} key=${m.key} ${m.headers.type} id=${id.slice(0, 13)}… ${latency} ms${flag}`)
     }
   }, 50)
 
   const customers = ['ada', 'bob', 'cy', 'dee', 'eve']
-  for (let i = 1; i <= ORDERS; i++) {
+  for (let i = 1; i <= ORDERS && !interrupted; i++) {
     const customer = customers[i % customers.length] as string
     const declined = i % 6 === 0
     const ids: string[] = []
@@ -161,6 +165,7 @@ async function main(): Promise<number> {
     }
     await sleep(60)
   }
+  if (interrupted) return 130
 
   const deadline = Date.now() + 30_000
   while ([...committedAt.keys()].some((id) => !seen.has(id)) && Date.now() < deadline) await sleep(100)
@@ -192,7 +197,7 @@ let code = 1
 try {
   code = await main()
 } catch (error) {
-  process.stderr.write(`demo failed: ${(error as Error).message}\n`)
+  if (!interrupted) process.stderr.write(`demo failed: ${(error as Error).message}\n`)
 } finally {
   await cleanup()
 }
