@@ -50,11 +50,18 @@ export function poisonReason(record: KafkaRecord, maxMessageBytes: number): stri
   return undefined
 }
 
+/** Headers the worker sets itself; a dead-letter record always keeps them. */
+const RESERVED_HEADERS = ['id', 'type', 'aggregateType', 'aggregateId'] as const
+/** Where a dead-letter record's parts are cut when dropping the value and headers is not enough. */
+const TRUNCATE_BYTES = 1024
+
 /**
- * The dead-letter form of a poison record: same key and headers plus `error` and
- * `originalTopic`. A record refused for its size goes without its value (it would be refused
- * again); its id still identifies it. A dead-letter topic name built from an invalid topic is
- * made valid by replacing illegal characters with "_".
+ * The dead-letter form of a poison record: same key, headers and value plus `error` and
+ * `originalTopic`. When that is too large for Kafka, parts are shed until it fits, and the
+ * `truncated` header lists what was: the value first (the usual culprit), then the row's own
+ * headers (the reserved ones stay), then key and reserved values are cut to 1 KiB. Its id always
+ * identifies it. A dead-letter topic name built from an invalid topic is made valid by replacing
+ * illegal characters with "_".
  */
 export function toDeadLetter(
   record: KafkaRecord,
@@ -71,6 +78,53 @@ export function toDeadLetter(
     topic,
     headers: { ...record.headers, error: reason, originalTopic: record.topic },
   }
-  if (recordBytes(dead) > maxMessageBytes) dead.value = null
+  const truncated: string[] = []
+  const fits = () => recordBytes(dead) <= maxMessageBytes
+  if (!fits()) {
+    dead.value = null
+    truncated.push('value')
+  }
+  if (!fits()) {
+    dead.headers = { error: reason, originalTopic: record.topic }
+    for (const name of RESERVED_HEADERS) {
+      const value = record.headers[name]
+      if (value !== undefined) dead.headers[name] = value
+    }
+    truncated.push('headers')
+  }
+  if (!fits()) {
+    dead.key = truncateUtf8(dead.key, TRUNCATE_BYTES)
+    for (const [name, value] of Object.entries(dead.headers)) dead.headers[name] = truncateUtf8(value, TRUNCATE_BYTES)
+    truncated.push('key')
+  }
+  if (truncated.length > 0) dead.headers.truncated = truncated.join(',')
   return dead
+}
+
+/**
+ * The record to dead-letter for an outbox row that could not be decoded: its columns' raw text
+ * as a JSON object, keyed by its aggregate id when it has one, to the topic it would have had.
+ */
+export function undecodableRecord(columns: Record<string, string | null>, topicTemplate: string): KafkaRecord {
+  const aggregateType = columns.aggregatetype ?? ''
+  const type = columns.type ?? ''
+  const topic = columns.topic ?? (aggregateType ? applyTemplate(topicTemplate, { aggregateType, type }) : 'outbox')
+  const headers: Record<string, string> = {}
+  if (columns.id) headers.id = columns.id
+  if (columns.type) headers.type = columns.type
+  if (columns.aggregatetype) headers.aggregateType = columns.aggregatetype
+  if (columns.aggregateid) headers.aggregateId = columns.aggregateid
+  return {
+    topic,
+    key: columns.aggregateid ?? '',
+    value: JSON.stringify(columns),
+    headers,
+    timestamp: String(Date.now()),
+  }
+}
+
+function truncateUtf8(text: string, bytes: number): string {
+  const buffer = Buffer.from(text)
+  // Cutting inside a multi-byte character leaves a replacement character at the end: harmless.
+  return buffer.length <= bytes ? text : buffer.subarray(0, bytes).toString()
 }
