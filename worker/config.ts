@@ -34,6 +34,12 @@ export interface WorkerConfig {
   logFormat: 'auto' | 'json' | 'pretty'
   /** Delete outbox rows older than this many ms; 0 = never. */
   retentionMs: number
+  /** How long events for a missing or unauthorized topic wait before they are poison. */
+  missingTopicTimeoutMs: number
+  /** How often the worker checks that the outbox table is still in the publication. */
+  tableCheckIntervalMs: number
+  /** How long the table may be out of the publication before the worker exits 3. */
+  missingTableTimeoutMs: number
 }
 
 /** Any subset of the options, brokers as a list or comma-separated text; the rest come from DEFAULTS. */
@@ -85,6 +91,9 @@ export const DEFAULTS: Omit<WorkerConfig, 'databaseUrl' | 'kafkaBrokers'> = {
   logLevel: 'info',
   logFormat: 'auto',
   retentionMs: 0,
+  missingTopicTimeoutMs: 60_000,
+  tableCheckIntervalMs: 5_000,
+  missingTableTimeoutMs: 60_000,
 }
 
 const text = (t: string) => t
@@ -294,7 +303,28 @@ export const OPTIONS: OptionSpec[] = [
     flag: 'retention',
     env: 'OUTBOX_RETENTION',
     parse: parseDuration,
-    description: 'delete rows older than this, e.g. 7d, 12h, 30m; 0 = keep',
+    description: 'delete rows older than this (and delivered), e.g. 7d, 12h, 30m; 0 = keep',
+  },
+  {
+    key: 'missingTopicTimeoutMs',
+    flag: 'missing-topic-timeout',
+    env: 'OUTBOX_MISSING_TOPIC_TIMEOUT',
+    parse: parseDuration,
+    description: 'events for a topic that does not exist (or may not be written) wait this long, then are poison',
+  },
+  {
+    key: 'tableCheckIntervalMs',
+    flag: 'table-check-interval',
+    env: 'OUTBOX_TABLE_CHECK_INTERVAL',
+    parse: parseDuration,
+    description: 'how often to check that the outbox table is still in the publication',
+  },
+  {
+    key: 'missingTableTimeoutMs',
+    flag: 'missing-table-timeout',
+    env: 'OUTBOX_MISSING_TABLE_TIMEOUT',
+    parse: parseDuration,
+    description: 'exit 3 when the outbox table stays out of the publication this long',
   },
 ]
 
@@ -373,6 +403,9 @@ export function resolveConfig(
     'statusIntervalMs',
     'retryInitialMs',
     'retryMaxMs',
+    'missingTopicTimeoutMs',
+    'tableCheckIntervalMs',
+    'missingTableTimeoutMs',
   ] as const) {
     if (!Number.isSafeInteger(config[key]) || config[key] <= 0)
       throw new OutboxConfigError(`${key} must be a positive whole number`)

@@ -15,10 +15,21 @@ export interface OutboxRecord {
   createdAt: number
 }
 
+/** A row of the outbox table that cannot be turned into an event (schema drift, raw SQL). */
+export interface UndecodableRow {
+  /** Every column as the text PostgreSQL sent (null for SQL NULL). */
+  columns: Record<string, string | null>
+  reason: string
+}
+
 export interface DecoderSink {
   begin(commitTime: number): void
   record(record: OutboxRecord): void
+  /** Poison: it must reach the dead-letter topic (or stop the worker), never be skipped. */
+  undecodable(row: UndecodableRow): void
   commit(endLsn: string): void
+  /** The outbox table was renamed or moved: its rows no longer reach this worker. */
+  tableLeft(reason: string): void
 }
 
 /**
@@ -29,15 +40,31 @@ export function commitTimeMs(unixMicros: bigint | number): number {
   return Number(BigInt(unixMicros) / 1000n)
 }
 
+type Parser = (text: string) => unknown
+
+/** What the decoder keeps of an outbox relation message. */
+interface RelationShape {
+  parsers: Map<string, Parser>
+  /** The payload column is json or jsonb, so PostgreSQL has already checked it is JSON. */
+  payloadIsJson: boolean
+}
+
+const JSON_TYPE_OIDS = new Set([114, 3802])
+
 /**
  * Turns pgoutput messages into begin / record / commit calls for the outbox table only.
  * The table is recognised by its relation message (schema and name), then by relation id, so a
  * table of the same name in another schema, or any other table in the publication, is ignored.
+ *
+ * Column values are decoded here, not by the library: the library's parsers run inside its socket
+ * handler, where a value that does not parse (a column whose type changed) would throw out of
+ * reach. Here a row that does not decode becomes an UndecodableRow with its raw text.
  */
 export class OutboxDecoder {
   private readonly schema: string
   private readonly table: string
-  private readonly outboxRelations = new Set<number>()
+  /** Outbox relation ids, with what decoding their rows needs. */
+  private readonly outboxRelations = new Map<number, RelationShape>()
 
   constructor(
     table: string,
@@ -54,9 +81,11 @@ export class OutboxDecoder {
       case 'relation':
         this.onRelation(message)
         return
-      case 'insert':
-        if (this.outboxRelations.has(message.relation.relationOid)) this.sink.record(toRecord(message.new))
+      case 'insert': {
+        const shape = this.outboxRelations.get(message.relation.relationOid)
+        if (shape) this.onInsert(message.new as Record<string, string | null>, shape)
         return
+      }
       case 'commit':
         this.sink.commit(message.commitEndLsn as string)
         return
@@ -67,38 +96,70 @@ export class OutboxDecoder {
   }
 
   private onRelation(relation: Pgoutput.MessageRelation): void {
-    if (relation.schema !== this.schema || relation.name !== this.table) {
-      this.outboxRelations.delete(relation.relationOid)
+    const isOutbox = relation.schema === this.schema && relation.name === this.table
+    if (!isOutbox) {
+      if (this.outboxRelations.delete(relation.relationOid)) {
+        this.sink.tableLeft(
+          `the outbox table ${this.schema}.${this.table} is now ${relation.schema}.${relation.name} (renamed or moved)`,
+        )
+      }
       return
     }
-    this.outboxRelations.add(relation.relationOid)
-    // Keep JSON columns as the text PostgreSQL sent instead of parsing them: the payload goes to
-    // Kafka byte for byte (no float rounding of big numbers, no key reordering). The parser
-    // caches this relation object and decodes the following inserts with these column parsers.
+    const shape: RelationShape = { parsers: new Map(), payloadIsJson: false }
     for (const column of relation.columns) {
-      if (column.name === 'payload' || column.name === 'headers') column.parser = (raw: unknown) => raw
+      shape.parsers.set(column.name, column.parser as Parser)
+      if (column.name === 'payload') shape.payloadIsJson = JSON_TYPE_OIDS.has(column.typeOid)
+      // The library caches this relation object and decodes the following inserts with it.
+      column.parser = (raw: unknown) => raw
     }
+    this.outboxRelations.set(relation.relationOid, shape)
+  }
+
+  private onInsert(row: Record<string, string | null>, shape: RelationShape): void {
+    let record: OutboxRecord
+    try {
+      record = toRecord(row, shape)
+    } catch (error) {
+      const columns: Record<string, string | null> = {}
+      for (const [name, value] of Object.entries(row)) columns[name] = value === undefined ? null : value
+      this.sink.undecodable({ columns, reason: `undecodable row: ${(error as Error).message}` })
+      return
+    }
+    this.sink.record(record)
   }
 }
 
-function toRecord(row: Record<string, unknown>): OutboxRecord {
+function toRecord(row: Record<string, string | null>, shape: RelationShape): OutboxRecord {
+  const required = (name: string): string => {
+    const value = row[name]
+    if (typeof value !== 'string') throw new Error(`column ${name} is ${value === null ? 'NULL' : 'missing'}`)
+    return value
+  }
+  const createdAt = shape.parsers.get('created_at')?.(required('created_at'))
+  const time = createdAt instanceof Date ? createdAt.getTime() : Date.parse(String(createdAt))
+  if (Number.isNaN(time)) throw new Error(`created_at "${row.created_at}" is not a timestamp`)
+  const payload = required('payload')
+  // The payload is the Kafka value byte for byte. A json/jsonb column is JSON already; a column
+  // whose type was changed (schema drift) must be checked, or consumers get what is not JSON.
+  if (!shape.payloadIsJson) JSON.parse(payload)
   return {
-    id: String(row.id),
-    aggregateType: String(row.aggregatetype),
-    aggregateId: String(row.aggregateid),
-    type: String(row.type),
-    payload: String(row.payload),
-    headers: parseHeaders(row.headers),
+    id: required('id'),
+    aggregateType: required('aggregatetype'),
+    aggregateId: required('aggregateid'),
+    type: required('type'),
+    payload,
+    headers: parseHeaders(row.headers ?? null),
     topic: typeof row.topic === 'string' ? row.topic : null,
-    createdAt: row.created_at instanceof Date ? row.created_at.getTime() : Date.parse(String(row.created_at)),
+    createdAt: time,
   }
 }
 
 /** Header values are strings; rows written with raw SQL may hold other JSON values, sent as their JSON text. */
-function parseHeaders(raw: unknown): Record<string, string> {
-  if (raw === null || raw === undefined) return {}
-  const parsed: unknown = typeof raw === 'string' ? JSON.parse(raw) : raw
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return {}
+function parseHeaders(raw: string | null): Record<string, string> {
+  if (raw === null) return {}
+  const parsed: unknown = JSON.parse(raw)
+  if (parsed === null) return {}
+  if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('headers is not a JSON object')
   const headers: Record<string, string> = {}
   for (const [name, value] of Object.entries(parsed))
     headers[name] = typeof value === 'string' ? value : JSON.stringify(value)

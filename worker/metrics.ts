@@ -59,6 +59,22 @@ export function createMetrics() {
       help: '1 while this worker holds the slot and streams, 0 otherwise (standby, reconnecting)',
       registers,
     }),
+    pendingTransactions: new Gauge({
+      name: 'outbox_pending_transactions',
+      help: 'Transactions with events received and not yet fully acknowledged (others take no memory)',
+      registers,
+    }),
+    topicUnavailable: new Gauge({
+      name: 'outbox_topic_unavailable',
+      help: '1 for each topic that does not exist or may not be written; its events wait, then are dead-lettered',
+      labelNames: ['topic'],
+      registers,
+    }),
+    tablePublished: new Gauge({
+      name: 'outbox_table_published',
+      help: '1 while the outbox table is in the publication; 0 when it left it (confirming is held)',
+      registers,
+    }),
     kafkaConnected: new Gauge({
       name: 'outbox_kafka_connected',
       help: '1 when the last Kafka send succeeded, 0 after a failure until the next success',

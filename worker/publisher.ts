@@ -1,32 +1,51 @@
 import { readFileSync } from 'node:fs'
-import { Kafka, type KafkaConfig, logLevel, type Producer, type SASLOptions } from 'kafkajs'
+import { type Admin, Kafka, type KafkaConfig, logLevel, type Producer, type SASLOptions } from 'kafkajs'
 import type { WorkerConfig } from './config.js'
 import type { Logger } from './logger.js'
 import type { KafkaRecord } from './records.js'
 
 /**
- * What the relay needs from a Kafka client, so the client can be swapped (or faked in tests):
- * `send` resolves only when Kafka has acknowledged every record (acks from all in-sync replicas)
- * and rejects otherwise; see classifyPublishError for what a rejection means.
+ * What the relay needs from a Kafka client, so the client can be swapped (or faked in tests).
+ * One publisher serves one replication session and is disconnected (awaited) when the session
+ * ends: the next session gets a new one, so nothing the old one still had in flight can be
+ * written after the new session's records. `send` resolves only when Kafka has acknowledged
+ * every record (acks from all in-sync replicas) and rejects otherwise; see classifyPublishError
+ * for what a rejection means.
  */
 export interface Publisher {
   connect(): Promise<void>
   send(records: KafkaRecord[]): Promise<void>
+  /**
+   * Which of these topics the client cannot write to: they do not exist (and the broker does
+   * not create them) or it is not authorized. Rejects when Kafka cannot be asked.
+   */
+  unavailableTopics(topics: string[]): Promise<string[]>
   disconnect(): Promise<void>
 }
 
-export type PublishErrorKind = 'retriable' | 'poison' | 'fatal'
+/** Makes the publisher of one session. */
+export type PublisherFactory = () => Publisher
 
-/** Kafka error types that one record causes and that retrying cannot fix. */
-const POISON_TYPES = new Set([
+/**
+ * - retriable: try again later (connection, leader election, timeouts, anything unknown);
+ * - refused: Kafka refused the batch because of what is in it (too large, an invalid record or
+ *   topic): split it until the culprit is alone, and that one is poison;
+ * - topic: a topic is missing or not authorized: retried, while the relay finds out which;
+ * - fatal: configuration no retry will fix.
+ */
+export type PublishErrorKind = 'retriable' | 'refused' | 'topic' | 'fatal'
+
+/** Kafka error types caused by the records of a request, that retrying cannot fix. */
+const REFUSED_TYPES = new Set([
   'MESSAGE_TOO_LARGE',
   'RECORD_LIST_TOO_LARGE',
   'INVALID_TOPIC_EXCEPTION',
   'INVALID_RECORD',
 ])
+/** A topic of the request cannot be written: it may be created (or authorized) any moment. */
+const TOPIC_TYPES = new Set(['UNKNOWN_TOPIC_OR_PARTITION', 'TOPIC_AUTHORIZATION_FAILED'])
 /** Configuration problems no retry will fix: the worker stops and says so. */
 const FATAL_TYPES = new Set([
-  'TOPIC_AUTHORIZATION_FAILED',
   'CLUSTER_AUTHORIZATION_FAILED',
   'SASL_AUTHENTICATION_FAILED',
   'UNSUPPORTED_SASL_MECHANISM',
@@ -44,7 +63,8 @@ export function classifyPublishError(error: unknown): { kind: PublishErrorKind; 
     seen.add(current)
     const type = (current as { type?: unknown }).type
     if (typeof type === 'string') {
-      if (POISON_TYPES.has(type)) return { kind: 'poison', type }
+      if (REFUSED_TYPES.has(type)) return { kind: 'refused', type }
+      if (TOPIC_TYPES.has(type)) return { kind: 'topic', type }
       if (FATAL_TYPES.has(type)) return { kind: 'fatal', type }
     }
     current =
@@ -90,14 +110,16 @@ export function kafkaClientConfig(config: WorkerConfig, logger: Logger): KafkaCo
 }
 
 /**
- * The kafkajs publisher: an idempotent producer with acks=all and one request in flight, so
- * records of one partition are written in the order given. After any failed send the producer is
- * dropped and the next send builds a new one: a clean producer id and sequence numbers instead of
- * state half-broken by an outage.
+ * The kafkajs publisher of one session: an idempotent producer with acks=all and one request in
+ * flight, so records of one partition are written in the order given. After a failed send (whose
+ * promise has settled: kafkajs's own retries are over) the producer is dropped and the next send
+ * builds a new one: a clean producer id and sequence numbers instead of state half-broken by an
+ * outage.
  */
 export function createKafkaPublisher(config: WorkerConfig, logger: Logger): Publisher {
   const kafka = new Kafka(kafkaClientConfig(config, logger))
   let producer: Producer | undefined
+  let admin: Admin | undefined
 
   const connected = async (): Promise<Producer> => {
     if (producer) return producer
@@ -142,6 +164,20 @@ export function createKafkaPublisher(config: WorkerConfig, logger: Logger): Publ
         throw error
       }
     },
-    disconnect: drop,
+    async unavailableTopics(topics) {
+      if (!admin) {
+        const fresh = kafka.admin()
+        await fresh.connect()
+        admin = fresh
+      }
+      // A metadata request for all topics lists those that exist and this client may see.
+      const existing = new Set(await admin.listTopics())
+      return topics.filter((topic) => !existing.has(topic))
+    },
+    async disconnect() {
+      const oldAdmin = admin
+      admin = undefined
+      await Promise.all([drop(), oldAdmin?.disconnect().catch(() => {})])
+    },
   }
 }

@@ -1,16 +1,14 @@
-import type { Socket } from 'node:net'
-import pRetry, { AbortError } from 'p-retry'
-import { LogicalReplicationService, type Pgoutput, PgoutputPlugin } from 'pg-logical-replication'
 import type { WorkerConfig } from './config.js'
-import { OutboxDecoder, type OutboxRecord } from './decoder.js'
-import { OutboxPoisonEventError } from './errors.js'
-import { errorFields, type Logger } from './logger.js'
-import { formatLsn, type Lsn, maxLsn, parseLsn } from './lsn.js'
-import { LsnTracker, type TrackedTransaction } from './lsn-tracker.js'
+import { Delivery, type DeliveryItem } from './delivery.js'
+import { OutboxSetupError } from './errors.js'
+import type { Logger } from './logger.js'
+import type { Lsn } from './lsn.js'
 import type { Metrics } from './metrics.js'
-import { classifyPublishError, type Publisher } from './publisher.js'
-import { type KafkaRecord, poisonReason, recordBytes, toDeadLetter, toKafkaRecord } from './records.js'
+import { PublicationWatch } from './publication-watch.js'
+import type { Publisher } from './publisher.js'
+import { recordBytes, toKafkaRecord, undecodableRecord } from './records.js'
 import { SQLSTATE, sqlState } from './setup.js'
+import { ReplicationStream } from './stream.js'
 
 export type SessionOutcome =
   | { kind: 'stopped' }
@@ -23,109 +21,100 @@ export interface SessionEvents {
   published(count: number): void
   confirmed(lsn: string): void
   deadLettered(info: { id: string; topic: string; reason: string }): void
+  /** More events are known delivered (see deliveredBefore): a moment for retention. */
+  delivered(): void
 }
-
-interface Pending {
-  record: KafkaRecord
-  transaction: TrackedTransaction
-  bytes: number
-}
-
-/** Largest Kafka request the relay builds, whatever batchSize allows. */
-const MAX_REQUEST_BYTES = 8 * 1024 * 1024
 
 /**
  * One replication connection, from START_REPLICATION until it ends, and the publishing that goes
- * with it. A new session (and a new LogicalReplicationService) is made for every connection: a
- * reused service would restart from the last LSN it *received* instead of the slot's confirmed
- * position, skipping everything received but not yet acknowledged.
+ * with it. An event travels: stream (read, decode, track its transaction) → delivery (batch, send,
+ * retry, dead-letter) → back to the stream (acknowledge its transaction, confirm the low-watermark).
+ * The session owns what joins them: the buffer bound that pauses reading, the checks that hold
+ * confirming (the table left the publication), and the outcome.
  *
- * Data and keepalive messages are handled synchronously in socket order (no library flow
- * control: it queues data but not keepalives, so a keepalive could be applied ahead of
- * unprocessed commits). Backpressure pauses the socket; a timer keeps sending status updates
- * while paused so the server does not time the connection out.
+ * The publisher is this session's alone and is closed (its send in flight settled) before the
+ * session returns, so the next session can never be overtaken by this one's records.
  */
 export class ReplicationSession {
-  private readonly service: LogicalReplicationService
-  private readonly tracker: LsnTracker
-  private readonly decoder: OutboxDecoder
-  private readonly queue: Pending[] = []
-  private open: TrackedTransaction | undefined
+  private readonly stream: ReplicationStream
+  private readonly delivery: Delivery
+  private readonly watch: PublicationWatch
   private buffered = { events: 0, bytes: 0 }
   private paused = false
-  private serverLsn: Lsn
-  private confirmed: Lsn
   private stopping = false
-  private readonly abort = new AbortController()
-  private wakePublisher: (() => void) | undefined
+  private finished = false
+  private tableProblemTimer: NodeJS.Timeout | undefined
   private finish!: (outcome: SessionOutcome) => void
   private readonly outcome = new Promise<SessionOutcome>((resolve) => {
-    this.finish = (outcome) => resolve(outcome)
+    this.finish = (outcome) => {
+      if (this.finished) return
+      this.finished = true
+      // Synchronously: the rest of the socket's chunk must not be tracked or confirmed.
+      void this.stream.close()
+      resolve(outcome)
+    }
   })
-  streaming = false
-  kafkaHealthy = true
 
   constructor(
     private readonly config: WorkerConfig,
     startLsn: Lsn,
-    private readonly publisher: Publisher,
+    receiveTimeoutMs: number,
+    publisher: Publisher,
     private readonly metrics: Metrics,
     private readonly logger: Logger,
     private readonly events: SessionEvents,
   ) {
-    this.service = new LogicalReplicationService(
-      { connectionString: config.databaseUrl },
-      // Never let the library confirm anything: it would confirm what was received, not delivered.
-      { acknowledge: { auto: false, timeoutSeconds: 0 } },
-    )
-    this.tracker = new LsnTracker(startLsn)
-    this.serverLsn = startLsn
-    this.confirmed = startLsn
-    this.decoder = new OutboxDecoder(config.table, {
-      begin: (commitTime) => {
-        this.open = this.tracker.begin(commitTime)
+    this.stream = new ReplicationStream(config, startLsn, receiveTimeoutMs, metrics, {
+      started: () => {
+        this.metrics.streaming.set(1)
+        this.events.streaming()
       },
-      record: (record) => this.enqueue(record),
-      commit: (endLsn) => {
-        if (this.open) this.tracker.commit(this.open, parseLsn(endLsn))
-        this.open = undefined
+      record: (record, transaction) => {
+        const kafkaRecord = toKafkaRecord(record, config.topicTemplate)
+        this.enqueue({ record: kafkaRecord, bytes: recordBytes(kafkaRecord), transaction })
       },
+      undecodable: (row, transaction) => {
+        const kafkaRecord = undecodableRecord(row.columns, config.topicTemplate)
+        this.enqueue({ record: kafkaRecord, bytes: recordBytes(kafkaRecord), transaction, poison: row.reason })
+      },
+      tableLeft: (reason) => this.watch.report(reason),
+      confirmed: (lsn) => this.events.confirmed(lsn),
+      delivered: () => this.events.delivered(),
+      ended: (error) => this.finish(this.classifyStreamError(error)),
     })
+    this.delivery = new Delivery(config, publisher, metrics, logger, {
+      acknowledged: (items) => this.acknowledged(items),
+      deadLettered: (info) => this.events.deadLettered(info),
+    })
+    this.watch = new PublicationWatch(config, { changed: (problem) => this.onTableProblem(problem) })
+  }
+
+  /** Streaming, Kafka reachable, and nothing holding delivery up. */
+  get ready(): boolean {
+    return (
+      this.stream.streaming &&
+      this.delivery.kafkaConnected &&
+      !this.stream.held &&
+      this.delivery.blockedTopics.length === 0
+    )
+  }
+
+  /** Every event committed before this time (ms) is delivered; 0 when not known (see retention). */
+  get deliveredBefore(): number {
+    return this.stream.held ? 0 : this.stream.deliveredBefore
   }
 
   /** Streams until the connection ends, the slot turns out busy, or drain() finishes. */
   async run(): Promise<SessionOutcome> {
-    const { service } = this
-    service.on('data', (lsn: string, message: Pgoutput.Message) => this.onData(lsn, message))
-    service.on('heartbeat', (lsn: string, _time: number, shouldRespond: boolean) =>
-      this.onKeepalive(lsn, shouldRespond),
-    )
-    service.on('error', (error: unknown) => this.finish(this.classifyStreamError(error)))
-    service.on('start', () => {
-      this.streaming = true
-      this.metrics.streaming.set(1)
-      this.events.streaming()
-    })
-    const plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [this.config.publication] })
-    service.subscribe(plugin, this.config.slot).then(
-      () => this.finish({ kind: 'ended', error: new Error('the server ended the replication stream') }),
-      (error: unknown) => this.finish(this.classifyStreamError(error)),
-    )
-    // Status updates with reply requested: they keep the connection alive while reading is
-    // paused, and the server's reply (a keepalive) lets an idle slot advance.
-    const timer = setInterval(() => this.sendStatus(true), this.config.statusIntervalMs)
-    const publishing = this.publishLoop().catch((error: unknown) => {
-      if (!this.abort.signal.aborted) this.finish({ kind: 'fatal', error })
-    })
+    this.stream.start()
+    this.watch.start()
+    const publishing = this.delivery.run().catch((error: unknown) => this.finish({ kind: 'fatal', error }))
 
     const outcome = await this.outcome
-    clearInterval(timer)
-    this.abort.abort()
-    this.wakePublisher?.()
+    clearTimeout(this.tableProblemTimer)
+    await Promise.all([this.stream.close(), this.watch.stop(), this.delivery.close()])
     await publishing
-    this.streaming = false
     this.metrics.streaming.set(0)
-    await service.destroy().catch(() => {})
     return outcome
   }
 
@@ -135,22 +124,20 @@ export class ReplicationSession {
    */
   async drain(timeoutMs: number): Promise<void> {
     this.stopping = true
-    this.socket()?.pause()
+    this.stream.pause()
     const deadline = Date.now() + timeoutMs
-    while ((this.queue.length > 0 || this.inFlight) && Date.now() < deadline && !this.abort.signal.aborted) {
+    while (!this.delivery.idle && Date.now() < deadline && !this.finished) {
       await new Promise((r) => setTimeout(r, 20))
     }
-    if (this.queue.length > 0 || this.inFlight) {
+    if (!this.delivery.idle) {
       this.logger.warn(
         { unacknowledged: this.buffered.events },
         'shutdown timeout: stopping with events unacknowledged (they are redelivered on restart)',
       )
     }
-    this.sendStatus(false)
+    this.stream.finalStatus()
     this.finish({ kind: 'stopped' })
   }
-
-  private inFlight = false
 
   private classifyStreamError(error: unknown): SessionOutcome {
     if (sqlState(error) === SQLSTATE.objectInUse) return { kind: 'slot-busy' }
@@ -158,160 +145,33 @@ export class ReplicationSession {
     return { kind: 'ended', error }
   }
 
-  private onData(lsn: string, message: Pgoutput.Message): void {
-    try {
-      this.serverLsn = maxLsn(this.serverLsn, parseLsn(lsn))
-      this.decoder.handle(message)
-    } catch (error) {
-      this.finish({ kind: 'ended', error })
-    }
-  }
-
-  private onKeepalive(lsn: string, shouldRespond: boolean): void {
-    const walEnd = parseLsn(lsn)
-    this.serverLsn = maxLsn(this.serverLsn, walEnd)
-    this.tracker.keepalive(walEnd)
-    if (shouldRespond || this.tracker.safeLsn > this.confirmed) this.sendStatus(false)
-  }
-
-  private enqueue(record: OutboxRecord): void {
-    const transaction = this.open
-    if (!transaction) throw new Error(`insert of event ${record.id} outside a transaction`)
-    const kafkaRecord = toKafkaRecord(record, this.config.topicTemplate)
-    const bytes = recordBytes(kafkaRecord)
-    this.tracker.addRecord(transaction)
-    this.queue.push({ record: kafkaRecord, transaction, bytes })
+  private enqueue(item: DeliveryItem): void {
+    this.delivery.enqueue(item)
     this.buffered.events++
-    this.buffered.bytes += bytes
+    this.buffered.bytes += item.bytes
     this.metrics.bufferedEvents.set(this.buffered.events)
     if (
       !this.paused &&
       (this.buffered.events >= this.config.bufferEvents || this.buffered.bytes >= this.config.bufferBytes)
     ) {
       this.paused = true
-      this.socket()?.pause()
+      this.stream.pause()
       this.logger.debug({ buffered: this.buffered.events }, 'buffer full: reading paused')
     }
-    this.wakePublisher?.()
   }
 
-  private publishLoop = async (): Promise<void> => {
-    while (!this.abort.signal.aborted) {
-      if (this.queue.length === 0) {
-        await new Promise<void>((resolve) => {
-          this.wakePublisher = resolve
-        })
-        this.wakePublisher = undefined
-        continue
-      }
-      const batch = this.takeBatch()
-      this.inFlight = true
-      try {
-        await this.publish(batch)
-      } finally {
-        this.inFlight = false
-      }
-      this.acknowledge(batch)
-    }
-  }
-
-  private takeBatch(): Pending[] {
-    let bytes = 0
-    let count = 0
-    while (count < this.queue.length && count < this.config.batchSize) {
-      bytes += (this.queue[count] as Pending).bytes
-      if (count > 0 && bytes > MAX_REQUEST_BYTES) break
-      count++
-    }
-    return this.queue.splice(0, count)
-  }
-
-  /** Publishes a batch; poison records go to the dead-letter topic (or stop the worker). */
-  private async publish(batch: Pending[]): Promise<void> {
-    const good: Pending[] = []
-    for (const item of batch) {
-      const reason = poisonReason(item.record, this.config.maxMessageBytes)
-      if (reason) await this.poison(item, reason)
-      else good.push(item)
-    }
-    if (good.length > 0) await this.sendBisectingPoison(good)
-  }
-
-  /** Kafka refused the batch for one of its records: halve until the culprit is alone. */
-  private async sendBisectingPoison(items: Pending[]): Promise<void> {
-    const refused = await this.sendWithRetry(items.map((i) => i.record))
-    if (!refused) return
-    if (items.length === 1) return this.poison(items[0] as Pending, `Kafka refused it: ${refused}`)
-    const middle = Math.ceil(items.length / 2)
-    await this.sendBisectingPoison(items.slice(0, middle))
-    await this.sendBisectingPoison(items.slice(middle))
-  }
-
-  /**
-   * Sends until Kafka acknowledges, retrying retriable errors forever with capped exponential
-   * backoff and jitter. Resolves to undefined on success, or to the Kafka error type when Kafka
-   * refuses a record for good; throws on fatal errors (authorization) and when aborted.
-   */
-  private async sendWithRetry(records: KafkaRecord[]): Promise<string | undefined> {
-    return await pRetry(
-      async () => {
-        try {
-          await this.publisher.send(records)
-          this.setKafkaHealthy(true)
-          this.metrics.batchSize.observe(records.length)
-          return undefined
-        } catch (error) {
-          const { kind, type } = classifyPublishError(error)
-          this.metrics.publishErrors.inc({ kind })
-          if (kind === 'poison') return type ?? 'refused'
-          if (kind === 'fatal') throw new AbortError(error as Error)
-          this.setKafkaHealthy(false)
-          throw error
-        }
-      },
-      {
-        // `forever` rather than retries: Infinity, which makes the retry package allocate one
-        // timeout per retry up front. After 16 doublings the delay stays at maxTimeout.
-        forever: true,
-        retries: 16,
-        factor: 2,
-        minTimeout: this.config.retryInitialMs,
-        maxTimeout: this.config.retryMaxMs,
-        randomize: true,
-        signal: this.abort.signal,
-        onFailedAttempt: (failure) => {
-          this.logger.warn(
-            { ...errorFields(failure), attempt: failure.attemptNumber, records: records.length },
-            'Kafka send failed; retrying with backoff (nothing is confirmed meanwhile)',
-          )
-        },
-      },
-    )
-  }
-
-  private async poison(item: Pending, reason: string): Promise<void> {
-    const id = item.record.headers.id ?? '?'
-    this.logger.error({ id, topic: item.record.topic, reason, onPoison: this.config.onPoison }, 'poison event')
-    if (this.config.onPoison === 'stop') throw new OutboxPoisonEventError(id, reason)
-    const dead = toDeadLetter(item.record, reason, this.config.dlqTopicTemplate, this.config.maxMessageBytes)
-    const refused = await this.sendWithRetry([dead])
-    if (refused)
-      throw new OutboxPoisonEventError(id, `${reason}; the dead-letter topic ${dead.topic} refused it too (${refused})`)
-    this.metrics.eventsDeadLettered.inc()
-    this.events.deadLettered({ id, topic: item.record.topic, reason })
-  }
-
-  private acknowledge(batch: Pending[]): void {
+  private acknowledged(items: DeliveryItem[]): void {
+    if (this.finished) return
     const now = Date.now()
-    for (const item of batch) {
-      this.tracker.acknowledge(item.transaction)
+    for (const item of items) {
+      this.stream.acknowledge(item.transaction)
       this.metrics.commitToAck.observe(Math.max(0, now - item.transaction.commitTime) / 1000)
       this.buffered.events--
       this.buffered.bytes -= item.bytes
     }
-    this.metrics.eventsPublished.inc(batch.length)
+    this.metrics.eventsPublished.inc(items.length)
     this.metrics.bufferedEvents.set(this.buffered.events)
-    this.events.published(batch.length)
+    this.events.published(items.length)
     if (
       this.paused &&
       !this.stopping &&
@@ -319,38 +179,39 @@ export class ReplicationSession {
       this.buffered.bytes <= this.config.bufferBytes / 2
     ) {
       this.paused = false
-      this.socket()?.resume()
+      this.stream.resume()
       this.logger.debug({ buffered: this.buffered.events }, 'buffer drained: reading resumed')
     }
-    if (this.tracker.safeLsn > this.confirmed) this.sendStatus(false)
+    this.stream.confirm()
   }
 
   /**
-   * Tells PostgreSQL the slot may forget WAL up to the safe LSN. pg-logical-replication reports
-   * `lsn + 1` as written/flushed/applied, so it is given safe - 1 to report exactly the safe LSN.
+   * The outbox table left the stream: hold confirming (rows written meanwhile are still in the
+   * table, to be republished), turn not ready, and give up after --missing-table-timeout so an
+   * orchestrator shows the failure (exit 3) instead of a worker that looks healthy.
    */
-  private sendStatus(requestReply: boolean): void {
-    const safe = this.tracker.safeLsn
-    this.metrics.slotLagBytes.set(Number(this.serverLsn > safe ? this.serverLsn - safe : 0n))
-    if (safe <= 0n || !this.streaming) return
-    void this.service.acknowledge(formatLsn(safe - 1n), requestReply)
-    if (safe > this.confirmed) {
-      this.confirmed = safe
-      this.metrics.confirmedLsn.set(Number(safe))
-      this.events.confirmed(formatLsn(safe))
+  private onTableProblem(problem: string | undefined): void {
+    this.stream.holdConfirming(problem)
+    this.metrics.tablePublished.set(problem ? 0 : 1)
+    clearTimeout(this.tableProblemTimer)
+    if (problem) {
+      this.logger.error(
+        { waitMs: this.config.missingTableTimeoutMs },
+        `${problem}. Events inserted meanwhile do not reach the worker: confirming is held; once fixed, republish them (see the README, "The table left the publication")`,
+      )
+      this.tableProblemTimer = setTimeout(() => {
+        this.finish({
+          kind: 'fatal',
+          error: new OutboxSetupError(`${problem} (still so after ${this.config.missingTableTimeoutMs} ms)`, {
+            code: 'OUTBOX_TABLE_UNPUBLISHED',
+          }),
+        })
+      }, this.config.missingTableTimeoutMs)
+    } else {
+      this.logger.warn(
+        {},
+        'the outbox table is back in the publication; events inserted while it was not are not streamed: republish them (see the README, "The table left the publication")',
+      )
     }
-  }
-
-  private setKafkaHealthy(healthy: boolean): void {
-    this.kafkaHealthy = healthy
-    this.metrics.kafkaConnected.set(healthy ? 1 : 0)
-  }
-
-  /**
-   * The replication connection's socket, for pausing reads. pg-logical-replication has no
-   * public handle for it; this is the one place that reaches inside (a test proves backpressure).
-   */
-  private socket(): Socket | undefined {
-    return (this.service as unknown as { _connection?: { stream?: Socket } })._connection?.stream
   }
 }

@@ -5,8 +5,9 @@ import { resolveConfig, type WorkerConfig, type WorkerOptions } from './config.j
 import { OutboxSetupError } from './errors.js'
 import { startHealthServer } from './http.js'
 import { errorFields, type Logger, silentLogger } from './logger.js'
+import { formatLsn } from './lsn.js'
 import { createMetrics, type Metrics } from './metrics.js'
-import { createKafkaPublisher, type Publisher } from './publisher.js'
+import { createKafkaPublisher, type PublisherFactory } from './publisher.js'
 import { redact } from './redact.js'
 import { deleteExpiredRows } from './retention.js'
 import { ReplicationSession } from './session.js'
@@ -25,8 +26,11 @@ export type WorkerState =
 export interface CreateWorkerOptions extends WorkerOptions {
   /** Where logs go; default: nowhere (the CLI passes its pino logger). */
   logger?: Logger
-  /** Replaces the kafkajs publisher, e.g. with another Kafka client. */
-  publisher?: Publisher
+  /**
+   * Makes the publisher of each replication session (a new one per session), replacing the
+   * kafkajs publisher, e.g. with another Kafka client.
+   */
+  createPublisher?: PublisherFactory
 }
 
 /**
@@ -52,8 +56,8 @@ export interface OutboxWorker extends EventEmitter {
 }
 
 export function createWorker(options: CreateWorkerOptions): OutboxWorker {
-  const { logger: injected, publisher: injectedPublisher, ...rest } = options
-  return new Worker(resolveConfig(rest), injected ?? silentLogger, injectedPublisher)
+  const { logger: injected, createPublisher, ...rest } = options
+  return new Worker(resolveConfig(rest), injected ?? silentLogger, createPublisher)
 }
 
 class Worker extends EventEmitter implements OutboxWorker {
@@ -67,16 +71,18 @@ class Worker extends EventEmitter implements OutboxWorker {
   private stopping: Promise<void> | undefined
   private readonly stopController = new AbortController()
   private session: ReplicationSession | undefined
-  private readonly publisher: Publisher
+  private readonly createPublisher: PublisherFactory
   private readonly cleanups: (() => Promise<void>)[] = []
+  private retentionDue = 0
+  private retentionRunning = false
 
   constructor(
     readonly config: WorkerConfig,
     private readonly logger: Logger,
-    publisher: Publisher | undefined,
+    createPublisher: PublisherFactory | undefined,
   ) {
     super()
-    this.publisher = publisher ?? createKafkaPublisher(config, logger)
+    this.createPublisher = createPublisher ?? (() => createKafkaPublisher(config, logger))
     this.done = new Promise((resolve, reject) => {
       this.resolveDone = resolve
       this.rejectDone = reject
@@ -85,7 +91,7 @@ class Worker extends EventEmitter implements OutboxWorker {
   }
 
   isReady(): boolean {
-    return this.state === 'streaming' && this.session?.kafkaHealthy === true
+    return this.state === 'streaming' && this.session?.ready === true
   }
 
   start(): Promise<void> {
@@ -116,11 +122,16 @@ class Worker extends EventEmitter implements OutboxWorker {
         this.healthPort = server.port
         this.cleanups.push(() => server.close())
       }
+      // Kafka first: a first start that cannot reach Kafka must not leave a slot behind,
+      // pinning WAL for a worker that never ran.
+      await this.untilReachable('Kafka', () => this.probeKafka())
       await this.untilReachable('PostgreSQL', () => this.prepare())
-      await this.untilReachable('Kafka', () => this.publisher.connect())
-      this.cleanups.push(() => this.publisher.disconnect())
-      if (this.config.retentionMs > 0) this.startRetention()
     } catch (error) {
+      if (this.stopController.signal.aborted) {
+        // stop() during start-up is a stop, not a failure.
+        await this.finish()
+        return
+      }
       await this.fail(error)
       throw error
     }
@@ -135,9 +146,10 @@ class Worker extends EventEmitter implements OutboxWorker {
     const deadline = Date.now() + this.config.startupTimeoutMs
     for (let tries = 0; ; tries++) {
       try {
-        return await attempt()
+        // stop() must not wait for a connection attempt that may take seconds to time out.
+        return await Promise.race([attempt(), this.stopped()])
       } catch (error) {
-        if (error instanceof OutboxSetupError) throw error
+        if (error instanceof OutboxSetupError || this.stopController.signal.aborted) throw error
         if (Date.now() >= deadline || this.stopController.signal.aborted) {
           const where =
             what === 'Kafka' ? `Kafka at ${this.config.kafkaBrokers.join(',')}` : 'PostgreSQL at DATABASE_URL'
@@ -156,16 +168,35 @@ class Worker extends EventEmitter implements OutboxWorker {
     }
   }
 
-  /** Checks the database and creates the slot; returns the slot's confirmed position. */
-  private async prepare(): Promise<bigint> {
-    const client = new pg.Client({ connectionString: this.config.databaseUrl, connectionTimeoutMillis: 5000 })
+  private async probeKafka(): Promise<void> {
+    const publisher = this.createPublisher()
+    try {
+      await publisher.connect()
+    } finally {
+      await publisher.disconnect().catch(() => {})
+    }
+  }
+
+  /**
+   * Checks the database and creates the slot; returns the slot's confirmed position and how long
+   * the replication connection may stay silent before it is presumed dead.
+   */
+  private async prepare(): Promise<{ startLsn: bigint; receiveTimeoutMs: number }> {
+    const client = new pg.Client({
+      connectionString: this.config.databaseUrl,
+      connectionTimeoutMillis: 5000,
+      query_timeout: 15_000,
+    })
     client.on('error', () => {})
     await client.connect()
     try {
       const { slotCreated } = await prepareDatabase(client, this.config)
       if (slotCreated) this.logger.info({ slot: this.config.slot }, 'created replication slot')
       const slot = await slotInfo(client, this.config.slot)
-      return slot.confirmedFlushLsn ?? 0n
+      const { rows } = await client.query(
+        `SELECT setting::int AS ms FROM pg_settings WHERE name = 'wal_sender_timeout'`,
+      )
+      return { startLsn: slot.confirmedFlushLsn ?? 0n, receiveTimeoutMs: receiveTimeout(rows[0]?.ms ?? 60_000) }
     } finally {
       await client.end().catch(() => {})
     }
@@ -179,28 +210,43 @@ class Worker extends EventEmitter implements OutboxWorker {
   private async runLoop(): Promise<void> {
     let failures = 0
     while (!this.stopController.signal.aborted) {
-      let startLsn: bigint
+      let prepared: { startLsn: bigint; receiveTimeoutMs: number }
       try {
-        startLsn = await this.prepare()
+        prepared = await this.prepare()
       } catch (error) {
         if (error instanceof OutboxSetupError) throw error
         await this.reconnectAfter(error, failures++)
         continue
       }
-      const session = new ReplicationSession(this.config, startLsn, this.publisher, this.metrics, this.logger, {
-        streaming: () => {
-          failures = 0
-          this.setState('streaming')
-          this.logger.info({ slot: this.config.slot, from: startLsn.toString(16) }, 'streaming')
-          this.emit('streaming')
+      if (this.stopController.signal.aborted) return
+      const { startLsn, receiveTimeoutMs } = prepared
+      const publisher = this.createPublisher()
+      const session = new ReplicationSession(
+        this.config,
+        startLsn,
+        receiveTimeoutMs,
+        publisher,
+        this.metrics,
+        this.logger,
+        {
+          streaming: () => {
+            failures = 0
+            this.setState('streaming')
+            this.logger.info({ slot: this.config.slot, from: formatLsn(startLsn), receiveTimeoutMs }, 'streaming')
+            this.emit('streaming')
+          },
+          published: (count) => this.emit('published', count),
+          confirmed: (lsn) => this.emit('confirmed', lsn),
+          delivered: () => this.retentionWhenDue(),
+          deadLettered: (info) => this.emit('deadLettered', info),
         },
-        published: (count) => this.emit('published', count),
-        confirmed: (lsn) => this.emit('confirmed', lsn),
-        deadLettered: (info) => this.emit('deadLettered', info),
-      })
+      )
       this.session = session
+      // stop() may have come while this session was being made: drain it at once.
+      if (this.stopController.signal.aborted) void session.drain(this.config.shutdownTimeoutMs)
       const outcome = await session.run()
       this.session = undefined
+      if (this.stopController.signal.aborted && outcome.kind !== 'fatal') return
       switch (outcome.kind) {
         case 'stopped':
           return
@@ -232,27 +278,50 @@ class Worker extends EventEmitter implements OutboxWorker {
     await this.pause(delay)
   }
 
+  /** Rejects when stop() is called. */
+  private stopped(): Promise<never> {
+    const { signal } = this.stopController
+    return new Promise((_, reject) => {
+      const abort = () => reject(new Error('stopped'))
+      if (signal.aborted) abort()
+      else signal.addEventListener('abort', abort, { once: true })
+    })
+  }
+
   /** Sleeps, waking early when stop() is called. */
   private async pause(ms: number): Promise<void> {
     await sleep(ms, undefined, { signal: this.stopController.signal }).catch(() => {})
   }
 
-  private startRetention(): void {
-    void this.runRetention()
-    const every = Math.min(60_000, Math.max(1000, this.config.retentionMs / 10))
-    const timer = setInterval(() => {
-      void this.runRetention()
-    }, every)
-    timer.unref()
-    this.cleanups.push(async () => clearInterval(timer))
+  /**
+   * Retention runs when more events are known delivered (that is when what may be deleted grows:
+   * deliveries, and keepalives while idle), at most every tenth of the period (between 1 s and a
+   * minute). Only rows the slot has delivered may go
+   * (republish needs the others): known only to the worker that streams, so a standby deletes
+   * nothing.
+   */
+  private retentionWhenDue(): void {
+    if (this.config.retentionMs <= 0 || this.retentionRunning || Date.now() < this.retentionDue) return
+    this.retentionDue = Date.now() + Math.min(60_000, Math.max(1000, this.config.retentionMs / 10))
+    this.retentionRunning = true
+    void this.runRetention().finally(() => {
+      this.retentionRunning = false
+    })
   }
 
   private async runRetention(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.config.databaseUrl })
+    const deliveredBefore = this.session?.deliveredBefore ?? 0
+    if (deliveredBefore <= 0) return
+    const client = new pg.Client({ connectionString: this.config.databaseUrl, query_timeout: 60_000 })
     client.on('error', () => {})
     try {
       await client.connect()
-      const deleted = await deleteExpiredRows(client, this.config.table, this.config.retentionMs)
+      const deleted = await deleteExpiredRows(
+        client,
+        this.config.table,
+        this.config.retentionMs,
+        new Date(deliveredBefore),
+      )
       if (deleted > 0) this.logger.info({ deleted }, 'retention: deleted old outbox rows')
     } catch (error) {
       this.logger.warn(errorFields(error), 'retention: delete failed; will try again')
@@ -300,4 +369,15 @@ class Worker extends EventEmitter implements OutboxWorker {
   private setState(state: WorkerState): void {
     this.state = state
   }
+}
+
+/**
+ * How long the replication connection may be silent before it is presumed dead (half-open).
+ * It must end before the server's wal_sender_timeout frees the slot for another worker, while
+ * this one could still publish; and it must outlast the server's own silence, which can reach
+ * half of wal_sender_timeout while it decodes a large transaction. Three quarters sits between.
+ * With the timeout off (0), the server never frees the slot by itself: a minute, then.
+ */
+export function receiveTimeout(walSenderTimeoutMs: number): number {
+  return walSenderTimeoutMs > 0 ? Math.round(walSenderTimeoutMs * 0.75) : 60_000
 }

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest'
 import { formatLsn, parseLsn } from '../../worker/lsn.js'
-import { LsnTracker } from '../../worker/lsn-tracker.js'
+import { LsnTracker, type TrackedTransaction } from '../../worker/lsn-tracker.js'
 
 describe('LSNs', () => {
   test('compare as 64-bit numbers whatever the padding', () => {
@@ -20,14 +20,19 @@ describe('LSNs', () => {
 })
 
 describe('the confirm rule: a contiguous low-watermark', () => {
+  /** One transaction with `records` records, committed at `endLsn`; returns its handle. */
+  function transaction(tracker: LsnTracker, records: number, endLsn: bigint, commitTime = 0) {
+    tracker.begin(commitTime)
+    let handle: TrackedTransaction | undefined
+    for (let i = 0; i < records; i++) handle = tracker.addRecord()
+    tracker.commit(endLsn)
+    return handle as TrackedTransaction
+  }
+
   test('a later transaction acknowledged first does not move the safe LSN past an earlier one', () => {
     const tracker = new LsnTracker(100n)
-    const t1 = tracker.begin(0)
-    tracker.addRecord(t1)
-    tracker.commit(t1, 200n)
-    const t2 = tracker.begin(0)
-    tracker.addRecord(t2)
-    tracker.commit(t2, 300n)
+    const t1 = transaction(tracker, 1, 200n)
+    const t2 = transaction(tracker, 1, 300n)
     tracker.acknowledge(t2)
     expect(tracker.safeLsn).toBe(100n)
     tracker.acknowledge(t1)
@@ -36,42 +41,59 @@ describe('the confirm rule: a contiguous low-watermark', () => {
 
   test('a transaction is not safe before its commit arrives, even if all its records are acknowledged', () => {
     const tracker = new LsnTracker(0n)
-    const t = tracker.begin(0)
-    tracker.addRecord(t)
-    tracker.addRecord(t)
+    tracker.begin(0)
+    const t = tracker.addRecord()
+    tracker.addRecord()
     tracker.acknowledge(t, 2)
     expect(tracker.safeLsn).toBe(0n)
-    tracker.commit(t, 500n)
+    tracker.commit(500n)
     expect(tracker.safeLsn).toBe(500n)
   })
 
   test('transactions without outbox rows advance the watermark once everything before them is done', () => {
     const tracker = new LsnTracker(0n)
-    const t1 = tracker.begin(0)
-    tracker.addRecord(t1)
-    tracker.commit(t1, 100n)
-    tracker.commit(tracker.begin(0), 150n)
+    const t1 = transaction(tracker, 1, 100n, 10)
+    transaction(tracker, 0, 150n, 20)
     expect(tracker.safeLsn).toBe(0n)
     tracker.acknowledge(t1)
     expect(tracker.safeLsn).toBe(150n)
+    expect(tracker.deliveredBefore).toBe(20)
   })
 
-  test('a keepalive advances only when nothing is pending, and never backwards', () => {
+  test('unrelated transactions take no memory: one buffered event and 50,000 others keep one entry', () => {
+    const tracker = new LsnTracker(0n)
+    const t = transaction(tracker, 1, 10n)
+    for (let i = 0; i < 50_000; i++) transaction(tracker, 0, BigInt(100 + i))
+    expect(tracker.pending).toBe(1)
+    expect(tracker.safeLsn).toBe(0n)
+    tracker.acknowledge(t)
+    expect(tracker.safeLsn).toBe(BigInt(100 + 49_999))
+  })
+
+  test('a keepalive advances only when nothing is pending and no transaction is open, never backwards', () => {
     const tracker = new LsnTracker(1000n)
-    tracker.keepalive(900n)
+    tracker.keepalive(900n, 1)
     expect(tracker.safeLsn).toBe(1000n)
-    const open = tracker.begin(0)
-    tracker.keepalive(5000n)
+    // A keepalive inside a transaction may carry a walEnd past that transaction's commit: its
+    // records (if any come) are not delivered yet, so it must not confirm.
+    tracker.begin(0)
+    tracker.keepalive(5000n, 2)
     expect(tracker.safeLsn).toBe(1000n)
-    tracker.commit(open, 1200n)
+    const t = tracker.addRecord()
+    tracker.commit(1200n)
+    tracker.keepalive(5000n, 3)
+    expect(tracker.safeLsn).toBe(1000n)
+    tracker.acknowledge(t)
     expect(tracker.safeLsn).toBe(1200n)
-    tracker.keepalive(5000n)
+    tracker.keepalive(5000n, 4)
     expect(tracker.safeLsn).toBe(5000n)
+    expect(tracker.deliveredBefore).toBe(4)
   })
 
   test('acknowledging more than was sent is a bug, not silently ignored', () => {
     const tracker = new LsnTracker(0n)
-    const t = tracker.begin(0)
+    const t = transaction(tracker, 1, 10n)
+    tracker.acknowledge(t)
     expect(() => tracker.acknowledge(t)).toThrow()
   })
 })

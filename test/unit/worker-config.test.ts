@@ -90,9 +90,12 @@ describe('records', () => {
 
 describe('Kafka error classification (by error type, through the cause chain)', () => {
   test.each([
-    [{ type: 'MESSAGE_TOO_LARGE' }, 'poison'],
-    [{ name: 'KafkaJSNumberOfRetriesExceeded', cause: { type: 'INVALID_TOPIC_EXCEPTION' } }, 'poison'],
-    [{ originalError: { type: 'TOPIC_AUTHORIZATION_FAILED' } }, 'fatal'],
+    [{ type: 'MESSAGE_TOO_LARGE' }, 'refused'],
+    [{ name: 'KafkaJSNumberOfRetriesExceeded', cause: { type: 'INVALID_TOPIC_EXCEPTION' } }, 'refused'],
+    // A topic one may not write is a topic problem (wait, then dead-letter), not a crash loop.
+    [{ originalError: { type: 'TOPIC_AUTHORIZATION_FAILED' } }, 'topic'],
+    [{ type: 'UNKNOWN_TOPIC_OR_PARTITION' }, 'topic'],
+    [{ type: 'CLUSTER_AUTHORIZATION_FAILED' }, 'fatal'],
     [{ type: 'NOT_LEADER_FOR_PARTITION' }, 'retriable'],
     [new Error('Connection error: connect ECONNREFUSED'), 'retriable'],
   ])('%j is %s', (error, kind) => {

@@ -1,0 +1,244 @@
+import pRetry, { AbortError } from 'p-retry'
+import type { WorkerConfig } from './config.js'
+import { OutboxPoisonEventError } from './errors.js'
+import { errorFields, type Logger } from './logger.js'
+import type { TrackedTransaction } from './lsn-tracker.js'
+import type { Metrics } from './metrics.js'
+import { classifyPublishError, type Publisher } from './publisher.js'
+import { type KafkaRecord, poisonReason, toDeadLetter } from './records.js'
+import { TopicAvailability } from './topic-availability.js'
+
+/** One record on its way to Kafka, with the transaction to acknowledge once Kafka has it. */
+export interface DeliveryItem {
+  record: KafkaRecord
+  bytes: number
+  transaction: TrackedTransaction
+  /** Known to be poison when received (an undecodable row): dead-lettered, never sent as is. */
+  poison?: string
+}
+
+export interface DeliveryHooks {
+  /** Kafka has these records (or their dead letters), in the order they were enqueued. */
+  acknowledged(items: DeliveryItem[]): void
+  deadLettered(info: { id: string; topic: string; reason: string }): void
+}
+
+/** Largest Kafka request the relay builds, whatever batchSize allows. */
+const MAX_REQUEST_BYTES = 8 * 1024 * 1024
+
+type SendResult = { kind: 'ok' } | { kind: 'refused'; type: string } | { kind: 'topics'; topics: string[] }
+
+/**
+ * The sending half of a session: takes records in stream order, batches them, sends them with
+ * retries until Kafka acknowledges, and deals with poison. One batch is in flight at a time, so
+ * records of one key reach Kafka in stream order.
+ *
+ * Kafka limits a partition's record batch to its max.message.bytes, and kafkajs puts a request's
+ * records for one partition into one batch: a batch never holds more than --max-message-bytes
+ * for one topic (a bound for each of its partitions), so a full batch of large events is never
+ * refused as a whole.
+ */
+export class Delivery {
+  private readonly queue: DeliveryItem[] = []
+  private readonly abort = new AbortController()
+  private readonly topics: TopicAvailability
+  private wake: (() => void) | undefined
+  private busy = false
+  /** The publisher's send in progress, which can outlive an aborted retry loop. */
+  private inFlight: Promise<unknown> = Promise.resolve()
+  kafkaConnected = true
+
+  constructor(
+    private readonly config: WorkerConfig,
+    private readonly publisher: Publisher,
+    private readonly metrics: Metrics,
+    private readonly logger: Logger,
+    private readonly hooks: DeliveryHooks,
+  ) {
+    this.topics = new TopicAvailability(config, publisher, metrics, logger)
+  }
+
+  /** Nothing queued and nothing in flight. */
+  get idle(): boolean {
+    return this.queue.length === 0 && !this.busy
+  }
+
+  /** Topics that cannot be written now: delivery is held up by them. */
+  get blockedTopics(): string[] {
+    return this.topics.blocked
+  }
+
+  enqueue(item: DeliveryItem): void {
+    this.queue.push(item)
+    this.wake?.()
+  }
+
+  /** Publishes until close(); rejects on what must stop the worker (poison with `stop`, fatal errors). */
+  async run(): Promise<void> {
+    while (!this.abort.signal.aborted) {
+      if (this.queue.length === 0) {
+        await new Promise<void>((resolve) => {
+          this.wake = resolve
+        })
+        this.wake = undefined
+        continue
+      }
+      const batch = this.takeBatch()
+      this.busy = true
+      try {
+        await this.publish(batch)
+      } finally {
+        this.busy = false
+      }
+      if (this.abort.signal.aborted) return
+      this.hooks.acknowledged(batch)
+    }
+  }
+
+  /**
+   * Stops sending, then waits until the send in flight has settled and the producer is closed.
+   * kafkajs retries a request on its own, reconnecting if it must, after our retry loop gave up:
+   * only once that send has settled can no record of this session reach Kafka after the next
+   * session's records.
+   */
+  async close(): Promise<void> {
+    this.abort.abort()
+    this.wake?.()
+    await this.inFlight
+    await this.publisher.disconnect().catch(() => {})
+  }
+
+  private takeBatch(): DeliveryItem[] {
+    const topicBytes = new Map<string, number>()
+    let bytes = 0
+    let count = 0
+    while (count < this.queue.length && count < this.config.batchSize) {
+      const item = this.queue[count] as DeliveryItem
+      const forTopic = (topicBytes.get(item.record.topic) ?? 0) + item.bytes
+      bytes += item.bytes
+      if (count > 0 && (bytes > MAX_REQUEST_BYTES || forTopic > this.config.maxMessageBytes)) break
+      topicBytes.set(item.record.topic, forTopic)
+      count++
+    }
+    return this.queue.splice(0, count)
+  }
+
+  /** Publishes a batch; poison records go to the dead-letter topic (or stop the worker). */
+  private async publish(batch: DeliveryItem[]): Promise<void> {
+    const waited = [...new Set(batch.map((i) => i.record.topic).filter((t) => this.topics.expired(t)))]
+    if (waited.length > 0) await this.topics.check(waited, { force: true })
+    const good: DeliveryItem[] = []
+    for (const item of batch) {
+      const reason =
+        item.poison ??
+        poisonReason(item.record, this.config.maxMessageBytes) ??
+        (this.topics.expired(item.record.topic) ? unavailableReason(item.record.topic) : undefined)
+      if (reason) await this.poison(item, reason)
+      else good.push(item)
+    }
+    if (good.length > 0) await this.sendAll(good)
+  }
+
+  /**
+   * Sends items until Kafka has them all. A refused batch is halved until the culprit is alone
+   * (that one is poison); records for topics that stayed unavailable past the wait are poison.
+   */
+  private async sendAll(items: DeliveryItem[]): Promise<void> {
+    const result = await this.sendWithRetry(items.map((i) => i.record))
+    if (result.kind === 'ok') return
+    if (result.kind === 'topics') {
+      const rest: DeliveryItem[] = []
+      for (const item of items) {
+        if (result.topics.includes(item.record.topic)) await this.poison(item, unavailableReason(item.record.topic))
+        else rest.push(item)
+      }
+      if (rest.length > 0) await this.sendAll(rest)
+      return
+    }
+    if (items.length === 1) return this.poison(items[0] as DeliveryItem, `Kafka refused it: ${result.type}`)
+    this.logger.warn(
+      { records: items.length, type: result.type },
+      'Kafka refused a batch: splitting it to find the record (is --max-message-bytes above the broker limit?)',
+    )
+    const middle = Math.ceil(items.length / 2)
+    await this.sendAll(items.slice(0, middle))
+    await this.sendAll(items.slice(middle))
+  }
+
+  /**
+   * Sends until Kafka acknowledges, retrying retriable errors forever with capped exponential
+   * backoff and jitter. Resolves to what happened; throws on fatal errors and when aborted.
+   */
+  private async sendWithRetry(records: KafkaRecord[]): Promise<SendResult> {
+    const topics = [...new Set(records.map((r) => r.topic))]
+    return await pRetry(
+      async (): Promise<SendResult> => {
+        const sending = this.publisher.send(records)
+        this.inFlight = sending.catch(() => {})
+        try {
+          await sending
+          this.setKafkaConnected(true)
+          this.metrics.batchSize.observe(records.length)
+          return { kind: 'ok' }
+        } catch (error) {
+          const { kind, type } = classifyPublishError(error)
+          this.metrics.publishErrors.inc({ kind })
+          if (kind === 'refused') return { kind: 'refused', type: type ?? 'refused' }
+          if (kind === 'fatal') throw new AbortError(error as Error)
+          // Kafka answering a metadata request means it is up: then a topic may be the problem.
+          const answered = await this.topics.check(topics)
+          this.setKafkaConnected(answered)
+          const expired = topics.filter((t) => this.topics.expired(t))
+          if (expired.length > 0) return { kind: 'topics', topics: expired }
+          throw error
+        }
+      },
+      {
+        // `forever` rather than retries: Infinity, which makes the retry package allocate one
+        // timeout per retry up front. After 16 doublings the delay stays at maxTimeout.
+        forever: true,
+        retries: 16,
+        factor: 2,
+        minTimeout: this.config.retryInitialMs,
+        maxTimeout: this.config.retryMaxMs,
+        randomize: true,
+        signal: this.abort.signal,
+        onFailedAttempt: (failure) => {
+          this.logger.warn(
+            { ...errorFields(failure), attempt: failure.attemptNumber, records: records.length },
+            'Kafka send failed; retrying with backoff (nothing is confirmed meanwhile)',
+          )
+        },
+      },
+    )
+  }
+
+  private async poison(item: DeliveryItem, reason: string): Promise<void> {
+    const id = item.record.headers.id ?? '?'
+    this.logger.error({ id, topic: item.record.topic, reason, onPoison: this.config.onPoison }, 'poison event')
+    if (this.config.onPoison === 'stop') throw new OutboxPoisonEventError(id, reason)
+    const dead = toDeadLetter(item.record, reason, this.config.dlqTopicTemplate, this.config.maxMessageBytes)
+    const result = await this.sendWithRetry([dead])
+    if (result.kind === 'refused')
+      throw new OutboxPoisonEventError(
+        id,
+        `${reason}; the dead-letter topic ${dead.topic} refused it too (${result.type})`,
+      )
+    if (result.kind === 'topics')
+      throw new OutboxPoisonEventError(
+        id,
+        `${reason}; and so is its dead-letter topic: ${unavailableReason(dead.topic)}`,
+      )
+    this.metrics.eventsDeadLettered.inc()
+    this.hooks.deadLettered({ id, topic: item.record.topic, reason })
+  }
+
+  private setKafkaConnected(connected: boolean): void {
+    this.kafkaConnected = connected
+    this.metrics.kafkaConnected.set(connected ? 1 : 0)
+  }
+}
+
+function unavailableReason(topic: string): string {
+  return `Kafka topic "${topic}" does not exist or this worker may not write to it (create it, or grant WRITE on it)`
+}

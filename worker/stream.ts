@@ -1,0 +1,234 @@
+import type { Socket } from 'node:net'
+import { LogicalReplicationService, type Pgoutput, PgoutputPlugin } from 'pg-logical-replication'
+import { quoteIdent } from '../src/sql.js'
+import type { WorkerConfig } from './config.js'
+import { OutboxDecoder, type OutboxRecord, type UndecodableRow } from './decoder.js'
+import { formatLsn, type Lsn, maxLsn, parseLsn } from './lsn.js'
+import { LsnTracker, type TrackedTransaction } from './lsn-tracker.js'
+import type { Metrics } from './metrics.js'
+
+export interface StreamHooks {
+  /** START_REPLICATION succeeded: this connection holds the slot. */
+  started(): void
+  record(record: OutboxRecord, transaction: TrackedTransaction): void
+  undecodable(row: UndecodableRow, transaction: TrackedTransaction): void
+  /** The outbox table was renamed or moved (a relation message said so). */
+  tableLeft(reason: string): void
+  /** PostgreSQL was told it may forget the WAL up to this LSN (text). */
+  confirmed(lsn: string): void
+  /** `deliveredBefore` moved forward (a delivery, or a keepalive while idle). */
+  delivered(): void
+  /** The connection ended (or was found dead); nothing more is read, tracked or confirmed. */
+  ended(error: unknown): void
+}
+
+/**
+ * The reading half of a session: one replication connection, its decoding, the confirm rule and
+ * the status updates. A new stream (and a new LogicalReplicationService) is made for every
+ * connection: a reused service would restart from the last LSN it *received* instead of the
+ * slot's confirmed position, skipping everything received but not yet acknowledged.
+ *
+ * Data and keepalive messages are handled synchronously in socket order (no library flow
+ * control: it queues data but not keepalives, so a keepalive could be applied ahead of
+ * unprocessed commits). Once the stream has ended, the messages still in the socket's last chunk
+ * are ignored: none of them may be tracked or confirmed by a session that is finishing.
+ */
+export class ReplicationStream {
+  private readonly service: LogicalReplicationService
+  private readonly tracker: LsnTracker
+  private readonly decoder: OutboxDecoder
+  private serverLsn: Lsn
+  private confirmed: Lsn
+  private closed = false
+  private paused = false
+  private lastReceived = Date.now()
+  /** Why confirming is held (the table left the publication), if it is. */
+  private heldBecause: string | undefined
+  private readonly timers: NodeJS.Timeout[] = []
+  streaming = false
+
+  constructor(
+    private readonly config: WorkerConfig,
+    startLsn: Lsn,
+    /** No message from the server for this long means the connection is dead (half-open). */
+    private readonly receiveTimeoutMs: number,
+    private readonly metrics: Metrics,
+    private readonly hooks: StreamHooks,
+  ) {
+    this.service = new LogicalReplicationService(
+      // A half-open connection must not hang the connect either; keepalives help the kernel notice.
+      { connectionString: config.databaseUrl, connectionTimeoutMillis: 10_000, keepAlive: true },
+      // Never let the library confirm anything: it would confirm what was received, not delivered.
+      { acknowledge: { auto: false, timeoutSeconds: 0 } },
+    )
+    this.tracker = new LsnTracker(startLsn)
+    this.serverLsn = startLsn
+    this.confirmed = startLsn
+    this.decoder = new OutboxDecoder(config.table, {
+      begin: (commitTime) => this.tracker.begin(commitTime),
+      record: (record) => this.hooks.record(record, this.tracker.addRecord()),
+      undecodable: (row) => this.hooks.undecodable(row, this.tracker.addRecord()),
+      commit: (endLsn) => this.tracker.commit(parseLsn(endLsn)),
+      tableLeft: (reason) => this.hooks.tableLeft(reason),
+    })
+  }
+
+  /** Every event committed before this time (ms) has been delivered; 0 = not known yet. */
+  get deliveredBefore(): number {
+    return this.tracker.deliveredBefore
+  }
+
+  get pendingTransactions(): number {
+    return this.tracker.pending
+  }
+
+  start(): void {
+    const { service } = this
+    service.on('data', (lsn: string, message: Pgoutput.Message) => this.onData(lsn, message))
+    service.on('heartbeat', (lsn: string, time: number, shouldRespond: boolean) =>
+      this.onKeepalive(lsn, time, shouldRespond),
+    )
+    service.on('error', (error: unknown) => this.end(error))
+    service.on('start', () => {
+      this.streaming = true
+      this.lastReceived = Date.now()
+      this.hooks.started()
+    })
+    // pgoutput folds unquoted names to lower case, as SQL does: quote the publication's name.
+    const plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [quoteIdent(this.config.publication)] })
+    service.subscribe(plugin, this.config.slot).then(
+      () => this.end(new Error('the server ended the replication stream')),
+      (error: unknown) => this.end(error),
+    )
+    // Status updates with reply requested: they keep the connection alive while reading is
+    // paused, and the server's reply (a keepalive) lets an idle slot advance and proves the
+    // connection is alive.
+    this.timers.push(setInterval(() => this.sendStatus(true), this.config.statusIntervalMs))
+    this.timers.push(setInterval(() => this.checkAlive(), Math.max(50, Math.floor(this.receiveTimeoutMs / 4))))
+  }
+
+  /** Stops handling messages at once, then closes the connection. */
+  async close(): Promise<void> {
+    this.closed = true
+    this.streaming = false
+    for (const timer of this.timers) clearInterval(timer)
+    // The socket first: on a half-open connection the client's orderly end would wait forever.
+    this.socket()?.destroy()
+    await Promise.race([this.service.destroy().catch(() => {}), new Promise((r) => setTimeout(r, 2000))])
+  }
+
+  pause(): void {
+    this.paused = true
+    this.socket()?.pause()
+  }
+
+  resume(): void {
+    this.paused = false
+    this.lastReceived = Date.now()
+    this.socket()?.resume()
+  }
+
+  acknowledge(transaction: TrackedTransaction, count = 1): void {
+    if (this.closed) return
+    this.tracker.acknowledge(transaction, count)
+  }
+
+  /** Confirms what became safe, if anything did. */
+  confirm(): void {
+    if (this.tracker.safeLsn > this.confirmed) this.sendStatus(false)
+    this.reportDelivered()
+  }
+
+  /** Stops confirming anything new (reason is logged by the caller); `undefined` resumes. */
+  holdConfirming(reason: string | undefined): void {
+    this.heldBecause = reason
+    if (!reason) this.confirm()
+  }
+
+  get held(): boolean {
+    return this.heldBecause !== undefined
+  }
+
+  /** Sends a final status update (on a graceful stop). */
+  finalStatus(): void {
+    this.sendStatus(false)
+  }
+
+  private end(error: unknown): void {
+    if (this.closed) return
+    this.closed = true
+    this.hooks.ended(error)
+  }
+
+  private onData(lsn: string, message: Pgoutput.Message): void {
+    if (this.closed) return
+    this.lastReceived = Date.now()
+    try {
+      this.serverLsn = maxLsn(this.serverLsn, parseLsn(lsn))
+      this.decoder.handle(message)
+    } catch (error) {
+      this.end(error)
+    }
+  }
+
+  private onKeepalive(lsn: string, serverTime: number, shouldRespond: boolean): void {
+    if (this.closed) return
+    this.lastReceived = Date.now()
+    const walEnd = parseLsn(lsn)
+    this.serverLsn = maxLsn(this.serverLsn, walEnd)
+    this.tracker.keepalive(walEnd, serverTime)
+    if (shouldRespond || this.tracker.safeLsn > this.confirmed) this.sendStatus(false)
+    this.reportDelivered()
+  }
+
+  private reportedDelivered = 0
+
+  private reportDelivered(): void {
+    if (this.held || this.tracker.deliveredBefore <= this.reportedDelivered) return
+    this.reportedDelivered = this.tracker.deliveredBefore
+    this.hooks.delivered()
+  }
+
+  /**
+   * A half-open connection (a network partition, a dead load balancer) sends nothing and errors
+   * never. The server answers every status update that asks for a reply, so silence for longer
+   * than the receive timeout means the connection is dead: end it, before the server's
+   * wal_sender_timeout frees the slot for another worker while this one still publishes.
+   * While reading is paused, silence is ours, not the server's.
+   */
+  private checkAlive(): void {
+    if (this.closed || this.paused) return
+    const silentMs = Date.now() - this.lastReceived
+    if (silentMs > this.receiveTimeoutMs) {
+      this.end(new Error(`no message from PostgreSQL for ${silentMs} ms: the replication connection is presumed dead`))
+    }
+  }
+
+  /**
+   * Tells PostgreSQL the slot may forget WAL up to the safe LSN. pg-logical-replication reports
+   * `lsn + 1` as written/flushed/applied, so it is given safe - 1 to report exactly the safe LSN.
+   * While confirming is held, the last confirmed position is repeated (the server still needs
+   * to hear from us).
+   */
+  private sendStatus(requestReply: boolean): void {
+    if (this.closed || !this.streaming) return
+    const safe = this.heldBecause ? this.confirmed : this.tracker.safeLsn
+    this.metrics.slotLagBytes.set(Number(this.serverLsn > safe ? this.serverLsn - safe : 0n))
+    this.metrics.pendingTransactions.set(this.tracker.pending)
+    if (safe <= 0n) return
+    void this.service.acknowledge(formatLsn(safe - 1n), requestReply)
+    if (safe > this.confirmed) {
+      this.confirmed = safe
+      this.metrics.confirmedLsn.set(Number(safe))
+      this.hooks.confirmed(formatLsn(safe))
+    }
+  }
+
+  /**
+   * The replication connection's socket, for pausing reads and for destroying a dead connection.
+   * pg-logical-replication has no public handle for it; this is the one place that reaches inside.
+   */
+  private socket(): Socket | undefined {
+    return (this.service as unknown as { _connection?: { stream?: Socket } })._connection?.stream
+  }
+}
