@@ -45,6 +45,7 @@ function expectGuarantees(result: ScenarioResult): void {
   expect(v.lost).toBe(0)
   expect(v.phantoms).toBe(0)
   expect(v.outOfOrder).toBe(0)
+  expect(v.staleRedeliveries).toBe(0)
   expect(v.inconsistentDuplicates).toBe(0)
   expect(v.misrouted).toBe(0)
   expect(result.unexpectedExits).toBe(0)

@@ -168,11 +168,11 @@ export async function runScenario(
 
 export function formatTable(results: ScenarioResult[]): string {
   const header =
-    '| scenario | committed | rolled back | delivered | lost | duplicates | out of order | max recovery | peak RSS | time |'
-  const rule = '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|'
+    '| scenario | committed | rolled back | delivered | lost | duplicates | out of order | stale copies | max recovery | peak RSS | time |'
+  const rule = '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|'
   const rows = results.map(
     (r) =>
-      `| ${r.scenario} | ${r.verdict.committed} | ${r.verdict.rolledBack} | ${r.verdict.delivered} | ${r.verdict.lost} | ${r.verdict.duplicates} | ${r.verdict.outOfOrder} | ${(r.recoverMs / 1000).toFixed(1)} s | ${r.peakRssMb} MB | ${r.durationS} s |`,
+      `| ${r.scenario} | ${r.verdict.committed} | ${r.verdict.rolledBack} | ${r.verdict.delivered} | ${r.verdict.lost} | ${r.verdict.duplicates} | ${r.verdict.outOfOrder} | ${r.verdict.staleRedeliveries} | ${(r.recoverMs / 1000).toFixed(1)} s | ${r.peakRssMb} MB | ${r.durationS} s |`,
   )
   return [header, rule, ...rows].join('\n')
 }

@@ -27,7 +27,13 @@ export interface Verdict {
   duplicates: number
   /** Duplicates whose payload differs from the first delivery: must be 0. */
   inconsistentDuplicates: number
+  /** First copies out of commit order per aggregate: what a consumer that drops duplicates sees. */
   outOfOrder: number
+  /**
+   * Copies of an event that arrive after a later event of its aggregate was delivered for the last
+   * time (`E1 E2 E3 E1`): a consumer that applies every copy ends on stale state. Must be 0.
+   */
+  staleRedeliveries: number
   /** Events that reached the wrong kind of topic (a poison event on the main topic or vice versa). */
   misrouted: number
   lostIds: string[]
@@ -63,6 +69,7 @@ export function check(history: History, messages: ReceivedMessage[], isDlq: (top
     }
   }
   const lostIds = [...history.committed.keys()].filter((id) => !first.has(id))
+  const staleRedeliveries = countStaleRedeliveries(history, messages)
   return {
     committed: history.committed.size,
     rolledBack: history.rolledBack.size,
@@ -73,7 +80,30 @@ export function check(history: History, messages: ReceivedMessage[], isDlq: (top
     duplicates,
     inconsistentDuplicates,
     outOfOrder,
+    staleRedeliveries,
     misrouted,
     lostIds: lostIds.slice(0, 10),
   }
+}
+
+/**
+ * Per aggregate, in the order Kafka holds its messages: once the last copy of an event has been
+ * seen, no copy of an earlier event of that aggregate may follow.
+ */
+function countStaleRedeliveries(history: History, messages: ReceivedMessage[]): number {
+  const lastIndex = new Map<string, number>()
+  messages.forEach((m, index) => {
+    if (m.headers.id !== undefined) lastIndex.set(m.headers.id, index)
+  })
+  const newestFinal = new Map<string, number>()
+  let stale = 0
+  messages.forEach((m, index) => {
+    const id = m.headers.id
+    const expected = id === undefined ? undefined : history.committed.get(id)
+    if (!id || !expected || expected.expectedTopic !== 'main') return
+    if ((newestFinal.get(expected.aggregate) ?? 0) > expected.version) stale++
+    if (lastIndex.get(id) === index)
+      newestFinal.set(expected.aggregate, Math.max(newestFinal.get(expected.aggregate) ?? 0, expected.version))
+  })
+  return stale
 }
