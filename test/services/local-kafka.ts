@@ -12,7 +12,13 @@ const here = dirname(fileURLToPath(import.meta.url))
 const pomFile = join(here, 'kafka-pom.xml')
 
 export interface LocalKafka {
+  /** What clients use: the advertised address (the proxy's, when started with `advertisedPort`). */
   brokers: string[]
+  /**
+   * A listener advertised at its own port, which no proxy sits in front of: for the broker's own
+   * traffic, the readiness check, and test code (admin, checker) that a fault must not touch.
+   */
+  directBrokers: string[]
   version: string
   /** Controlled shutdown (SIGTERM); `start()` brings the same broker back with its data. */
   stop(): Promise<void>
@@ -56,15 +62,29 @@ function requireCommand(command: string, versionFlag: string, fix: string): void
   }
 }
 
+export interface LocalKafkaOptions {
+  /** The client listener's port. Default: a free port. */
+  port?: number
+  /**
+   * The port the client listener is advertised at in metadata, which is where clients connect
+   * after the bootstrap: a fault proxy's port, so that all client traffic crosses the proxy.
+   * Default: `port`.
+   */
+  advertisedPort?: number
+  /** `auto.create.topics.enable`. Default true; production usually has it off. */
+  autoCreateTopics?: boolean
+}
+
 /**
  * A throwaway single-node Kafka (KRaft, combined broker and controller) on free loopback ports,
  * in a fresh directory that is removed afterwards (also when the test run is killed).
  */
-export async function startLocalKafka(): Promise<LocalKafka> {
+export async function startLocalKafka(options: LocalKafkaOptions = {}): Promise<LocalKafka> {
   const jars = kafkaJarsDir()
   const dir = mkdtempSync('/tmp/prisma-outbox-kafka-')
   const disarm = guardServiceDir(join(dir, 'pid'), dir)
-  const [brokerPort, controllerPort] = [await freePort(), await freePort()]
+  const brokerPort = options.port ?? (await freePort())
+  const [directPort, controllerPort] = [await freePort(), await freePort()]
   const config = join(dir, 'server.properties')
   writeFileSync(
     config,
@@ -72,15 +92,16 @@ export async function startLocalKafka(): Promise<LocalKafka> {
       'process.roles=broker,controller',
       'node.id=1',
       `controller.quorum.voters=1@127.0.0.1:${controllerPort}`,
-      `listeners=PLAINTEXT://127.0.0.1:${brokerPort},CONTROLLER://127.0.0.1:${controllerPort}`,
-      `advertised.listeners=PLAINTEXT://127.0.0.1:${brokerPort}`,
+      `listeners=PLAINTEXT://127.0.0.1:${brokerPort},DIRECT://127.0.0.1:${directPort},CONTROLLER://127.0.0.1:${controllerPort}`,
+      `advertised.listeners=PLAINTEXT://127.0.0.1:${options.advertisedPort ?? brokerPort},DIRECT://127.0.0.1:${directPort}`,
       'controller.listener.names=CONTROLLER',
-      'inter.broker.listener.name=PLAINTEXT',
-      'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+      // The broker's own requests (e.g. transaction markers to itself) must not cross a fault proxy.
+      'inter.broker.listener.name=DIRECT',
+      'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,DIRECT:PLAINTEXT,CONTROLLER:PLAINTEXT',
       `log.dirs=${join(dir, 'data')}`,
       // Several partitions per auto-created topic, so per-key ordering is actually exercised.
       'num.partitions=4',
-      'auto.create.topics.enable=true',
+      `auto.create.topics.enable=${options.autoCreateTopics ?? true}`,
       'offsets.topic.replication.factor=1',
       'offsets.topic.num.partitions=4',
       'transaction.state.log.replication.factor=1',
@@ -136,12 +157,14 @@ export async function startLocalKafka(): Promise<LocalKafka> {
     pidFile: join(dir, 'pid'),
     stopSignal: 'SIGTERM',
   })
-  const brokers = [`127.0.0.1:${brokerPort}`]
+  const brokers = [`127.0.0.1:${options.advertisedPort ?? brokerPort}`]
+  const directBrokers = [`127.0.0.1:${directPort}`]
 
   const start = async () => {
     broker.start()
     try {
-      await waitUntil('Kafka to answer a metadata request', () => answersMetadata(brokers), 60_000, 250)
+      // Through the direct listener, so a restart is not held up by a fault set on a proxy.
+      await waitUntil('Kafka to answer a metadata request', () => answersMetadata(directBrokers), 60_000, 250)
     } catch (error) {
       const log = readTail(join(dir, 'kafka.log'))
       throw new Error(`${(error as Error).message}\n--- kafka.log ---\n${log}\n--- stdout ---\n${broker.logTail()}`)
@@ -151,6 +174,7 @@ export async function startLocalKafka(): Promise<LocalKafka> {
 
   return {
     brokers,
+    directBrokers,
     version: pinnedKafkaVersion(),
     start,
     stop: () => broker.stop(),
