@@ -85,8 +85,10 @@ export class ReplicationStream {
   start(): void {
     const { service } = this
     service.on('data', (lsn: string, message: Pgoutput.Message) => this.onData(lsn, message))
-    service.on('heartbeat', (lsn: string, time: number, shouldRespond: boolean) =>
-      this.onKeepalive(lsn, time, shouldRespond),
+    // The library's keepalive timestamp is 7 days early (it adds 946080000000 ms, not the
+    // 946684800000 between the epochs): the time of receipt stands in for the server's.
+    service.on('heartbeat', (lsn: string, _time: number, shouldRespond: boolean) =>
+      this.onKeepalive(lsn, Date.now(), shouldRespond),
     )
     service.on('error', (error: unknown) => this.end(error))
     service.on('start', () => {

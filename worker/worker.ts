@@ -212,8 +212,10 @@ class Worker extends EventEmitter implements OutboxWorker {
     while (!this.stopController.signal.aborted) {
       let prepared: { startLsn: bigint; receiveTimeoutMs: number }
       try {
-        prepared = await this.prepare()
+        // A reconnect's set-up can be slow (a struggling server): stop() does not wait for it.
+        prepared = await Promise.race([this.prepare(), this.stopped()])
       } catch (error) {
+        if (this.stopController.signal.aborted) return
         if (error instanceof OutboxSetupError) throw error
         await this.reconnectAfter(error, failures++)
         continue

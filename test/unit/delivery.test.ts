@@ -1,0 +1,89 @@
+import { describe, expect, test } from 'vitest'
+import { DEFAULTS, type WorkerConfig } from '../../worker/config.js'
+import { Delivery, type DeliveryItem } from '../../worker/delivery.js'
+import { silentLogger } from '../../worker/logger.js'
+import { LsnTracker } from '../../worker/lsn-tracker.js'
+import { createMetrics } from '../../worker/metrics.js'
+import type { Publisher } from '../../worker/publisher.js'
+import { type KafkaRecord, recordBytes } from '../../worker/records.js'
+
+const config: WorkerConfig = { ...DEFAULTS, databaseUrl: 'postgresql://x@h/db', kafkaBrokers: ['k:9092'] }
+
+function item(topic: string, key: string, bytes: number): DeliveryItem {
+  const tracker = new LsnTracker(0n)
+  tracker.begin(0)
+  const record: KafkaRecord = { topic, key, value: 'x'.repeat(bytes), headers: { id: key }, timestamp: '0' }
+  return { record, bytes: recordBytes(record), transaction: tracker.addRecord() }
+}
+
+/** A publisher that records each request and lets the test decide when it settles. */
+function fakePublisher() {
+  const requests: KafkaRecord[][] = []
+  let release: (() => void) | undefined
+  let hold = false
+  const publisher: Publisher = {
+    connect: async () => {},
+    disconnect: async () => {},
+    unavailableTopics: async () => [],
+    send: async (records) => {
+      requests.push(records)
+      if (hold) await new Promise<void>((r) => (release = r))
+    },
+  }
+  return {
+    publisher,
+    requests,
+    holdSends: () => {
+      hold = true
+    },
+    releaseSend: () => release?.(),
+  }
+}
+
+describe('delivery', () => {
+  test('a batch never holds more than --max-message-bytes for one topic (Kafka limits each partition batch)', async () => {
+    const fake = fakePublisher()
+    const acknowledged: DeliveryItem[] = []
+    const delivery = new Delivery(config, fake.publisher, createMetrics(), silentLogger, {
+      acknowledged: (items) => acknowledged.push(...items),
+      deadLettered: () => {},
+    })
+    // Queued before the loop runs: one full batch's worth of 1.1 KB events and a few small ones.
+    for (let i = 0; i < 10; i++) delivery.enqueue(item('small', `s${i}`, 10))
+    for (let i = 0; i < 1000; i++) delivery.enqueue(item('big', `b${i}`, 1100))
+    const running = delivery.run()
+    while (acknowledged.length < 1010) await new Promise((r) => setTimeout(r, 5))
+    await delivery.close()
+    await running
+    expect(fake.requests.length).toBeGreaterThan(1)
+    for (const request of fake.requests) {
+      const perTopic = new Map<string, number>()
+      for (const r of request) perTopic.set(r.topic, (perTopic.get(r.topic) ?? 0) + recordBytes(r))
+      for (const bytes of perTopic.values()) expect(bytes).toBeLessThanOrEqual(config.maxMessageBytes)
+    }
+    // Each record sent once, in order.
+    expect(fake.requests.flat().map((r) => r.key)).toEqual(acknowledged.map((i) => i.record.key))
+  })
+
+  test('close() returns only once the send in flight has settled (the next session must not overtake it)', async () => {
+    const fake = fakePublisher()
+    fake.holdSends()
+    const delivery = new Delivery(config, fake.publisher, createMetrics(), silentLogger, {
+      acknowledged: () => {},
+      deadLettered: () => {},
+    })
+    const running = delivery.run().catch(() => {})
+    delivery.enqueue(item('t', 'k', 10))
+    while (fake.requests.length === 0) await new Promise((r) => setTimeout(r, 5))
+    let closed = false
+    const closing = delivery.close().then(() => {
+      closed = true
+    })
+    await new Promise((r) => setTimeout(r, 100))
+    expect(closed).toBe(false)
+    fake.releaseSend()
+    await closing
+    expect(closed).toBe(true)
+    await running
+  })
+})
