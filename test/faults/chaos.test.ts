@@ -5,21 +5,20 @@
  * combined scenario for soak runs.
  */
 
-import { writeFileSync } from 'node:fs'
 import { afterAll, beforeAll, expect, test } from 'vitest'
 import { confirmedLsn, currentLsn } from '../helpers/worker.js'
-import type { LocalKafka } from '../services/local-kafka.js'
-import type { LocalPostgres } from '../services/local-postgres.js'
 import {
-  formatTable,
+  expectGuarantees,
+  type FaultServices,
   randomBetween,
+  reportResults,
   runScenario,
   type ScenarioContext,
   type ScenarioResult,
   startFaultServices,
 } from './environment.js'
 
-let services: { postgres: LocalPostgres; kafka: LocalKafka }
+let services: FaultServices
 const results: ScenarioResult[] = []
 const soakRounds = Number(process.env.FAULTS_SOAK ?? 0)
 
@@ -27,30 +26,10 @@ beforeAll(async () => {
   services = await startFaultServices()
 })
 afterAll(async () => {
-  if (results.length > 0) {
-    const table = formatTable(results)
-    console.log(`\nFault suite results\n\n${table}\n`)
-    if (process.env.FAULTS_RESULTS) writeFileSync(process.env.FAULTS_RESULTS, `${table}\n`)
-  }
+  reportResults('process faults', results)
   await services?.postgres.dispose()
   await services?.kafka.dispose()
 })
-
-function expectGuarantees(result: ScenarioResult): void {
-  results.push(result)
-  const v = result.verdict
-  expect(v.committed).toBeGreaterThan(100)
-  expect(v.rolledBack).toBeGreaterThan(0)
-  expect(v.lostIds).toEqual([])
-  expect(v.lost).toBe(0)
-  expect(v.phantoms).toBe(0)
-  expect(v.outOfOrder).toBe(0)
-  expect(v.staleRedeliveries).toBe(0)
-  expect(v.inconsistentDuplicates).toBe(0)
-  expect(v.misrouted).toBe(0)
-  expect(result.unexpectedExits).toBe(0)
-  expect(result.peakRssMb).toBeLessThan(300)
-}
 
 const faults = {
   async killWorker(ctx: ScenarioContext) {
@@ -90,11 +69,12 @@ test('kill -9 of the worker at random moments, 10 times', async () => {
       await faults.killWorker(ctx)
     }
   })
-  expectGuarantees(result)
+  expectGuarantees(results, result)
 })
 
 test('Kafka stopped for longer than the producer timeouts, then restarted', async () => {
   expectGuarantees(
+    results,
     await runScenario('Kafka down 8 s', services, async (ctx) => {
       await ctx.sleep(1500)
       await faults.stopKafka(ctx)
@@ -105,6 +85,7 @@ test('Kafka stopped for longer than the producer timeouts, then restarted', asyn
 
 test('PostgreSQL restarted (fast shutdown) mid-stream, and the walsender terminated', async () => {
   expectGuarantees(
+    results,
     await runScenario('PostgreSQL restart + walsender killed', services, async (ctx) => {
       await ctx.sleep(1500)
       await faults.restartPostgres(ctx)
@@ -122,6 +103,7 @@ test('Kafka down for longer than wal_sender_timeout: the worker stays connected 
   await adminQuery(admin, 'SELECT pg_reload_conf()')
   try {
     expectGuarantees(
+      results,
       await runScenario('Kafka down 4× wal_sender_timeout', services, async (ctx) => {
         await ctx.sleep(1500)
         await ctx.kafka.stop()
@@ -141,6 +123,7 @@ test('Kafka down for longer than wal_sender_timeout: the worker stays connected 
 
 test('the streaming worker killed while a standby waits: the standby takes over', async () => {
   expectGuarantees(
+    results,
     await runScenario(
       'standby takeover ×3',
       services,
@@ -157,6 +140,7 @@ test('the streaming worker killed while a standby waits: the standby takes over'
 
 test('poison events mixed in: oversize payloads and a topic Kafka rejects go to the dead-letter topics', async () => {
   expectGuarantees(
+    results,
     await runScenario('poison mixed in', services, async (ctx) => {
       for (let i = 0; i < 5; i++) {
         await ctx.sleep(500)
@@ -169,6 +153,7 @@ test('poison events mixed in: oversize payloads and a topic Kafka rejects go to 
 
 test('SIGTERM under load, 3 times: each exit is clean (0)', async () => {
   expectGuarantees(
+    results,
     await runScenario('SIGTERM ×3', services, async (ctx) => {
       for (let i = 0; i < 3; i++) {
         await ctx.sleep(randomBetween(500, 1500))
@@ -183,6 +168,7 @@ test(
   async () => {
     const rounds = Math.max(1, soakRounds)
     expectGuarantees(
+      results,
       await runScenario(
         soakRounds > 0 ? `combined (soak, ${rounds} rounds)` : 'combined',
         services,
@@ -194,6 +180,10 @@ test(
             faults.terminateWalsender,
             faults.sigterm,
             ctx.insertPoison,
+            (c: ScenarioContext) => {
+              c.kafka.proxy.resetAll()
+              return c.measureRecovery()
+            },
           ]
           for (let round = 0; round < rounds; round++) {
             for (const fault of [...all].sort(() => Math.random() - 0.5)) {

@@ -1,25 +1,45 @@
 import { randomBytes } from 'node:crypto'
+import { appendFileSync, existsSync } from 'node:fs'
+import { expect } from 'vitest'
 import { createTestDatabase, type TestDatabase, uniqueName } from '../helpers/database.js'
+import type { FaultProxy } from '../helpers/fault-proxy.js'
 import { collectTopics, ensureTopics } from '../helpers/kafka.js'
 import { type AppClient, createAppClient } from '../helpers/prisma.js'
+import { type ProxiedKafka, proxyDatabaseUrl, startKafkaBehindProxy } from '../helpers/proxied-services.js'
 import { currentLsn, insertEvents, waitForConfirmed } from '../helpers/worker.js'
-import { type LocalKafka, startLocalKafka } from '../services/local-kafka.js'
 import { type LocalPostgres, startLocalPostgres } from '../services/local-postgres.js'
 import { waitUntil } from '../services/ports.js'
 import { check, History, type Verdict } from './history.js'
 import { startLoad } from './load.js'
 import { WorkerSupervisor } from './supervisor.js'
 
-/** Services of the fault suite's own, since its scenarios stop and restart them. */
-export async function startFaultServices(): Promise<{ postgres: LocalPostgres; kafka: LocalKafka }> {
-  const [postgres, kafka] = await Promise.all([startLocalPostgres(), startLocalKafka()])
+export interface FaultServices {
+  postgres: LocalPostgres
+  /** Clients reach it through `kafka.proxy`; test code uses `kafka.directBrokers`. */
+  kafka: ProxiedKafka
+}
+
+/**
+ * Services of the fault suite's own, since its scenarios stop and restart them. Kafka sits behind
+ * a fault proxy and, as in production, does not create topics on its own: every topic a scenario
+ * expects events on is created by it.
+ */
+export async function startFaultServices(): Promise<FaultServices> {
+  const [postgres, kafka] = await Promise.all([
+    startLocalPostgres(),
+    startKafkaBehindProxy({ autoCreateTopics: false }),
+  ])
   return { postgres, kafka }
 }
 
 export interface ScenarioContext {
   postgres: LocalPostgres
-  kafka: LocalKafka
+  kafka: ProxiedKafka
+  /** Between the first worker (index 0) and PostgreSQL; the others connect directly. */
+  pgProxy: FaultProxy
   db: TestDatabase
+  /** The scenario's topic prefix (its main topic is `<prefix>.order`). */
+  prefix: string
   supervisor: WorkerSupervisor
   history: History
   slot: string
@@ -47,9 +67,9 @@ const MAX_MESSAGE_BYTES = 20_000
  */
 export async function runScenario(
   name: string,
-  services: { postgres: LocalPostgres; kafka: LocalKafka },
+  services: FaultServices,
   faults: (ctx: ScenarioContext) => Promise<void>,
-  options: { workers?: number; writers?: number } = {},
+  options: { workers?: number; writers?: number; env?: Record<string, string>; topics?: string[] } = {},
 ): Promise<ScenarioResult> {
   const started = Date.now()
   const { postgres, kafka } = services
@@ -65,20 +85,24 @@ export async function runScenario(
   const slot = uniqueName('slot')
   const topic = `${prefix}.order`
   const badTopic = `${prefix} bad`
-  const dlqTopics = [`${topic}.dlq`, `${prefix}_bad.dlq`]
-  await ensureTopics(kafka.brokers, [topic, ...dlqTopics])
-  const consumer = await collectTopics(kafka.brokers, [topic, ...dlqTopics])
+  const extraTopics = (options.topics ?? []).map((t) => `${prefix}.${t}`)
+  const dlqTopics = [`${topic}.dlq`, `${prefix}_bad.dlq`, ...extraTopics.filter((t) => t.endsWith('.dlq'))]
+  const mainTopics = [topic, ...extraTopics.filter((t) => !t.endsWith('.dlq'))]
+  await ensureTopics(kafka.directBrokers, [...mainTopics, ...dlqTopics])
+  const consumer = await collectTopics(kafka.directBrokers, [...mainTopics, ...dlqTopics])
   const history = new History()
+  const pg = await proxyDatabaseUrl(db.url)
   const supervisor = new WorkerSupervisor(
-    {
-      DATABASE_URL: db.url,
+    (index) => ({
+      DATABASE_URL: index === 0 ? pg.url : db.url,
       KAFKA_BROKERS: kafka.brokers.join(','),
       OUTBOX_SLOT: slot,
       OUTBOX_TOPIC: `${prefix}.{aggregateType}`,
       OUTBOX_MAX_MESSAGE_BYTES: String(MAX_MESSAGE_BYTES),
       OUTBOX_STARTUP_TIMEOUT_MS: '120000',
       LOG_LEVEL: 'info',
-    },
+      ...options.env,
+    }),
     options.workers ?? 1,
   )
   const prisma: AppClient = createAppClient(db.url)
@@ -91,7 +115,9 @@ export async function runScenario(
     const ctx: ScenarioContext = {
       postgres,
       kafka,
+      pgProxy: pg.proxy,
       db,
+      prefix,
       supervisor,
       history,
       slot,
@@ -159,7 +185,12 @@ export async function runScenario(
       durationS: Math.round((Date.now() - started) / 1000),
     }
   } finally {
+    // Healed first: a worker must be able to finish its work and exit.
+    pg.proxy.restore()
+    kafka.proxy.restore()
+    kafka.proxy.latency(0)
     await supervisor.stop()
+    await pg.proxy.close()
     await consumer.stop()
     await prisma.$disconnect()
     await db.dispose()
@@ -179,4 +210,32 @@ export function formatTable(results: ScenarioResult[]): string {
 
 export function randomBetween(min: number, max: number): number {
   return min + (randomBytes(2).readUInt16BE() / 65535) * (max - min)
+}
+
+/** Records a scenario's result and asserts every guarantee of SPEC §5 on it. */
+export function expectGuarantees(results: ScenarioResult[], result: ScenarioResult): void {
+  results.push(result)
+  const v = result.verdict
+  expect(v.committed).toBeGreaterThan(100)
+  expect(v.rolledBack).toBeGreaterThan(0)
+  expect(v.lostIds).toEqual([])
+  expect(v.lost).toBe(0)
+  expect(v.phantoms).toBe(0)
+  expect(v.outOfOrder).toBe(0)
+  expect(v.staleRedeliveries).toBe(0)
+  expect(v.inconsistentDuplicates).toBe(0)
+  expect(v.misrouted).toBe(0)
+  expect(result.unexpectedExits).toBe(0)
+  expect(result.peakRssMb).toBeLessThan(300)
+}
+
+/** Prints a file's results as a table, and appends its rows to FAULTS_RESULTS when set. */
+export function reportResults(title: string, results: ScenarioResult[]): void {
+  if (results.length === 0) return
+  const table = formatTable(results)
+  console.log(`\nFault suite results: ${title}\n\n${table}\n`)
+  const file = process.env.FAULTS_RESULTS
+  if (!file) return
+  const lines = table.split('\n')
+  appendFileSync(file, `${(existsSync(file) ? lines.slice(2) : lines).join('\n')}\n`)
 }

@@ -13,15 +13,21 @@ export class WorkerSupervisor {
   private readonly expectedExits = new WeakSet<WorkerProcess>()
   private readonly sampler: NodeJS.Timeout
 
+  /** `env` may differ per worker (e.g. the first one's connection crosses a fault proxy). */
   constructor(
-    private readonly env: Record<string, string>,
+    private readonly env: (index: number) => Record<string, string>,
     private readonly count = 1,
   ) {
     this.sampler = setInterval(() => this.sample(), 200)
   }
 
   async start(): Promise<void> {
-    for (let i = 0; i < this.count; i++) await this.spawnOne()
+    for (let i = 0; i < this.count; i++) await this.spawnOne(i)
+  }
+
+  /** The worker with this index, if it is running. */
+  worker(index: number): WorkerProcess | undefined {
+    return this.live.find((w) => this.indexes.get(w) === index)
   }
 
   /** The worker currently streaming (its /readyz says so), or undefined. */
@@ -49,8 +55,11 @@ export class WorkerSupervisor {
     await Promise.all(this.live.map((w) => w.kill('SIGTERM')))
   }
 
-  private async spawnOne(): Promise<void> {
-    const worker = await spawnWorker(this.env)
+  private readonly indexes = new WeakMap<WorkerProcess, number>()
+
+  private async spawnOne(index: number): Promise<void> {
+    const worker = await spawnWorker(this.env(index))
+    this.indexes.set(worker, index)
     this.live.push(worker)
     void worker.exited.then((code) => {
       this.live.splice(this.live.indexOf(worker), 1)
@@ -58,7 +67,7 @@ export class WorkerSupervisor {
       this.exits.push({ code, expected: expected && (code === null || code === 0) })
       if (!expected)
         process.stderr.write(`worker exited unexpectedly (${code}):\n${worker.output.slice(-15).join('\n')}\n`)
-      if (!this.stopping) setTimeout(() => void this.spawnOne(), 200)
+      if (!this.stopping) setTimeout(() => void this.spawnOne(index), 200)
     })
   }
 

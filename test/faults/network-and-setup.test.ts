@@ -1,0 +1,203 @@
+/**
+ * The guarantees under the faults production has beyond crashed processes: a slow, resetting or
+ * partitioned network (through fault proxies), and operators changing the setup under load (the
+ * table re-created, the publication changed, schema drift, a topic that does not exist). Same
+ * writers, checker and verdict as chaos.test.ts.
+ */
+
+import { afterAll, beforeAll, expect, test } from 'vitest'
+import { adminQuery } from '../helpers/database.js'
+import { insertEvents } from '../helpers/worker.js'
+import { waitUntil } from '../services/ports.js'
+import {
+  expectGuarantees,
+  type FaultServices,
+  randomBetween,
+  reportResults,
+  runScenario,
+  type ScenarioContext,
+  type ScenarioResult,
+  startFaultServices,
+} from './environment.js'
+
+let services: FaultServices
+const results: ScenarioResult[] = []
+
+beforeAll(async () => {
+  services = await startFaultServices()
+})
+afterAll(async () => {
+  reportResults('network and setup faults', results)
+  await services?.postgres.dispose()
+  await services?.kafka.dispose()
+})
+
+async function terminateWalsender(ctx: ScenarioContext): Promise<void> {
+  await ctx.db.query(
+    'SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL',
+    [ctx.slot],
+  )
+}
+
+/**
+ * The README's recovery for a table that left the publication: in one transaction, with writers
+ * held back, put the table back and write again (same ids) what was inserted since `since`.
+ */
+async function republishSince(ctx: ScenarioContext, since: string): Promise<void> {
+  const client = await ctx.db.pool.connect()
+  try {
+    await client.query('BEGIN')
+    await client.query('LOCK TABLE outbox IN SHARE ROW EXCLUSIVE MODE')
+    const { rows } = await client.query(
+      `SELECT EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = 'prisma_outbox' AND tablename = 'outbox') AS published`,
+    )
+    if (!rows[0].published) await client.query('ALTER PUBLICATION prisma_outbox ADD TABLE outbox')
+    await client.query(`CREATE TEMP TABLE missed ON COMMIT DROP AS SELECT * FROM outbox WHERE created_at >= $1`, [
+      since,
+    ])
+    await client.query('DELETE FROM outbox WHERE id IN (SELECT id FROM missed)')
+    await client.query('INSERT INTO outbox SELECT * FROM missed ORDER BY id')
+    await client.query('COMMIT')
+  } finally {
+    client.release()
+  }
+}
+
+async function databaseNow(ctx: ScenarioContext): Promise<string> {
+  return (await ctx.db.query<{ now: string }>(`SELECT (now() - interval '1 second')::text AS now`))[0]?.now as string
+}
+
+test('Kafka 300 ms away and the walsender terminated 4 times: sends abandoned by a session never land after the next one', async () => {
+  expectGuarantees(
+    results,
+    await runScenario('Kafka latency 300 ms + walsender killed ×4', services, async (ctx) => {
+      ctx.kafka.proxy.latency(300)
+      for (let i = 0; i < 4; i++) {
+        await ctx.sleep(randomBetween(500, 1500))
+        await terminateWalsender(ctx)
+      }
+      ctx.kafka.proxy.latency(0)
+      await ctx.measureRecovery()
+    }),
+  )
+})
+
+test('Kafka connections reset 5 times, then a partition of 6 s that heals with its requests still in flight', async () => {
+  expectGuarantees(
+    results,
+    await runScenario('Kafka resets ×5 + partition 6 s', services, async (ctx) => {
+      for (let i = 0; i < 5; i++) {
+        await ctx.sleep(randomBetween(300, 1000))
+        ctx.kafka.proxy.resetAll()
+      }
+      await ctx.sleep(500)
+      ctx.kafka.proxy.blackhole()
+      await ctx.sleep(6000)
+      ctx.kafka.proxy.restore()
+      await ctx.measureRecovery()
+    }),
+  )
+})
+
+test('the streaming worker partitioned from PostgreSQL (half-open): the standby takes over, the zombie stops publishing', async () => {
+  const admin = services.postgres.url
+  await adminQuery(admin, `ALTER SYSTEM SET wal_sender_timeout = '3s'`)
+  await adminQuery(admin, 'SELECT pg_reload_conf()')
+  try {
+    expectGuarantees(
+      results,
+      await runScenario(
+        'PostgreSQL partition of the streaming worker',
+        services,
+        async (ctx) => {
+          // The partition must cut off the streaming worker: make worker 0 (behind the proxy) stream.
+          await waitUntil('a worker streaming', async () => (await ctx.supervisor.active()) !== undefined, 30_000)
+          if ((await ctx.supervisor.active()) !== ctx.supervisor.worker(0)) await ctx.supervisor.killActive('SIGKILL')
+          await waitUntil('worker 0 streaming', async () => (await ctx.supervisor.worker(0)?.ready()) === true, 30_000)
+          await ctx.sleep(1000)
+          ctx.pgProxy.blackhole()
+          await waitUntil(
+            'the standby streaming',
+            async () =>
+              (await ctx.supervisor
+                .worker(1)
+                ?.ready()
+                .catch(() => false)) === true,
+            30_000,
+          )
+          await ctx.sleep(2000)
+          // The partition heals: the zombie's connection comes back, with what it held.
+          ctx.pgProxy.restore()
+          await ctx.measureRecovery()
+        },
+        { workers: 2 },
+      ),
+    )
+  } finally {
+    await adminQuery(admin, 'ALTER SYSTEM RESET wal_sender_timeout')
+    await adminQuery(admin, 'SELECT pg_reload_conf()')
+  }
+})
+
+test('the table re-created under load, then the publication changed: held, fixed, republished, nothing lost', async () => {
+  expectGuarantees(
+    results,
+    await runScenario(
+      'table re-created + dropped from the publication, republished',
+      services,
+      async (ctx) => {
+        await ctx.sleep(1000)
+        let since = await databaseNow(ctx)
+        await ctx.db.query(
+          'BEGIN; ALTER TABLE outbox RENAME TO outbox_old; CREATE TABLE outbox (LIKE outbox_old INCLUDING ALL); COMMIT',
+        )
+        await ctx.db.query('DROP TABLE outbox_old')
+        await ctx.sleep(1500)
+        expect(await ctx.supervisor.active()).toBeUndefined()
+        await republishSince(ctx, since)
+        await ctx.measureRecovery()
+
+        await ctx.sleep(1000)
+        since = await databaseNow(ctx)
+        await ctx.db.query('ALTER PUBLICATION prisma_outbox DROP TABLE outbox')
+        await ctx.sleep(1500)
+        expect(await ctx.supervisor.active()).toBeUndefined()
+        await republishSince(ctx, since)
+        await ctx.measureRecovery()
+      },
+      { env: { OUTBOX_TABLE_CHECK_INTERVAL: '300ms' } },
+    ),
+  )
+})
+
+test('schema drift, oversize headers and a topic that does not exist: dead-lettered, delivery goes on', async () => {
+  expectGuarantees(
+    results,
+    await runScenario(
+      'schema drift + oversize headers + missing topic',
+      services,
+      async (ctx) => {
+        await ctx.sleep(800)
+        const missingTopic = `${ctx.prefix}.missing`
+        for (const id of await insertEvents(ctx.db, [{ aggregateId: 'mt', topic: missingTopic }]))
+          ctx.history.commit(id, `poison-${id}`, 1, 'dlq')
+        await ctx.sleep(800)
+        for (const id of await insertEvents(ctx.db, [{ aggregateId: 'hh', headers: { huge: 'h'.repeat(30_000) } }]))
+          ctx.history.commit(id, `poison-${id}`, 1, 'dlq')
+        // The writers go on inserting jsonb into a text column (an assignment cast); one row's
+        // headers are not JSON at all.
+        await ctx.db.query('ALTER TABLE outbox ALTER COLUMN headers TYPE text')
+        const [bad] = await ctx.db.query<{ id: string }>(
+          `INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, headers)
+           VALUES (gen_random_uuid(), 'order', 'drift', 'order.created', '{}', 'not json') RETURNING id`,
+        )
+        ctx.history.commit(bad?.id as string, `poison-${bad?.id}`, 1, 'dlq')
+        await ctx.sleep(1000)
+        for (const id of await insertEvents(ctx.db, [{ aggregateId: 'mt', topic: missingTopic }]))
+          ctx.history.commit(id, `poison-${id}`, 1, 'dlq')
+        await ctx.measureRecovery()
+      },
+      { env: { OUTBOX_MISSING_TOPIC_TIMEOUT: '2s' }, topics: ['missing.dlq'] },
+    ),
+  )
+})
