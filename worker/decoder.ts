@@ -30,6 +30,8 @@ export interface DecoderSink {
   commit(endLsn: string): void
   /** The outbox table was renamed or moved: its rows no longer reach this worker. */
   tableLeft(reason: string): void
+  /** The outbox table came back under a new relation id: it was re-created (rows may be missing). */
+  tableReplaced(): void
 }
 
 /**
@@ -105,6 +107,7 @@ export class OutboxDecoder {
       }
       return
     }
+    if (this.outboxRelations.size > 0 && !this.outboxRelations.has(relation.relationOid)) this.sink.tableReplaced()
     const shape: RelationShape = { parsers: new Map(), payloadIsJson: false }
     for (const column of relation.columns) {
       shape.parsers.set(column.name, column.parser as Parser)

@@ -26,7 +26,13 @@ export interface DeliveryHooks {
 /** Largest Kafka request the relay builds, whatever batchSize allows. */
 const MAX_REQUEST_BYTES = 8 * 1024 * 1024
 
-type SendResult = { kind: 'ok' } | { kind: 'refused'; type: string } | { kind: 'topics'; topics: string[] }
+type SendResult =
+  | { kind: 'ok' }
+  | { kind: 'refused'; type: string }
+  /** These topics stayed unavailable past --missing-topic-timeout. */
+  | { kind: 'topics'; topics: string[] }
+  /** A topic of several was refused: send each topic on its own to find which. */
+  | { kind: 'split-by-topic' }
 
 /**
  * The sending half of a session: takes records in stream order, batches them, sends them with
@@ -104,8 +110,11 @@ export class Delivery {
   async close(): Promise<void> {
     this.abort.abort()
     this.wake?.()
+    // Sealing the publisher makes a send in flight fail at once instead of retrying for minutes.
+    const disconnecting = this.publisher.disconnect().catch(() => {})
     await this.inFlight
-    await this.publisher.disconnect().catch(() => {})
+    await disconnecting
+    this.topics.clear()
   }
 
   private takeBatch(): DeliveryItem[] {
@@ -127,12 +136,15 @@ export class Delivery {
   private async publish(batch: DeliveryItem[]): Promise<void> {
     const waited = [...new Set(batch.map((i) => i.record.topic).filter((t) => this.topics.expired(t)))]
     if (waited.length > 0) await this.topics.check(waited, { force: true })
+    const probing = new Set(waited.filter((t) => this.topics.probeDenied(t)))
     const good: DeliveryItem[] = []
     for (const item of batch) {
       const reason =
         item.poison ??
         poisonReason(item.record, this.config.maxMessageBytes) ??
-        (this.topics.expired(item.record.topic) ? unavailableReason(item.record.topic) : undefined)
+        (this.topics.expired(item.record.topic) && !probing.has(item.record.topic)
+          ? unavailableReason(item.record.topic)
+          : undefined)
       if (reason) await this.poison(item, reason)
       else good.push(item)
     }
@@ -146,6 +158,13 @@ export class Delivery {
   private async sendAll(items: DeliveryItem[]): Promise<void> {
     const result = await this.sendWithRetry(items.map((i) => i.record))
     if (result.kind === 'ok') return
+    if (result.kind === 'split-by-topic') {
+      // Each topic's records keep their order; records of different topics have none in Kafka.
+      const byTopic = new Map<string, DeliveryItem[]>()
+      for (const item of items) byTopic.set(item.record.topic, [...(byTopic.get(item.record.topic) ?? []), item])
+      for (const group of byTopic.values()) await this.sendAll(group)
+      return
+    }
     if (result.kind === 'topics') {
       const rest: DeliveryItem[] = []
       for (const item of items) {
@@ -171,16 +190,23 @@ export class Delivery {
    */
   private async sendWithRetry(records: KafkaRecord[]): Promise<SendResult> {
     const topics = [...new Set(records.map((r) => r.topic))]
+    const { signal } = this.abort
+    // p-retry runs the attempt even when the signal is already aborted: a closed delivery
+    // must send nothing more.
+    if (signal.aborted) throw new AbortError('delivery closed')
     return await pRetry(
       async (): Promise<SendResult> => {
+        if (signal.aborted) throw new AbortError('delivery closed')
         const sending = this.publisher.send(records)
         this.inFlight = sending.catch(() => {})
         try {
           await sending
           this.setKafkaConnected(true)
+          this.topics.written(topics)
           this.metrics.batchSize.observe(records.length)
           return { kind: 'ok' }
         } catch (error) {
+          if (signal.aborted) throw new AbortError('delivery closed')
           const { kind, type } = classifyPublishError(error)
           this.metrics.publishErrors.inc({ kind })
           if (kind === 'refused') return { kind: 'refused', type: type ?? 'refused' }
@@ -188,6 +214,11 @@ export class Delivery {
           // Kafka answering a metadata request means it is up: then a topic may be the problem.
           const answered = await this.topics.check(topics)
           this.setKafkaConnected(answered)
+          if (kind === 'topic' && answered && !topics.some((t) => this.topics.blocked.includes(t))) {
+            // Listed, yet refused: this worker may see the topic but not write to it.
+            if (topics.length > 1) return { kind: 'split-by-topic' }
+            this.topics.markDenied(topics[0] as string)
+          }
           const expired = topics.filter((t) => this.topics.expired(t))
           if (expired.length > 0) return { kind: 'topics', topics: expired }
           throw error

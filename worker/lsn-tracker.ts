@@ -46,8 +46,9 @@ export class LsnTracker {
   }
 
   /**
-   * Commit time (ms) of the newest transaction at or before the safe LSN (or the server's time of
-   * a keepalive that advanced it): every event committed before it has been delivered. 0 = unknown.
+   * Commit time (ms) of the newest transaction at or before the safe LSN: every event committed
+   * before it has been delivered. 0 = unknown. Keepalives do not move it: a keepalive's position
+   * can lag far behind the time it is sent, when the server is busy decoding.
    */
   get deliveredBefore(): number {
     return this.safeTime
@@ -101,8 +102,8 @@ export class LsnTracker {
    * idle outbox on a busy database must not make PostgreSQL keep WAL forever. A keepalive can
    * arrive in the middle of a transaction with a walEnd past its commit: hence the open check.
    */
-  keepalive(walEnd: Lsn, serverTime: number): void {
-    if (this.transactions.length === 0 && !this.open) this.moveSafe(walEnd, serverTime)
+  keepalive(walEnd: Lsn): void {
+    if (this.transactions.length === 0 && !this.open) this.moveSafe(walEnd, 0)
   }
 
   private advance(): void {

@@ -75,6 +75,11 @@ export function createMetrics() {
       help: '1 while the outbox table is in the publication; 0 when it left it (confirming is held)',
       registers,
     }),
+    tableReplaced: new Counter({
+      name: 'outbox_table_replaced_total',
+      help: 'Times the outbox table was found re-created or re-added to the publication: events in between need republishing',
+      registers,
+    }),
     kafkaConnected: new Gauge({
       name: 'outbox_kafka_connected',
       help: '1 when the last Kafka send succeeded, 0 after a failure until the next success',

@@ -1,55 +1,93 @@
 import pg from 'pg'
 import { quoteIdent } from '../src/sql.js'
 import type { WorkerConfig } from './config.js'
+import { errorFields, type Logger } from './logger.js'
 import { splitTable } from './setup.js'
 
+/** What the catalog says about the outbox table, the publication and the slot, right now. */
+export interface CatalogState {
+  /** Undefined when inserts into the outbox table reach the stream; else what is wrong and the fix. */
+  problem: string | undefined
+  /**
+   * The table's oid and the oid of its membership in the publication: a table dropped and
+   * re-created, or removed from the publication and added back, gets new ones.
+   */
+  identity: string | undefined
+  /** The backend holding the slot, if any. */
+  slotPid: number | null
+}
+
 /**
- * Whether inserts into the outbox table still reach the slot's stream: the table exists under its
- * configured name, and the publication exists, publishes inserts and includes it. Undefined when
- * all is well, else what changed and the fix.
- *
  * Nothing in the stream says so when the table leaves the publication (DROP TABLE and re-create,
  * ALTER PUBLICATION ... DROP TABLE): its inserts just stop arriving, while keepalives would go on
- * confirming past them. Hence a check of the catalog every few seconds.
+ * confirming past them. Hence this look at the catalog (readable by any role), every few seconds.
  */
-export async function publicationProblem(client: pg.Client, config: WorkerConfig): Promise<string | undefined> {
+export async function readCatalog(client: pg.Client, config: WorkerConfig): Promise<CatalogState> {
   const [schema, table] = splitTable(config.table)
+  const version = Number((await client.query('SHOW server_version_num')).rows[0].server_version_num)
+  // Row filters and column lists (PostgreSQL 15+) would hide rows or columns from the stream.
+  const filters = version >= 150000 ? 'r.prqual IS NOT NULL OR r.prattrs IS NOT NULL' : 'false'
   const { rows } = await client.query(
-    `SELECT to_regclass($2) IS NOT NULL AS table_exists,
-            p.oid IS NOT NULL AS publication_exists, p.pubinsert AS publishes_inserts,
-            EXISTS (SELECT 1 FROM pg_publication_tables t
-                     WHERE t.pubname = $1 AND t.schemaname = $3 AND t.tablename = $4) AS published
-       FROM (SELECT 1) AS one LEFT JOIN pg_publication p ON p.pubname = $1`,
-    [config.publication, `${quoteIdent(schema)}.${quoteIdent(table)}`, schema, table],
+    `SELECT c.oid::text AS table_oid, p.oid IS NOT NULL AS publication_exists, p.pubinsert AS publishes_inserts,
+            p.puballtables AS all_tables, r.oid::text AS membership_oid, COALESCE(${filters}, false) AS filtered,
+            (SELECT active_pid FROM pg_replication_slots WHERE slot_name = $4) AS slot_pid
+       FROM (SELECT 1) AS one
+       LEFT JOIN pg_namespace n ON n.nspname = $2
+       LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = $3 AND c.relkind IN ('r', 'p')
+       LEFT JOIN pg_publication p ON p.pubname = $1
+       LEFT JOIN pg_publication_rel r ON r.prpubid = p.oid AND r.prrelid = c.oid`,
+    [config.publication, schema, table, config.slot],
   )
   const row = rows[0]
   const name = `${schema}.${table}`
-  const addTable = `ALTER PUBLICATION ${quoteIdent(config.publication)} ADD TABLE ${quoteIdent(schema)}.${quoteIdent(table)}`
+  const qualified = `${quoteIdent(schema)}.${quoteIdent(table)}`
+  const addTable = `ALTER PUBLICATION ${quoteIdent(config.publication)} ADD TABLE ${qualified}`
+  const published = row.all_tables || row.membership_oid !== null
+  let problem: string | undefined
   if (!row.publication_exists)
-    return `publication "${config.publication}" no longer exists: re-create it (CREATE PUBLICATION ${quoteIdent(config.publication)} FOR TABLE ${quoteIdent(schema)}.${quoteIdent(table)} WITH (publish = 'insert'))`
-  if (!row.table_exists)
-    return `the outbox table ${name} no longer exists (dropped or renamed): restore it, then ${addTable}`
-  if (!row.publishes_inserts)
-    return `publication "${config.publication}" no longer publishes inserts: ALTER PUBLICATION ${quoteIdent(config.publication)} SET (publish = 'insert')`
-  if (!row.published)
-    return `the outbox table ${name} is not in publication "${config.publication}" (re-created, or dropped from it): ${addTable}`
-  return undefined
+    problem = `publication "${config.publication}" no longer exists: re-create it (CREATE PUBLICATION ${quoteIdent(config.publication)} FOR TABLE ${qualified} WITH (publish = 'insert'))`
+  else if (row.table_oid === null)
+    problem = `the outbox table ${name} no longer exists (dropped or renamed): restore it, then ${addTable}`
+  else if (!row.publishes_inserts)
+    problem = `publication "${config.publication}" no longer publishes inserts: ALTER PUBLICATION ${quoteIdent(config.publication)} SET (publish = 'insert')`
+  else if (!published)
+    problem = `the outbox table ${name} is not in publication "${config.publication}" (re-created, or dropped from it): ${addTable}`
+  else if (row.filtered)
+    problem = `publication "${config.publication}" filters the outbox table's rows or columns: ALTER PUBLICATION ${quoteIdent(config.publication)} SET TABLE ${qualified}`
+  return {
+    problem,
+    identity: problem ? undefined : `${row.table_oid}/${row.membership_oid ?? 'all'}`,
+    slotPid: row.slot_pid,
+  }
 }
 
 export interface PublicationWatchHooks {
   /** Called on every change of state: a problem (with its fix), or undefined when it is solved. */
   changed(problem: string | undefined): void
+  /**
+   * The table was re-created or re-added between two checks without a problem ever being seen:
+   * events inserted in between may never have been streamed.
+   */
+  replaced(): void
+  /** The slot's holder, as the catalog says (for a session whose stream is paused). */
+  slotHolder(pid: number | null): void
 }
 
-/** Runs publicationProblem every --table-check-interval on a connection of its own. */
+/** Runs readCatalog every --table-check-interval on a connection of its own. */
 export class PublicationWatch {
   private client: pg.Client | undefined
   private timer: NodeJS.Timeout | undefined
   private problem: string | undefined
+  private identity: string | undefined
+  /** A problem was reported since the identity was last recorded (so a new one is explained). */
+  private problemSinceIdentity = false
   private running = false
+  private stopped = false
+  private failures = 0
 
   constructor(
     private readonly config: WorkerConfig,
+    private readonly logger: Logger,
     private readonly hooks: PublicationWatchHooks,
   ) {}
 
@@ -59,20 +97,27 @@ export class PublicationWatch {
 
   /** A problem seen elsewhere (a relation message saying the table was renamed). */
   report(problem: string): void {
-    if (this.problem) return
+    if (this.problem || this.stopped) return
     this.problem = problem
+    this.problemSinceIdentity = true
     this.hooks.changed(problem)
   }
 
   async stop(): Promise<void> {
+    this.stopped = true
     clearInterval(this.timer)
+    this.close()
+  }
+
+  private close(): void {
     const client = this.client
     this.client = undefined
-    await client?.end().catch(() => {})
+    // Not awaited: on a half-open connection an orderly end would wait forever.
+    void client?.end().catch(() => {})
   }
 
   private async check(): Promise<void> {
-    if (this.running) return
+    if (this.running || this.stopped) return
     this.running = true
     try {
       if (!this.client) {
@@ -82,19 +127,33 @@ export class PublicationWatch {
           query_timeout: 10_000,
         })
         client.on('error', () => {})
-        await client.connect()
         this.client = client
+        await client.connect()
       }
-      const problem = await publicationProblem(this.client, this.config)
-      if (problem !== this.problem) {
-        this.problem = problem
-        this.hooks.changed(problem)
+      const state = await readCatalog(this.client, this.config)
+      if (this.stopped) return
+      this.failures = 0
+      this.hooks.slotHolder(state.slotPid)
+      if (state.problem !== this.problem) {
+        this.problem = state.problem
+        if (state.problem) this.problemSinceIdentity = true
+        this.hooks.changed(state.problem)
       }
-    } catch {
-      // The database is unreachable: the stream notices that itself. Try a new connection next time.
-      const client = this.client
-      this.client = undefined
-      await client?.end().catch(() => {})
+      if (state.identity) {
+        if (this.identity && state.identity !== this.identity && !this.problemSinceIdentity) this.hooks.replaced()
+        this.identity = state.identity
+        this.problemSinceIdentity = false
+      }
+    } catch (error) {
+      // Log it: a check that always fails must not switch the watch off silently. The
+      // connection is made anew next time.
+      this.failures++
+      if (this.failures === 1 || this.failures % 12 === 0)
+        this.logger.warn(
+          { ...errorFields(error), failures: this.failures },
+          'could not check the outbox table and the publication; trying again',
+        )
+      this.close()
     } finally {
       this.running = false
     }

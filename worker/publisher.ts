@@ -1,5 +1,15 @@
 import { readFileSync } from 'node:fs'
-import { type Admin, Kafka, type KafkaConfig, logLevel, type Producer, type SASLOptions } from 'kafkajs'
+import { isIP, connect as netConnect, Socket } from 'node:net'
+import { connect as tlsConnect } from 'node:tls'
+import {
+  type Admin,
+  type ISocketFactory,
+  Kafka,
+  type KafkaConfig,
+  logLevel,
+  type Producer,
+  type SASLOptions,
+} from 'kafkajs'
 import type { WorkerConfig } from './config.js'
 import type { Logger } from './logger.js'
 import type { KafkaRecord } from './records.js'
@@ -110,14 +120,58 @@ export function kafkaClientConfig(config: WorkerConfig, logger: Logger): KafkaCo
 }
 
 /**
+ * The sockets of one kafkajs client, so that a producer given up on can be cut off for good.
+ * kafkajs's disconnect ends a socket gracefully, so the kernel keeps retransmitting a request the
+ * broker has not acknowledged yet (for minutes, through a partition); and a send that fails while
+ * disconnected makes kafkajs reconnect on its own. Resetting the sockets (RST) drops what is
+ * unsent, and once sealed no new connection can be made.
+ */
+class FencedSockets {
+  private readonly sockets = new Set<Socket>()
+  private sealed = false
+
+  readonly factory: ISocketFactory = ({ host, port, ssl, onConnect }) => {
+    if (this.sealed) {
+      const dead = new Socket()
+      process.nextTick(() => dead.destroy(new Error('this publisher is closed')))
+      return dead
+    }
+    const socket = ssl
+      ? tlsConnect({ host, port, ...(isIP(host) ? {} : { servername: host }), ...ssl }, onConnect)
+      : netConnect({ host, port }, onConnect)
+    socket.setKeepAlive(true, 60_000)
+    this.sockets.add(socket)
+    socket.once('close', () => this.sockets.delete(socket))
+    return socket
+  }
+
+  /** Resets every open connection. */
+  resetAll(): void {
+    for (const socket of this.sockets) socket.resetAndDestroy()
+    this.sockets.clear()
+  }
+
+  /** Resets every open connection and refuses new ones. */
+  seal(): void {
+    this.sealed = true
+    this.resetAll()
+  }
+}
+
+/**
  * The kafkajs publisher of one session: an idempotent producer with acks=all and one request in
  * flight, so records of one partition are written in the order given. After a failed send (whose
- * promise has settled: kafkajs's own retries are over) the producer is dropped and the next send
- * builds a new one: a clean producer id and sequence numbers instead of state half-broken by an
- * outage.
+ * promise has settled: kafkajs's own retries are over) the producer is dropped, its connections
+ * reset, and the next send builds a new one: a clean producer id and sequence numbers instead of
+ * state half-broken by an outage, and nothing of the old one left in flight. disconnect() seals
+ * it: whatever kafkajs still tries afterwards fails at once, so a send in flight settles quickly
+ * and nothing of this session can reach Kafka after the next session's records.
  */
 export function createKafkaPublisher(config: WorkerConfig, logger: Logger): Publisher {
-  const kafka = new Kafka(kafkaClientConfig(config, logger))
+  const producerSockets = new FencedSockets()
+  const adminSockets = new FencedSockets()
+  const kafka = new Kafka({ ...kafkaClientConfig(config, logger), socketFactory: producerSockets.factory })
+  const adminKafka = new Kafka({ ...kafkaClientConfig(config, logger), socketFactory: adminSockets.factory })
   let producer: Producer | undefined
   let admin: Admin | undefined
 
@@ -131,6 +185,7 @@ export function createKafkaPublisher(config: WorkerConfig, logger: Logger): Publ
   const drop = async () => {
     const old = producer
     producer = undefined
+    producerSockets.resetAll()
     await old?.disconnect().catch(() => {})
   }
 
@@ -166,15 +221,17 @@ export function createKafkaPublisher(config: WorkerConfig, logger: Logger): Publ
     },
     async unavailableTopics(topics) {
       if (!admin) {
-        const fresh = kafka.admin()
-        await fresh.connect()
+        const fresh = adminKafka.admin()
         admin = fresh
+        await fresh.connect()
       }
       // A metadata request for all topics lists those that exist and this client may see.
       const existing = new Set(await admin.listTopics())
       return topics.filter((topic) => !existing.has(topic))
     },
     async disconnect() {
+      producerSockets.seal()
+      adminSockets.seal()
       const oldAdmin = admin
       admin = undefined
       await Promise.all([drop(), oldAdmin?.disconnect().catch(() => {})])

@@ -78,6 +78,7 @@ export class ReplicationSession {
         this.enqueue({ record: kafkaRecord, bytes: recordBytes(kafkaRecord), transaction, poison: row.reason })
       },
       tableLeft: (reason) => this.watch.report(reason),
+      tableReplaced: () => this.onTableReplaced(),
       confirmed: (lsn) => this.events.confirmed(lsn),
       delivered: () => this.events.delivered(),
       ended: (error) => this.finish(this.classifyStreamError(error)),
@@ -86,7 +87,11 @@ export class ReplicationSession {
       acknowledged: (items) => this.acknowledged(items),
       deadLettered: (info) => this.events.deadLettered(info),
     })
-    this.watch = new PublicationWatch(config, { changed: (problem) => this.onTableProblem(problem) })
+    this.watch = new PublicationWatch(config, logger, {
+      changed: (problem) => this.onTableProblem(problem),
+      replaced: () => this.onTableReplaced(),
+      slotHolder: (pid) => this.stream.slotHolder(pid),
+    })
   }
 
   /** Streaming, Kafka reachable, and nothing holding delivery up. */
@@ -106,6 +111,7 @@ export class ReplicationSession {
 
   /** Streams until the connection ends, the slot turns out busy, or drain() finishes. */
   async run(): Promise<SessionOutcome> {
+    this.metrics.tablePublished.set(1)
     this.stream.start()
     this.watch.start()
     const publishing = this.delivery.run().catch((error: unknown) => this.finish({ kind: 'fatal', error }))
@@ -136,6 +142,8 @@ export class ReplicationSession {
       )
     }
     this.stream.finalStatus()
+    // Let the status update leave before the socket is destroyed (it would be dropped).
+    await new Promise((r) => setTimeout(r, 100))
     this.finish({ kind: 'stopped' })
   }
 
@@ -186,20 +194,38 @@ export class ReplicationSession {
   }
 
   /**
+   * The table was dropped and re-created, or removed from the publication and added back, between
+   * two checks: nothing is held up now, but events inserted in between never reached the stream.
+   */
+  private onTableReplaced(): void {
+    if (this.finished) return
+    this.metrics.tableReplaced.inc()
+    this.logger.error(
+      {},
+      'the outbox table was re-created or re-added to the publication since the last check: events inserted in between were not streamed; republish them (see the README, "The table left the publication")',
+    )
+  }
+
+  /**
    * The outbox table left the stream: hold confirming (rows written meanwhile are still in the
    * table, to be republished), turn not ready, and give up after --missing-table-timeout so an
    * orchestrator shows the failure (exit 3) instead of a worker that looks healthy.
    */
   private onTableProblem(problem: string | undefined): void {
+    if (this.finished) return
     this.stream.holdConfirming(problem)
     this.metrics.tablePublished.set(problem ? 0 : 1)
-    clearTimeout(this.tableProblemTimer)
+    if (!problem) {
+      clearTimeout(this.tableProblemTimer)
+      this.tableProblemTimer = undefined
+    }
     if (problem) {
       this.logger.error(
         { waitMs: this.config.missingTableTimeoutMs },
         `${problem}. Events inserted meanwhile do not reach the worker: confirming is held; once fixed, republish them (see the README, "The table left the publication")`,
       )
-      this.tableProblemTimer = setTimeout(() => {
+      // Counted from the first sign of trouble, whatever the problem's text becomes meanwhile.
+      this.tableProblemTimer ??= setTimeout(() => {
         this.finish({
           kind: 'fatal',
           error: new OutboxSetupError(`${problem} (still so after ${this.config.missingTableTimeoutMs} ms)`, {

@@ -14,6 +14,8 @@ export interface StreamHooks {
   undecodable(row: UndecodableRow, transaction: TrackedTransaction): void
   /** The outbox table was renamed or moved (a relation message said so). */
   tableLeft(reason: string): void
+  /** The outbox table came back under a new relation id (re-created). */
+  tableReplaced(): void
   /** PostgreSQL was told it may forget the WAL up to this LSN (text). */
   confirmed(lsn: string): void
   /** `deliveredBefore` moved forward (a delivery, or a keepalive while idle). */
@@ -42,6 +44,8 @@ export class ReplicationStream {
   private closed = false
   private paused = false
   private lastReceived = Date.now()
+  /** When the catalog last showed this connection holding the slot (see checkAlive). */
+  private lastVerified = 0
   /** Why confirming is held (the table left the publication), if it is. */
   private heldBecause: string | undefined
   private readonly timers: NodeJS.Timeout[] = []
@@ -70,6 +74,7 @@ export class ReplicationStream {
       undecodable: (row) => this.hooks.undecodable(row, this.tracker.addRecord()),
       commit: (endLsn) => this.tracker.commit(parseLsn(endLsn)),
       tableLeft: (reason) => this.hooks.tableLeft(reason),
+      tableReplaced: () => this.hooks.tableReplaced(),
     })
   }
 
@@ -88,7 +93,7 @@ export class ReplicationStream {
     // The library's keepalive timestamp is 7 days early (it adds 946080000000 ms, not the
     // 946684800000 between the epochs): the time of receipt stands in for the server's.
     service.on('heartbeat', (lsn: string, _time: number, shouldRespond: boolean) =>
-      this.onKeepalive(lsn, Date.now(), shouldRespond),
+      this.onKeepalive(lsn, shouldRespond),
     )
     service.on('error', (error: unknown) => this.end(error))
     service.on('start', () => {
@@ -156,6 +161,21 @@ export class ReplicationStream {
     this.sendStatus(false)
   }
 
+  /**
+   * The catalog's word on who holds the slot. Another backend means this connection is dead
+   * (the server freed the slot): end, whether or not the socket has noticed.
+   */
+  slotHolder(pid: number | null): void {
+    if (this.closed || !this.streaming) return
+    const own = this.backendPid()
+    if (own === undefined) return
+    if (pid === own) this.lastVerified = Date.now()
+    else
+      this.end(
+        new Error(`the slot is now held by ${pid === null ? 'no one' : `backend ${pid}`}: this connection is dead`),
+      )
+  }
+
   private end(error: unknown): void {
     if (this.closed) return
     this.closed = true
@@ -173,14 +193,17 @@ export class ReplicationStream {
     }
   }
 
-  private onKeepalive(lsn: string, serverTime: number, shouldRespond: boolean): void {
+  private onKeepalive(lsn: string, shouldRespond: boolean): void {
     if (this.closed) return
     this.lastReceived = Date.now()
-    const walEnd = parseLsn(lsn)
-    this.serverLsn = maxLsn(this.serverLsn, walEnd)
-    this.tracker.keepalive(walEnd, serverTime)
-    if (shouldRespond || this.tracker.safeLsn > this.confirmed) this.sendStatus(false)
-    this.reportDelivered()
+    try {
+      const walEnd = parseLsn(lsn)
+      this.serverLsn = maxLsn(this.serverLsn, walEnd)
+      this.tracker.keepalive(walEnd)
+      if (shouldRespond || this.tracker.safeLsn > this.confirmed) this.sendStatus(false)
+    } catch (error) {
+      this.end(error)
+    }
   }
 
   private reportedDelivered = 0
@@ -196,13 +219,18 @@ export class ReplicationStream {
    * never. The server answers every status update that asks for a reply, so silence for longer
    * than the receive timeout means the connection is dead: end it, before the server's
    * wal_sender_timeout frees the slot for another worker while this one still publishes.
-   * While reading is paused, silence is ours, not the server's.
+   * While reading is paused, silence is ours, not the server's: then the catalog must keep
+   * showing this connection as the slot's holder (slotHolder), or the session ends all the same.
    */
   private checkAlive(): void {
-    if (this.closed || this.paused) return
-    const silentMs = Date.now() - this.lastReceived
+    if (this.closed) return
+    const lastSign = this.paused ? Math.max(this.lastReceived, this.lastVerified) : this.lastReceived
+    const silentMs = Date.now() - lastSign
     if (silentMs > this.receiveTimeoutMs) {
-      this.end(new Error(`no message from PostgreSQL for ${silentMs} ms: the replication connection is presumed dead`))
+      const why = this.paused
+        ? `reading paused and the slot not seen held by this connection for ${silentMs} ms`
+        : `no message from PostgreSQL for ${silentMs} ms`
+      this.end(new Error(`${why}: the replication connection is presumed dead`))
     }
   }
 
@@ -232,5 +260,10 @@ export class ReplicationStream {
    */
   private socket(): Socket | undefined {
     return (this.service as unknown as { _connection?: { stream?: Socket } })._connection?.stream
+  }
+
+  /** The server process of this replication connection (same reach inside as socket()). */
+  private backendPid(): number | undefined {
+    return (this.service as unknown as { _client?: { processID?: number | null } })._client?.processID ?? undefined
   }
 }

@@ -18,8 +18,16 @@ const CHECK_TIMEOUT_MS = 5_000
  * its events go to the dead-letter topic (or the worker stops, by --on-poison).
  */
 export class TopicAvailability {
+  /** Missing, as metadata says: cleared when metadata lists them again. */
   private readonly unavailable = new Map<string, number>()
+  /**
+   * Refused by the broker (TOPIC_AUTHORIZATION_FAILED) though listed: a principal may DESCRIBE a
+   * topic it may not WRITE. Cleared only by a successful send to it.
+   */
+  private readonly denied = new Map<string, number>()
   private lastCheck = 0
+  private lastAnswered = true
+  private readonly lastProbe = new Map<string, number>()
 
   constructor(
     private readonly config: WorkerConfig,
@@ -30,13 +38,46 @@ export class TopicAvailability {
 
   /** Topics that cannot be written now (for readiness and status). */
   get blocked(): string[] {
-    return [...this.unavailable.keys()]
+    return [...new Set([...this.unavailable.keys(), ...this.denied.keys()])]
   }
 
   /** Unavailable for longer than the wait: their events are dead-lettered (or stop the worker). */
   expired(topic: string): boolean {
-    const since = this.unavailable.get(topic)
+    const since = this.unavailable.get(topic) ?? this.denied.get(topic)
     return since !== undefined && Date.now() - since >= this.config.missingTopicTimeoutMs
+  }
+
+  /**
+   * For a denied topic past its wait: whether to try a real send again (at most every few
+   * seconds), since only a send tells whether the grant came; otherwise its events are poison.
+   */
+  probeDenied(topic: string): boolean {
+    if (!this.denied.has(topic)) return false
+    const now = Date.now()
+    if (now - (this.lastProbe.get(topic) ?? 0) < RECHECK_MS) return false
+    this.lastProbe.set(topic, now)
+    return true
+  }
+
+  /** The broker refused to let this worker write to `topic`. */
+  markDenied(topic: string): void {
+    if (this.denied.has(topic)) return
+    this.denied.set(topic, Date.now())
+    this.reportUnavailable(topic)
+  }
+
+  /** Kafka acknowledged records for these topics: they are writable. */
+  written(topics: string[]): void {
+    for (const topic of topics) {
+      if (this.denied.delete(topic) && !this.unavailable.has(topic)) this.reportAvailable(topic)
+    }
+  }
+
+  /** The session is over: its topics leave the metric (the next session asks again). */
+  clear(): void {
+    for (const topic of this.blocked) this.metrics.topicUnavailable.remove({ topic })
+    this.unavailable.clear()
+    this.denied.clear()
   }
 
   /**
@@ -45,33 +86,43 @@ export class TopicAvailability {
    */
   async check(topics: string[], { force = false } = {}): Promise<boolean> {
     const now = Date.now()
-    if (now - this.lastCheck < (force ? RECHECK_MS : CHECK_EVERY_MS)) return true
+    if (now - this.lastCheck < (force ? RECHECK_MS : CHECK_EVERY_MS)) return this.lastAnswered
     this.lastCheck = now
     let missing: string[]
     try {
       missing = await withTimeout(this.publisher.unavailableTopics(topics), CHECK_TIMEOUT_MS)
     } catch (error) {
       this.logger.debug(errorFields(error), 'could not ask Kafka which topics exist')
+      this.lastAnswered = false
       return false
     }
+    this.lastAnswered = true
     for (const topic of topics) {
       const known = this.unavailable.has(topic)
       if (missing.includes(topic) && !known) {
         this.unavailable.set(topic, now)
-        this.metrics.topicUnavailable.set({ topic }, 1)
-        this.logger.error(
-          { topic, waitMs: this.config.missingTopicTimeoutMs, onPoison: this.config.onPoison },
-          `Kafka topic "${topic}" does not exist or this worker may not write to it: create it ` +
-            '(and its .dlq topic) or grant WRITE and DESCRIBE on it; until then its events wait, ' +
-            `then go to the dead-letter topic (--on-poison dlq) or stop the worker (--on-poison stop)`,
-        )
+        if (!this.denied.has(topic)) this.reportUnavailable(topic)
       } else if (!missing.includes(topic) && known) {
         this.unavailable.delete(topic)
-        this.metrics.topicUnavailable.remove({ topic })
-        this.logger.info({ topic }, `Kafka topic "${topic}" is available again`)
+        if (!this.denied.has(topic)) this.reportAvailable(topic)
       }
     }
     return true
+  }
+
+  private reportUnavailable(topic: string): void {
+    this.metrics.topicUnavailable.set({ topic }, 1)
+    this.logger.error(
+      { topic, waitMs: this.config.missingTopicTimeoutMs, onPoison: this.config.onPoison },
+      `Kafka topic "${topic}" does not exist or this worker may not write to it: create it ` +
+        '(and its .dlq topic) or grant WRITE and DESCRIBE on it; until then its events wait, ' +
+        `then go to the dead-letter topic (--on-poison dlq) or stop the worker (--on-poison stop)`,
+    )
+  }
+
+  private reportAvailable(topic: string): void {
+    this.metrics.topicUnavailable.remove({ topic })
+    this.logger.info({ topic }, `Kafka topic "${topic}" is available again`)
   }
 }
 

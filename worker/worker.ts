@@ -126,6 +126,8 @@ class Worker extends EventEmitter implements OutboxWorker {
       // pinning WAL for a worker that never ran.
       await this.untilReachable('Kafka', () => this.probeKafka())
       await this.untilReachable('PostgreSQL', () => this.prepare())
+      this.metrics.kafkaConnected.set(1)
+      this.startRetention()
     } catch (error) {
       if (this.stopController.signal.aborted) {
         // stop() during start-up is a stop, not a failure.
@@ -244,8 +246,6 @@ class Worker extends EventEmitter implements OutboxWorker {
         },
       )
       this.session = session
-      // stop() may have come while this session was being made: drain it at once.
-      if (this.stopController.signal.aborted) void session.drain(this.config.shutdownTimeoutMs)
       const outcome = await session.run()
       this.session = undefined
       if (this.stopController.signal.aborted && outcome.kind !== 'fatal') return
@@ -280,14 +280,18 @@ class Worker extends EventEmitter implements OutboxWorker {
     await this.pause(delay)
   }
 
-  /** Rejects when stop() is called. */
+  private stoppedPromise: Promise<never> | undefined
+
+  /** Rejects when stop() is called: one promise (and one abort listener) for the worker's life. */
   private stopped(): Promise<never> {
-    const { signal } = this.stopController
-    return new Promise((_, reject) => {
+    this.stoppedPromise ??= new Promise<never>((_, reject) => {
+      const { signal } = this.stopController
       const abort = () => reject(new Error('stopped'))
       if (signal.aborted) abort()
       else signal.addEventListener('abort', abort, { once: true })
     })
+    this.stoppedPromise.catch(() => {})
+    return this.stoppedPromise
   }
 
   /** Sleeps, waking early when stop() is called. */
@@ -302,6 +306,17 @@ class Worker extends EventEmitter implements OutboxWorker {
    * (republish needs the others): known only to the worker that streams, so a standby deletes
    * nothing.
    */
+  private startRetention(): void {
+    if (this.config.retentionMs <= 0) return
+    // Also on a timer: with no new commits, rows delivered earlier still come of age.
+    const timer = setInterval(
+      () => this.retentionWhenDue(),
+      Math.min(60_000, Math.max(1000, this.config.retentionMs / 10)),
+    )
+    timer.unref()
+    this.cleanups.push(async () => clearInterval(timer))
+  }
+
   private retentionWhenDue(): void {
     if (this.config.retentionMs <= 0 || this.retentionRunning || Date.now() < this.retentionDue) return
     this.retentionDue = Date.now() + Math.min(60_000, Math.max(1000, this.config.retentionMs / 10))

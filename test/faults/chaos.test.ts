@@ -70,7 +70,7 @@ test('kill -9 of the worker at random moments, 10 times', async () => {
     }
   })
   expectGuarantees(results, result)
-})
+}, 240_000)
 
 test('Kafka stopped for longer than the producer timeouts, then restarted', async () => {
   expectGuarantees(

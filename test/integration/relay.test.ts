@@ -277,14 +277,27 @@ test('a least-privilege role (REPLICATION, no table grants) is enough to stream'
   }
 })
 
-test('retention deletes rows older than the period and keeps newer ones (delivery is unaffected)', async () => {
-  const old = await insertEvents(db, [{ aggregateId: 'r1' }, { aggregateId: 'r2' }, { aggregateId: 'r3' }])
-  await db.query(`UPDATE outbox SET created_at = now() - interval '2 hours' WHERE id = ANY($1::uuid[])`, [old])
-  const fresh = await insertEvents(db, [{ aggregateId: 'r4' }, { aggregateId: 'r5' }])
+test('retention deletes delivered rows older than the period and keeps newer ones (delivery is unaffected)', async () => {
   const worker = await startWorker({ OUTBOX_RETENTION: '1h' })
+  await worker.waitForLog(/"msg":"streaming"/)
+  const consumer = await consume([`${prefix}.order`])
+  // One transaction: three rows stamped two hours ago (as if long delivered), two fresh ones.
+  const rows = await db.query<{ id: string; old: boolean }>(
+    `INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, created_at)
+     SELECT gen_random_uuid(), 'order', 'r' || i, 'order.created', '{}',
+            CASE WHEN i <= 3 THEN now() - interval '2 hours' ELSE now() END
+       FROM generate_series(1, 5) AS i
+     RETURNING id, created_at < now() AS old`,
+  )
+  await consumer.waitFor(5)
   await worker.waitForLog(/retention: deleted old outbox rows/)
   const left = await db.query<{ id: string }>('SELECT id FROM outbox ORDER BY id')
-  expect(left.map((r) => r.id).sort()).toEqual([...fresh].sort())
+  expect(left.map((r) => r.id).sort()).toEqual(
+    rows
+      .filter((r) => !r.old)
+      .map((r) => r.id)
+      .sort(),
+  )
 })
 
 describe('poison events', () => {
