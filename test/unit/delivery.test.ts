@@ -87,3 +87,69 @@ describe('delivery', () => {
     await running
   })
 })
+
+describe('delivery when a topic cannot be written, and after close', () => {
+  const quick: WorkerConfig = { ...config, retryInitialMs: 1, retryMaxMs: 5 }
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+  test('a topic the worker may see but not write is named, then dead-lettered after the wait', async () => {
+    let attempts = 0
+    const publisher: Publisher = {
+      connect: async () => {},
+      disconnect: async () => {},
+      // Metadata lists it: DESCRIBE is granted, WRITE is not.
+      unavailableTopics: async () => [],
+      send: async (records) => {
+        if (records.some((r) => r.topic === 'orders')) {
+          attempts++
+          throw Object.assign(new Error('Not authorized to access topics'), { type: 'TOPIC_AUTHORIZATION_FAILED' })
+        }
+      },
+    }
+    const dead: string[] = []
+    let blockedWhileWaiting: string[] = []
+    const delivery = new Delivery({ ...quick, missingTopicTimeoutMs: 300 }, publisher, createMetrics(), silentLogger, {
+      acknowledged: () => {},
+      deadLettered: (info) => dead.push(info.id),
+    })
+    const running = delivery.run()
+    delivery.enqueue(item('orders', 'a1', 10))
+    await sleep(150)
+    blockedWhileWaiting = delivery.blockedTopics
+    while (dead.length === 0) await sleep(10)
+    expect(blockedWhileWaiting).toEqual(['orders'])
+    expect(dead).toEqual(['a1'])
+    expect(attempts).toBeGreaterThan(1)
+    await delivery.close()
+    await running
+  })
+
+  test('nothing is sent after close(), even by work that was waiting on Kafka when it was called', async () => {
+    let closed = false
+    let answerCheck: ((missing: string[]) => void) | undefined
+    const lateSends: string[][] = []
+    const publisher: Publisher = {
+      connect: async () => {},
+      disconnect: async () => {},
+      // The check of a failing send is answered only after close() returned.
+      unavailableTopics: () => new Promise((resolve) => (answerCheck = resolve)),
+      send: async (records) => {
+        if (closed) lateSends.push(records.map((r) => r.key))
+        throw new Error('broker unreachable')
+      },
+    }
+    const delivery = new Delivery(quick, publisher, createMetrics(), silentLogger, {
+      acknowledged: () => {},
+      deadLettered: () => {},
+    })
+    const running = delivery.run().catch(() => {})
+    delivery.enqueue(item('t', 'k1', 10))
+    while (!answerCheck) await sleep(2)
+    await delivery.close()
+    closed = true
+    answerCheck([])
+    await sleep(200)
+    expect(lateSends).toEqual([])
+    await running
+  })
+})

@@ -1,0 +1,41 @@
+import { expect, test } from 'vitest'
+import { DEFAULTS, type WorkerConfig } from '../../worker/config.js'
+import { createMetrics } from '../../worker/metrics.js'
+import { ReplicationStream } from '../../worker/stream.js'
+
+const config: WorkerConfig = { ...DEFAULTS, databaseUrl: 'postgresql://x@127.0.0.1:1/db', kafkaBrokers: ['k:9092'] }
+
+function stream(ended: unknown[]) {
+  const s = new ReplicationStream(config, 0n, 1000, createMetrics(), {
+    started: () => {},
+    record: () => {},
+    undecodable: () => {},
+    tableLeft: () => {},
+    tableReplaced: () => {},
+    confirmed: () => {},
+    delivered: () => {},
+    ended: (error) => ended.push(error),
+  })
+  return s as unknown as ReplicationStream & { lastReceived: number; checkAlive(): void }
+}
+
+test('a paused stream whose slot is not seen held by it past the receive timeout ends (a zombie with a full buffer)', () => {
+  const ended: unknown[] = []
+  const s = stream(ended)
+  s.pause()
+  s.lastReceived = Date.now() - 10 * 60_000
+  s.checkAlive()
+  expect(ended).toHaveLength(1)
+  expect(String(ended[0])).toMatch(/reading paused and the slot not seen held by this connection/)
+})
+
+test('a silent, unpaused stream ends after the receive timeout; a recent message keeps it', () => {
+  const ended: unknown[] = []
+  const s = stream(ended)
+  s.lastReceived = Date.now()
+  s.checkAlive()
+  expect(ended).toHaveLength(0)
+  s.lastReceived = Date.now() - 2000
+  s.checkAlive()
+  expect(String(ended[0])).toMatch(/no message from PostgreSQL for \d+ ms/)
+})
