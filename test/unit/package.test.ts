@@ -1,5 +1,5 @@
 /**
- * What `npm install prisma-outbox` gives a user: the tarball `npm pack` makes (its `prepack`
+ * What `npm install prisma-outbox` gives a user: the tarball `npm pack` makes (its `prepare`
  * builds dist/ first). It must carry its license, every file package.json points at, and no
  * source map pointing at a file that is not in it.
  */
