@@ -11,7 +11,7 @@ import { packageRoot } from './assets.js'
 import { type ConfigInput, DEFAULTS, OPTIONS, resolveConfig, type WorkerConfig } from './config.js'
 import { EXIT, OutboxConfigError, OutboxPoisonEventError, OutboxSetupError } from './errors.js'
 import { initApp } from './init.js'
-import { createLogger } from './logger.js'
+import { createLogger, logProcessWarnings } from './logger.js'
 import { redact } from './redact.js'
 import { formatStatus, readStatus } from './status.js'
 import { createWorker } from './worker.js'
@@ -90,6 +90,7 @@ function configFrom(
 
 async function run(config: WorkerConfig): Promise<never> {
   const logger = createLogger(config.logLevel, config.logFormat)
+  logProcessWarnings(logger)
   const worker = createWorker({ ...config, logger })
   let signals = 0
   const onSignal = (signal: NodeJS.Signals) => {

@@ -7,6 +7,7 @@
  */
 import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
+import { type Logger, logProcessWarnings } from '../../worker/logger.js'
 import { createTestDatabase, type TestDatabase, uniqueName } from '../helpers/database.js'
 import { collectTopics } from '../helpers/kafka.js'
 import { spawnWorker, type WorkerProcess } from '../helpers/worker.js'
@@ -21,6 +22,16 @@ const say = (tag: string, text: string) => {
   if (!interrupted || tag === '[demo]') process.stdout.write(`${tag.padEnd(8)} ${text}\n`)
 }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+// Process warnings as demo lines, as the worker logs them: on Node 24 the demo's own Kafka
+// consumer (kafkajs) would otherwise print a TimeoutNegativeWarning to stderr (worker/logger.ts).
+const warnings: Logger = {
+  debug() {},
+  info() {},
+  warn: (fields, message) => say('[demo]', `${(fields as { warning: string }).warning}: ${message}`),
+  error: (_fields, message) => say('[demo]', message),
+  child: () => warnings,
+}
+logProcessWarnings(warnings)
 
 let services: Services | undefined
 let db: TestDatabase | undefined
@@ -115,7 +126,7 @@ async function main(): Promise<number> {
       else if (committedAt.has(id)) latencies.push(latency)
       seen.add(id)
       const flag = rolledBack.has(id) ? '  <-- ROLLED BACK, MUST NOT ARRIVE' : ''
-      say('[kafka]', `${m.topic} key=${m.key} ${m.headers.type} id=${id.slice(0, 13)}… ${latency} ms${flag}`)
+      say('[kafka]', `${m.topic} key=${m.key} ${m.headers.type} id=${id} ${latency} ms${flag}`)
     }
   }, 50)
 
@@ -172,6 +183,9 @@ async function main(): Promise<number> {
   await sleep(500) // a rolled-back event, if one ever arrived, would show up now
   clearInterval(printer)
   await prisma.$disconnect()
+  // Stopped before the summary, so that its last lines (a clean SIGTERM shutdown) come before it.
+  say('[demo]', 'stopping outbox-worker (SIGTERM: it flushes, confirms and exits)')
+  await worker.kill('SIGTERM')
 
   const lost = [...committedAt.keys()].filter((id) => !seen.has(id)).length
   const phantoms = [...rolledBack].filter((id) => seen.has(id)).length

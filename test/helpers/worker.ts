@@ -54,7 +54,8 @@ export async function spawnWorker(
   }
   child.stdout?.on('data', collect)
   child.stderr?.on('data', collect)
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  // 'close', not 'exit': by then every line it printed has been read, so none arrives later.
+  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)))
   const metric = async (name: string) => {
     const text = await (await fetch(`http://127.0.0.1:${healthPort}/metrics`)).text()
     const line = text.split('\n').find((l) => l.startsWith(`${name} `))

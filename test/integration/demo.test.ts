@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process'
 import { expect, inject, test } from 'vitest'
 
 test('the demo commits, kills and restarts the worker, and ends with nothing lost (exit 0)', async () => {
+  // Piped, as `npm run demo > demo.log` would be: no terminal, so no spinner and no colors.
   const child = spawn(process.execPath, ['--import', 'tsx', 'test/demo/run.ts'], {
     env: {
       PATH: process.env.PATH,
@@ -12,17 +13,31 @@ test('the demo commits, kills and restarts the worker, and ends with nothing los
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
-  let output = ''
+  let stdout = ''
+  let stderr = ''
   child.stdout.on('data', (d) => {
-    output += d
+    stdout += d
   })
   child.stderr.on('data', (d) => {
-    output += d
+    stderr += d
   })
-  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
+  const output = stdout + stderr
   expect(output).toContain('kill -9 of the worker')
   expect(output).toMatch(/\[kafka\]\s+\S+\.order key=\d+ order\.created/)
   expect(output).toMatch(/committed\s+\d+ events, delivered \d+ \(lost 0\)/)
   expect(output).toMatch(/rolled back\s+\d+ events, delivered 0/)
   expect(code).toBe(0)
+
+  // Readable in a file: no escape codes; each event's whole id, so two events never look alike.
+  expect(output).not.toContain('\x1b')
+  const shownIds = [...stdout.matchAll(/\[kafka\].* id=(\S+)/g)].map((m) => m[1])
+  expect(shownIds.length).toBeGreaterThan(0)
+  for (const id of shownIds) expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
+  // The summary is the last thing printed: nothing from the worker or the app after it.
+  const lines = stdout.trimEnd().split('\n')
+  const after = lines.slice(lines.indexOf('Summary') + 1)
+  expect(lines).toContain('Summary')
+  expect(after.filter((line) => !line.startsWith('  '))).toEqual([])
+  expect(after.at(-1)).toMatch(/^ {2}OK: /)
 })

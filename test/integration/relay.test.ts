@@ -152,11 +152,13 @@ test('the payload reaches Kafka as the exact text PostgreSQL stored (no number r
   await worker.waitForLog(/"msg":"streaming"/)
   const consumer = await consume([`${prefix}.order`])
   // Raw JSON text: a JS number literal would already be rounded before reaching PostgreSQL.
-  const [id] = await insertEvents(db, [{ aggregateId: 'big', payloadText: '{"n": 12345678901234567890, "f": 0.1}' }])
+  const payloadText = '{"total": 12.50, "n": 12345678901234567890, "f": 0.1, "e": 1e2}'
+  const [id] = await insertEvents(db, [{ aggregateId: 'big', payloadText }])
   const [message] = await consumer.waitFor(1)
   expect(message?.headers.id).toBe(id)
-  // jsonb's own text form; a JSON.parse/stringify round trip would print 12345678901234567000.
-  expect(message?.value).toBe('{"f": 0.1, "n": 12345678901234567890}')
+  // jsonb's own text form, as the README describes it: keys shorter first, exponents written
+  // out, digits kept; a JSON.parse/stringify round trip would print 12345678901234567000 and 12.5.
+  expect(message?.value).toBe('{"e": 100, "f": 0.1, "n": 12345678901234567890, "total": 12.50}')
 })
 
 test('an idle outbox on a busy database: the slot keeps advancing, so WAL is not retained', async () => {

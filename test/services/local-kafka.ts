@@ -48,7 +48,9 @@ export function kafkaJarsDir(): string {
   requireCommand('mvn', '-v', 'install Maven (apt-get install -y maven) to fetch the Kafka jars from Maven Central')
   mkdirSync(dir, { recursive: true })
   execFileSync('mvn', ['-q', '-B', '-f', pomFile, 'dependency:copy-dependencies', `-DoutputDirectory=${dir}`], {
-    stdio: ['ignore', 'ignore', 'inherit'],
+    // Maven's console library writes escape codes to stderr even with -q -B; its errors are in
+    // the exception's message if it fails.
+    stdio: ['ignore', 'ignore', 'pipe'],
   })
   writeFileSync(marker, version)
   return dir
