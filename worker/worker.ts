@@ -2,9 +2,10 @@ import { EventEmitter } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
 import { resolveConfig, type WorkerConfig, type WorkerOptions } from './config.js'
-import { OutboxSetupError } from './errors.js'
+import { loginRefused, OutboxSetupError } from './errors.js'
 import { startHealthServer } from './http.js'
 import { errorFields, type Logger, silentLogger } from './logger.js'
+import { formatLsn } from './lsn.js'
 import { createMetrics, type Metrics } from './metrics.js'
 import { createKafkaPublisher, type Publisher } from './publisher.js'
 import { redact } from './redact.js'
@@ -138,6 +139,8 @@ class Worker extends EventEmitter implements OutboxWorker {
         return await attempt()
       } catch (error) {
         if (error instanceof OutboxSetupError) throw error
+        const refused = loginRefused(error) // a wrong password is not transient
+        if (refused) throw refused
         if (Date.now() >= deadline || this.stopController.signal.aborted) {
           const where =
             what === 'Kafka' ? `Kafka at ${this.config.kafkaBrokers.join(',')}` : 'PostgreSQL at DATABASE_URL'
@@ -191,7 +194,7 @@ class Worker extends EventEmitter implements OutboxWorker {
         streaming: () => {
           failures = 0
           this.setState('streaming')
-          this.logger.info({ slot: this.config.slot, from: startLsn.toString(16) }, 'streaming')
+          this.logger.info({ slot: this.config.slot, from: formatLsn(startLsn) }, 'streaming')
           this.emit('streaming')
         },
         published: (count) => this.emit('published', count),
