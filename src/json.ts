@@ -20,9 +20,6 @@ export type JsonSafe<T> = T extends JsonValue
         ? { [K in keyof T]: JsonSafe<T[K]> }
         : never
 
-/** Unicode's surrogate halves on their own: not text, and PostgreSQL refuses them. */
-const LONE_SURROGATE = /\p{Surrogate}/u
-
 /** A string PostgreSQL can store: no NUL (text and jsonb refuse it), no lone surrogate. */
 export function checkText(value: string, field: string, what = ''): void {
   if (value.includes('\0')) {
@@ -32,7 +29,9 @@ export function checkText(value: string, field: string, what = ''): void {
       'remove it (or encode binary data, e.g. as base64)',
     )
   }
-  if (LONE_SURROGATE.test(value)) {
+  // A lone surrogate (half of a UTF-16 pair) is not text; PostgreSQL refuses it in JSON, and
+  // the driver would turn it into U+FFFD in a text column.
+  if (!(value as unknown as { isWellFormed(): boolean }).isWellFormed()) {
     throw new OutboxValidationError(
       field,
       `${what}contains half of a UTF-16 surrogate pair (a lone surrogate), which is not valid Unicode`,
@@ -56,7 +55,7 @@ export function checkJson(value: unknown, path: string, seen = new Set<object>()
   switch (typeof value) {
     case 'string':
       checkText(value, path)
-      return Buffer.byteLength(JSON.stringify(value))
+      return jsonStringBytes(value)
     case 'boolean':
       return value ? 4 : 5
     case 'number':
@@ -99,11 +98,20 @@ export function checkJson(value: unknown, path: string, seen = new Set<object>()
     bytes = 2 + Math.max(0, entries.length - 1) * 2 // { } and ", "
     for (const [key, item] of entries) {
       checkText(key, path, `has a key "${key.replace(/\0/g, '\\u0000')}" that `)
-      bytes += Buffer.byteLength(JSON.stringify(key)) + 2 + checkJson(item, `${path}.${key}`, seen) // ": "
+      bytes += jsonStringBytes(key) + 2 + checkJson(item, `${path}.${key}`, seen) // ": "
     }
   }
   seen.delete(object)
   return bytes
+}
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: JSON escapes exactly these control characters.
+const NEEDS_ESCAPE = /["\\\u0000-\u001f]/
+
+/** Bytes of a string as JSON text (PostgreSQL escapes exactly what JSON.stringify escapes). */
+function jsonStringBytes(value: string): number {
+  if (!NEEDS_ESCAPE.test(value)) return Buffer.byteLength(value) + 2
+  return Buffer.byteLength(JSON.stringify(value))
 }
 
 /**
@@ -112,6 +120,7 @@ export function checkJson(value: unknown, path: string, seen = new Set<object>()
  */
 export function jsonbNumberText(value: number): string {
   const text = String(value)
+  if (!text.includes('e')) return text
   const match = /^(-?)(\d+)(?:\.(\d+))?e([+-]\d+)$/.exec(text)
   if (!match) return text
   const [, sign, whole = '', fraction = '', exponentText = '0'] = match
