@@ -1,12 +1,16 @@
 import { OutboxValidationError } from './errors.js'
+import { checkJson, checkText, type JsonSafe, type JsonValue } from './json.js'
+import { recordBytes } from './record-size.js'
 import { topicNameProblem } from './topic.js'
 
-export type JsonPrimitive = string | number | boolean | null
-/** Any value JSON can carry. Objects with a `toJSON` method (Date, Prisma's Decimal) are accepted too. */
-export type JsonValue = JsonPrimitive | JsonValue[] | { [key: string]: JsonValue } | { toJSON(): unknown }
+export type { JsonPrimitive, JsonSafe, JsonValue } from './json.js'
 
-/** An event as the app emits it. */
-export interface OutboxEvent {
+/**
+ * An event as the app emits it. `P` is the payload's type: any JSON value by default, or your own
+ * type or interface (`OutboxEvent<OrderCreated>`); `emit` checks at compile time that JSON can
+ * carry it.
+ */
+export interface OutboxEvent<P = JsonValue> {
   /** What kind of thing changed, e.g. `order`. Routes the topic through the worker's template. */
   aggregateType: string
   /** Which one changed: the Kafka key, so events of one aggregate stay in order. */
@@ -14,11 +18,19 @@ export interface OutboxEvent {
   /** What happened, e.g. `order.created`. Sent as the `type` header. */
   type: string
   /** The message value: any JSON value. */
-  payload: JsonValue
+  payload: P
   /** Extra Kafka headers; string values only. */
   headers?: Record<string, string>
   /** An explicit topic, instead of the worker's template. */
   topic?: string
+}
+
+/**
+ * An event `emit` accepts: its payload is JSON all the way down (see JsonSafe), and it has no
+ * fields besides OutboxEvent's (a misspelt `header` would otherwise be dropped silently).
+ */
+export type CheckedEvent<E extends OutboxEvent<unknown>> = E & { payload: JsonSafe<E['payload']> } & {
+  [K in Exclude<keyof E, keyof OutboxEvent>]: never
 }
 
 /** What the worker sets itself; an app cannot override them. */
@@ -39,7 +51,7 @@ export interface OutboxRow {
  * Checks an event and serializes it, throwing OutboxValidationError (naming the field and the fix)
  * before any SQL runs. `field` prefixes names for emitMany (`events[3].type`).
  */
-export function toOutboxRow(event: OutboxEvent, id: string, maxEventBytes: number, field = ''): OutboxRow {
+export function toOutboxRow(event: OutboxEvent<unknown>, id: string, maxEventBytes: number, field = ''): OutboxRow {
   if (event === null || typeof event !== 'object') {
     throw new OutboxValidationError(
       field || 'event',
@@ -54,9 +66,10 @@ export function toOutboxRow(event: OutboxEvent, id: string, maxEventBytes: numbe
   if (event.payload === undefined) {
     throw new OutboxValidationError(at('payload'), 'is missing', 'pass any JSON value (use null for "no payload")')
   }
-  checkJson(event.payload, at('payload'), new Set())
+  const payloadBytes = checkJson(event.payload, at('payload'))
   const payloadJson = JSON.stringify(event.payload)
-  const headersJson = event.headers === undefined ? null : JSON.stringify(checkHeaders(event.headers, at('headers')))
+  const headers = event.headers === undefined ? undefined : checkHeaders(event.headers, at('headers'))
+  const headersJson = headers === undefined ? null : JSON.stringify(headers)
   let topic: string | null = null
   if (event.topic !== undefined) {
     if (typeof event.topic !== 'string')
@@ -70,19 +83,15 @@ export function toOutboxRow(event: OutboxEvent, id: string, maxEventBytes: numbe
       )
     topic = event.topic
   }
-  // What Kafka will count against its message size limit: value, key, headers, topic.
-  const bytes =
-    Buffer.byteLength(payloadJson) +
-    Buffer.byteLength(aggregateId) +
-    Buffer.byteLength(headersJson ?? '') +
-    Buffer.byteLength(type) +
-    Buffer.byteLength(aggregateType) +
-    id.length
+  // Measured as the worker will measure the Kafka record: the payload as jsonb prints it (not as
+  // JSON.stringify wrote it), the key, and the headers the worker adds. What passes here, the
+  // worker can publish under the same limit.
+  const bytes = recordBytes(aggregateId, payloadBytes, { ...headers, id, type, aggregateType, aggregateId })
   if (bytes > maxEventBytes) {
     throw new OutboxValidationError(
       field || 'event',
-      `is ${bytes} bytes, over the ${maxEventBytes}-byte maximum`,
-      'store large data elsewhere and send a reference, or raise maxEventBytes (and Kafka max.message.bytes) together',
+      `is ${bytes} bytes as Kafka will receive it (the payload as PostgreSQL stores it, the key and headers), over the ${maxEventBytes}-byte maximum`,
+      "store large data elsewhere and send a reference, or raise maxEventBytes (and the worker's --max-message-bytes and Kafka's max.message.bytes) together",
     )
   }
   return { id, aggregateType, aggregateId, type, payloadJson, headersJson, topic }
@@ -92,11 +101,12 @@ function requiredText(value: unknown, field: string): string {
   if (typeof value !== 'string') {
     throw new OutboxValidationError(
       field,
-      value === undefined ? 'is missing' : `is a ${typeof value}, not a string`,
+      value === undefined ? 'is missing' : value === null ? 'is null' : `is a ${typeof value}, not a string`,
       'pass a non-empty string',
     )
   }
   if (value.trim().length === 0) throw new OutboxValidationError(field, 'is empty', 'pass a non-empty string')
+  checkText(value, field)
   return value
 }
 
@@ -127,56 +137,12 @@ function checkHeaders(headers: unknown, field: string): Record<string, string> {
     if (typeof value !== 'string') {
       throw new OutboxValidationError(
         `${field}.${name}`,
-        `is a ${value === null ? 'null' : typeof value}, not a string`,
+        value === null ? 'is null, not a string' : `is a ${typeof value}, not a string`,
         'convert header values to strings',
       )
     }
+    checkText(name, field, `has a header name "${name.replace(/\0/g, '\\u0000')}" that `)
+    checkText(value, `${field}.${name}`)
   }
   return headers as Record<string, string>
-}
-
-/**
- * Rejects what JSON.stringify would drop, alter or choke on: undefined, functions, symbols, BigInt,
- * NaN and Infinity, cycles, and objects that serialize to `{}` (Map, Set, class instances) unless
- * they define toJSON (Date, Decimal), whose result is checked in turn.
- */
-function checkJson(value: unknown, path: string, seen: Set<object>): void {
-  switch (typeof value) {
-    case 'string':
-    case 'boolean':
-      return
-    case 'number':
-      if (!Number.isFinite(value))
-        throw new OutboxValidationError(path, `is ${value}`, 'JSON has no NaN or Infinity: use null or a string')
-      return
-    case 'bigint':
-      throw new OutboxValidationError(path, 'is a BigInt', 'convert it to a string (or a number if it is safe)')
-    case 'undefined':
-      throw new OutboxValidationError(path, 'is undefined, which JSON drops silently', 'use null or leave the key out')
-    case 'function':
-    case 'symbol':
-      throw new OutboxValidationError(path, `is a ${typeof value}`, 'payloads carry data only')
-  }
-  if (value === null) return
-  const object = value as object
-  if (seen.has(object))
-    throw new OutboxValidationError(path, 'refers back to itself (a cycle)', 'send a tree, not a graph')
-  seen.add(object)
-  if (typeof (object as { toJSON?: unknown }).toJSON === 'function') {
-    checkJson((object as { toJSON(): unknown }).toJSON(), path, seen)
-  } else if (Array.isArray(object)) {
-    for (let index = 0; index < object.length; index++) checkJson(object[index], `${path}[${index}]`, seen)
-  } else {
-    const proto = Object.getPrototypeOf(object)
-    if (proto !== Object.prototype && proto !== null) {
-      const kind = proto?.constructor?.name ?? 'object'
-      throw new OutboxValidationError(
-        path,
-        `is a ${kind}, which JSON turns into {}`,
-        'convert it to a plain object or array',
-      )
-    }
-    for (const [key, item] of Object.entries(object)) checkJson(item, `${path}.${key}`, seen)
-  }
-  seen.delete(object)
 }

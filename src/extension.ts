@@ -2,8 +2,10 @@ import { trace } from '@opentelemetry/api'
 import { Prisma } from '@prisma/client/extension'
 import { v7 as uuidv7 } from 'uuid'
 import { OutboxValidationError } from './errors.js'
-import { type OutboxEvent, type OutboxRow, toOutboxRow } from './event.js'
+import { type CheckedEvent, type OutboxEvent, type OutboxRow, toOutboxRow } from './event.js'
+import type { JsonSafe } from './json.js'
 import { mapPrismaPromise, type PrismaPromiseLike, rejectedPrismaPromise } from './prisma-promise.js'
+import { missingTableError, noOutboxModelError } from './setup-errors.js'
 import { insertManyParams, insertManySql, insertOneParams, insertOneSql } from './sql.js'
 
 export interface OutboxOptions {
@@ -47,49 +49,59 @@ export function outbox(options: OutboxOptions = {}) {
   const oneSql = insertOneSql(config.table)
   const manySql = insertManySql(config.table)
 
-  return Prisma.defineExtension({
-    name: 'prisma-outbox',
-    model: {
-      outbox: {
-        /** Writes one event in the current transaction; resolves to its id (a UUIDv7). */
-        emit(event: OutboxEvent): PrismaPromiseLike<string> {
-          let row: OutboxRow
-          try {
-            row = prepare(event, config, '')
-          } catch (error) {
-            return rejectedPrismaPromise(error)
-          }
-          const client = Prisma.getExtensionContext(this).$parent as unknown as RawClient
-          return mapPrismaPromise(client.$executeRawUnsafe(oneSql, ...insertOneParams(row)), () => row.id)
-        },
-        /** Writes all events in one statement, in order; resolves to their ids in the same order. */
-        emitMany(events: readonly OutboxEvent[]): PrismaPromiseLike<string[]> {
-          let rows: OutboxRow[]
-          try {
-            if (!Array.isArray(events)) {
-              throw new OutboxValidationError('events', 'is not an array', 'pass an array of events')
+  // The callback form runs at $extends, where a client without the Outbox model can be refused.
+  return Prisma.defineExtension((client) => {
+    if ((client as unknown as Record<string, unknown>).outbox === undefined) throw noOutboxModelError()
+    return client.$extends({
+      name: 'prisma-outbox',
+      model: {
+        outbox: {
+          /** Writes one event in the current transaction; resolves to its id (a UUIDv7). */
+          emit<P>(event: OutboxEvent<P> & { payload: JsonSafe<P> }): PrismaPromiseLike<string> {
+            let row: OutboxRow
+            try {
+              row = prepare(event, config, '')
+            } catch (error) {
+              return rejectedPrismaPromise(error)
             }
-            rows = events.map((event, index) => prepare(event, config, `events[${index}]`))
-          } catch (error) {
-            return rejectedPrismaPromise(error)
-          }
-          const client = Prisma.getExtensionContext(this).$parent as unknown as RawClient
-          return mapPrismaPromise(client.$executeRawUnsafe(manySql, ...insertManyParams(rows)), () =>
-            rows.map((r) => r.id),
-          )
+            const client = Prisma.getExtensionContext(this).$parent as unknown as RawClient
+            return mapPrismaPromise(
+              client.$executeRawUnsafe(oneSql, ...insertOneParams(row)),
+              () => row.id,
+              (error) => missingTableError(error, config.table),
+            )
+          },
+          /** Writes all events in one statement, in order; resolves to their ids in the same order. */
+          emitMany<E extends OutboxEvent<unknown>>(events: readonly CheckedEvent<E>[]): PrismaPromiseLike<string[]> {
+            let rows: OutboxRow[]
+            try {
+              if (!Array.isArray(events)) {
+                throw new OutboxValidationError('events', 'is not an array', 'pass an array of events')
+              }
+              rows = events.map((event, index) => prepare(event, config, `events[${index}]`))
+            } catch (error) {
+              return rejectedPrismaPromise(error)
+            }
+            const client = Prisma.getExtensionContext(this).$parent as unknown as RawClient
+            return mapPrismaPromise(
+              client.$executeRawUnsafe(manySql, ...insertManyParams(rows)),
+              () => rows.map((r) => r.id),
+              (error) => missingTableError(error, config.table),
+            )
+          },
         },
       },
-    },
+    })
   })
 }
 
-function prepare(event: OutboxEvent, config: Required<OutboxOptions>, field: string): OutboxRow {
+function prepare(event: OutboxEvent<unknown>, config: Required<OutboxOptions>, field: string): OutboxRow {
   const withTrace = config.traceContext ? withTraceparent(event) : event
   return toOutboxRow(withTrace, uuidv7(), config.maxEventBytes, field)
 }
 
 /** The active span's context as a `traceparent` header, unless the event already carries one. */
-function withTraceparent(event: OutboxEvent): OutboxEvent {
+function withTraceparent(event: OutboxEvent<unknown>): OutboxEvent<unknown> {
   const span = trace.getActiveSpan()
   if (!span || event?.headers?.traceparent !== undefined) return event
   const { traceId, spanId, traceFlags } = span.spanContext()

@@ -9,13 +9,20 @@ export interface PrismaPromiseLike<T> extends Promise<T> {
 }
 
 /**
- * A Prisma promise that resolves to `map(result)` of `inner`, and still works as an element of
+ * A Prisma promise that resolves to `map(result)` of `inner` (or rejects with `mapError(error)`), and still works as an element of
  * `prisma.$transaction([...])`. Lazy like Prisma's own: nothing runs until awaited or batched.
  */
-export function mapPrismaPromise<T, U>(inner: PrismaPromiseLike<T>, map: (result: T) => U): PrismaPromiseLike<U> {
+export function mapPrismaPromise<T, U>(
+  inner: PrismaPromiseLike<T>,
+  map: (result: T) => U,
+  mapError: (error: unknown) => unknown = (error) => error,
+): PrismaPromiseLike<U> {
   let started: Promise<U> | undefined
+  const fail = (error: unknown): never => {
+    throw mapError(error)
+  }
   const run = () => {
-    started ??= Promise.resolve(inner).then(map)
+    started ??= Promise.resolve(inner).then(map, fail)
     return started
   }
   return {
@@ -25,7 +32,7 @@ export function mapPrismaPromise<T, U>(inner: PrismaPromiseLike<T>, map: (result
     finally: (onFinally) => run().finally(onFinally),
     requestTransaction(transaction: unknown) {
       const joined = inner.requestTransaction ? inner.requestTransaction(transaction) : inner
-      return Promise.resolve(joined).then((result) => map(result as T))
+      return Promise.resolve(joined).then((result) => map(result as T), fail)
     },
     [Symbol.toStringTag]: 'PrismaPromise',
   } as PrismaPromiseLike<U>

@@ -5,19 +5,16 @@
  */
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { parseArgs } from 'node:util'
 import { OutboxError } from '../src/errors.js'
+import { configFrom, parseCommandLine } from './args.js'
 import { packageRoot } from './assets.js'
-import { type ConfigInput, DEFAULTS, OPTIONS, resolveConfig, type WorkerConfig } from './config.js'
+import { DEFAULTS, OPTIONS, type WorkerConfig } from './config.js'
 import { EXIT, OutboxConfigError, OutboxPoisonEventError, OutboxSetupError } from './errors.js'
 import { initApp } from './init.js'
 import { createLogger, logProcessWarnings } from './logger.js'
 import { redact } from './redact.js'
 import { formatStatus, readStatus } from './status.js'
 import { createWorker } from './worker.js'
-
-const COMMANDS = ['run', 'init', 'status', 'help'] as const
-type Command = (typeof COMMANDS)[number]
 
 function helpText(): string {
   const rows = OPTIONS.map((o) => {
@@ -47,45 +44,6 @@ function helpText(): string {
 function fail(message: string, code: number): never {
   process.stderr.write(`outbox-worker: ${redact(message)}\n`)
   process.exit(code)
-}
-
-function parseCommandLine(argv: string[]) {
-  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
-    help: { type: 'boolean', short: 'h' },
-    version: { type: 'boolean' },
-    json: { type: 'boolean' },
-    schema: { type: 'string' },
-    migrations: { type: 'string' },
-  }
-  for (const o of OPTIONS) if (!o.envOnly) options[o.flag] = { type: 'string' }
-  try {
-    const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true })
-    const command = (positionals[0] ?? 'run') as Command
-    if (!COMMANDS.includes(command))
-      throw new OutboxConfigError(`unknown command "${positionals[0]}": use run, init or status`)
-    if (positionals.length > 1) throw new OutboxConfigError(`unexpected argument "${positionals[1]}"`)
-    return { command, values: values as Record<string, string | boolean | undefined> }
-  } catch (error) {
-    if (error instanceof OutboxConfigError) throw error
-    // parseArgs' own errors: unknown flag, missing value.
-    throw new OutboxConfigError(`${(error as Error).message.split('\n')[0]} (see outbox-worker --help)`)
-  }
-}
-
-/** Flags, then environment variables; parsed by each option's own parser, then validated once. */
-function configFrom(
-  values: Record<string, string | boolean | undefined>,
-  env: NodeJS.ProcessEnv,
-  requireKafka: boolean,
-): WorkerConfig {
-  const options: Record<string, unknown> = {}
-  for (const o of OPTIONS) {
-    const fromFlag = o.envOnly ? undefined : values[o.flag]
-    const raw = typeof fromFlag === 'string' ? fromFlag : env[o.env]
-    if (raw !== undefined && raw !== '')
-      options[o.key] = o.parse(raw, typeof fromFlag === 'string' ? `--${o.flag}` : o.env)
-  }
-  return resolveConfig(options as ConfigInput, { requireKafka })
 }
 
 async function run(config: WorkerConfig): Promise<never> {
@@ -119,7 +77,9 @@ async function run(config: WorkerConfig): Promise<never> {
         ? EXIT.poison
         : error instanceof OutboxSetupError
           ? EXIT.setup
-          : EXIT.failure
+          : error instanceof OutboxConfigError
+            ? EXIT.config
+            : EXIT.failure
     fail((error as Error).message, code)
   }
 }

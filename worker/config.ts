@@ -48,14 +48,16 @@ export type ConfigInput = Omit<Partial<WorkerConfig>, 'kafkaBrokers'> & { kafkaB
 /** Options of createWorker(): a database URL and brokers, and anything else to override. */
 export type WorkerOptions = ConfigInput & Pick<WorkerConfig, 'databaseUrl'> & { kafkaBrokers: string[] | string }
 
-type Key = keyof WorkerConfig
-interface OptionSpec {
+export type Key = keyof WorkerConfig
+export interface OptionSpec {
   key: Key
   flag: string
   env: string
   description: string
   /** Secrets are read from the environment only: flags show up in `ps`. */
   envOnly?: boolean
+  /** A switch: `--kafka-ssl` alone means true (`--kafka-ssl=false` is also understood). */
+  isSwitch?: boolean
   /** Parses the text of a flag or variable. */
   parse: (text: string, name: string) => unknown
 }
@@ -170,7 +172,14 @@ export const OPTIONS: OptionSpec[] = [
     parse: text,
     description: 'Kafka client id',
   },
-  { key: 'kafkaSsl', flag: 'kafka-ssl', env: 'KAFKA_SSL', parse: bool, description: 'connect to Kafka with TLS' },
+  {
+    key: 'kafkaSsl',
+    flag: 'kafka-ssl',
+    env: 'KAFKA_SSL',
+    parse: bool,
+    isSwitch: true,
+    description: 'connect to Kafka with TLS',
+  },
   {
     key: 'kafkaSslCaFile',
     flag: 'kafka-ssl-ca',
@@ -183,7 +192,7 @@ export const OPTIONS: OptionSpec[] = [
     flag: 'kafka-sasl-mechanism',
     env: 'KAFKA_SASL_MECHANISM',
     parse: text,
-    description: 'plain, scram-sha-256 or scram-sha-512',
+    description: 'PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512',
   },
   {
     key: 'kafkaSaslUsername',
@@ -338,80 +347,119 @@ export function parseDuration(t: string, name: string): number {
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/
 const TEMPLATE_FIELDS = new Set(['aggregateType', 'type', 'topic'])
+const POSITIVE: Key[] = [
+  'maxMessageBytes',
+  'batchSize',
+  'bufferEvents',
+  'bufferBytes',
+  'statusIntervalMs',
+  'standbyPollMs',
+  'retryInitialMs',
+  'retryMaxMs',
+  'missingTopicTimeoutMs',
+  'tableCheckIntervalMs',
+  'missingTableTimeoutMs',
+]
+
+export interface ResolveOptions {
+  /** `status` needs no Kafka. Default: true. */
+  requireKafka?: boolean
+  /**
+   * How the user wrote each option they gave, for messages in their words: the CLI passes
+   * `--health-port` or `HEALTH_PORT`. Without it (createWorker), options are named by their
+   * keys (`healthPort`), as the caller typed them.
+   */
+  names?: Partial<Record<Key, string>>
+}
 
 /** Merges options over DEFAULTS and validates everything once; throws OutboxConfigError naming the fix. */
-export function resolveConfig(
-  options: ConfigInput,
-  { requireKafka = true }: { requireKafka?: boolean } = {},
-): WorkerConfig {
+export function resolveConfig(options: ConfigInput, { requireKafka = true, names }: ResolveOptions = {}): WorkerConfig {
   const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined))
   const config = { ...DEFAULTS, ...defined } as WorkerConfig
   if (typeof config.kafkaBrokers === 'string') config.kafkaBrokers = list(config.kafkaBrokers)
+  const fromCli = names !== undefined
+  const spec = (key: Key) => OPTIONS.find((o) => o.key === key) as OptionSpec
+  /** The option as the user wrote it. */
+  const name = (key: Key) => names?.[key] ?? (fromCli ? spec(key).env : key)
+  /** How to give an option that is missing. */
+  const howToGive = (key: Key) => {
+    const o = spec(key)
+    if (!fromCli) return key
+    return o.envOnly ? o.env : `--${o.flag} or ${o.env}`
+  }
 
-  if (!config.databaseUrl)
-    throw new OutboxConfigError('DATABASE_URL is not set: pass --database-url or set DATABASE_URL')
+  if (!config.databaseUrl) {
+    throw new OutboxConfigError(
+      fromCli
+        ? 'DATABASE_URL is not set: pass --database-url or set DATABASE_URL'
+        : 'databaseUrl is missing: pass a postgresql:// URL',
+    )
+  }
   let url: URL
   try {
     url = new URL(config.databaseUrl)
   } catch {
-    throw new OutboxConfigError('DATABASE_URL is not a valid URL: use postgresql://user:password@host:5432/database')
+    throw new OutboxConfigError(
+      `${name('databaseUrl')} is not a valid URL: use postgresql://<user>:<password>@<host>:5432/<database>`,
+    )
   }
   if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
-    throw new OutboxConfigError(`DATABASE_URL must start with postgresql://, not ${url.protocol}//`)
+    throw new OutboxConfigError(`${name('databaseUrl')} must start with postgresql://, not ${url.protocol}//`)
   }
   config.kafkaBrokers ??= []
   if (requireKafka && config.kafkaBrokers.length === 0) {
     throw new OutboxConfigError(
-      'KAFKA_BROKERS is not set: pass --kafka-brokers host:9092[,host2:9092] or set KAFKA_BROKERS',
+      fromCli
+        ? 'KAFKA_BROKERS is not set: pass --kafka-brokers host:9092[,host2:9092] or set KAFKA_BROKERS'
+        : "kafkaBrokers is missing: pass ['host:9092', ...]",
     )
   }
   for (const broker of config.kafkaBrokers) {
     if (!/^[^\s:/]+:\d{1,5}$/.test(broker))
-      throw new OutboxConfigError(`KAFKA_BROKERS has "${broker}": use host:port, comma-separated`)
+      throw new OutboxConfigError(`${name('kafkaBrokers')} has "${broker}": use host:port, comma-separated`)
   }
-  for (const [name, value] of [
-    ['OUTBOX_SLOT', config.slot],
-    ['OUTBOX_PUBLICATION', config.publication],
-  ] as const) {
-    if (!IDENTIFIER.test(value))
-      throw new OutboxConfigError(`${name} "${value}" must be a plain identifier (letters, digits, _)`)
+  for (const key of ['slot', 'publication'] as const) {
+    if (!IDENTIFIER.test(config[key]))
+      throw new OutboxConfigError(`${name(key)} "${config[key]}" must be a plain identifier (letters, digits, _)`)
   }
   if (!/^[a-z0-9_]{1,63}$/.test(config.slot)) {
     throw new OutboxConfigError(
-      `OUTBOX_SLOT "${config.slot}": PostgreSQL slot names use lower-case letters, digits and _ only`,
+      `${name('slot')} "${config.slot}": PostgreSQL slot names use lower-case letters, digits and _ only`,
     )
   }
   if (!config.table.split('.').every((part) => IDENTIFIER.test(part)) || config.table.split('.').length > 2) {
-    throw new OutboxConfigError(`OUTBOX_TABLE "${config.table}" must be a table name like outbox or schema.outbox`)
+    throw new OutboxConfigError(`${name('table')} "${config.table}" must be a table name like outbox or schema.outbox`)
   }
-  checkTemplate('OUTBOX_TOPIC', config.topicTemplate, { aggregateType: 'x', type: 'x' })
-  checkTemplate('OUTBOX_DLQ_TOPIC', config.dlqTopicTemplate, { topic: 'x' })
-  oneOf('OUTBOX_ON_POISON', config.onPoison, ['dlq', 'stop'])
-  oneOf('LOG_LEVEL', config.logLevel, ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'])
-  oneOf('LOG_FORMAT', config.logFormat, ['auto', 'json', 'pretty'])
+  checkTemplate(name('topicTemplate'), config.topicTemplate, { aggregateType: 'x', type: 'x' })
+  checkTemplate(name('dlqTopicTemplate'), config.dlqTopicTemplate, { topic: 'x' })
+  oneOf(name('onPoison'), config.onPoison, ['dlq', 'stop'])
+  oneOf(name('logLevel'), config.logLevel, ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'])
+  oneOf(name('logFormat'), config.logFormat, ['auto', 'json', 'pretty'])
   if (config.kafkaSaslMechanism !== undefined) {
-    oneOf('KAFKA_SASL_MECHANISM', config.kafkaSaslMechanism, ['plain', 'scram-sha-256', 'scram-sha-512'])
+    // Kafka spells them PLAIN, SCRAM-SHA-256, SCRAM-SHA-512; kafkajs wants lower case.
+    const given = String(config.kafkaSaslMechanism)
+    const mechanism = given.toLowerCase()
+    if (mechanism !== 'plain' && mechanism !== 'scram-sha-256' && mechanism !== 'scram-sha-512') {
+      throw new OutboxConfigError(
+        `${name('kafkaSaslMechanism')} must be one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512; got "${given}"`,
+      )
+    }
+    config.kafkaSaslMechanism = mechanism
     if (!config.kafkaSaslUsername || !config.kafkaSaslPassword) {
-      throw new OutboxConfigError('KAFKA_SASL_MECHANISM is set: also set KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD')
+      throw new OutboxConfigError(
+        `${name('kafkaSaslMechanism')} is set: also give the user name (${howToGive('kafkaSaslUsername')}) and the password (${howToGive('kafkaSaslPassword')})`,
+      )
     }
   }
-  for (const key of [
-    'maxMessageBytes',
-    'batchSize',
-    'bufferEvents',
-    'bufferBytes',
-    'statusIntervalMs',
-    'retryInitialMs',
-    'retryMaxMs',
-    'missingTopicTimeoutMs',
-    'tableCheckIntervalMs',
-    'missingTableTimeoutMs',
-  ] as const) {
-    if (!Number.isSafeInteger(config[key]) || config[key] <= 0)
-      throw new OutboxConfigError(`${key} must be a positive whole number`)
+  for (const key of POSITIVE) {
+    const value = config[key] as number
+    if (!Number.isSafeInteger(value) || value <= 0)
+      throw new OutboxConfigError(`${name(key)} must be a positive whole number, got ${value}`)
   }
   if (!Number.isInteger(config.healthPort) || config.healthPort < 0 || config.healthPort > 65535) {
-    throw new OutboxConfigError(`HEALTH_PORT must be 0 (off) or a port number, got ${config.healthPort}`)
+    throw new OutboxConfigError(
+      `${name('healthPort')} must be a port number (1-65535), or 0 to turn the health server off; got ${config.healthPort}`,
+    )
   }
   return config
 }

@@ -35,3 +35,20 @@ export class OutboxPoisonEventError extends OutboxError {
     this.eventId = eventId
   }
 }
+
+/**
+ * PostgreSQL refused the login (SQLSTATE class 28): a wrong password (28P01), an unknown role or
+ * no pg_hba.conf entry (28000). Retrying cannot help, so the worker fails at once with the fix.
+ */
+export function loginRefused(error: unknown): OutboxSetupError | undefined {
+  const code = (error as { code?: unknown })?.code
+  if (code !== '28P01' && code !== '28000') return undefined
+  const fix =
+    code === '28P01'
+      ? 'check the user and password in DATABASE_URL'
+      : 'check the user and password in DATABASE_URL, and that pg_hba.conf lets this user connect from this host'
+  return new OutboxSetupError(`PostgreSQL refused the login (${(error as Error).message}): ${fix}`, {
+    code: 'OUTBOX_LOGIN_REFUSED',
+    cause: error,
+  })
+}

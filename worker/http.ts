@@ -1,4 +1,5 @@
 import { createServer, type Server } from 'node:http'
+import { OutboxConfigError } from './errors.js'
 import type { Logger } from './logger.js'
 import type { Metrics } from './metrics.js'
 
@@ -30,7 +31,7 @@ export async function startHealthServer(options: {
     }
   })
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
+    server.once('error', (error) => reject(listenError(error, options.host, options.port)))
     server.listen(options.port, options.host, () => resolve())
   })
   const address = server.address()
@@ -40,4 +41,18 @@ export async function startHealthServer(options: {
     port,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   }
+}
+
+/**
+ * A port already taken is usually a second worker on the same host: a configuration that cannot
+ * work here (exit 2), with the way to run both.
+ */
+function listenError(error: NodeJS.ErrnoException, host: string, port: number): Error {
+  if (error.code === 'EADDRINUSE') {
+    return new OutboxConfigError(
+      `the health port ${port} on ${host} is already in use (another worker on this host?): ` +
+        'give this worker another port with HEALTH_PORT or --health-port, or 0 to turn its health server off',
+    )
+  }
+  return error
 }

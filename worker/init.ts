@@ -1,7 +1,8 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
-import { dirname, join, relative } from 'node:path'
+import { dirname, join, relative, resolve } from 'node:path'
 import { readAsset } from './assets.js'
 import { OutboxConfigError } from './errors.js'
+import { readPrismaConfig } from './prisma-config.js'
 
 export interface InitResult {
   /** What was written, as paths relative to cwd; empty when everything was already there. */
@@ -18,13 +19,17 @@ const MODEL_START = /^model\s+Outbox\s*\{/m
  */
 export function initApp(options: { schema?: string; migrations?: string; cwd?: string; now?: Date }): InitResult {
   const cwd = options.cwd ?? process.cwd()
-  const schemaPath = join(
-    cwd,
-    options.schema ?? (existsSync(join(cwd, 'prisma/schema.prisma')) ? 'prisma/schema.prisma' : 'prisma/schema'),
-  )
+  // Flags win; then Prisma 7's config file (prisma.config.ts); then Prisma's default places.
+  const config = options.schema === undefined || options.migrations === undefined ? readPrismaConfig(cwd) : undefined
+  const schemaPath =
+    options.schema !== undefined
+      ? resolve(cwd, options.schema)
+      : (config?.schema ??
+        resolve(cwd, existsSync(join(cwd, 'prisma/schema.prisma')) ? 'prisma/schema.prisma' : 'prisma/schema'))
   if (!existsSync(schemaPath)) {
+    const from = options.schema === undefined && config?.schema ? ` (the schema in ${config.file})` : ''
     throw new OutboxConfigError(
-      `no Prisma schema at ${relative(cwd, schemaPath) || schemaPath}: pass --schema <file or folder> (run prisma init first if the app has none)`,
+      `no Prisma schema at ${relative(cwd, schemaPath) || schemaPath}${from}: pass --schema <file or folder> (run prisma init first if the app has none)`,
     )
   }
   const isFolder = statSync(schemaPath).isDirectory()
@@ -36,12 +41,13 @@ export function initApp(options: { schema?: string; migrations?: string; cwd?: s
     : [schemaPath]
   const datasourceFile =
     schemaFiles.find((f) => /^datasource\s+\w+\s*\{/m.test(readFileSync(f, 'utf8'))) ?? schemaFiles[0] ?? schemaPath
-  const migrationsDir = join(
-    cwd,
-    options.migrations ?? relative(cwd, join(isFolder ? dirname(datasourceFile) : dirname(schemaPath), 'migrations')),
-  )
+  const migrationsDir =
+    options.migrations !== undefined
+      ? resolve(cwd, options.migrations)
+      : (config?.migrations ?? join(isFolder ? dirname(datasourceFile) : dirname(schemaPath), 'migrations'))
 
   const result: InitResult = { written: [], messages: [] }
+  if (config?.schema || config?.migrations) result.messages.push(`using the paths in ${config.file}`)
   const model = readAsset('model.prisma')
   addModel(schemaPath, isFolder, schemaFiles, model, cwd, result)
   addMigration(migrationsDir, readAsset('migration.sql'), options.now ?? new Date(), cwd, result)

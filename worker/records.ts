@@ -1,3 +1,4 @@
+import { recordBytes as kafkaRecordBytes } from '../src/record-size.js'
 import { topicNameProblem } from '../src/topic.js'
 import { applyTemplate } from './config.js'
 import type { OutboxRecord } from './decoder.js'
@@ -30,12 +31,9 @@ export function toKafkaRecord(record: OutboxRecord, topicTemplate: string): Kafk
   }
 }
 
-/** Bytes Kafka counts for a record, near enough to compare with max.message.bytes. */
+/** Bytes Kafka counts for a record; `emit` measures events the same way (src/record-size.ts). */
 export function recordBytes(record: KafkaRecord): number {
-  let bytes = Buffer.byteLength(record.key) + (record.value === null ? 0 : Buffer.byteLength(record.value)) + 64
-  for (const [name, value] of Object.entries(record.headers))
-    bytes += Buffer.byteLength(name) + Buffer.byteLength(value) + 8
-  return bytes
+  return kafkaRecordBytes(record.key, record.value === null ? 0 : Buffer.byteLength(record.value), record.headers)
 }
 
 /**

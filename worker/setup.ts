@@ -1,5 +1,6 @@
 import type pg from 'pg'
 import { quoteIdent } from '../src/sql.js'
+import { missingTableProblem, noReplicationProblem, tableExists } from './checks.js'
 import { OutboxSetupError } from './errors.js'
 import { type Lsn, parseLsn } from './lsn.js'
 
@@ -63,12 +64,13 @@ export async function slotInfo(client: pg.Client, slot: string): Promise<SlotInf
  */
 export async function prepareDatabase(
   client: pg.Client,
-  options: { slot: string; publication: string; table: string },
+  options: { slot: string; publication: string; table: string; createSlot?: boolean },
 ): Promise<{ slotCreated: boolean }> {
   const { rows } = await client.query(
     `SELECT current_setting('server_version_num')::int AS version, current_setting('server_version') AS version_text,
             current_setting('wal_level') AS wal_level,
-            (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user) AS can_replicate`,
+            (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user) AS can_replicate,
+            current_user AS role`,
   )
   const server = rows[0]
   if (server.version < 140000) {
@@ -83,10 +85,7 @@ export async function prepareDatabase(
     )
   }
   if (!server.can_replicate) {
-    throw new OutboxSetupError(
-      'the database role lacks the REPLICATION attribute: run ALTER ROLE <worker role> WITH REPLICATION (see the README for a least-privilege role)',
-      { code: 'OUTBOX_NO_REPLICATION_ROLE' },
-    )
+    throw new OutboxSetupError(noReplicationProblem(server.role), { code: 'OUTBOX_NO_REPLICATION_ROLE' })
   }
   const [schema, table] = splitTable(options.table)
   const publication = await client.query(
@@ -103,6 +102,8 @@ export async function prepareDatabase(
     )
   }
   if (!pub.has_table || !pub.pubinsert) {
+    if (!(await tableExists(client, schema, table)))
+      throw new OutboxSetupError(missingTableProblem(schema, table), { code: 'OUTBOX_NO_TABLE' })
     throw new OutboxSetupError(
       `publication "${options.publication}" does not publish inserts into ${schema}.${table}: ` +
         `run ALTER PUBLICATION ${quoteIdent(options.publication)} ADD TABLE ${quoteIdent(schema)}.${quoteIdent(table)}, or check OUTBOX_TABLE`,
@@ -118,7 +119,7 @@ export async function prepareDatabase(
       },
     )
   }
-  if (slot.exists) return { slotCreated: false }
+  if (slot.exists || options.createSlot === false) return { slotCreated: false }
   try {
     await client.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [options.slot])
     return { slotCreated: true }

@@ -1,4 +1,5 @@
 import pg from 'pg'
+import { missingTableProblem, noReplicationProblem, replicationRole, tableExists } from './checks.js'
 import type { WorkerConfig } from './config.js'
 import { formatLsn } from './lsn.js'
 import { slotInfo, splitTable } from './setup.js'
@@ -9,6 +10,8 @@ export interface StatusReport {
   serverVersion: string
   walLevel: string
   currentLsn: string
+  /** The role DATABASE_URL logs in as, and whether it may stream (REPLICATION or superuser). */
+  role: { name: string; replication: boolean }
   publication: { name: string; exists: boolean; tables: string[] }
   slot: {
     name: string
@@ -41,13 +44,18 @@ export async function readStatus(
       [config.publication],
     )
     const slot = await slotInfo(client, config.slot)
+    const role = await replicationRole(client)
+    const [schema, table] = splitTable(config.table)
     const tables: string[] = pub.rows[0]?.tables ?? []
     const problems: string[] = []
     if (server.wal_level !== 'logical')
       problems.push(`wal_level is ${server.wal_level}: set wal_level = logical and restart PostgreSQL`)
+    if (!role.canReplicate) problems.push(noReplicationProblem(role.role))
+    const hasTable = await tableExists(client, schema, table)
+    if (!hasTable) problems.push(missingTableProblem(schema, table))
     if (!pub.rows[0]) problems.push(`publication ${config.publication} is missing: apply the outbox migration`)
-    else if (!tables.includes(splitTable(config.table).join('.')))
-      problems.push(`publication ${config.publication} does not include ${config.table}`)
+    else if (hasTable && !tables.includes(`${schema}.${table}`))
+      problems.push(`publication ${config.publication} does not include ${schema}.${table}`)
     if (!slot.exists)
       problems.push(
         `slot ${config.slot} does not exist: events committed now are not streamed; start the worker to create it`,
@@ -58,6 +66,7 @@ export async function readStatus(
       serverVersion: server.version,
       walLevel: server.wal_level,
       currentLsn: server.lsn,
+      role: { name: role.role, replication: role.canReplicate },
       publication: { name: config.publication, exists: Boolean(pub.rows[0]), tables },
       slot: {
         name: config.slot,
@@ -78,6 +87,7 @@ export function formatStatus(report: StatusReport): string {
   const s = report.slot
   const lines = [
     `PostgreSQL   ${report.serverVersion}, wal_level=${report.walLevel}, current LSN ${report.currentLsn}`,
+    `role         ${report.role.name}: ${report.role.replication ? 'may stream (REPLICATION)' : 'lacks REPLICATION'}`,
     `publication  ${report.publication.name}: ${report.publication.exists ? report.publication.tables.join(', ') || '(no tables)' : 'missing'}`,
     s.exists
       ? `slot         ${s.name}: ${s.active ? `active (pid ${s.activePid})` : 'inactive (no worker streaming)'}, confirmed ${s.confirmedLsn}, lag ${s.lagBytes ?? '?'} bytes, wal_status ${s.walStatus}`

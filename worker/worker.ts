@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
 import { resolveConfig, type WorkerConfig, type WorkerOptions } from './config.js'
-import { OutboxSetupError } from './errors.js'
+import { loginRefused, OutboxSetupError } from './errors.js'
 import { startHealthServer } from './http.js'
 import { errorFields, type Logger, silentLogger } from './logger.js'
 import { formatLsn } from './lsn.js'
@@ -122,8 +122,10 @@ class Worker extends EventEmitter implements OutboxWorker {
         this.healthPort = server.port
         this.cleanups.push(() => server.close())
       }
-      // Kafka first: a first start that cannot reach Kafka must not leave a slot behind,
-      // pinning WAL for a worker that never ran.
+      // The database is checked first (its mistakes are the commonest), then Kafka, and only
+      // then is the slot created: a first start that cannot reach Kafka must not leave a slot
+      // behind, pinning WAL for a worker that never ran.
+      await this.untilReachable('PostgreSQL', () => this.prepare({ createSlot: false }))
       await this.untilReachable('Kafka', () => this.probeKafka())
       await this.untilReachable('PostgreSQL', () => this.prepare())
       this.metrics.kafkaConnected.set(1)
@@ -152,6 +154,8 @@ class Worker extends EventEmitter implements OutboxWorker {
         return await Promise.race([attempt(), this.stopped()])
       } catch (error) {
         if (error instanceof OutboxSetupError || this.stopController.signal.aborted) throw error
+        const refused = loginRefused(error) // a wrong password is not transient
+        if (refused) throw refused
         if (Date.now() >= deadline || this.stopController.signal.aborted) {
           const where =
             what === 'Kafka' ? `Kafka at ${this.config.kafkaBrokers.join(',')}` : 'PostgreSQL at DATABASE_URL'
@@ -183,7 +187,7 @@ class Worker extends EventEmitter implements OutboxWorker {
    * Checks the database and creates the slot; returns the slot's confirmed position and how long
    * the replication connection may stay silent before it is presumed dead.
    */
-  private async prepare(): Promise<{ startLsn: bigint; receiveTimeoutMs: number }> {
+  private async prepare({ createSlot = true } = {}): Promise<{ startLsn: bigint; receiveTimeoutMs: number }> {
     const client = new pg.Client({
       connectionString: this.config.databaseUrl,
       connectionTimeoutMillis: 5000,
@@ -192,7 +196,7 @@ class Worker extends EventEmitter implements OutboxWorker {
     client.on('error', () => {})
     await client.connect()
     try {
-      const { slotCreated } = await prepareDatabase(client, this.config)
+      const { slotCreated } = await prepareDatabase(client, { ...this.config, createSlot })
       if (slotCreated) this.logger.info({ slot: this.config.slot }, 'created replication slot')
       const slot = await slotInfo(client, this.config.slot)
       const { rows } = await client.query(

@@ -3,6 +3,7 @@
  * fix, a documented exit code (2 configuration, 3 setup), and never a password.
  */
 import { spawnSync } from 'node:child_process'
+import { type AddressInfo, createServer } from 'node:net'
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest'
 import { createTestDatabase, type TestDatabase, uniqueName, withDatabase } from '../helpers/database.js'
 import { spawnWorker } from '../helpers/worker.js'
@@ -47,19 +48,32 @@ describe('configuration errors exit 2 with one clear line', () => {
       /must start with postgresql:\/\//,
     ],
     ['no KAFKA_BROKERS', [], { DATABASE_URL: 'postgresql://u@h/db' }, /KAFKA_BROKERS is not set/],
-    ['an unknown flag', ['--bogus'], {}, /Unknown option '--bogus'.*--help/],
+    ['an unknown flag', ['--bogus'], {}, /^outbox-worker: unknown option --bogus \(see outbox-worker --help\)$/],
+    [
+      'a misspelt flag',
+      ['--health_port', '0'],
+      {},
+      /^outbox-worker: unknown option --health_port: did you mean --health-port\? \(see outbox-worker --help\)$/,
+    ],
+    ['a flag without its value', ['--slot'], {}, /^outbox-worker: --slot needs a value: --slot <value>/],
+    [
+      'a flag followed by another flag instead of its value',
+      ['--slot', '--table', 'outbox'],
+      {},
+      /^outbox-worker: --slot needs a value/,
+    ],
     ['an unknown command', ['launch'], {}, /unknown command "launch"/],
     [
       'a bad topic template',
       ['--topic', '{nope}'],
       { DATABASE_URL: 'postgresql://u@h/db', KAFKA_BROKERS: 'h:1' },
-      /OUTBOX_TOPIC "\{nope\}" uses \{nope\}/,
+      /^outbox-worker: --topic "\{nope\}" uses \{nope\}; allowed: \{aggregateType\}, \{type\}$/,
     ],
     [
       'a bad --on-poison',
       ['--on-poison', 'ignore'],
       { DATABASE_URL: 'postgresql://u@h/db', KAFKA_BROKERS: 'h:1' },
-      /OUTBOX_ON_POISON must be one of dlq, stop/,
+      /^outbox-worker: --on-poison must be one of dlq, stop; got "ignore"$/,
     ],
     [
       'a bad number',
@@ -67,12 +81,69 @@ describe('configuration errors exit 2 with one clear line', () => {
       { DATABASE_URL: 'postgresql://u@h/db', KAFKA_BROKERS: 'h:1' },
       /--batch-size must be a whole number/,
     ],
+    [
+      'a zero batch size, named as the flag was typed',
+      ['--batch-size', '0'],
+      { DATABASE_URL: 'postgresql://u@h/db', KAFKA_BROKERS: 'h:1' },
+      /^outbox-worker: --batch-size must be a positive whole number, got 0$/,
+    ],
+    [
+      'a zero message size, named as the variable was set',
+      [],
+      { DATABASE_URL: 'postgresql://u@h/db', KAFKA_BROKERS: 'h:1', OUTBOX_MAX_MESSAGE_BYTES: '0' },
+      /^outbox-worker: OUTBOX_MAX_MESSAGE_BYTES must be a positive whole number, got 0$/,
+    ],
+    [
+      'a port out of range as a flag',
+      ['--health-port', '99999'],
+      { DATABASE_URL: 'postgresql://u@h/db', KAFKA_BROKERS: 'h:1' },
+      /^outbox-worker: --health-port must be a port number \(1-65535\), or 0 to turn the health server off; got 99999$/,
+    ],
+    [
+      'a port out of range as a variable',
+      [],
+      { DATABASE_URL: 'postgresql://u@h/db', KAFKA_BROKERS: 'h:1', HEALTH_PORT: '99999' },
+      /^outbox-worker: HEALTH_PORT must be a port number/,
+    ],
+    [
+      'a standby poll of 0 ms',
+      ['--standby-poll-ms', '0'],
+      { DATABASE_URL: 'postgresql://u@h/db', KAFKA_BROKERS: 'h:1' },
+      /^outbox-worker: --standby-poll-ms must be a positive whole number, got 0$/,
+    ],
+    [
+      'an unknown SASL mechanism',
+      ['--kafka-sasl-mechanism', 'GSSAPI'],
+      { DATABASE_URL: 'postgresql://u@h/db', KAFKA_BROKERS: 'h:1' },
+      /^outbox-worker: --kafka-sasl-mechanism must be one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512; got "GSSAPI"$/,
+    ],
+    [
+      // Kafka's spelling is accepted: the error is about the missing credentials, not the name.
+      'a SASL mechanism as Kafka spells it, without credentials',
+      ['--kafka-sasl-mechanism', 'SCRAM-SHA-512'],
+      { DATABASE_URL: 'postgresql://u@h/db', KAFKA_BROKERS: 'h:1' },
+      /^outbox-worker: --kafka-sasl-mechanism is set: also give the user name \(--kafka-sasl-username or KAFKA_SASL_USERNAME\) and the password \(KAFKA_SASL_PASSWORD\)$/,
+    ],
+    [
+      // --kafka-ssl is a switch: alone, it does not swallow the next flag as its value.
+      '--kafka-ssl alone, followed by another flag',
+      ['--kafka-ssl', '--slot', 'Bad-Slot'],
+      { DATABASE_URL: 'postgresql://u@h/db', KAFKA_BROKERS: 'h:1' },
+      /^outbox-worker: --slot "Bad-Slot" must be a plain identifier/,
+    ],
+    [
+      'a malformed URL: the hint shows the form, readable, and no secret',
+      ['--database-url', 'postgresql//app:hunter2@db/x'],
+      { KAFKA_BROKERS: 'h:1' },
+      /^outbox-worker: --database-url is not a valid URL: use postgresql:\/\/<user>:<password>@<host>:5432\/<database>$/,
+    ],
   ])('%s', (_name, args, env, message) => {
     const { code, stderr } = cli(args as string[], env as Record<string, string>)
     expect(code).toBe(2)
     expect(stderr.trim().split('\n')).toHaveLength(1)
-    expect(stderr).toMatch(message as RegExp)
+    expect(stderr.trim()).toMatch(message as RegExp)
     expect(stderr).not.toMatch(/\n\s+at /) // no stack trace
+    expect(stderr).not.toMatch(/hunter2|batchSize|maxMessageBytes|healthPort|standbyPollMs|kafkaSasl/)
   })
 
   test('flags win over environment variables', () => {
@@ -141,12 +212,65 @@ describe('setup problems exit 3 naming the fix, never printing the password', ()
       url.password = 'sekrit-pw'
       const { code, all } = cli([], { DATABASE_URL: url.toString(), KAFKA_BROKERS: inject('kafkaBrokers').join(',') })
       expect(code).toBe(3)
-      expect(all).toMatch(/lacks the REPLICATION attribute/)
+      expect(all).toContain(
+        `the database role "${role}" lacks the REPLICATION attribute: run ALTER ROLE "${role}" WITH REPLICATION`,
+      )
       expect(all).not.toContain('sekrit-pw')
+      // status checks it too.
+      const status = cli(['status'], { DATABASE_URL: url.toString() })
+      expect(status.code).toBe(3)
+      expect(status.stdout).toContain(`role         ${role}: lacks REPLICATION`)
+      expect(status.stdout).toContain(`ALTER ROLE "${role}" WITH REPLICATION`)
+      expect(status.all).not.toContain('sekrit-pw')
     } finally {
       await db.query(`DROP ROLE ${role}`)
     }
   })
+})
+
+describe('the outbox table', () => {
+  const env = () => ({
+    DATABASE_URL: db.url,
+    KAFKA_BROKERS: inject('kafkaBrokers').join(','),
+    OUTBOX_SLOT: uniqueName('slot'),
+  })
+
+  test('one that does not exist is named as missing, not suggested for the publication', () => {
+    const run = cli(['--table', 'nosuch'], env())
+    expect(run.code).toBe(3)
+    expect(run.stderr.trim()).toBe(
+      'outbox-worker: table public.nosuch does not exist: check OUTBOX_TABLE (--table), or apply the outbox migration (npx outbox-worker init, then npx prisma migrate deploy)',
+    )
+    const status = cli(['status', '--table', 'nosuch'], env())
+    expect(status.code).toBe(3)
+    expect(status.stdout).toContain('table public.nosuch does not exist')
+  })
+
+  test('one that exists but is not published gets the ALTER PUBLICATION fix', () => {
+    const run = cli(['--table', 'orders'], env())
+    expect(run.code).toBe(3)
+    expect(run.stderr).toContain('run ALTER PUBLICATION "prisma_outbox" ADD TABLE "public"."orders"')
+  })
+})
+
+test('a health port already in use: exit 2 with the way to run a second worker on the host', async () => {
+  const taken = createServer()
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
+  const port = (taken.address() as AddressInfo).port
+  try {
+    const { code, stderr } = cli([], {
+      DATABASE_URL: db.url,
+      KAFKA_BROKERS: inject('kafkaBrokers').join(','),
+      HEALTH_HOST: '127.0.0.1',
+      HEALTH_PORT: String(port),
+    })
+    expect(code).toBe(2)
+    expect(stderr.trim()).toBe(
+      `outbox-worker: the health port ${port} on 127.0.0.1 is already in use (another worker on this host?): give this worker another port with HEALTH_PORT or --health-port, or 0 to turn its health server off`,
+    )
+  } finally {
+    await new Promise((resolve) => taken.close(resolve))
+  }
 })
 
 describe('wal_level=replica', () => {
@@ -175,6 +299,9 @@ test('status --json reports the slot, its confirmed LSN and lag once a worker ha
   expect(cli(['status'], env).code).toBe(3) // no slot yet: events committed now would not be streamed
   const worker = await spawnWorker(env)
   await worker.waitForLog(/"msg":"streaming"/)
+  // LSNs in the log read as PostgreSQL and status print them: 0/192C610.
+  const streaming = worker.output.find((line) => line.includes('"msg":"streaming"')) as string
+  expect(JSON.parse(streaming).from).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/)
   const { code, stdout } = cli(['status', '--json'], env)
   await worker.kill('SIGTERM')
   expect(code).toBe(0)

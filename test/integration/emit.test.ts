@@ -1,6 +1,7 @@
 /** The write side against real PostgreSQL: atomicity, batching, ordering, concurrency. */
 import { afterEach, beforeEach, describe, expect, inject, test } from 'vitest'
-import { OutboxValidationError } from '../../src/index.js'
+import { OutboxError, OutboxValidationError } from '../../src/index.js'
+import { checkJson } from '../../src/json.js'
 import { createTestDatabase, type TestDatabase, uniqueName } from '../helpers/database.js'
 import { type AppClient, createAppClient } from '../helpers/prisma.js'
 import { createSlot, insertsInto, takeSlotChanges } from '../helpers/wal.js'
@@ -211,6 +212,20 @@ describe('validation: bad events throw OutboxValidationError before any SQL', ()
     ['topic ".."', { ...valid, topic: '..' }, 'topic'],
     ['topic too long', { ...valid, topic: 'a'.repeat(250) }, 'topic'],
     ['oversize event', { ...valid, payload: { blob: 'x'.repeat(1024 * 1024) } }, 'event'],
+    // 700 KB as JSON.stringify writes it, 1.05 MB as jsonb prints it (", " between items).
+    ['oversize only as jsonb prints it', { ...valid, payload: new Array(350_000).fill(0) }, 'event'],
+    ['null aggregateId', { ...valid, aggregateId: null }, 'aggregateId'],
+    ['NUL in aggregateType', { ...valid, aggregateType: 'or\0der' }, 'aggregateType'],
+    ['NUL in aggregateId', { ...valid, aggregateId: 'o\u00001' }, 'aggregateId'],
+    ['NUL in type', { ...valid, type: 'order\0' }, 'type'],
+    ['NUL in a payload string', { ...valid, payload: { lines: [{ note: 'a\0b' }] } }, 'payload.lines[0].note'],
+    ['NUL in a payload key', { ...valid, payload: { nested: { 'a\0b': 1 } } }, 'payload.nested'],
+    ['NUL in a header value', { ...valid, headers: { tenant: 'acme\0' } }, 'headers.tenant'],
+    ['NUL in a header name', { ...valid, headers: { 'ten\0ant': 'acme' } }, 'headers'],
+    ['lone surrogate in a payload string', { ...valid, payload: { name: 'smile \ud83d' } }, 'payload.name'],
+    ['lone surrogate in aggregateId', { ...valid, aggregateId: '\udc00' }, 'aggregateId'],
+    ['lone surrogate in a header value', { ...valid, headers: { who: '\ud800x' } }, 'headers.who'],
+    ['invalid Date in payload', { ...valid, payload: { at: [new Date('nope')] } }, 'payload.at[0]'],
   ]
 
   test.each(cases)('%s', async (_name, event, field) => {
@@ -228,6 +243,29 @@ describe('validation: bad events throw OutboxValidationError before any SQL', ()
     expect((error as Error).message).toContain(field)
     expect(await count('outbox')).toBe(0)
     expect(await count('orders')).toBe(0)
+  })
+
+  test('the messages name what is wrong in words', async () => {
+    const messageOf = (event: unknown) =>
+      prisma.outbox.emit(event as never).then(
+        () => '',
+        (e: Error) => e.message,
+      )
+    expect(await messageOf({ ...valid, aggregateId: null })).toBe(
+      'invalid outbox event: aggregateId is null; pass a non-empty string',
+    )
+    expect(await messageOf({ ...valid, payload: { note: 'a\0' } })).toBe(
+      'invalid outbox event: payload.note contains a NUL character (\\u0000), which PostgreSQL cannot store; remove it (or encode binary data, e.g. as base64)',
+    )
+    expect(await messageOf({ ...valid, payload: { 'k\0': 1 } })).toMatch(
+      /^invalid outbox event: payload has a key "k\\u0000" that contains a NUL character/,
+    )
+    expect(await messageOf({ ...valid, payload: { at: new Date('nope') } })).toBe(
+      'invalid outbox event: payload.at is an invalid Date, which JSON turns into null; pass a valid Date or null',
+    )
+    expect(await messageOf({ ...valid, payload: '\ud83d' })).toMatch(
+      /^invalid outbox event: payload contains half of a UTF-16 surrogate pair/,
+    )
   })
 
   test('a bad event in the array form fails the batch before any of it is sent', async () => {
@@ -257,4 +295,51 @@ describe('validation: bad events throw OutboxValidationError before any SQL', ()
     )
     await strict.$disconnect()
   })
+})
+
+test('emit measures the payload as PostgreSQL prints it, byte for byte, as the worker will', async () => {
+  const payloads: unknown[] = [
+    new Array(1000).fill(0),
+    { b: [1, 2, { c: null }], a: 'x', nested: { deeper: { list: [true, false] } } },
+    [1e21, 1.5e-7, 5e-324, 1.7976931348623157e308, -2.5e-10, 123.456, -0, 0.1 + 0.2],
+    { text: 'é✓ "quoted" back\\slash\n\ttab\u0001\u001f\u007f 😀', '😀 key': 'v' },
+    { when: new Date(0), decimal: { toJSON: () => '12.50' } },
+    [],
+    {},
+    'plain',
+    null,
+  ]
+  for (const payload of payloads) {
+    const id = await prisma.outbox.emit({ aggregateType: 'm', aggregateId: 'k', type: 't', payload: payload as never })
+    const [stored] = await db.query<{ text: string; bytes: number }>(
+      'SELECT payload::text AS text, octet_length(payload::text) AS bytes FROM outbox WHERE id = $1',
+      [id],
+    )
+    expect({ payload: stored?.text, bytes: checkJson(payload, 'payload') }).toEqual({
+      payload: stored?.text,
+      bytes: stored?.bytes,
+    })
+  }
+})
+
+test('without the outbox table, emit names the migration and the command that applies it', async () => {
+  await db.query('DROP TABLE outbox')
+  const event = { aggregateType: 'order', aggregateId: 'o1', type: 'order.created', payload: {} }
+  const message =
+    'prisma-outbox: the outbox table "outbox" does not exist in this database: apply the outbox migration (written by npx outbox-worker init) with npx prisma migrate deploy (or migrate dev)'
+  const attempts = [
+    prisma.$transaction(async (tx) => tx.outbox.emit(event)),
+    prisma.outbox.emitMany([event, event]),
+    prisma.$transaction([prisma.order.count(), prisma.outbox.emit(event)]),
+  ]
+  for (const attempt of attempts) {
+    const error = await attempt.then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    expect(error).toBeInstanceOf(OutboxError)
+    expect(error).toMatchObject({ code: 'OUTBOX_NO_TABLE', message })
+    // Prisma's own error stays available as the cause.
+    expect((error as Error).cause).toMatchObject({ code: 'P2010' })
+  }
 })

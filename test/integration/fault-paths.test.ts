@@ -226,3 +226,13 @@ test('a publication whose name has capitals streams (pgoutput folds unquoted nam
   const [message] = await consumer.waitFor(1, 20_000)
   expect(message?.headers.id).toBe(id)
 })
+
+test('a first start that cannot reach Kafka leaves no replication slot behind (it would pin WAL forever)', async () => {
+  const worker = await startWorker({
+    KAFKA_BROKERS: `127.0.0.1:${await freePort()}`,
+    OUTBOX_STARTUP_TIMEOUT_MS: '1500',
+  })
+  expect(await worker.exited).toBe(3)
+  const slots = await db.query('SELECT slot_name FROM pg_replication_slots WHERE slot_name = $1', [slot])
+  expect(slots).toEqual([])
+})

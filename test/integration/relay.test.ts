@@ -3,6 +3,8 @@
  * real Kafka: delivery, ordering, confirm rules, crash and takeover.
  */
 import { afterEach, beforeEach, describe, expect, inject, test } from 'vitest'
+import { toOutboxRow } from '../../src/event.js'
+import type { OutboxEvent } from '../../src/index.js'
 import { createTestDatabase, type TestDatabase, uniqueName } from '../helpers/database.js'
 import { collectTopics, type ReceivedMessage } from '../helpers/kafka.js'
 import { type AppClient, createAppClient } from '../helpers/prisma.js'
@@ -52,6 +54,16 @@ async function consume(topics: string[]) {
   const consumer = await collectTopics(inject('kafkaBrokers'), topics)
   consumers.push(consumer)
   return consumer
+}
+
+/** Whether emit would accept the event under `limit` bytes (no SQL runs). */
+function fits(event: OutboxEvent, limit: number): boolean {
+  try {
+    toOutboxRow(event, '01900000-0000-7000-8000-000000000000', limit)
+    return true
+  } catch {
+    return false
+  }
 }
 
 /** Per topic and key (one partition), the sequence numbers of first deliveries must increase. */
@@ -324,6 +336,34 @@ describe('poison events', () => {
     expect(byId.get(badTopic)?.headers.error).toMatch(/invalid topic/)
     expect(byId.get(fine)).toMatchObject({ topic: `${prefix}.order`, value: '{"ok": true}' })
     expect(await worker.metric('outbox_events_dead_lettered_total')).toBe(2)
+  })
+
+  test('what emit accepts under a size limit, the worker publishes under the same limit', async () => {
+    const limit = 4000
+    const worker = await startWorker({ OUTBOX_MAX_MESSAGE_BYTES: String(limit) })
+    await worker.waitForLog(/"msg":"streaming"/)
+    const consumer = await consume([`${prefix}.order`, `${prefix}.order.dlq`])
+    const strict = createAppClient(db.url, { maxEventBytes: limit, traceContext: false })
+    const zeros = (count: number) => ({
+      aggregateType: 'order',
+      aggregateId: 'z',
+      type: 'zeros',
+      payload: new Array<number>(count).fill(0),
+    })
+    // The longest array of zeros emit accepts: about limit / 3, as jsonb prints "0, " per item,
+    // though JSON.stringify writes only "0,".
+    let most = 0
+    while (fits(zeros(most + 1), limit)) most++
+    expect(JSON.stringify(zeros(most + 1).payload).length).toBeLessThan(limit * 0.7)
+    try {
+      const id = await strict.outbox.emit(zeros(most))
+      await expect(strict.outbox.emit(zeros(most + 1))).rejects.toThrow(`over the ${limit}-byte maximum`)
+      const [message] = await consumer.waitFor(1)
+      expect(message).toMatchObject({ topic: `${prefix}.order`, headers: { id } })
+      expect(message?.value).toBe(`[${new Array(most).fill('0').join(', ')}]`)
+    } finally {
+      await strict.$disconnect()
+    }
   })
 
   test('with --on-poison stop the worker exits 4 without confirming, and delivers once the cause is fixed', async () => {

@@ -13,6 +13,7 @@ describe('the outbox event type', () => {
     expectTypeOf<OutboxEvent>().toHaveProperty('aggregateId').toEqualTypeOf<string | number | bigint>()
     expectTypeOf<OutboxEvent>().toHaveProperty('type').toEqualTypeOf<string>()
     expectTypeOf<OutboxEvent>().toHaveProperty('payload').toEqualTypeOf<JsonValue>()
+    expectTypeOf<OutboxEvent<OrderCreated>>().toHaveProperty('payload').toEqualTypeOf<OrderCreated>()
     expectTypeOf<OutboxEvent['headers']>().toEqualTypeOf<Record<string, string> | undefined>()
     expectTypeOf<OutboxEvent['topic']>().toEqualTypeOf<string | undefined>()
   })
@@ -27,20 +28,76 @@ describe('the outbox event type', () => {
   })
 })
 
+/** Users type events with interfaces, which have no index signature. */
+interface OrderCreated {
+  id: number
+  total: string
+  note?: string
+  lines: { sku: string; quantity: number }[]
+  at: Date
+}
+interface WithCallback {
+  id: number
+  notify: () => void
+}
+const order: OrderCreated = { id: 1, total: '12.50', lines: [{ sku: 'a', quantity: 1 }], at: new Date() }
+const event = { aggregateType: 'order', aggregateId: 1, type: 'order.created' }
+
 describe('the extended client', () => {
-  test('tx.outbox.emit takes an OutboxEvent and resolves to the event id', () => {
+  test('tx.outbox.emit and emitMany resolve to the event ids', () => {
     void prisma.$transaction(async (tx) => {
-      expectTypeOf(tx.outbox.emit).parameter(0).toEqualTypeOf<OutboxEvent>()
-      expectTypeOf(tx.outbox.emit).returns.resolves.toEqualTypeOf<string>()
-      expectTypeOf(tx.outbox.emitMany).parameter(0).toEqualTypeOf<readonly OutboxEvent[]>()
-      expectTypeOf(tx.outbox.emitMany).returns.resolves.toEqualTypeOf<string[]>()
+      expectTypeOf(tx.outbox.emit({ ...event, payload: order })).resolves.toEqualTypeOf<string>()
+      expectTypeOf(tx.outbox.emitMany([{ ...event, payload: order }])).resolves.toEqualTypeOf<string[]>()
       // The model keeps Prisma's own methods.
       expectTypeOf(tx.outbox.findMany).toBeFunction()
     })
   })
 
+  test('payloads typed with an interface, a type alias, JsonValue or OutboxEvent<T> are accepted', () => {
+    void prisma.$transaction(async (tx) => {
+      await tx.outbox.emit({ ...event, payload: order })
+      await tx.outbox.emit({ ...event, payload: { id: 1, tags: ['a', null], when: new Date(), nested: { ok: true } } })
+      await tx.outbox.emit({ ...event, payload: 'text' })
+      await tx.outbox.emit({ ...event, payload: null })
+      await tx.outbox.emit({ ...event, payload: {} as JsonValue })
+      const typed: OutboxEvent<OrderCreated> = { ...event, payload: order }
+      await tx.outbox.emit(typed)
+      const plain: OutboxEvent = { ...event, payload: [1, 2] }
+      await tx.outbox.emitMany([typed, plain, { ...event, payload: { n: 1 } }])
+      await tx.outbox.emitMany([1, 2].map((n) => ({ ...event, payload: { n } })))
+    })
+  })
+
+  test('values JSON cannot carry are rejected at compile time', () => {
+    void prisma.$transaction(async (tx) => {
+      // @ts-expect-error a function is not JSON
+      await tx.outbox.emit({ ...event, payload: { run: () => 1 } })
+      // @ts-expect-error an interface with a method is not JSON
+      await tx.outbox.emit({ ...event, payload: {} as WithCallback })
+      // @ts-expect-error BigInt is not JSON
+      await tx.outbox.emit({ ...event, payload: { n: 1n } })
+      // @ts-expect-error a symbol is not JSON
+      await tx.outbox.emit({ ...event, payload: { s: Symbol('s') } })
+      // @ts-expect-error undefined in an array becomes null
+      await tx.outbox.emit({ ...event, payload: [1, undefined] })
+      // @ts-expect-error a Map serializes as {}
+      await tx.outbox.emit({ ...event, payload: new Map<string, number>() })
+      // @ts-expect-error unknown may be anything
+      await tx.outbox.emit({ ...event, payload: {} as unknown })
+      await tx.outbox.emitMany([
+        { ...event, payload: order },
+        // @ts-expect-error in emitMany too, in any element
+        { ...event, payload: { run: () => 1 } },
+      ])
+      // @ts-expect-error a misspelt field is not dropped silently
+      await tx.outbox.emitMany([{ ...event, payload: order, header: { tenant: 'acme' } }])
+      // @ts-expect-error header values are strings
+      await tx.outbox.emit({ ...event, payload: order, headers: { n: 1 } })
+    })
+  })
+
   test('the array form of $transaction types the emit result as the id', () => {
-    const batch = () => prisma.$transaction([prisma.order.count(), prisma.outbox.emit({} as OutboxEvent)])
+    const batch = () => prisma.$transaction([prisma.order.count(), prisma.outbox.emit({ ...event, payload: order })])
     expectTypeOf(batch).returns.resolves.toEqualTypeOf<[number, string]>()
   })
 })

@@ -64,3 +64,75 @@ describe('outbox-worker init', () => {
     expect(result.written).toEqual(['db.prisma', 'sql/20261122101112_outbox/migration.sql'])
   })
 })
+
+describe('outbox-worker init with a Prisma 7 config file', () => {
+  const config = (body: string) =>
+    [
+      "import 'dotenv/config'",
+      "import path from 'node:path'",
+      "import { defineConfig, env } from 'prisma/config'",
+      // Were init to run the file, this would throw: it only reads it.
+      "throw new Error('prisma.config.ts was executed')",
+      `export default defineConfig({\n${body}\n  datasource: { url: env('DATABASE_URL') },\n})\n`,
+    ].join('\n')
+  const now = new Date('2026-11-22T10:11:12Z')
+
+  test("schema and migrations.path from prisma.config.ts (schema: 'db/schema.prisma')", () => {
+    mkdirSync(join(app, 'db'))
+    writeFileSync(join(app, 'db/schema.prisma'), appSchema)
+    writeFileSync(
+      join(app, 'prisma.config.ts'),
+      config(
+        "  // schema: 'prisma/schema.prisma',\n  schema: 'db/schema.prisma',\n  migrations: { path: 'db/migrations', seed: 'tsx db/seed.ts' },",
+      ),
+    )
+    const result = initApp({ cwd: app, now })
+    expect(result.written).toEqual(['db/schema.prisma', 'db/migrations/20261122101112_outbox/migration.sql'])
+    expect(result.messages[0]).toBe('using the paths in prisma.config.ts')
+    expect(readFileSync(join(app, 'db/schema.prisma'), 'utf8')).toContain(model.trim())
+  })
+
+  test('only schema set: the migrations go next to it, as Prisma puts them', () => {
+    mkdirSync(join(app, 'db'))
+    writeFileSync(join(app, 'db/schema.prisma'), appSchema)
+    writeFileSync(join(app, 'prisma.config.ts'), config("  schema: path.join(__dirname, 'db', 'schema.prisma'),"))
+    expect(initApp({ cwd: app, now }).written).toEqual([
+      'db/schema.prisma',
+      'db/migrations/20261122101112_outbox/migration.sql',
+    ])
+  })
+
+  test('.config/prisma.ts: paths are relative to the file', () => {
+    mkdirSync(join(app, '.config'))
+    mkdirSync(join(app, 'db/schema'), { recursive: true })
+    writeFileSync(join(app, 'db/schema/main.prisma'), appSchema)
+    writeFileSync(join(app, '.config/prisma.ts'), config('  schema: "../db/schema",'))
+    expect(initApp({ cwd: app, now }).written).toEqual([
+      'db/schema/outbox.prisma',
+      'db/schema/migrations/20261122101112_outbox/migration.sql',
+    ])
+  })
+
+  test('flags win over the config file', () => {
+    writeFileSync(join(app, 'other.prisma'), appSchema)
+    writeFileSync(join(app, 'prisma.config.ts'), config("  schema: 'db/schema.prisma',"))
+    expect(initApp({ cwd: app, now, schema: 'other.prisma', migrations: 'sql' }).written).toEqual([
+      'other.prisma',
+      'sql/20261122101112_outbox/migration.sql',
+    ])
+  })
+
+  test('a schema path the file computes is not guessed: init asks for --schema', () => {
+    writeFileSync(join(app, 'prisma.config.ts'), config('  schema: process.env.PRISMA_SCHEMA,'))
+    expect(() => initApp({ cwd: app, now })).toThrow(
+      'prisma.config.ts sets schema with an expression init cannot read without running the file: pass --schema <file or folder>',
+    )
+  })
+
+  test('a schema the file names but that is missing says where the path came from', () => {
+    writeFileSync(join(app, 'prisma.config.ts'), config("  schema: 'db/schema.prisma',"))
+    expect(() => initApp({ cwd: app, now })).toThrow(
+      'no Prisma schema at db/schema.prisma (the schema in prisma.config.ts): pass --schema <file or folder>',
+    )
+  })
+})

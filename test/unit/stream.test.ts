@@ -16,26 +16,28 @@ function stream(ended: unknown[]) {
     delivered: () => {},
     ended: (error) => ended.push(error),
   })
-  return s as unknown as ReplicationStream & { lastReceived: number; checkAlive(): void }
+  // The clock of silence and the check are private: reached into here, not exposed for tests.
+  const inside = s as unknown as { lastReceived: number; checkAlive(): void }
+  return { pause: () => s.pause(), inside }
 }
 
 test('a paused stream whose slot is not seen held by it past the receive timeout ends (a zombie with a full buffer)', () => {
   const ended: unknown[] = []
-  const s = stream(ended)
-  s.pause()
-  s.lastReceived = Date.now() - 10 * 60_000
-  s.checkAlive()
+  const { pause, inside } = stream(ended)
+  pause()
+  inside.lastReceived = Date.now() - 10 * 60_000
+  inside.checkAlive()
   expect(ended).toHaveLength(1)
   expect(String(ended[0])).toMatch(/reading paused and the slot not seen held by this connection/)
 })
 
 test('a silent, unpaused stream ends after the receive timeout; a recent message keeps it', () => {
   const ended: unknown[] = []
-  const s = stream(ended)
-  s.lastReceived = Date.now()
-  s.checkAlive()
+  const { inside } = stream(ended)
+  inside.lastReceived = Date.now()
+  inside.checkAlive()
   expect(ended).toHaveLength(0)
-  s.lastReceived = Date.now() - 2000
-  s.checkAlive()
+  inside.lastReceived = Date.now() - 2000
+  inside.checkAlive()
   expect(String(ended[0])).toMatch(/no message from PostgreSQL for \d+ ms/)
 })

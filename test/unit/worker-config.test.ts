@@ -1,4 +1,5 @@
 import { describe, expect, test } from 'vitest'
+import { configFrom, parseCommandLine } from '../../worker/args.js'
 import { DEFAULTS, parseDuration, resolveConfig } from '../../worker/config.js'
 import { OutboxConfigError } from '../../worker/errors.js'
 import { classifyPublishError } from '../../worker/publisher.js'
@@ -20,14 +21,19 @@ describe('configuration', () => {
     })
     expect(config.maxMessageBytes).toBe(DEFAULTS.maxMessageBytes)
   })
+  // createWorker({ ... }): options are named as the caller typed them, by their keys.
   test.each([
-    [{ slot: 'Bad-Slot' }, /OUTBOX_SLOT/],
-    [{ table: 'a.b.c' }, /OUTBOX_TABLE/],
-    [{ kafkaBrokers: 'k1' }, /host:port/],
-    [{ dlqTopicTemplate: '{aggregateType}.dlq' }, /OUTBOX_DLQ_TOPIC/],
-    [{ topicTemplate: 'orders v1' }, /valid Kafka topic/],
-    [{ kafkaSaslMechanism: 'plain' as const }, /KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD/],
-    [{ healthPort: 70000 }, /HEALTH_PORT/],
+    [{ slot: 'Bad-Slot' }, /^slot "Bad-Slot"/],
+    [{ table: 'a.b.c' }, /^table "a.b.c"/],
+    [{ kafkaBrokers: 'k1' }, /^kafkaBrokers has "k1": use host:port/],
+    [{ dlqTopicTemplate: '{aggregateType}.dlq' }, /^dlqTopicTemplate/],
+    [{ topicTemplate: 'orders v1' }, /^topicTemplate "orders v1" does not make a valid Kafka topic/],
+    [
+      { kafkaSaslMechanism: 'plain' as const },
+      /also give the user name \(kafkaSaslUsername\) and the password \(kafkaSaslPassword\)/,
+    ],
+    [{ healthPort: 70000 }, /^healthPort must be a port number/],
+    [{ standbyPollMs: 0 }, /^standbyPollMs must be a positive whole number, got 0$/],
   ])('rejects %j', (override, message) => {
     expect(() => resolveConfig({ ...base, ...override })).toThrow(OutboxConfigError)
     expect(() => resolveConfig({ ...base, ...override })).toThrow(message)
@@ -39,12 +45,78 @@ describe('configuration', () => {
   })
 })
 
+describe('the command line, in the words the user typed', () => {
+  const env = { DATABASE_URL: 'postgresql://u@db/app', KAFKA_BROKERS: 'k:9092' }
+  const configOf = (argv: string[], vars: Record<string, string> = env) => {
+    const { values } = parseCommandLine(argv)
+    return configFrom(values, vars, true)
+  }
+
+  test('a flag is named as the flag, a variable as the variable', () => {
+    expect(() => configOf(['--health-port', '99999'])).toThrow(/^--health-port must be a port number/)
+    expect(() => configOf([], { ...env, HEALTH_PORT: '99999' })).toThrow(/^HEALTH_PORT must be a port number/)
+    expect(() => configOf(['--batch-size', '0'])).toThrow('--batch-size must be a positive whole number, got 0')
+    expect(() => configOf([], { ...env, OUTBOX_BATCH_SIZE: '0' })).toThrow(
+      'OUTBOX_BATCH_SIZE must be a positive whole number, got 0',
+    )
+  })
+
+  test('--kafka-ssl is a switch; KAFKA_SSL and --kafka-ssl=false still take a value', () => {
+    expect(configOf(['--kafka-ssl', '--slot', 's1'])).toMatchObject({ kafkaSsl: true, slot: 's1' })
+    expect(configOf(['--kafka-ssl=false'], { ...env, KAFKA_SSL: 'true' }).kafkaSsl).toBe(false)
+    expect(configOf([], { ...env, KAFKA_SSL: 'yes' }).kafkaSsl).toBe(true)
+    expect(configOf([]).kafkaSsl).toBe(false)
+  })
+
+  test('SASL mechanisms as Kafka spells them', () => {
+    const sasl = { ...env, KAFKA_SASL_USERNAME: 'u', KAFKA_SASL_PASSWORD: 'p' }
+    expect(configOf(['--kafka-sasl-mechanism', 'PLAIN'], sasl).kafkaSaslMechanism).toBe('plain')
+    expect(configOf([], { ...sasl, KAFKA_SASL_MECHANISM: 'SCRAM-SHA-256' }).kafkaSaslMechanism).toBe('scram-sha-256')
+    expect(configOf(['--kafka-sasl-mechanism', 'scram-sha-512'], sasl).kafkaSaslMechanism).toBe('scram-sha-512')
+  })
+
+  test('unknown and incomplete flags get our message and the --help pointer', () => {
+    expect(() => parseCommandLine(['--bogus'])).toThrow(/^unknown option --bogus \(see outbox-worker --help\)$/)
+    expect(() => parseCommandLine(['--HEALTH_PORT', '1'])).toThrow(/did you mean --health-port\?/)
+    expect(() => parseCommandLine(['-x'])).toThrow(/^unknown option -x/)
+    expect(() => parseCommandLine(['status', '--slot'])).toThrow(/^--slot needs a value/)
+  })
+
+  test('no internal option name leaks from any CLI message', () => {
+    const attempts: [string[], Record<string, string>][] = [
+      [['--max-message-bytes', '0'], env],
+      [[], { ...env, OUTBOX_BUFFER_EVENTS: '0' }],
+      [['--retry-initial-ms', '0'], env],
+      [['--status-interval-ms', '0'], env],
+      [['--kafka-sasl-mechanism', 'plain'], env],
+      [['--log-level', 'loud'], env],
+      [[], { ...env, OUTBOX_ON_POISON: 'skip' }],
+    ]
+    for (const [argv, vars] of attempts) {
+      let message = ''
+      try {
+        configOf(argv, vars)
+      } catch (error) {
+        message = (error as Error).message
+      }
+      expect(message).not.toBe('')
+      expect(message).not.toMatch(/[a-z][A-Z]/) // camelCase: maxMessageBytes, bufferEvents, ...
+    }
+  })
+})
+
 describe('redaction', () => {
   test.each([
     ['postgresql://app:s3cr3t@db:5432/x', 'postgresql://app:***@db:5432/x'],
     ['connect to postgres://u:p%40ss@h/db failed', 'connect to postgres://u:***@h/db failed'],
     ['host=db password=s3cr3t user=app', 'host=db password=*** user=app'],
     ['postgresql://app@db/x', 'postgresql://app@db/x'],
+    // Our own hint keeps its placeholder readable.
+    [
+      'use postgresql://<user>:<password>@<host>:5432/<database>',
+      'use postgresql://<user>:<password>@<host>:5432/<database>',
+    ],
+    ['postgresql://app:<password>x@db/x', 'postgresql://app:***@db/x'],
   ])('%s', (input, output) => {
     expect(redact(input)).toBe(output)
   })

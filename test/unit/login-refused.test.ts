@@ -1,0 +1,63 @@
+/**
+ * A refused login is not "not reachable yet": the worker fails at once with the fix. A tiny
+ * stand-in server answers every connection the way PostgreSQL answers a refused login (an
+ * ErrorResponse with the SQLSTATE), so no real server with password authentication is needed.
+ */
+import { createServer, type Server } from 'node:net'
+import { afterEach, expect, test } from 'vitest'
+import { createWorker, OutboxSetupError } from '../../worker/index.js'
+
+let server: Server | undefined
+afterEach(async () => {
+  await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)))
+})
+
+/** Listens on a free port and refuses every login with `sqlstate` and `message`. */
+async function refusingServer(sqlstate: string, message: string): Promise<number> {
+  server = createServer((socket) => {
+    socket.once('data', () => {
+      const fields = Buffer.concat([
+        ...['SFATAL', 'VFATAL', `C${sqlstate}`, `M${message}`].map((f) => Buffer.from(`${f}\0`)),
+        Buffer.from([0]),
+      ])
+      const header = Buffer.alloc(5)
+      header.write('E', 0)
+      header.writeInt32BE(fields.length + 4, 1)
+      socket.end(Buffer.concat([header, fields]))
+    })
+  })
+  await new Promise<void>((resolve) => server?.listen(0, '127.0.0.1', resolve))
+  return (server?.address() as { port: number }).port
+}
+
+function workerOn(port: number) {
+  return createWorker({
+    databaseUrl: `postgresql://app:wrong-pw@127.0.0.1:${port}/app`,
+    kafkaBrokers: ['127.0.0.1:1'],
+    healthPort: 0,
+    // Were the refusal retried, start() would outlive the test's own 5 s timeout.
+    startupTimeoutMs: 60_000,
+  })
+}
+
+test('a wrong password (28P01) fails at start, without retrying, saying to check the user and password', async () => {
+  const port = await refusingServer('28P01', 'password authentication failed for user "app"')
+  const worker = workerOn(port)
+  const error = await worker.start().catch((e: unknown) => e)
+  expect(error).toBeInstanceOf(OutboxSetupError)
+  expect(error).toMatchObject({ code: 'OUTBOX_LOGIN_REFUSED' })
+  expect((error as Error).message).toBe(
+    'PostgreSQL refused the login (password authentication failed for user "app"): check the user and password in DATABASE_URL',
+  )
+  expect((error as Error).message).not.toContain('wrong-pw')
+})
+
+test('no pg_hba.conf entry (28000) fails at start too, naming pg_hba.conf', async () => {
+  const port = await refusingServer('28000', 'no pg_hba.conf entry for host "127.0.0.1", user "app", database "app"')
+  const error = await workerOn(port)
+    .start()
+    .catch((e: unknown) => e)
+  expect((error as Error).message).toMatch(
+    /^PostgreSQL refused the login \(no pg_hba\.conf entry .*\): check the user and password in DATABASE_URL, and that pg_hba\.conf lets this user connect from this host$/,
+  )
+})
