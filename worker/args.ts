@@ -2,6 +2,7 @@
  * The command line in the user's words: flags as typed (`--health-port`), variables as set
  * (`HEALTH_PORT`), and our own messages for unknown or incomplete flags instead of Node's.
  */
+import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { type ConfigInput, type Key, OPTIONS, resolveConfig, type WorkerConfig } from './config.js'
 import { OutboxConfigError } from './errors.js'
@@ -32,6 +33,11 @@ export function parseCommandLine(argv: string[]): { command: Command; values: Va
     if (token.kind === 'positional') positionals.push(token.value)
     if (token.kind !== 'option') continue
     const spec = flags[token.name]
+    const secret = OPTIONS.find((o) => o.envOnly && o.flag === token.name)
+    if (secret)
+      throw new OutboxConfigError(
+        `${token.rawName} is not accepted: a flag shows in ps to every user of the machine; set ${secret.env} in the environment, or ${secret.env}_FILE to the path of a file holding it`,
+      )
     if (!spec)
       throw new OutboxConfigError(`unknown option ${token.rawName}${suggestion(token.rawName, flags)} (${SEE_HELP})`)
     if (spec.type === 'string') {
@@ -68,11 +74,24 @@ export function configFrom(values: Values, env: NodeJS.ProcessEnv, requireKafka:
   const names: Partial<Record<Key, string>> = {}
   for (const o of OPTIONS) {
     const fromFlag = o.envOnly ? undefined : values[o.flag]
-    const raw = fromFlag !== undefined ? fromFlag : env[o.env]
+    const fromFile = o.envOnly && !env[o.env] && env[`${o.env}_FILE`] ? `${o.env}_FILE` : undefined
+    const raw =
+      fromFlag !== undefined ? fromFlag : fromFile ? readSecretFile(fromFile, env[fromFile] as string) : env[o.env]
     if (raw === undefined || raw === '') continue
-    const name = fromFlag !== undefined ? `--${o.flag}` : o.env
+    const name = fromFlag !== undefined ? `--${o.flag}` : (fromFile ?? o.env)
     names[o.key] = name
     options[o.key] = typeof raw === 'boolean' ? raw : o.parse(raw, name)
   }
   return resolveConfig(options as ConfigInput, { requireKafka, names })
+}
+
+/** A secret from a file (a mounted Docker or Kubernetes secret): its text, without the final newline. */
+function readSecretFile(variable: string, path: string): string {
+  try {
+    return readFileSync(path, 'utf8').replace(/\r?\n$/, '')
+  } catch (error) {
+    throw new OutboxConfigError(
+      `${variable}=${path} cannot be read (${(error as NodeJS.ErrnoException).code}): check the path`,
+    )
+  }
 }

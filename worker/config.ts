@@ -120,7 +120,8 @@ export const OPTIONS: OptionSpec[] = [
     flag: 'database-url',
     env: 'DATABASE_URL',
     parse: text,
-    description: 'PostgreSQL URL; the role needs REPLICATION (required)',
+    envOnly: true,
+    description: 'PostgreSQL URL; the role needs REPLICATION (required; environment only, or DATABASE_URL_FILE)',
   },
   {
     key: 'kafkaBrokers',

@@ -3,7 +3,10 @@
  * fix, a documented exit code (2 configuration, 3 setup), and never a password.
  */
 import { spawnSync } from 'node:child_process'
+import { mkdtempSync, writeFileSync } from 'node:fs'
 import { type AddressInfo, createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest'
 import { createTestDatabase, type TestDatabase, uniqueName, withDatabase } from '../helpers/database.js'
 import { spawnWorker } from '../helpers/worker.js'
@@ -133,9 +136,22 @@ describe('configuration errors exit 2 with one clear line', () => {
     ],
     [
       'a malformed URL: the hint shows the form, readable, and no secret',
-      ['--database-url', 'postgresql//app:hunter2@db/x'],
+      [],
+      { DATABASE_URL: 'postgresql//app:hunter2@db/x', KAFKA_BROKERS: 'h:1' },
+      /^outbox-worker: DATABASE_URL is not a valid URL: use postgresql:\/\/<user>:<password>@<host>:5432\/<database>$/,
+    ],
+    [
+      // A flag shows in ps: the database URL (with its password) is a secret.
+      'the database URL as a flag',
+      ['--database-url', 'postgresql://app:hunter2@db/x'],
       { KAFKA_BROKERS: 'h:1' },
-      /^outbox-worker: --database-url is not a valid URL: use postgresql:\/\/<user>:<password>@<host>:5432\/<database>$/,
+      /^outbox-worker: --database-url is not accepted: a flag shows in ps to every user of the machine; set DATABASE_URL in the environment, or DATABASE_URL_FILE to the path of a file holding it$/,
+    ],
+    [
+      'a secret file that cannot be read',
+      [],
+      { DATABASE_URL_FILE: '/nonexistent/db-url', KAFKA_BROKERS: 'h:1' },
+      /^outbox-worker: DATABASE_URL_FILE=\/nonexistent\/db-url cannot be read \(ENOENT\): check the path$/,
     ],
   ])('%s', (_name, args, env, message) => {
     const { code, stderr } = cli(args as string[], env as Record<string, string>)
@@ -147,19 +163,27 @@ describe('configuration errors exit 2 with one clear line', () => {
   })
 
   test('flags win over environment variables', () => {
-    const { stderr } = cli(['--database-url', 'mysql://x'], {
+    const { stderr } = cli(['--slot', 'Bad-Slot'], {
       DATABASE_URL: 'postgresql://u@h/db',
       KAFKA_BROKERS: 'h:1',
+      OUTBOX_SLOT: 'fine',
     })
-    expect(stderr).toMatch(/must start with postgresql/)
+    expect(stderr).toMatch(/--slot "Bad-Slot"/)
+  })
+
+  test('DATABASE_URL_FILE: the URL is read from the file (a mounted secret)', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'outbox-secret-')), 'url')
+    writeFileSync(file, 'mysql://x\n')
+    const { stderr } = cli([], { DATABASE_URL_FILE: file, KAFKA_BROKERS: 'h:1' })
+    expect(stderr).toMatch(/^outbox-worker: DATABASE_URL_FILE must start with postgresql/)
   })
 
   test('--help lists every flag with its variable and default', () => {
     const { code, stdout } = cli(['--help'])
     expect(code).toBe(0)
     for (const text of [
-      '--database-url',
       'DATABASE_URL',
+      'DATABASE_URL_FILE',
       'OUTBOX_SLOT',
       '(default: prisma_outbox)',
       'HEALTH_PORT',
