@@ -157,21 +157,26 @@ test('20 concurrent callers: every committed event is stored exactly once, no ro
   const committed: string[] = []
   const callers = Array.from({ length: 20 }, (_, caller) =>
     prisma
-      .$transaction(async (tx) => {
-        const ids: string[] = []
-        for (let i = 0; i < 10; i++) {
-          ids.push(
-            await tx.outbox.emit({
-              aggregateType: 'c',
-              aggregateId: `caller-${caller}`,
-              type: 't',
-              payload: { caller, i },
-            }),
-          )
-        }
-        if (caller % 5 === 0) throw new Error('rolled back on purpose')
-        return ids
-      })
+      .$transaction(
+        async (tx) => {
+          const ids: string[] = []
+          for (let i = 0; i < 10; i++) {
+            ids.push(
+              await tx.outbox.emit({
+                aggregateType: 'c',
+                aggregateId: `caller-${caller}`,
+                type: 't',
+                payload: { caller, i },
+              }),
+            )
+          }
+          if (caller % 5 === 0) throw new Error('rolled back on purpose')
+          return ids
+          // 20 callers share a pool of 10: on a loaded machine Prisma's default 2 s wait for a
+          // connection is not enough, and a timed-out caller is not what this test is about.
+        },
+        { maxWait: 60_000, timeout: 60_000 },
+      )
       .then(
         (ids) => committed.push(...ids),
         () => {},
