@@ -145,9 +145,15 @@ class FencedSockets {
     return socket
   }
 
-  /** Resets every open connection. */
+  /**
+   * Resets every open connection. kafkajs listens for 'error' and 'end', not 'close': without
+   * the error it would learn of the reset only when its request timed out (30 s).
+   */
   resetAll(): void {
-    for (const socket of this.sockets) socket.resetAndDestroy()
+    for (const socket of this.sockets) {
+      socket.resetAndDestroy()
+      socket.emit('error', new Error('connection reset: the relay gave this producer up'))
+    }
     this.sockets.clear()
   }
 
