@@ -60,8 +60,8 @@ test('Kafka outage: nothing confirmed past unpublished commits, reading pauses, 
   expect(await worker.metric('outbox_streaming')).toBe(1)
 
   await kafka.stop()
-  const beforeOutageCommits = await currentLsn(db)
   const committed: string[] = [...warmup]
+  let firstOutageCommitEnd = 0n
   for (let t = 0; t < 50; t++) {
     committed.push(
       ...(await insertEvents(
@@ -69,12 +69,17 @@ test('Kafka outage: nothing confirmed past unpublished commits, reading pauses, 
         Array.from({ length: 100 }, (_, i) => ({ aggregateId: `k${i % 13}`, payload: { t, i, pad: 'x'.repeat(100) } })),
       )),
     )
+    if (t === 0) firstOutageCommitEnd = await currentLsn(db)
   }
   await waitUntil('not ready while Kafka is down', async () => !(await worker?.ready()), 30_000)
   expect(await worker.metric('outbox_kafka_connected')).toBe(0)
   // Long enough for several failed sends and several status updates.
   await new Promise((r) => setTimeout(r, 4000))
-  expect(await confirmedLsn(db, slot)).toBeLessThanOrEqual(beforeOutageCommits)
+  // Not confirmed up to the first unpublished commit. The position may pass where that transaction's
+  // WAL began: a keepalive the server sends while still reading its inserts carries a position
+  // inside it (seen on PostgreSQL 14 and 17 under load), and confirming it loses nothing, since
+  // PostgreSQL decodes again every transaction whose commit lies past the confirmed position.
+  expect(await confirmedLsn(db, slot)).toBeLessThan(firstOutageCommitEnd)
   const buffered = (await worker.metric('outbox_buffered_events')) ?? Number.POSITIVE_INFINITY
   // 5,000 committed; reading stopped near the 200-event limit (plus what one socket read held).
   expect(buffered).toBeGreaterThanOrEqual(200)
