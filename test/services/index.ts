@@ -2,6 +2,7 @@ import pg from 'pg'
 import { startContainerServices } from './containers.js'
 import { answersMetadata, startLocalKafka } from './local-kafka.js'
 import { startLocalPostgres } from './local-postgres.js'
+import { requestedPostgresMajor } from './postgres-binaries.js'
 
 export interface Services {
   databaseUrl: string
@@ -15,7 +16,8 @@ export interface Services {
 
 /**
  * Real PostgreSQL (wal_level=logical) and Kafka for tests, the demo and the benchmarks, in the
- * order of SPEC §6: DATABASE_URL + KAFKA_BROKERS; else containers; else local processes.
+ * order of SPEC §6: DATABASE_URL + KAFKA_BROKERS; else containers; else local processes
+ * (`OUTBOX_TEST_POSTGRES=<major>` skips containers: it chooses a local server's version).
  * Fails fast, naming what is missing, instead of letting a test time out.
  */
 export async function startServices(log: (line: string) => void = () => {}): Promise<Services> {
@@ -23,6 +25,12 @@ export async function startServices(log: (line: string) => void = () => {}): Pro
   if (DATABASE_URL && KAFKA_BROKERS) {
     const kafkaBrokers = KAFKA_BROKERS.split(',').map((b) => b.trim())
     const postgresVersion = await checkPostgres(DATABASE_URL)
+    const major = requestedPostgresMajor()
+    if (major !== undefined && !postgresVersion.startsWith(`${major}.`)) {
+      throw new Error(
+        `OUTBOX_TEST_POSTGRES=${major}, but DATABASE_URL is PostgreSQL ${postgresVersion}: unset one of them`,
+      )
+    }
     if (!(await answersMetadata(kafkaBrokers).catch(() => false))) {
       throw new Error(
         `KAFKA_BROKERS=${KAFKA_BROKERS} does not answer a metadata request: start Kafka or unset KAFKA_BROKERS`,
@@ -38,13 +46,18 @@ export async function startServices(log: (line: string) => void = () => {}): Pro
     }
   }
 
-  const containers = await startContainerServices()
+  // OUTBOX_TEST_POSTGRES chooses the binaries of a local server: a container would ignore it.
+  const containers = process.env.OUTBOX_TEST_POSTGRES ? undefined : await startContainerServices()
   if (containers) {
     log('services: containers (a container runtime answered)')
     return { ...containers, source: 'containers' }
   }
 
-  log('services: no container runtime; starting local PostgreSQL and Kafka processes')
+  log(
+    process.env.OUTBOX_TEST_POSTGRES
+      ? `services: OUTBOX_TEST_POSTGRES=${process.env.OUTBOX_TEST_POSTGRES}; starting local PostgreSQL and Kafka processes`
+      : 'services: no container runtime; starting local PostgreSQL and Kafka processes',
+  )
   const [postgres, kafka] = await Promise.allSettled([startLocalPostgres(), startLocalKafka()])
   if (postgres.status === 'rejected' || kafka.status === 'rejected') {
     if (postgres.status === 'fulfilled') await postgres.value.dispose()

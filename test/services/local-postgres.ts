@@ -1,10 +1,11 @@
 import { execFileSync } from 'node:child_process'
-import { appendFileSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { appendFileSync, chownSync, mkdtempSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import pg from 'pg'
 import { guardServiceDir } from './guardian.js'
 import { ManagedProcess } from './managed-process.js'
 import { freePort, waitUntil } from './ports.js'
+import { postgresBinDir, requestedPostgresMajor } from './postgres-binaries.js'
 
 export interface LocalPostgres {
   url: string
@@ -14,27 +15,6 @@ export interface LocalPostgres {
   start(): Promise<void>
   /** Stops the server and removes its data directory. */
   dispose(): Promise<void>
-}
-
-/**
- * Where Debian's packages put the server binaries (`/usr/lib/postgresql/<major>/bin`); the newest
- * major wins. `PG_BIN_DIR` overrides.
- */
-function findPostgresBinDir(): string {
-  if (process.env.PG_BIN_DIR) return process.env.PG_BIN_DIR
-  const root = '/usr/lib/postgresql'
-  const majors = existsSync(root)
-    ? readdirSync(root)
-        .filter((v) => existsSync(join(root, v, 'bin', 'initdb')))
-        .sort((a, b) => Number(b) - Number(a))
-    : []
-  if (majors.length === 0) {
-    throw new Error(
-      'PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin. ' +
-        'Install them (apt-get install -y postgresql), set PG_BIN_DIR, or set DATABASE_URL to a server with wal_level=logical.',
-    )
-  }
-  return join(root, majors[0] as string, 'bin')
 }
 
 /** PostgreSQL refuses to run as root; when we are root the server runs as the `postgres` user. */
@@ -56,7 +36,7 @@ function serverUser(): { uid: number; gid: number } | undefined {
  * data directory that is removed afterwards (also when the test run is killed; see guardian.ts).
  */
 export async function startLocalPostgres(options: { walLevel?: 'logical' | 'replica' } = {}): Promise<LocalPostgres> {
-  const bin = findPostgresBinDir()
+  const bin = await postgresBinDir()
   const user = serverUser()
   const dir = mkdtempSync('/tmp/prisma-outbox-pg-')
   const dataDir = join(dir, 'data')
@@ -108,18 +88,18 @@ export async function startLocalPostgres(options: { walLevel?: 'logical' | 'repl
   }
   await start()
   const version = await queryOne(url, 'SHOW server_version')
-
-  return {
-    url,
-    version,
-    start,
-    stop: () => server.stop(),
-    async dispose() {
-      await server.stop()
-      rmSync(dir, { recursive: true, force: true })
-      disarm()
-    },
+  const dispose = async () => {
+    await server.stop()
+    rmSync(dir, { recursive: true, force: true })
+    disarm()
   }
+  const major = requestedPostgresMajor()
+  if (major !== undefined && !version.startsWith(`${major}.`)) {
+    await dispose()
+    throw new Error(`OUTBOX_TEST_POSTGRES=${major} asked for PostgreSQL ${major}, but ${bin} started ${version}`)
+  }
+
+  return { url, version, start, stop: () => server.stop(), dispose }
 }
 
 async function canQuery(url: string): Promise<boolean> {
