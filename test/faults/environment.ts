@@ -3,16 +3,20 @@ import { createTestDatabase, type TestDatabase, uniqueName } from '../helpers/da
 import { collectTopics, ensureTopics } from '../helpers/kafka.js'
 import { type AppClient, createAppClient } from '../helpers/prisma.js'
 import { currentLsn, insertEvents, waitForConfirmed } from '../helpers/worker.js'
-import { type LocalKafka, startLocalKafka } from '../services/local-kafka.js'
-import { type LocalPostgres, startLocalPostgres } from '../services/local-postgres.js'
+import { startOwnServices } from '../services/index.js'
+import type { LocalKafka } from '../services/local-kafka.js'
+import type { LocalPostgres } from '../services/local-postgres.js'
 import { waitUntil } from '../services/ports.js'
 import { check, History, type Verdict } from './history.js'
 import { startLoad } from './load.js'
 import { WorkerSupervisor } from './supervisor.js'
 
-/** Services of the fault suite's own, since its scenarios stop and restart them. */
+/**
+ * Services of the fault suite's own, since its scenarios stop and restart them: containers or
+ * local processes, chosen as for the other tests (never DATABASE_URL / KAFKA_BROKERS).
+ */
 export async function startFaultServices(): Promise<{ postgres: LocalPostgres; kafka: LocalKafka }> {
-  const [postgres, kafka] = await Promise.all([startLocalPostgres(), startLocalKafka()])
+  const { postgres, kafka } = await startOwnServices(undefined, (line) => console.log(`fault suite ${line}`))
   return { postgres, kafka }
 }
 
