@@ -32,8 +32,17 @@ new_root() { # name: a fresh copy of the minimal Debian root, debootstrapped onc
     echo "debootstrap $suite (minbase) from $mirror" >&2
     debootstrap --variant=minbase "$suite" "$work/base" "$mirror" >"$work/debootstrap.log" 2>&1 ||
       { tail -30 "$work/debootstrap.log" >&2 && return 1; }
+    slim "$work/base"
   fi
   cp -a "$work/base" "$work/$1"
+}
+
+# Documentation and message catalogues are left out (as slim images do): vfs copies every file of
+# the image each time a container is created, and these are a third of PostgreSQL's files.
+slim() { # root
+  printf 'path-exclude=/usr/share/%s/*\n' doc man info locale >"$1/etc/dpkg/dpkg.cfg.d/slim"
+  rm -rf "$1"/usr/share/{doc,man,info,locale}/*
+  mkdir -p "$1/usr/share/man/man1" # update-alternatives links the JRE's man pages there
 }
 
 chroot_install() { # root packages...: apt in the chroot, starting no service (policy-rc.d)
@@ -96,5 +105,8 @@ build_kafka() {
 # (`if`, not `||`: errexit does not apply inside a function called on the left of `||`)
 if ! present "$postgres"; then build_postgres; fi
 if ! present "$kafka"; then build_kafka; fi
+# Images of earlier recipes are not used again.
+docker image ls --format '{{.Repository}}:{{.Tag}}' | grep '^prisma-outbox-ci/' |
+  grep -v -x -e "$postgres" -e "$kafka" | xargs -r docker rmi >/dev/null
 echo "$postgres"
 echo "$kafka"
