@@ -83,7 +83,12 @@ async function startWorker(env: Record<string, string>): Promise<WorkerProcess> 
 async function main(): Promise<number> {
   say('[demo]', 'starting PostgreSQL (wal_level=logical) and Kafka...')
   const t0 = Date.now()
-  services = await withProgress('starting services', startServices())
+  // The services' own lines (e.g. why containers could not start) go above the spinner.
+  const serviceLine = (line: string) => {
+    if (process.stdout.isTTY) process.stdout.write('\r\x1b[K')
+    say('[demo]', line)
+  }
+  services = await withProgress('starting services', startServices(serviceLine))
   say(
     '[demo]',
     `PostgreSQL ${services.postgresVersion.split(' ')[0]} and Kafka ${services.kafkaVersion} ready in ${((Date.now() - t0) / 1000).toFixed(1)} s (${services.source})`,

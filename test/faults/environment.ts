@@ -7,6 +7,7 @@ import { collectTopics, ensureTopics } from '../helpers/kafka.js'
 import { type AppClient, createAppClient } from '../helpers/prisma.js'
 import { type ProxiedKafka, proxyDatabaseUrl, startKafkaBehindProxy } from '../helpers/proxied-services.js'
 import { currentLsn, insertEvents, waitForConfirmed } from '../helpers/worker.js'
+import { startOwnServices } from '../services/index.js'
 import { type LocalPostgres, startLocalPostgres } from '../services/local-postgres.js'
 import { waitUntil } from '../services/ports.js'
 import { check, History, type Verdict } from './history.js'
@@ -22,9 +23,15 @@ export interface FaultServices {
 /**
  * Services of the fault suite's own, since its scenarios stop and restart them. Kafka sits behind
  * a fault proxy and, as in production, does not create topics on its own: every topic a scenario
- * expects events on is created by it.
+ * expects events on is created by it. With OUTBOX_TEST_SERVICES=containers (CI's container step)
+ * they are containers instead, with no proxy in Kafka's path: only the scenarios that stop and
+ * start services can run then, and a network fault says so.
  */
 export async function startFaultServices(): Promise<FaultServices> {
+  if (process.env.OUTBOX_TEST_SERVICES === 'containers') {
+    const { postgres, kafka } = await startOwnServices('containers', (line) => console.log(`fault suite ${line}`))
+    return { postgres, kafka: { ...kafka, proxy: noProxy() } }
+  }
   const [postgres, kafka] = await Promise.all([
     startLocalPostgres(),
     startKafkaBehindProxy({ autoCreateTopics: false }),
@@ -238,4 +245,33 @@ export function reportResults(title: string, results: ScenarioResult[]): void {
   if (!file) return
   const lines = table.split('\n')
   appendFileSync(file, `${(existsSync(file) ? lines.slice(2) : lines).join('\n')}\n`)
+}
+
+/** Stands in for Kafka's proxy with containers: healing is a no-op, a fault cannot be injected. */
+function noProxy(): FaultProxy {
+  const cannot = () => {
+    throw new Error("network faults need the local services (OUTBOX_TEST_SERVICES=local): no proxy is in Kafka's path")
+  }
+  return {
+    port: 0,
+    address: '',
+    latency: (ms: number) => {
+      if (ms !== 0) cannot()
+    },
+    resetAll: cannot,
+    blackhole: cannot,
+    refuse: cannot,
+    restore: () => {},
+    stats: () => ({
+      accepted: 0,
+      open: 0,
+      refused: 0,
+      reset: 0,
+      bytesFromClient: 0,
+      bytesToUpstream: 0,
+      bytesFromUpstream: 0,
+      bytesToClient: 0,
+    }),
+    close: async () => {},
+  }
 }

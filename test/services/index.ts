@@ -1,63 +1,75 @@
 import pg from 'pg'
-import { startContainerServices } from './containers.js'
-import { answersMetadata, startLocalKafka } from './local-kafka.js'
-import { startLocalPostgres } from './local-postgres.js'
+import { ContainersUnavailable, containerImages, startServiceContainers } from './containers.js'
+import { answersMetadata, type LocalKafka, startLocalKafka } from './local-kafka.js'
+import { type LocalPostgres, startLocalPostgres } from './local-postgres.js'
 import { requestedPostgresMajor } from './postgres-binaries.js'
 
 export interface Services {
   databaseUrl: string
   kafkaBrokers: string[]
   /** Where they came from: the environment, containers, or processes started here. */
-  source: 'env' | 'containers' | 'local'
+  source: ServicesSource
   postgresVersion: string
   kafkaVersion: string
   dispose(): Promise<void>
 }
 
+/** Where the services come from; OUTBOX_TEST_SERVICES chooses, unset means SPEC §6's order. */
+export type ServicesSource = 'env' | 'containers' | 'local'
+
+export function chosenServices(): ServicesSource | undefined {
+  const value = process.env.OUTBOX_TEST_SERVICES
+  if (!value) return undefined
+  if (value === 'env' || value === 'containers' || value === 'local') return value
+  throw new Error(
+    `OUTBOX_TEST_SERVICES=${value} is not one of containers, local, env (or leave it unset to let the tests choose)`,
+  )
+}
+
 /**
  * Real PostgreSQL (wal_level=logical) and Kafka for tests, the demo and the benchmarks, in the
- * order of SPEC §6: DATABASE_URL + KAFKA_BROKERS; else containers; else local processes
- * (`OUTBOX_TEST_POSTGRES=<major>` skips containers: it chooses a local server's version).
- * Fails fast, naming what is missing, instead of letting a test time out.
+ * order of SPEC §6 unless OUTBOX_TEST_SERVICES chooses: DATABASE_URL + KAFKA_BROKERS; else
+ * containers if they start; else local processes. Fails fast, naming what is missing, instead of
+ * letting a test time out.
  */
 export async function startServices(log: (line: string) => void = () => {}): Promise<Services> {
+  const choice = chosenServices()
   const { DATABASE_URL, KAFKA_BROKERS } = process.env
-  if (DATABASE_URL && KAFKA_BROKERS) {
-    const kafkaBrokers = KAFKA_BROKERS.split(',').map((b) => b.trim())
-    const postgresVersion = await checkPostgres(DATABASE_URL)
-    const major = requestedPostgresMajor()
-    if (major !== undefined && !postgresVersion.startsWith(`${major}.`)) {
+  if (choice === 'env' || (choice === undefined && DATABASE_URL && KAFKA_BROKERS)) {
+    if (!DATABASE_URL || !KAFKA_BROKERS) {
       throw new Error(
-        `OUTBOX_TEST_POSTGRES=${major}, but DATABASE_URL is PostgreSQL ${postgresVersion}: unset one of them`,
+        'OUTBOX_TEST_SERVICES=env needs both DATABASE_URL and KAFKA_BROKERS (`npm run services` prints them), ' +
+          'or leave OUTBOX_TEST_SERVICES unset to let the tests start their own',
       )
     }
-    if (!(await answersMetadata(kafkaBrokers).catch(() => false))) {
-      throw new Error(
-        `KAFKA_BROKERS=${KAFKA_BROKERS} does not answer a metadata request: start Kafka or unset KAFKA_BROKERS`,
-      )
-    }
-    return {
-      databaseUrl: DATABASE_URL,
-      kafkaBrokers,
-      source: 'env',
-      postgresVersion,
-      kafkaVersion: 'external',
-      dispose: async () => {},
-    }
+    return await fromEnvironment(DATABASE_URL, KAFKA_BROKERS)
   }
+  const { postgres, kafka, source } = await startOwnServices(choice, log)
+  await checkPostgres(postgres.url)
+  return {
+    databaseUrl: postgres.url,
+    kafkaBrokers: kafka.brokers,
+    source,
+    postgresVersion: postgres.version,
+    kafkaVersion: kafka.version,
+    dispose: async () => {
+      await Promise.all([postgres.dispose(), kafka.dispose()])
+    },
+  }
+}
 
+/**
+ * PostgreSQL and Kafka of the caller's own, which it may stop and restart (the fault suite does):
+ * containers, or local processes when containers cannot start or OUTBOX_TEST_SERVICES=local.
+ */
+export async function startOwnServices(
+  choice: ServicesSource | undefined = chosenServices(),
+  log: (line: string) => void = () => {},
+): Promise<{ postgres: LocalPostgres; kafka: LocalKafka; source: 'containers' | 'local' }> {
   // OUTBOX_TEST_POSTGRES chooses the binaries of a local server: a container would ignore it.
-  const containers = process.env.OUTBOX_TEST_POSTGRES ? undefined : await startContainerServices()
-  if (containers) {
-    log('services: containers (a container runtime answered)')
-    return { ...containers, source: 'containers' }
-  }
-
-  log(
-    process.env.OUTBOX_TEST_POSTGRES
-      ? `services: OUTBOX_TEST_POSTGRES=${process.env.OUTBOX_TEST_POSTGRES}; starting local PostgreSQL and Kafka processes`
-      : 'services: no container runtime; starting local PostgreSQL and Kafka processes',
-  )
+  const local = choice === 'local' || (choice === undefined && process.env.OUTBOX_TEST_POSTGRES)
+  const containers = local ? undefined : await containersOrWhyNot(choice === 'containers', log)
+  if (containers) return { ...containers, source: 'containers' }
   const [postgres, kafka] = await Promise.allSettled([startLocalPostgres(), startLocalKafka()])
   if (postgres.status === 'rejected' || kafka.status === 'rejected') {
     if (postgres.status === 'fulfilled') await postgres.value.dispose()
@@ -65,16 +77,57 @@ export async function startServices(log: (line: string) => void = () => {}): Pro
     const reason = postgres.status === 'rejected' ? postgres.reason : (kafka as PromiseRejectedResult).reason
     throw reason
   }
-  await checkPostgres(postgres.value.url)
+  return { postgres: postgres.value, kafka: kafka.value, source: 'local' }
+}
+
+/**
+ * Containers, or undefined after one line saying why not and that local processes follow. When
+ * containers were asked for (OUTBOX_TEST_SERVICES=containers), an error saying why and what to do.
+ */
+export async function containersOrWhyNot(
+  required: boolean,
+  log: (line: string) => void,
+): Promise<{ postgres: LocalPostgres; kafka: LocalKafka } | undefined> {
+  const images = containerImages()
+  try {
+    const started = await startServiceContainers()
+    log(`services: containers (${images.postgres}, ${images.kafka})`)
+    return started
+  } catch (error) {
+    const why = error instanceof ContainersUnavailable ? error.message : String(error)
+    if (required) {
+      throw new Error(
+        `OUTBOX_TEST_SERVICES=containers, but containers cannot start: ${why}. Start a container runtime that ` +
+          `can pull ${images.postgres} and ${images.kafka}, or set OUTBOX_TEST_POSTGRES_IMAGE and ` +
+          'OUTBOX_TEST_KAFKA_IMAGE to images it has, or set OUTBOX_TEST_SERVICES=local to use local processes',
+      )
+    }
+    log(`services: containers unavailable: ${why}; starting local PostgreSQL and Kafka processes instead`)
+    return undefined
+  }
+}
+
+async function fromEnvironment(databaseUrl: string, brokerList: string): Promise<Services> {
+  const kafkaBrokers = brokerList.split(',').map((b) => b.trim())
+  const postgresVersion = await checkPostgres(databaseUrl)
+  const major = requestedPostgresMajor()
+  if (major !== undefined && !postgresVersion.startsWith(`${major}.`)) {
+    throw new Error(
+      `OUTBOX_TEST_POSTGRES=${major}, but DATABASE_URL is PostgreSQL ${postgresVersion}: unset one of them`,
+    )
+  }
+  if (!(await answersMetadata(kafkaBrokers).catch(() => false))) {
+    throw new Error(
+      `KAFKA_BROKERS=${brokerList} does not answer a metadata request: start Kafka or unset KAFKA_BROKERS`,
+    )
+  }
   return {
-    databaseUrl: postgres.value.url,
-    kafkaBrokers: kafka.value.brokers,
-    source: 'local',
-    postgresVersion: postgres.value.version,
-    kafkaVersion: kafka.value.version,
-    dispose: async () => {
-      await Promise.all([postgres.value.dispose(), kafka.value.dispose()])
-    },
+    databaseUrl,
+    kafkaBrokers,
+    source: 'env',
+    postgresVersion,
+    kafkaVersion: 'external',
+    dispose: async () => {},
   }
 }
 
