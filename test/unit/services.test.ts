@@ -78,8 +78,10 @@ test('OUTBOX_TEST_SERVICES=containers with a DOCKER_HOST that points nowhere is 
   )
 })
 
+// testcontainers reads DOCKER_HOST once per process: the tests above stop before reaching it.
 test('a runtime that answers but cannot pull: one line with the daemon’s reason, then local processes', async () => {
   vi.stubEnv('DOCKER_HOST', `unix://${join(dir, 'docker.sock')}`)
+  vi.stubEnv('TESTCONTAINERS_RYUK_DISABLED', '')
   const lines: string[] = []
   expect(await containersOrWhyNot(false, (line) => lines.push(line))).toBeUndefined()
   expect(lines).toEqual([
