@@ -8,7 +8,7 @@ import { createServer, type Server } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, expect, test, vi } from 'vitest'
-import { chosenServices, containersOrWhyNot } from '../services/index.js'
+import { chosenServices, containersOrWhyNot, startServices } from '../services/index.js'
 import { freePort } from '../services/ports.js'
 
 const registryError = 'Get "https://registry-1.docker.io/v2/": dial tcp: lookup registry-1.docker.io: no such host'
@@ -52,6 +52,15 @@ test('OUTBOX_TEST_SERVICES accepts containers, local and env, and names the choi
   vi.stubEnv('OUTBOX_TEST_SERVICES', 'docker')
   expect(() => chosenServices()).toThrow(
     'OUTBOX_TEST_SERVICES=docker is not one of containers, local, env (or leave it unset to let the tests choose)',
+  )
+})
+
+test('OUTBOX_TEST_SERVICES=env without both variables says which are needed', async () => {
+  vi.stubEnv('OUTBOX_TEST_SERVICES', 'env')
+  vi.stubEnv('DATABASE_URL', 'postgresql://localhost/postgres')
+  vi.stubEnv('KAFKA_BROKERS', '')
+  await expect(startServices()).rejects.toThrow(
+    'OUTBOX_TEST_SERVICES=env needs both DATABASE_URL and KAFKA_BROKERS (`npm run services` prints them), or leave OUTBOX_TEST_SERVICES unset to let the tests start their own',
   )
 })
 
