@@ -106,7 +106,7 @@ build_kafka() {
 if ! present "$postgres"; then build_postgres; fi
 if ! present "$kafka"; then build_kafka; fi
 # Images of earlier recipes are not used again.
-docker image ls --format '{{.Repository}}:{{.Tag}}' | grep '^prisma-outbox-ci/' |
-  grep -v -x -e "$postgres" -e "$kafka" | xargs -r docker rmi >/dev/null
+old=$(docker image ls --format '{{.Repository}}:{{.Tag}}' | grep '^prisma-outbox-ci/' | grep -v -x -e "$postgres" -e "$kafka" || true)
+xargs -r docker rmi >/dev/null <<<"$old"
 echo "$postgres"
 echo "$kafka"

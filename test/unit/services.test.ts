@@ -8,7 +8,7 @@ import { createServer, type Server } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, expect, test, vi } from 'vitest'
-import { chosenServices, containersOrWhyNot } from '../services/index.js'
+import { chosenServices, containersOrWhyNot, startServices } from '../services/index.js'
 import { freePort } from '../services/ports.js'
 
 const registryError = 'Get "https://registry-1.docker.io/v2/": dial tcp: lookup registry-1.docker.io: no such host'
@@ -55,6 +55,15 @@ test('OUTBOX_TEST_SERVICES accepts containers, local and env, and names the choi
   )
 })
 
+test('OUTBOX_TEST_SERVICES=env without both variables says which are needed', async () => {
+  vi.stubEnv('OUTBOX_TEST_SERVICES', 'env')
+  vi.stubEnv('DATABASE_URL', 'postgresql://localhost/postgres')
+  vi.stubEnv('KAFKA_BROKERS', '')
+  await expect(startServices()).rejects.toThrow(
+    'OUTBOX_TEST_SERVICES=env needs both DATABASE_URL and KAFKA_BROKERS (`npm run services` prints them), or leave OUTBOX_TEST_SERVICES unset to let the tests start their own',
+  )
+})
+
 test('a DOCKER_HOST that points nowhere: one line, then local processes (not the default socket)', async () => {
   const port = await freePort()
   for (const dockerHost of [`unix://${join(dir, 'nothing.sock')}`, `tcp://127.0.0.1:${port}`]) {
@@ -78,8 +87,10 @@ test('OUTBOX_TEST_SERVICES=containers with a DOCKER_HOST that points nowhere is 
   )
 })
 
+// testcontainers reads DOCKER_HOST once per process: the tests above stop before reaching it.
 test('a runtime that answers but cannot pull: one line with the daemon’s reason, then local processes', async () => {
   vi.stubEnv('DOCKER_HOST', `unix://${join(dir, 'docker.sock')}`)
+  vi.stubEnv('TESTCONTAINERS_RYUK_DISABLED', '')
   const lines: string[] = []
   expect(await containersOrWhyNot(false, (line) => lines.push(line))).toBeUndefined()
   expect(lines).toEqual([
