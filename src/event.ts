@@ -97,6 +97,16 @@ function requiredText(value: unknown, field: string): string {
     )
   }
   if (value.trim().length === 0) throw new OutboxValidationError(field, 'is empty', 'pass a non-empty string')
+  return noNul(value, field)
+}
+
+/**
+ * PostgreSQL's text and jsonb cannot hold U+0000: the insert would fail, and with withOutbox
+ * only at COMMIT. Refused here instead, so both modes reject the same events up front.
+ */
+function noNul(value: string, field: string): string {
+  if (value.includes('\u0000'))
+    throw new OutboxValidationError(field, 'contains a NUL character (U+0000)', 'remove it: PostgreSQL cannot store it')
   return value
 }
 
@@ -117,6 +127,7 @@ function checkHeaders(headers: unknown, field: string): Record<string, string> {
   for (const [name, value] of Object.entries(headers)) {
     if (name.length === 0)
       throw new OutboxValidationError(field, 'has an empty header name', 'give every header a name')
+    noNul(name, `${field} name`)
     if ((RESERVED_HEADERS as readonly string[]).includes(name)) {
       throw new OutboxValidationError(
         `${field}.${name}`,
@@ -131,6 +142,7 @@ function checkHeaders(headers: unknown, field: string): Record<string, string> {
         'convert header values to strings',
       )
     }
+    noNul(value, `${field}.${name}`)
   }
   return headers as Record<string, string>
 }
@@ -143,6 +155,8 @@ function checkHeaders(headers: unknown, field: string): Record<string, string> {
 function checkJson(value: unknown, path: string, seen: Set<object>): void {
   switch (typeof value) {
     case 'string':
+      noNul(value, path)
+      return
     case 'boolean':
       return
     case 'number':
@@ -176,7 +190,15 @@ function checkJson(value: unknown, path: string, seen: Set<object>): void {
         'convert it to a plain object or array',
       )
     }
-    for (const [key, item] of Object.entries(object)) checkJson(item, `${path}.${key}`, seen)
+    for (const [key, item] of Object.entries(object)) {
+      if (key.includes('\u0000'))
+        throw new OutboxValidationError(
+          path,
+          'has a key with a NUL character (U+0000)',
+          'remove it: jsonb cannot store it',
+        )
+      checkJson(item, `${path}.${key}`, seen)
+    }
   }
   seen.delete(object)
 }

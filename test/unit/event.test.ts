@@ -41,4 +41,13 @@ describe('serializing an event', () => {
     const payload = 'é'.repeat(600) // 1,200 bytes, 600 characters
     expect(() => toOutboxRow({ ...base, payload }, id, 1000)).toThrow(/over the 1000-byte maximum/)
   })
+
+  test('a NUL character is refused before SQL: PostgreSQL text and jsonb cannot store it', () => {
+    expect(() => toOutboxRow({ ...base, aggregateId: 'o\u0000' }, id, 1024)).toThrow(/aggregateId contains a NUL/)
+    expect(() => toOutboxRow({ ...base, headers: { h: 'a\u0000b' } }, id, 1024)).toThrow(/headers\.h contains a NUL/)
+    expect(() => toOutboxRow({ ...base, payload: { list: ['ok', 'x\u0000'] } }, id, 1024)).toThrow(
+      /payload\.list\[1\] contains a NUL/,
+    )
+    expect(() => toOutboxRow({ ...base, payload: { 'k\u0000': 1 } }, id, 1024)).toThrow(/payload has a key with a NUL/)
+  })
 })
