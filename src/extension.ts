@@ -4,7 +4,7 @@ import { v7 as uuidv7 } from 'uuid'
 import { OutboxValidationError } from './errors.js'
 import { type OutboxEvent, type OutboxRow, toOutboxRow } from './event.js'
 import { mapPrismaPromise, type PrismaPromiseLike, rejectedPrismaPromise } from './prisma-promise.js'
-import { insertManyParams, insertManySql, insertOneParams, insertOneSql } from './sql.js'
+import { emitStatements, type OutboxMode } from './sql.js'
 
 export interface OutboxOptions {
   /**
@@ -22,12 +22,20 @@ export interface OutboxOptions {
    * event has none. Default: true.
    */
   traceContext?: boolean
+  /**
+   * `table`: events are rows of the outbox table. `message`: events are transactional logical
+   * decoding messages (`pg_logical_emit_message`), written to the WAL only: no table rows, no
+   * index, nothing to delete later, but nothing to query or republish from either (README,
+   * "Message mode"). The worker delivers both without configuration. Default: `table`.
+   */
+  mode?: OutboxMode
 }
 
 export const DEFAULT_OUTBOX_OPTIONS: Required<OutboxOptions> = {
   table: 'outbox',
   maxEventBytes: 1024 * 1024,
   traceContext: true,
+  mode: 'table',
 }
 
 /** The client methods emit needs; structural, so no generated client is imported. */
@@ -44,8 +52,7 @@ interface RawClient {
  */
 export function outbox(options: OutboxOptions = {}) {
   const config = resolveOptions(options)
-  const oneSql = insertOneSql(config.table)
-  const manySql = insertManySql(config.table)
+  const statements = emitStatements(config.table, config.mode)
 
   return Prisma.defineExtension({
     name: 'prisma-outbox',
@@ -60,7 +67,8 @@ export function outbox(options: OutboxOptions = {}) {
             return rejectedPrismaPromise(error)
           }
           const client = Prisma.getExtensionContext(this).$parent as unknown as RawClient
-          return mapPrismaPromise(client.$executeRawUnsafe(oneSql, ...insertOneParams(row)), () => row.id)
+          const { sql, params } = statements.one(row)
+          return mapPrismaPromise(client.$executeRawUnsafe(sql, ...params), () => row.id)
         },
         /** Writes all events in one statement, in order; resolves to their ids in the same order. */
         emitMany(events: readonly OutboxEvent[]): PrismaPromiseLike<string[]> {
@@ -74,9 +82,8 @@ export function outbox(options: OutboxOptions = {}) {
             return rejectedPrismaPromise(error)
           }
           const client = Prisma.getExtensionContext(this).$parent as unknown as RawClient
-          return mapPrismaPromise(client.$executeRawUnsafe(manySql, ...insertManyParams(rows)), () =>
-            rows.map((r) => r.id),
-          )
+          const { sql, params } = statements.many(rows)
+          return mapPrismaPromise(client.$executeRawUnsafe(sql, ...params), () => rows.map((r) => r.id))
         },
       },
     },
@@ -112,6 +119,9 @@ function resolveOptions(options: OutboxOptions): Required<OutboxOptions> {
       `is ${config.maxEventBytes}`,
       'pass a positive whole number of bytes',
     )
+  }
+  if (config.mode !== 'table' && config.mode !== 'message') {
+    throw new OutboxValidationError('options.mode', `is ${JSON.stringify(config.mode)}`, 'pass "table" or "message"')
   }
   return config
 }
