@@ -1,4 +1,5 @@
 import type { Pgoutput } from 'pg-logical-replication'
+import { OutboxMessageDecoder } from './message-decoder.js'
 import { splitTable } from './setup.js'
 
 /** One outbox row as it came out of the WAL. */
@@ -38,12 +39,14 @@ export class OutboxDecoder {
   private readonly schema: string
   private readonly table: string
   private readonly outboxRelations = new Set<number>()
+  private readonly messages: OutboxMessageDecoder
 
   constructor(
     table: string,
     private readonly sink: DecoderSink,
   ) {
     ;[this.schema, this.table] = splitTable(table)
+    this.messages = new OutboxMessageDecoder(table)
   }
 
   handle(message: Pgoutput.Message): void {
@@ -60,8 +63,14 @@ export class OutboxDecoder {
       case 'commit':
         this.sink.commit(message.commitEndLsn as string)
         return
+      case 'message': {
+        // Message mode's events (worker/message-decoder.ts); anyone else's messages are skipped.
+        const record = this.messages.decode(message)
+        if (record) this.sink.record(record)
+        return
+      }
       default:
-        // update, delete, truncate, type, origin, message: not events.
+        // update, delete, truncate, type, origin: not events.
         return
     }
   }

@@ -106,7 +106,8 @@ export class ReplicationSession {
       this.metrics.streaming.set(1)
       this.events.streaming()
     })
-    const plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [this.config.publication] })
+    // messages: message mode's events (pg_logical_emit_message) arrive in the same stream (PostgreSQL 14+).
+    const plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [this.config.publication], messages: true })
     service.subscribe(plugin, this.config.slot).then(
       () => this.finish({ kind: 'ended', error: new Error('the server ended the replication stream') }),
       (error: unknown) => this.finish(this.classifyStreamError(error)),
