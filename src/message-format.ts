@@ -9,8 +9,9 @@
  *          two apps (two outboxes) on one database apart.
  * content  UTF-8 text, four parts separated by "\n":
  *          1. the format version, `1`;
- *          2. a JSON object {"id","aggregateType","aggregateId","type","headers","topic"}, headers
- *             and topic null when absent, exactly the table's columns of the same names;
+ *          2. a JSON array [id, aggregateType, aggregateId, type, headers, topic], the table's
+ *             columns of those names in that order, headers (an object of strings) and topic
+ *             null when absent; positions rather than names keep ~60 bytes per event out of the WAL;
  *          3. created_at as whole microseconds since the Unix epoch, in decimal: the transaction's
  *             now(), which is what the table's column defaults to;
  *          4. the payload, to the end: jsonb's text of it, the same bytes table mode stores and sends.
@@ -42,7 +43,7 @@ export interface MessageHeader {
 export function encodeMessageHead(row: OutboxRow): string {
   const text = JSON.stringify
   // headersJson is already JSON (validated, string values only): spliced in, not serialized twice.
-  const header = `{"id":${text(row.id)},"aggregateType":${text(row.aggregateType)},"aggregateId":${text(row.aggregateId)},"type":${text(row.type)},"headers":${row.headersJson ?? 'null'},"topic":${text(row.topic)}}`
+  const header = `[${text(row.id)},${text(row.aggregateType)},${text(row.aggregateId)},${text(row.type)},${row.headersJson ?? 'null'},${text(row.topic)}]`
   return `${MESSAGE_FORMAT_VERSION}\n${header}\n`
 }
 
@@ -78,23 +79,19 @@ function parseHeader(text: string): MessageHeader {
   } catch {
     throw new Error('the header line is not JSON')
   }
-  const header = parsed as Record<string, unknown>
-  if (header === null || typeof header !== 'object' || Array.isArray(header))
-    throw new Error('the header line is not a JSON object')
-  for (const field of ['id', 'aggregateType', 'aggregateId', 'type'] as const) {
-    if (typeof header[field] !== 'string') throw new Error(`the header has no string "${field}"`)
+  if (!Array.isArray(parsed) || parsed.length !== 6) throw new Error('the header line is not a JSON array of 6')
+  const [id, aggregateType, aggregateId, type, headers, topic] = parsed as unknown[]
+  const texts = { id, aggregateType, aggregateId, type }
+  for (const [field, value] of Object.entries(texts)) {
+    if (typeof value !== 'string') throw new Error(`the header's ${field} is not a string`)
   }
-  const { headers, topic } = header
-  if (topic !== null && typeof topic !== 'string') throw new Error('the header\'s "topic" is neither a string nor null')
+  if (topic !== null && typeof topic !== 'string') throw new Error("the header's topic is neither a string nor null")
   if (headers !== null && (typeof headers !== 'object' || Array.isArray(headers)))
-    throw new Error('the header\'s "headers" is neither an object nor null')
+    throw new Error("the header's headers is neither an object nor null")
   if (headers && Object.values(headers).some((value) => typeof value !== 'string'))
-    throw new Error('the header\'s "headers" has a value that is not a string')
+    throw new Error("the header's headers has a value that is not a string")
   return {
-    id: header.id as string,
-    aggregateType: header.aggregateType as string,
-    aggregateId: header.aggregateId as string,
-    type: header.type as string,
+    ...(texts as Pick<MessageHeader, 'id' | 'aggregateType' | 'aggregateId' | 'type'>),
     headers: headers as Record<string, string> | null,
     topic: topic as string | null,
   }
