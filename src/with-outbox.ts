@@ -125,9 +125,20 @@ async function commitWith(tx: AdapterTransaction, statements: string[]): Promise
     return 0
   } catch (error) {
     await tx.executeRaw({ sql: 'ROLLBACK', args: [], argTypes: [] }).catch(() => {})
+    // Our statements are well formed; a syntax error means the adapter prepared the message,
+    // and a prepared statement cannot hold several commands.
+    if ((error as { cause?: { originalCode?: unknown } })?.cause?.originalCode === SYNTAX_ERROR) {
+      throw new OutboxError(
+        'withOutbox cannot send events with COMMIT through an adapter that prepares statements: ' +
+          'remove the statementNameGenerator option of PrismaPg, or do not use withOutbox',
+        { code: 'OUTBOX_ADAPTER_PREPARES', cause: error },
+      )
+    }
     throw error
   }
 }
+
+const SYNTAX_ERROR = '42601'
 
 /**
  * `target` with some members replaced. Every other member is the target's own, methods bound to

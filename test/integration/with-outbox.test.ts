@@ -234,6 +234,23 @@ describe('the wrapped adapter', () => {
     }
   })
 
+  test('an adapter that prepares statements: a clear error at commit, nothing committed, the connection clean', async () => {
+    const factory = new PrismaPg({ connectionString: db.url, max: 1 }, { statementNameGenerator: (q) => q.sql })
+    const prepared = new PrismaClient({ adapter: withOutbox(factory) }).$extends(outbox())
+    try {
+      const commit = prepared.$transaction(async (tx) => {
+        await tx.order.create({ data: { customer: 'eve', total: '1.00' } })
+        await tx.outbox.emit(event('a'))
+      })
+      await expect(commit).rejects.toThrow(/remove the statementNameGenerator option of PrismaPg/)
+      await expect(commit).rejects.toMatchObject({ code: 'OUTBOX_ADAPTER_PREPARES' })
+      expect(await orders()).toBe(0)
+      expect(await prepared.$queryRawUnsafe('SELECT txid_current_if_assigned() AS xid')).toEqual([{ xid: null }])
+    } finally {
+      await prepared.$disconnect()
+    }
+  })
+
   test('refuses an adapter for another database, saying what to pass', () => {
     const mysqlLike = { provider: 'mysql', adapterName: 'x', connect: async () => ({}) } as never
     expect(() => withOutbox(mysqlLike)).toThrow(OutboxError)
