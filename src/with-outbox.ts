@@ -145,11 +145,15 @@ const SYNTAX_ERROR = '42601'
  * it, so private state and members added in later adapter versions keep working.
  */
 function forward<T extends object>(target: T, overrides: Record<PropertyKey, unknown>): T {
+  const bound = new Map<unknown, unknown>()
   return new Proxy(target, {
     get(object, property) {
       if (Object.hasOwn(overrides, property)) return overrides[property]
       const value = Reflect.get(object, property, object)
-      return typeof value === 'function' ? value.bind(object) : value
+      if (typeof value !== 'function') return value
+      // One bound copy per method, so each query does not allocate a new one.
+      if (!bound.has(value)) bound.set(value, value.bind(object))
+      return bound.get(value)
     },
   })
 }
