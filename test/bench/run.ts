@@ -65,6 +65,7 @@ async function relayThroughput(url: string, brokers: string[], perTransaction: n
     await db.query(`SELECT pg_create_logical_replication_slot('bench_relay', 'pgoutput')`)
     await db.query(`SELECT pg_create_logical_replication_slot('bench_decode', 'pgoutput')`)
     log(`filling ${N} events in transactions of ${perTransaction}, ${mode} mode`)
+    const startLsn = await currentLsn(db)
     await (mode === 'table' ? fillOutbox : fillMessages)(db, N, perTransaction)
     const endLsn = await currentLsn(db)
     log('decode limit: pg_recvlogical')
@@ -72,7 +73,14 @@ async function relayThroughput(url: string, brokers: string[], perTransaction: n
     log('relay: outbox-worker')
     const topic = `bench.tx${perTransaction}.${mode}.{aggregateType}`
     const relay = await drainWithWorker(db, brokers, 'bench_relay', endLsn, topic)
-    return { perTransaction, mode, relayPerS: N / relay.seconds, decodePerS: N / decodeS, relayRssMb: relay.rssMb }
+    return {
+      perTransaction,
+      mode,
+      relayPerS: N / relay.seconds,
+      decodePerS: N / decodeS,
+      relayRssMb: relay.rssMb,
+      walBytesPerEvent: Number(endLsn - startLsn) / N,
+    }
   } finally {
     await db.dispose()
   }
@@ -286,7 +294,7 @@ async function runOnly(part: string) {
       for (const mode of ['table', 'message', 'message', 'table'] as const) {
         const t = await relayThroughput(url, brokers, 10, mode)
         process.stdout.write(
-          `relay drain, ${mode} mode, transactions of 10: ${f0(t.relayPerS)} events/s (decode limit ${f0(t.decodePerS)} events/s)\n`,
+          `relay drain, ${mode} mode, transactions of 10: ${f0(t.relayPerS)} events/s (decode limit ${f0(t.decodePerS)} events/s; ${f0(t.walBytesPerEvent)} WAL bytes per event filled)\n`,
         )
       }
     } else {
