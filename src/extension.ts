@@ -6,7 +6,7 @@ import { type CheckedEvent, type OutboxEvent, type OutboxRow, toOutboxRow } from
 import type { JsonSafe } from './json.js'
 import { mapPrismaPromise, type PrismaPromiseLike, rejectedPrismaPromise } from './prisma-promise.js'
 import { missingTableError, noOutboxModelError } from './setup-errors.js'
-import { insertManyParams, insertManySql, insertOneParams, insertOneSql } from './sql.js'
+import { emitStatements, type OutboxMode } from './sql.js'
 
 export interface OutboxOptions {
   /**
@@ -24,12 +24,20 @@ export interface OutboxOptions {
    * event has none. Default: true.
    */
   traceContext?: boolean
+  /**
+   * `table`: events are rows of the outbox table. `message`: events are transactional logical
+   * decoding messages (`pg_logical_emit_message`), written to the WAL only: no table rows, no
+   * index, nothing to delete later, but nothing to query or republish from either (README,
+   * "Message mode"). The worker delivers both without configuration. Default: `table`.
+   */
+  mode?: OutboxMode
 }
 
 export const DEFAULT_OUTBOX_OPTIONS: Required<OutboxOptions> = {
   table: 'outbox',
   maxEventBytes: 1024 * 1024,
   traceContext: true,
+  mode: 'table',
 }
 
 /** The client methods emit needs; structural, so no generated client is imported. */
@@ -46,8 +54,7 @@ interface RawClient {
  */
 export function outbox(options: OutboxOptions = {}) {
   const config = resolveOptions(options)
-  const oneSql = insertOneSql(config.table)
-  const manySql = insertManySql(config.table)
+  const statements = emitStatements(config.table, config.mode)
 
   // The callback form runs at $extends, where a client without the Outbox model can be refused.
   return Prisma.defineExtension((client) => {
@@ -65,8 +72,9 @@ export function outbox(options: OutboxOptions = {}) {
               return rejectedPrismaPromise(error)
             }
             const client = Prisma.getExtensionContext(this).$parent as unknown as RawClient
+            const { sql, params } = statements.one(row)
             return mapPrismaPromise(
-              client.$executeRawUnsafe(oneSql, ...insertOneParams(row)),
+              client.$executeRawUnsafe(sql, ...params),
               () => row.id,
               (error) => missingTableError(error, config.table),
             )
@@ -83,8 +91,9 @@ export function outbox(options: OutboxOptions = {}) {
               return rejectedPrismaPromise(error)
             }
             const client = Prisma.getExtensionContext(this).$parent as unknown as RawClient
+            const { sql, params } = statements.many(rows)
             return mapPrismaPromise(
-              client.$executeRawUnsafe(manySql, ...insertManyParams(rows)),
+              client.$executeRawUnsafe(sql, ...params),
               () => rows.map((r) => r.id),
               (error) => missingTableError(error, config.table),
             )
@@ -124,6 +133,9 @@ function resolveOptions(options: OutboxOptions): Required<OutboxOptions> {
       `is ${config.maxEventBytes}`,
       'pass a positive whole number of bytes',
     )
+  }
+  if (config.mode !== 'table' && config.mode !== 'message') {
+    throw new OutboxValidationError('options.mode', `is ${JSON.stringify(config.mode)}`, 'pass "table" or "message"')
   }
   return config
 }

@@ -1,4 +1,5 @@
 import type { Pgoutput } from 'pg-logical-replication'
+import { OutboxMessageDecoder } from './message-decoder.js'
 import { splitTable } from './setup.js'
 
 /** One outbox row as it came out of the WAL. */
@@ -67,12 +68,14 @@ export class OutboxDecoder {
   private readonly table: string
   /** Outbox relation ids, with what decoding their rows needs. */
   private readonly outboxRelations = new Map<number, RelationShape>()
+  private readonly messages: OutboxMessageDecoder
 
   constructor(
     table: string,
     private readonly sink: DecoderSink,
   ) {
     ;[this.schema, this.table] = splitTable(table)
+    this.messages = new OutboxMessageDecoder(table)
   }
 
   handle(message: Pgoutput.Message): void {
@@ -91,10 +94,33 @@ export class OutboxDecoder {
       case 'commit':
         this.sink.commit(message.commitEndLsn as string)
         return
+      case 'message':
+        this.onMessage(message)
+        return
       default:
-        // update, delete, truncate, type, origin, message: not events.
+        // update, delete, truncate, type, origin: not events.
         return
     }
+  }
+
+  /**
+   * Message mode's events (worker/message-decoder.ts); anyone else's messages are skipped. One of
+   * ours that cannot be read (a newer format, or someone else using our prefix) is poison like an
+   * undecodable row: dead-lettered with its content, so it can be replayed by a newer worker.
+   */
+  private onMessage(message: Pgoutput.MessageMessage): void {
+    let record: OutboxRecord | undefined
+    try {
+      record = this.messages.decode(message)
+    } catch (error) {
+      const content = Buffer.from(message.content).toString('utf8')
+      this.sink.undecodable({
+        columns: { prefix: message.prefix, lsn: message.messageLsn ?? null, content },
+        reason: `undecodable message: ${(error as Error).message}`,
+      })
+      return
+    }
+    if (record) this.sink.record(record)
   }
 
   private onRelation(relation: Pgoutput.MessageRelation): void {

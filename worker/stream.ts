@@ -102,7 +102,12 @@ export class ReplicationStream {
       this.hooks.started()
     })
     // pgoutput folds unquoted names to lower case, as SQL does: quote the publication's name.
-    const plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [quoteIdent(this.config.publication)] })
+    // messages: message mode's events (pg_logical_emit_message) arrive in the same stream (14+).
+    const plugin = new PgoutputPlugin({
+      protoVersion: 1,
+      publicationNames: [quoteIdent(this.config.publication)],
+      messages: true,
+    })
     service.subscribe(plugin, this.config.slot).then(
       () => this.end(new Error('the server ended the replication stream')),
       (error: unknown) => this.end(error),

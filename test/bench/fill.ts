@@ -1,3 +1,4 @@
+import { MESSAGE_FORMAT_VERSION, messagePrefix } from '../../src/message-format.js'
 import type { TestDatabase } from '../helpers/database.js'
 
 /**
@@ -20,6 +21,29 @@ export async function fillOutbox(
         SELECT gen_random_uuid(), 'order', ((i + g) % 1000)::text, 'order.created',
                json_build_object('seq', i + g, 'customer', 'c' || ((i + g) % 1000), 'pad', repeat('x', 150))::jsonb
                ${extraColumns ? ', NULL' : ''}
+          FROM generate_series(0, ${perTransaction} - 1) g;
+        COMMIT;
+        i := i + ${perTransaction};
+      END LOOP;
+    END $$`)
+}
+
+/**
+ * The same events as fillOutbox, written in message mode: transactional logical messages in the
+ * format of src/message-format.ts, built inside PostgreSQL, with no rows.
+ */
+export async function fillMessages(db: TestDatabase, count: number, perTransaction: number): Promise<void> {
+  await db.query(`
+    DO $$
+    DECLARE i int := 0;
+    BEGIN
+      WHILE i < ${count} LOOP
+        PERFORM pg_logical_emit_message(true, '${messagePrefix('outbox')}',
+                  '${MESSAGE_FORMAT_VERSION}' || E'\\n' ||
+                  json_build_array(gen_random_uuid(), 'order', ((i + g) % 1000)::text, 'order.created',
+                                   NULL, NULL)::text || E'\\n' ||
+                  (extract(epoch FROM now()) * 1000000)::bigint || E'\\n' ||
+                  json_build_object('seq', i + g, 'customer', 'c' || ((i + g) % 1000), 'pad', repeat('x', 150))::jsonb::text)
           FROM generate_series(0, ${perTransaction} - 1) g;
         COMMIT;
         i := i + ${perTransaction};

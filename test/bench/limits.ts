@@ -22,6 +22,8 @@ export async function pgRecvlogicalSeconds(url: string, slot: string, endLsn: st
         'proto_version=1',
         '-o',
         'publication_names=prisma_outbox',
+        '-o',
+        'messages=true',
         '-f',
         '/dev/null',
       ],

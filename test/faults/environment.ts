@@ -112,7 +112,10 @@ export async function runScenario(
     }),
     options.workers ?? 1,
   )
-  const prisma: AppClient = createAppClient(db.url)
+  // FAULTS_MODE=message: the writers emit in message mode (the markers stay rows: both kinds flow).
+  const prisma: AppClient = createAppClient(db.url, {
+    mode: process.env.FAULTS_MODE === 'message' ? 'message' : 'table',
+  })
   const recoveries: number[] = []
   let marker = 0
   try {

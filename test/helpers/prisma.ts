@@ -1,10 +1,19 @@
 import { PrismaPg } from '@prisma/adapter-pg'
+import type pg from 'pg'
 import { PrismaClient } from '../../prisma/generated/client.js'
-import { type OutboxOptions, outbox } from '../../src/index.js'
+import { type OutboxOptions, outbox, withOutbox } from '../../src/index.js'
 
-/** The example app's client with the outbox extension, on one test database. */
-export function createAppClient(url: string, options?: OutboxOptions) {
-  return new PrismaClient({ adapter: new PrismaPg({ connectionString: url }) }).$extends(outbox(options))
+/**
+ * The example app's client with the outbox extension, on one test database; `withOutbox` wraps
+ * its adapter, `pool` is passed to node-postgres (e.g. `{ max: 1 }` to reuse one connection).
+ */
+export function createAppClient(
+  url: string,
+  options?: OutboxOptions,
+  adapter: { withOutbox?: boolean; pool?: pg.PoolConfig } = {},
+) {
+  const factory = new PrismaPg({ connectionString: url, ...adapter.pool })
+  return new PrismaClient({ adapter: adapter.withOutbox ? withOutbox(factory) : factory }).$extends(outbox(options))
 }
 
 export type AppClient = ReturnType<typeof createAppClient>
