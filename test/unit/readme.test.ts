@@ -38,7 +38,7 @@ test("the README's app code type-checks under NodeNext in an ESM package", () =>
       compilerOptions: {
         module: 'NodeNext',
         moduleResolution: 'NodeNext',
-        target: 'ES2022',
+        target: 'ES2023',
         strict: true,
         noEmit: true,
         skipLibCheck: true,
