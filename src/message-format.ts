@@ -1,7 +1,7 @@
 /**
  * Message mode's format: how one event travels in `pg_logical_emit_message(true, prefix, content)`.
  * The extension writes it (src/sql.ts builds the statement) and the worker reads it
- * (worker/message-decoder.ts); this module is the one place that defines it.
+ * (worker/stream/message-decoder.ts); this module is the one place that defines it.
  *
  * prefix   `prisma-outbox:<schema>.<table>`, the outbox table the app and the worker are configured
  *          with (`outbox` means `public.outbox`, as for the worker). pgoutput sends every logical

@@ -7,7 +7,7 @@
  */
 import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
-import { type Logger, logProcessWarnings } from '../../worker/logger.js'
+import { type Logger, logProcessWarnings } from '../../worker/operations/logger.js'
 import { createTestDatabase, type TestDatabase, uniqueName } from '../helpers/database.js'
 import { collectTopics } from '../helpers/kafka.js'
 import { spawnWorker, type WorkerProcess } from '../helpers/worker.js'
@@ -23,7 +23,7 @@ const say = (tag: string, text: string) => {
 }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 // Process warnings as demo lines, as the worker logs them: on Node 24 the demo's own Kafka
-// consumer (kafkajs) would otherwise print a TimeoutNegativeWarning to stderr (worker/logger.ts).
+// consumer (kafkajs) would otherwise print a TimeoutNegativeWarning to stderr (worker/operations/logger.ts).
 const warnings: Logger = {
   debug() {},
   info() {},

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest'
-import { recordBytes, toDeadLetter, toKafkaRecord, undecodableRecord } from '../../worker/records.js'
+import { recordBytes, toDeadLetter, toKafkaRecord, undecodableRecord } from '../../worker/delivery/records.js'
 
 const row = {
   id: '0190a0a0-0000-7000-8000-000000000001',

@@ -1,7 +1,7 @@
 import type { Pgoutput } from 'pg-logical-replication'
 import { expect, test } from 'vitest'
 import { messagePrefix } from '../../src/message-format.js'
-import { OutboxDecoder, type UndecodableRow } from '../../worker/decoder.js'
+import { OutboxDecoder, type UndecodableRow } from '../../worker/stream/decoder.js'
 
 function sink() {
   const seen = { records: 0, undecodable: [] as UndecodableRow[] }

@@ -1,11 +1,11 @@
 import { describe, expect, test } from 'vitest'
-import { DEFAULTS, type WorkerConfig } from '../../worker/config.js'
-import { Delivery, type DeliveryItem } from '../../worker/delivery.js'
-import { silentLogger } from '../../worker/logger.js'
-import { LsnTracker } from '../../worker/lsn-tracker.js'
-import { createMetrics } from '../../worker/metrics.js'
-import type { Publisher } from '../../worker/publisher.js'
-import { type KafkaRecord, recordBytes } from '../../worker/records.js'
+import { Delivery, type DeliveryItem } from '../../worker/delivery/delivery.js'
+import type { Publisher } from '../../worker/delivery/publisher.js'
+import { type KafkaRecord, recordBytes } from '../../worker/delivery/records.js'
+import { DEFAULTS, type WorkerConfig } from '../../worker/operations/config.js'
+import { silentLogger } from '../../worker/operations/logger.js'
+import { createMetrics } from '../../worker/operations/metrics.js'
+import { LsnTracker } from '../../worker/stream/lsn-tracker.js'
 
 const config: WorkerConfig = { ...DEFAULTS, databaseUrl: 'postgresql://x@h/db', kafkaBrokers: ['k:9092'] }
 

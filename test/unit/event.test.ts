@@ -2,7 +2,7 @@ import { describe, expect, test } from 'vitest'
 import { toOutboxRow } from '../../src/event.js'
 import { OutboxValidationError } from '../../src/index.js'
 import { jsonbNumberText } from '../../src/json.js'
-import { recordBytes, toKafkaRecord } from '../../worker/records.js'
+import { recordBytes, toKafkaRecord } from '../../worker/delivery/records.js'
 
 const id = '01900000-0000-7000-8000-000000000000'
 const base = { aggregateType: 'order', aggregateId: 'o1', type: 'order.created', payload: { a: 1 } }

@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, test } from 'vitest'
-import { initApp } from '../../worker/init.js'
+import { initApp } from '../../worker/operations/init.js'
 
 const model = readFileSync('prisma/outbox/model.prisma', 'utf8')
 const migration = readFileSync('prisma/outbox/migration.sql', 'utf8')

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest'
-import { formatLsn, parseLsn } from '../../worker/lsn.js'
-import { LsnTracker, type TrackedTransaction } from '../../worker/lsn-tracker.js'
+import { formatLsn, parseLsn } from '../../worker/stream/lsn.js'
+import { LsnTracker, type TrackedTransaction } from '../../worker/stream/lsn-tracker.js'
 
 describe('LSNs', () => {
   test('compare as 64-bit numbers whatever the padding', () => {

@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'vitest'
 import { toOutboxRow } from '../../src/event.js'
 import { decodeMessage, encodeMessageHead, messagePrefix } from '../../src/message-format.js'
-import { OutboxMessageDecodeError, OutboxMessageDecoder } from '../../worker/message-decoder.js'
+import { OutboxMessageDecodeError, OutboxMessageDecoder } from '../../worker/stream/message-decoder.js'
 
 const id = '01900000-0000-7000-8000-000000000000'
 const event = {

@@ -1,7 +1,7 @@
 import { expect, test } from 'vitest'
-import { DEFAULTS, type WorkerConfig } from '../../worker/config.js'
-import { createMetrics } from '../../worker/metrics.js'
-import { ReplicationStream } from '../../worker/stream.js'
+import { DEFAULTS, type WorkerConfig } from '../../worker/operations/config.js'
+import { createMetrics } from '../../worker/operations/metrics.js'
+import { ReplicationStream } from '../../worker/stream/stream.js'
 
 const config: WorkerConfig = { ...DEFAULTS, databaseUrl: 'postgresql://x@127.0.0.1:1/db', kafkaBrokers: ['k:9092'] }
 

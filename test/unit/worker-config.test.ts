@@ -1,10 +1,10 @@
 import { describe, expect, test } from 'vitest'
-import { configFrom, parseCommandLine } from '../../worker/args.js'
-import { DEFAULTS, parseDuration, resolveConfig } from '../../worker/config.js'
-import { OutboxConfigError } from '../../worker/errors.js'
-import { classifyPublishError } from '../../worker/publisher.js'
-import { poisonReason, toDeadLetter, toKafkaRecord } from '../../worker/records.js'
-import { redact } from '../../worker/redact.js'
+import { classifyPublishError } from '../../worker/delivery/publisher.js'
+import { poisonReason, toDeadLetter, toKafkaRecord } from '../../worker/delivery/records.js'
+import { configFrom, parseCommandLine } from '../../worker/operations/args.js'
+import { DEFAULTS, parseDuration, resolveConfig } from '../../worker/operations/config.js'
+import { OutboxConfigError } from '../../worker/operations/errors.js'
+import { redact } from '../../worker/operations/redact.js'
 
 const base = { databaseUrl: 'postgresql://u:pw@db:5432/app', kafkaBrokers: 'k1:9092, k2:9092' }
 

@@ -1,5 +1,5 @@
 import type pg from 'pg'
-import { quoteIdent } from '../src/sql.js'
+import { quoteIdent } from '../../src/sql.js'
 
 /**
  * Setup problems that both the worker (at start) and `outbox-worker status` report, worded once

@@ -1,5 +1,5 @@
 import type pg from 'pg'
-import { quoteTable } from '../src/sql.js'
+import { quoteTable } from '../../src/sql.js'
 
 /**
  * Deletes outbox rows older than the retention period *and* older than `deliveredBefore` (the

@@ -1,7 +1,7 @@
 import pg from 'pg'
-import { quoteIdent } from '../src/sql.js'
-import type { WorkerConfig } from './config.js'
-import { errorFields, type Logger } from './logger.js'
+import { quoteIdent } from '../../src/sql.js'
+import type { WorkerConfig } from '../operations/config.js'
+import { errorFields, type Logger } from '../operations/logger.js'
 import { splitTable } from './setup.js'
 
 /** What the catalog says about the outbox table, the publication and the slot, right now. */

@@ -1,4 +1,4 @@
-import { OutboxError } from '../src/errors.js'
+import { OutboxError } from '../../src/errors.js'
 
 /**
  * Exit codes of `outbox-worker`, one per kind of failure, so a supervisor can tell a bad

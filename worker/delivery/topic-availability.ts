@@ -1,6 +1,6 @@
-import type { WorkerConfig } from './config.js'
-import { errorFields, type Logger } from './logger.js'
-import type { Metrics } from './metrics.js'
+import type { WorkerConfig } from '../operations/config.js'
+import { errorFields, type Logger } from '../operations/logger.js'
+import type { Metrics } from '../operations/metrics.js'
 import type { Publisher } from './publisher.js'
 
 /** How often topics already known to be unavailable are asked about again. */

@@ -1,11 +1,11 @@
 import type { Socket } from 'node:net'
 import { LogicalReplicationService, type Pgoutput, PgoutputPlugin } from 'pg-logical-replication'
-import { quoteIdent } from '../src/sql.js'
-import type { WorkerConfig } from './config.js'
+import { quoteIdent } from '../../src/sql.js'
+import type { WorkerConfig } from '../operations/config.js'
+import type { Metrics } from '../operations/metrics.js'
 import { OutboxDecoder, type OutboxRecord, type UndecodableRow } from './decoder.js'
 import { formatLsn, type Lsn, maxLsn, parseLsn } from './lsn.js'
 import { LsnTracker, type TrackedTransaction } from './lsn-tracker.js'
-import type { Metrics } from './metrics.js'
 
 export interface StreamHooks {
   /** START_REPLICATION succeeded: this connection holds the slot. */

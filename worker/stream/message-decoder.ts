@@ -1,6 +1,6 @@
 import type { Pgoutput } from 'pg-logical-replication'
-import { OutboxError } from '../src/errors.js'
-import { decodeMessage, messagePrefix } from '../src/message-format.js'
+import { OutboxError } from '../../src/errors.js'
+import { decodeMessage, messagePrefix } from '../../src/message-format.js'
 import type { OutboxRecord } from './decoder.js'
 
 /**

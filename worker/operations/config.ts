@@ -1,4 +1,4 @@
-import { topicNameProblem } from '../src/topic.js'
+import { topicNameProblem } from '../../src/topic.js'
 import { OutboxConfigError } from './errors.js'
 
 /** Every worker option, resolved and validated. Built once by resolveConfig and used everywhere after. */

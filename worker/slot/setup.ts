@@ -1,8 +1,8 @@
 import type pg from 'pg'
-import { quoteIdent } from '../src/sql.js'
+import { quoteIdent } from '../../src/sql.js'
+import { OutboxSetupError } from '../operations/errors.js'
+import { type Lsn, parseLsn } from '../stream/lsn.js'
 import { missingTableProblem, noReplicationProblem, tableExists } from './checks.js'
-import { OutboxSetupError } from './errors.js'
-import { type Lsn, parseLsn } from './lsn.js'
 
 /** SQLSTATEs the worker branches on (never on message text). */
 export const SQLSTATE = {

@@ -1,7 +1,7 @@
 import pg from 'pg'
+import type { WorkerConfig } from '../operations/config.js'
+import { formatLsn } from '../stream/lsn.js'
 import { missingTableProblem, noReplicationProblem, replicationRole, tableExists } from './checks.js'
-import type { WorkerConfig } from './config.js'
-import { formatLsn } from './lsn.js'
 import { slotInfo, splitTable } from './setup.js'
 
 export interface StatusReport {

@@ -1,7 +1,7 @@
-import { recordBytes as kafkaRecordBytes } from '../src/record-size.js'
-import { topicNameProblem } from '../src/topic.js'
-import { applyTemplate } from './config.js'
-import type { OutboxRecord } from './decoder.js'
+import { recordBytes as kafkaRecordBytes } from '../../src/record-size.js'
+import { topicNameProblem } from '../../src/topic.js'
+import { applyTemplate } from '../operations/config.js'
+import type { OutboxRecord } from '../stream/decoder.js'
 
 /** A record ready for Kafka. */
 export interface KafkaRecord {

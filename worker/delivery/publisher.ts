@@ -10,8 +10,8 @@ import {
   type Producer,
   type SASLOptions,
 } from 'kafkajs'
-import type { WorkerConfig } from './config.js'
-import type { Logger } from './logger.js'
+import type { WorkerConfig } from '../operations/config.js'
+import type { Logger } from '../operations/logger.js'
 import type { KafkaRecord } from './records.js'
 
 /**

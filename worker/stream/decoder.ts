@@ -1,6 +1,6 @@
 import type { Pgoutput } from 'pg-logical-replication'
+import { splitTable } from '../slot/setup.js'
 import { OutboxMessageDecoder } from './message-decoder.js'
-import { splitTable } from './setup.js'
 
 /** One outbox row as it came out of the WAL. */
 export interface OutboxRecord {
