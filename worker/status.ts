@@ -3,6 +3,7 @@ import { missingTableProblem, noReplicationProblem, replicationRole, tableExists
 import type { WorkerConfig } from './config.js'
 import { formatLsn } from './lsn.js'
 import { slotInfo, splitTable } from './setup.js'
+import { invalidatedProblem, otherDatabaseProblem, readSlotState } from './slot-state.js'
 
 export interface StatusReport {
   healthy: boolean
@@ -56,10 +57,13 @@ export async function readStatus(
     if (!pub.rows[0]) problems.push(`publication ${config.publication} is missing: apply the outbox migration`)
     else if (hasTable && !tables.includes(`${schema}.${table}`))
       problems.push(`publication ${config.publication} does not include ${schema}.${table}`)
-    if (!slot.exists)
+    const state = await readSlotState(client, config.slot)
+    if (state.kind === 'missing')
       problems.push(
-        `slot ${config.slot} does not exist: events committed now are not streamed; start the worker to create it`,
+        `slot ${config.slot} does not exist: events committed now are not streamed; start the worker to create it (if it existed before, see the README, "Slot states")`,
       )
+    if (state.kind === 'other-database') problems.push(otherDatabaseProblem(config.slot, state))
+    if (state.kind === 'invalidated') problems.push(invalidatedProblem(config.slot, state.reason))
     return {
       healthy: problems.length === 0,
       problems,

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
 import { resolveConfig, type WorkerConfig, type WorkerOptions } from './config.js'
-import { loginRefused, OutboxSetupError } from './errors.js'
+import { loginRefused, OutboxPoisonEventError, OutboxSetupError } from './errors.js'
 import { startHealthServer } from './http.js'
 import { errorFields, type Logger, silentLogger } from './logger.js'
 import { formatLsn } from './lsn.js'
@@ -11,7 +11,9 @@ import { createKafkaPublisher, type PublisherFactory } from './publisher.js'
 import { redact } from './redact.js'
 import { deleteExpiredRows } from './retention.js'
 import { ReplicationSession } from './session.js'
-import { prepareDatabase, slotInfo } from './setup.js'
+import { dropSlot, prepareDatabase, slotInfo } from './setup.js'
+import { readSlotState, slotAction } from './slot-state.js'
+import { createSlot } from './snapshot.js'
 
 export type WorkerState =
   | 'idle'
@@ -75,6 +77,8 @@ class Worker extends EventEmitter implements OutboxWorker {
   private readonly cleanups: (() => Promise<void>)[] = []
   private retentionDue = 0
   private retentionRunning = false
+  /** This process found or created the slot: if it is missing later, it was lost, not never made. */
+  private slotKnown = false
 
   constructor(
     readonly config: WorkerConfig,
@@ -153,7 +157,13 @@ class Worker extends EventEmitter implements OutboxWorker {
         // stop() must not wait for a connection attempt that may take seconds to time out.
         return await Promise.race([attempt(), this.stopped()])
       } catch (error) {
-        if (error instanceof OutboxSetupError || this.stopController.signal.aborted) throw error
+        // Poison with --on-poison stop (the initial snapshot publishes at start) is no outage either.
+        if (
+          error instanceof OutboxSetupError ||
+          error instanceof OutboxPoisonEventError ||
+          this.stopController.signal.aborted
+        )
+          throw error
         const refused = loginRefused(error) // a wrong password is not transient
         if (refused) throw refused
         if (Date.now() >= deadline || this.stopController.signal.aborted) {
@@ -196,8 +206,8 @@ class Worker extends EventEmitter implements OutboxWorker {
     client.on('error', () => {})
     await client.connect()
     try {
-      const { slotCreated } = await prepareDatabase(client, { ...this.config, createSlot })
-      if (slotCreated) this.logger.info({ slot: this.config.slot }, 'created replication slot')
+      await prepareDatabase(client, this.config)
+      await this.settleSlot(client, createSlot)
       const slot = await slotInfo(client, this.config.slot)
       const { rows } = await client.query(
         `SELECT setting::int AS ms FROM pg_settings WHERE name = 'wal_sender_timeout'`,
@@ -206,6 +216,37 @@ class Worker extends EventEmitter implements OutboxWorker {
     } finally {
       await client.end().catch(() => {})
     }
+  }
+
+  /**
+   * Uses, creates or re-creates the slot as its state and --on-slot-lost say; throws the slot's
+   * problem (exit 3) otherwise. Only the first start creates a slot that never existed: one that
+   * disappears later was lost, and re-creating it silently would hide the events it missed.
+   */
+  private async settleSlot(client: pg.Client, mayCreate: boolean): Promise<void> {
+    const { slot, onSlotLost } = this.config
+    const state = await readSlotState(client, slot)
+    const action = slotAction(state, { slot, known: this.slotKnown, mayCreate, onSlotLost })
+    if (action === 'later') return
+    if (action === 'recreate') {
+      const what = state.kind === 'invalidated' ? `was invalidated (${state.reason})` : 'disappeared'
+      const again =
+        this.config.snapshot === 'initial'
+          ? 'the initial snapshot publishes the rows still in the table, those delivered before included (same ids)'
+          : 'with --snapshot never, events committed meanwhile are not sent: republish them'
+      this.logger.error({ slot }, `replication slot ${what}: re-creating it (--on-slot-lost recreate); ${again}`)
+      if (state.kind === 'invalidated') await dropSlot(client, slot)
+    }
+    if (action === 'create' || action === 'recreate') {
+      await createSlot({
+        config: this.config,
+        createPublisher: this.createPublisher,
+        metrics: this.metrics,
+        logger: this.logger,
+        signal: this.stopController.signal,
+      })
+    }
+    this.slotKnown = true
   }
 
   /**
