@@ -15,8 +15,8 @@ const PAGE_ROWS = 1000
 export const RAW_TEXT_TYPES = { getTypeParser: () => (value: string) => value } as unknown as pg.CustomTypesConfig
 
 export interface RowFilter {
-  /** Only rows with an id greater than this (a UUIDv7 is in emit order). */
-  afterId?: string
+  /** This row and those with a greater id (a UUIDv7 is in emit order). */
+  fromId?: string
   /** Only rows created at or after this time. */
   since?: Date
 }
@@ -61,12 +61,13 @@ export async function publishRows(
   ended.catch(() => {})
   let published = 0
   try {
-    let afterId = filter.afterId
+    let afterId: string | undefined
     for (;;) {
       if (signal.aborted) throw new Error('stopped during publishing of table rows')
       const conditions: string[] = []
       const params: unknown[] = []
       if (afterId !== undefined) conditions.push(`id > $${params.push(afterId)}::uuid`)
+      if (filter.fromId !== undefined) conditions.push(`id >= $${params.push(filter.fromId)}::uuid`)
       if (filter.since) conditions.push(`created_at >= $${params.push(filter.since.toISOString())}::timestamptz`)
       const where = conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : ''
       const result = await reader.query({

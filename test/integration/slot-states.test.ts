@@ -160,6 +160,8 @@ test('an invalidated slot (max_slot_wal_keep_size exceeded): status and the work
     await adminQuery(admin, 'SELECT pg_reload_conf()')
   }
 
+  // Committed while the slot is lost: never streamed; still in the table.
+  const [whileLost] = await insertEvents(db, [{ aggregateId: 'while-lost' }])
   const report = status(db)
   expect(report.code).toBe(3)
   expect(report.stdout).toContain(`replication slot "${slot}" was invalidated (wal_removed`)
@@ -175,6 +177,10 @@ test('an invalidated slot (max_slot_wal_keep_size exceeded): status and the work
   await recreating.waitForLog(/"msg":"streaming"/)
   expect(recreating.output.join('\n')).toMatch(/was invalidated \(wal_removed.*re-creating it/)
   const [id] = await insertEvents(db, [{ aggregateId: 'after' }])
-  await waitUntil('the event after re-creation', async () => consumer.messages.some((m) => m.headers.id === id), 30_000)
+  await waitUntil(
+    'the event committed while the slot was lost (initial snapshot), and the one after',
+    async () => [whileLost, id].every((e) => consumer.messages.some((m) => m.headers.id === e)),
+    30_000,
+  )
   expect(status(db).code).toBe(0)
 })
