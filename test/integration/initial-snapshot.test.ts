@@ -79,12 +79,12 @@ test('deploy race: events committed before the first start and during it all arr
   writing = false
   await writer
 
-  expect(worker.output.join('\n')).toMatch(/initial snapshot: published \d+ rows already in the table/)
   await waitUntil(
     `all ${sent.length} events delivered`,
     async () => new Set(consumer.messages.map((m) => m.headers.id)).size >= sent.length,
     60_000,
   )
+  expect(worker.output.join('\n')).toMatch(/initial snapshot: published \d+ rows already in the table/)
   const received = consumer.messages.map((m) => m.headers.id)
   expect(new Set(received)).toEqual(new Set(sent.map((e) => e.id)))
   expect(received.length).toBe(sent.length) // no overlap between the snapshot and the stream
@@ -112,8 +112,18 @@ test('a snapshot that does not complete leaves no slot: the next start publishes
 })
 
 test('--snapshot never: the slot is created without publishing what the table holds', async () => {
-  await emit('a', 1)
+  const consumer = await collectTopics(inject('kafkaBrokers'), [`${prefix}.order`])
+  consumers.push(consumer)
+  const before = await emit('a', 1)
   const worker = await startWorker({ OUTBOX_SNAPSHOT: 'never' })
   await worker.waitForLog(/"msg":"streaming"/)
+  const after = await emit('a', 2)
+  await waitUntil(
+    'the event after the start',
+    async () => consumer.messages.some((m) => m.headers.id === after),
+    30_000,
+  )
+  // A snapshot would have sent it first, on the same partition.
+  expect(consumer.messages.map((m) => m.headers.id)).not.toContain(before)
   expect(worker.output.join('\n')).not.toMatch(/initial snapshot/)
 })

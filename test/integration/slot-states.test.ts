@@ -184,3 +184,27 @@ test('an invalidated slot (max_slot_wal_keep_size exceeded): status and the work
   )
   expect(status(db).code).toBe(0)
 })
+
+test('--failover-slot: PostgreSQL 17+ creates the slot with failover = true; older servers exit 3 naming the version', async () => {
+  const [row] = await db.query<{ version: number }>(`SELECT current_setting('server_version_num')::int AS version`)
+  const version = row?.version ?? 0
+  const worker = await startWorker(db, { OUTBOX_FAILOVER_SLOT: 'true' })
+  if (version >= 170000) {
+    await worker.waitForLog(/"msg":"streaming"/)
+    const rows = await db.query('SELECT failover FROM pg_replication_slots WHERE slot_name = $1', [slot])
+    expect(rows[0]?.failover).toBe(true)
+  } else {
+    expect(await worker.exited).toBe(3)
+    expect(worker.output.join('\n')).toContain('--failover-slot (OUTBOX_FAILOVER_SLOT) needs PostgreSQL 17 or newer')
+  }
+})
+
+test('status lists inactive pgoutput slots of the database that no worker uses', async () => {
+  const worker = await startWorker(db)
+  await worker.waitForLog(/"msg":"streaming"/)
+  await db.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [`${slot}_orphan`])
+  const report = status(db)
+  expect(report.code).toBe(0)
+  expect(report.stdout).toContain(`unused slot  ${slot}_orphan: inactive pgoutput slot, it pins WAL`)
+  expect(report.stdout).not.toContain(`unused slot  ${slot}:`)
+})
