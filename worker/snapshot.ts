@@ -96,6 +96,12 @@ export async function createSlot({ config, createPublisher, metrics, logger, sig
   } catch (error) {
     await replication.end().catch(() => {})
     if (created) await dropUnfinished(config, logger, error)
+    if (sqlState(error) === SQLSTATE.insufficientPrivilege) {
+      throw new OutboxSetupError(
+        `the database role may not read the outbox table ${config.table} for the initial snapshot (${(error as Error).message}): GRANT SELECT ON ${config.table} TO the worker's role, or start with --snapshot never (OUTBOX_SNAPSHOT=never)`,
+        { code: 'OUTBOX_SNAPSHOT_PRIVILEGE', cause: error },
+      )
+    }
     throw error
   } finally {
     await replication.end().catch(() => {})

@@ -127,3 +127,20 @@ test('--snapshot never: the slot is created without publishing what the table ho
   expect(consumer.messages.map((m) => m.headers.id)).not.toContain(before)
   expect(worker.output.join('\n')).not.toMatch(/initial snapshot/)
 })
+
+test('a role that may not read the outbox table: exit 3 naming GRANT SELECT and --snapshot never; no slot left', async () => {
+  const role = uniqueName('relay')
+  await db.query(`CREATE ROLE ${role} LOGIN REPLICATION PASSWORD 'pw'`)
+  try {
+    const url = new URL(db.url)
+    url.username = role
+    url.password = 'pw'
+    const worker = await startWorker({ DATABASE_URL: url.toString() })
+    expect(await worker.exited).toBe(3)
+    expect(worker.output.join('\n')).toContain('may not read the outbox table outbox for the initial snapshot')
+    expect(worker.output.join('\n')).toContain('--snapshot never (OUTBOX_SNAPSHOT=never)')
+    expect(await slotExists()).toBe(false)
+  } finally {
+    await adminQuery(inject('databaseUrl'), `DROP ROLE ${role}`)
+  }
+})
