@@ -59,6 +59,13 @@ export async function publishRows(
     throw new Error('delivery ended')
   })
   ended.catch(() => {})
+  // A stop does not wait for a page that Kafka may never acknowledge (delivery retries forever).
+  const stopped = new Promise<never>((_, reject) => {
+    const abort = () => reject(new Error('stopped while publishing table rows'))
+    if (signal.aborted) abort()
+    else signal.addEventListener('abort', abort, { once: true })
+  })
+  stopped.catch(() => {})
   let published = 0
   try {
     let afterId: string | undefined
@@ -81,7 +88,7 @@ export async function publishRows(
         pending = { left: items.length, done: resolve }
       })
       for (const item of items) delivery.enqueue(item)
-      await Promise.race([acknowledged, ended])
+      await Promise.race([acknowledged, ended, stopped])
       published += items.length
       afterId = String(result.rows[result.rows.length - 1].id)
       logger.info({ published }, options.progress)

@@ -74,6 +74,9 @@ export async function createSlot({ config, createPublisher, metrics, logger, sig
     reader = new pg.Client({ connectionString: config.databaseUrl })
     reader.on('error', () => {})
     await reader.connect()
+    // A stop must not wait for a query that waits on a lock: closing the connection ends it.
+    const closeReader = () => void reader?.end().catch(() => {})
+    signal.addEventListener('abort', closeReader, { once: true })
     await reader.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
     await reader.query(`SET TRANSACTION SNAPSHOT '${slot.snapshotName.replace(/'/g, "''")}'`)
     // Imported: the reader's transaction keeps the snapshot; the exporting connection may go.

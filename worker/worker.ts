@@ -79,6 +79,8 @@ class Worker extends EventEmitter implements OutboxWorker {
   private retentionRunning = false
   /** This process found or created the slot: if it is missing later, it was lost, not never made. */
   private slotKnown = false
+  /** The slot's creation and initial snapshot under way: the worker ends only after it settles. */
+  private slotCreation: Promise<unknown> | undefined
 
   constructor(
     readonly config: WorkerConfig,
@@ -238,13 +240,14 @@ class Worker extends EventEmitter implements OutboxWorker {
       if (state.kind === 'invalidated') await dropSlot(client, slot)
     }
     if (action === 'create' || action === 'recreate') {
-      await createSlot({
+      this.slotCreation = createSlot({
         config: this.config,
         createPublisher: this.createPublisher,
         metrics: this.metrics,
         logger: this.logger,
         signal: this.stopController.signal,
       })
+      await this.slotCreation
     }
     this.slotKnown = true
   }
@@ -406,6 +409,8 @@ class Worker extends EventEmitter implements OutboxWorker {
   }
 
   private async finish(): Promise<void> {
+    // A stop during the initial snapshot: let it drop its unfinished slot before the process ends.
+    await this.slotCreation?.catch(() => {})
     await this.runCleanups()
     this.setState('stopped')
     this.logger.info({}, 'stopped')
@@ -415,6 +420,7 @@ class Worker extends EventEmitter implements OutboxWorker {
 
   private async fail(error: unknown): Promise<void> {
     this.stopController.abort()
+    await this.slotCreation?.catch(() => {})
     await this.runCleanups()
     this.setState('failed')
     this.logger.error(errorFields(error), 'worker failed')
