@@ -52,6 +52,21 @@ function describeReason(reason: string): string {
   }
 }
 
+/**
+ * Drops the slot only if it is still invalidated, in one statement: another worker of this
+ * database may have re-created it meanwhile, and its new slot must not be dropped.
+ */
+export async function dropInvalidatedSlot(client: pg.Client, slot: string): Promise<void> {
+  await client.query(
+    `SELECT pg_drop_replication_slot(s.slot_name)
+       FROM pg_replication_slots s
+      WHERE s.slot_name = $1 AND NOT s.active
+        AND (s.wal_status = 'lost' OR to_jsonb(s)->>'invalidation_reason' IS NOT NULL
+             OR coalesce((to_jsonb(s)->>'conflicting')::boolean, false))`,
+    [slot],
+  )
+}
+
 export type SlotAction = 'use' | 'create' | 'recreate' | 'later'
 
 /**

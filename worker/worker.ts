@@ -11,8 +11,8 @@ import { createKafkaPublisher, type PublisherFactory } from './publisher.js'
 import { redact } from './redact.js'
 import { deleteExpiredRows } from './retention.js'
 import { ReplicationSession } from './session.js'
-import { dropSlot, prepareDatabase, slotInfo } from './setup.js'
-import { readSlotState, slotAction } from './slot-state.js'
+import { prepareDatabase, slotInfo } from './setup.js'
+import { dropInvalidatedSlot, readSlotState, slotAction } from './slot-state.js'
 import { createSlot } from './snapshot.js'
 
 export type WorkerState =
@@ -237,7 +237,7 @@ class Worker extends EventEmitter implements OutboxWorker {
           ? 'the initial snapshot publishes the rows still in the table, those delivered before included (same ids)'
           : 'with --snapshot never, events committed meanwhile are not sent: republish them'
       this.logger.error({ slot }, `replication slot ${what}: re-creating it (--on-slot-lost recreate); ${again}`)
-      if (state.kind === 'invalidated') await dropSlot(client, slot)
+      if (state.kind === 'invalidated') await dropInvalidatedSlot(client, slot)
     }
     if (action === 'create' || action === 'recreate') {
       this.slotCreation = createSlot({
