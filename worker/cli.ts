@@ -13,6 +13,7 @@ import { EXIT, OutboxConfigError, OutboxPoisonEventError, OutboxSetupError } fro
 import { initApp } from './operations/init.js'
 import { createLogger, logProcessWarnings } from './operations/logger.js'
 import { redact } from './operations/redact.js'
+import { republish } from './slot/republish.js'
 import { formatStatus, readStatus } from './slot/status.js'
 import { createWorker } from './worker.js'
 
@@ -24,12 +25,13 @@ function helpText(): string {
     return `  ${flag.padEnd(28)} ${o.env.padEnd(28)} ${o.description}${shown}`
   })
   return [
-    'Usage: outbox-worker [run|init|status] [options]',
+    'Usage: outbox-worker [run|init|status|republish] [options]',
     '',
     'Commands:',
     '  run (default)   stream the outbox from the replication slot to Kafka',
     '  init            add the Outbox model and migration to a Prisma app: --schema <file|dir> --migrations <dir>',
     '  status          slot, lag, publication and confirmed LSN; --json for JSON; exit 3 when broken',
+    '  republish       publish outbox rows again, in id order: --since <time|id> (after a lost slot)',
     '',
     'Options (flag, environment variable; flags win):',
     ...rows,
@@ -119,6 +121,11 @@ async function main(): Promise<void> {
       })
       process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report))
       process.exit(report.healthy ? EXIT.ok : EXIT.setup)
+    }
+    if (command === 'republish') {
+      const logger = createLogger(config.logLevel, config.logFormat)
+      await republish(config, values.since as string | undefined, logger)
+      process.exit(EXIT.ok)
     }
     await run(config)
   } catch (error) {

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
 import { createKafkaPublisher, type PublisherFactory } from './delivery/publisher.js'
 import { resolveConfig, type WorkerConfig, type WorkerOptions } from './operations/config.js'
-import { loginRefused, OutboxSetupError } from './operations/errors.js'
+import { loginRefused, OutboxPoisonEventError, OutboxSetupError } from './operations/errors.js'
 import { startHealthServer } from './operations/http.js'
 import { errorFields, type Logger, silentLogger } from './operations/logger.js'
 import { createMetrics, type Metrics } from './operations/metrics.js'
@@ -11,6 +11,8 @@ import { redact } from './operations/redact.js'
 import { ReplicationSession } from './session.js'
 import { deleteExpiredRows } from './slot/retention.js'
 import { prepareDatabase, slotInfo } from './slot/setup.js'
+import { dropInvalidatedSlot, readSlotState, slotAction } from './slot/slot-state.js'
+import { createSlot } from './slot/snapshot.js'
 import { formatLsn } from './stream/lsn.js'
 
 export type WorkerState =
@@ -75,6 +77,10 @@ class Worker extends EventEmitter implements OutboxWorker {
   private readonly cleanups: (() => Promise<void>)[] = []
   private retentionDue = 0
   private retentionRunning = false
+  /** This process found or created the slot: if it is missing later, it was lost, not never made. */
+  private slotKnown = false
+  /** The slot's creation and initial snapshot under way: the worker ends only after it settles. */
+  private slotCreation: Promise<unknown> | undefined
 
   constructor(
     readonly config: WorkerConfig,
@@ -153,7 +159,13 @@ class Worker extends EventEmitter implements OutboxWorker {
         // stop() must not wait for a connection attempt that may take seconds to time out.
         return await Promise.race([attempt(), this.stopped()])
       } catch (error) {
-        if (error instanceof OutboxSetupError || this.stopController.signal.aborted) throw error
+        // Poison with --on-poison stop (the initial snapshot publishes at start) is no outage either.
+        if (
+          error instanceof OutboxSetupError ||
+          error instanceof OutboxPoisonEventError ||
+          this.stopController.signal.aborted
+        )
+          throw error
         const refused = loginRefused(error) // a wrong password is not transient
         if (refused) throw refused
         if (Date.now() >= deadline || this.stopController.signal.aborted) {
@@ -196,8 +208,8 @@ class Worker extends EventEmitter implements OutboxWorker {
     client.on('error', () => {})
     await client.connect()
     try {
-      const { slotCreated } = await prepareDatabase(client, { ...this.config, createSlot })
-      if (slotCreated) this.logger.info({ slot: this.config.slot }, 'created replication slot')
+      await prepareDatabase(client, this.config)
+      await this.settleSlot(client, createSlot)
       const slot = await slotInfo(client, this.config.slot)
       const { rows } = await client.query(
         `SELECT setting::int AS ms FROM pg_settings WHERE name = 'wal_sender_timeout'`,
@@ -206,6 +218,38 @@ class Worker extends EventEmitter implements OutboxWorker {
     } finally {
       await client.end().catch(() => {})
     }
+  }
+
+  /**
+   * Uses, creates or re-creates the slot as its state and --on-slot-lost say; throws the slot's
+   * problem (exit 3) otherwise. Only the first start creates a slot that never existed: one that
+   * disappears later was lost, and re-creating it silently would hide the events it missed.
+   */
+  private async settleSlot(client: pg.Client, mayCreate: boolean): Promise<void> {
+    const { slot, onSlotLost } = this.config
+    const state = await readSlotState(client, slot)
+    const action = slotAction(state, { slot, known: this.slotKnown, mayCreate, onSlotLost })
+    if (action === 'later') return
+    if (action === 'recreate') {
+      const what = state.kind === 'invalidated' ? `was invalidated (${state.reason})` : 'disappeared'
+      const again =
+        this.config.snapshot === 'initial'
+          ? 'the initial snapshot publishes the rows still in the table, those delivered before included (same ids)'
+          : 'with --snapshot never, events committed meanwhile are not sent: republish them'
+      this.logger.error({ slot }, `replication slot ${what}: re-creating it (--on-slot-lost recreate); ${again}`)
+      if (state.kind === 'invalidated') await dropInvalidatedSlot(client, slot)
+    }
+    if (action === 'create' || action === 'recreate') {
+      this.slotCreation = createSlot({
+        config: this.config,
+        createPublisher: this.createPublisher,
+        metrics: this.metrics,
+        logger: this.logger,
+        signal: this.stopController.signal,
+      })
+      await this.slotCreation
+    }
+    this.slotKnown = true
   }
 
   /**
@@ -365,6 +409,8 @@ class Worker extends EventEmitter implements OutboxWorker {
   }
 
   private async finish(): Promise<void> {
+    // A stop during the initial snapshot: let it drop its unfinished slot before the process ends.
+    await this.slotCreation?.catch(() => {})
     await this.runCleanups()
     this.setState('stopped')
     this.logger.info({}, 'stopped')
@@ -374,6 +420,7 @@ class Worker extends EventEmitter implements OutboxWorker {
 
   private async fail(error: unknown): Promise<void> {
     this.stopController.abort()
+    await this.slotCreation?.catch(() => {})
     await this.runCleanups()
     this.setState('failed')
     this.logger.error(errorFields(error), 'worker failed')

@@ -270,9 +270,10 @@ test('SIGTERM during a stream: exit 0, what Kafka acknowledged is confirmed, not
   await restarted.kill('SIGTERM')
 })
 
-test('a least-privilege role (REPLICATION, no table grants) is enough to stream', async () => {
+test('a least-privilege role (REPLICATION, SELECT on the outbox table for the initial snapshot) is enough to stream', async () => {
   const role = uniqueName('outbox_worker')
   await db.query(`CREATE ROLE ${role} WITH LOGIN REPLICATION PASSWORD 'pw-${role}'`)
+  await db.query(`GRANT SELECT ON outbox TO ${role}`)
   try {
     const url = new URL(db.url)
     url.username = role

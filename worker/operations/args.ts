@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util'
 import { type ConfigInput, type Key, OPTIONS, resolveConfig, type WorkerConfig } from './config.js'
 import { OutboxConfigError } from './errors.js'
 
-export const COMMANDS = ['run', 'init', 'status', 'help'] as const
+export const COMMANDS = ['run', 'init', 'status', 'republish', 'help'] as const
 export type Command = (typeof COMMANDS)[number]
 type Values = Record<string, string | boolean | undefined>
 
@@ -18,6 +18,7 @@ const EXTRA_FLAGS: Record<string, { type: 'string' | 'boolean'; short?: string }
   json: { type: 'boolean' },
   schema: { type: 'string' },
   migrations: { type: 'string' },
+  since: { type: 'string' },
 }
 
 const SEE_HELP = 'see outbox-worker --help'
@@ -53,7 +54,7 @@ export function parseCommandLine(argv: string[]): { command: Command; values: Va
   }
   const command = (positionals[0] ?? 'run') as Command
   if (!COMMANDS.includes(command))
-    throw new OutboxConfigError(`unknown command "${positionals[0]}": use run, init or status (${SEE_HELP})`)
+    throw new OutboxConfigError(`unknown command "${positionals[0]}": use run, init, status or republish (${SEE_HELP})`)
   if (positionals.length > 1) throw new OutboxConfigError(`unexpected argument "${positionals[1]}" (${SEE_HELP})`)
   return { command, values }
 }

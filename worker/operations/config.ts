@@ -11,6 +11,12 @@ export interface WorkerConfig {
   table: string
   topicTemplate: string
   onPoison: 'dlq' | 'stop'
+  /** An invalidated slot, or one that disappeared after this worker used it: re-create it, or exit 3. */
+  onSlotLost: 'recreate' | 'stop'
+  /** When the worker creates the slot, first publish the rows already in the table (initial), or not. */
+  snapshot: 'initial' | 'never'
+  /** Create the slot with failover = true (PostgreSQL 17+), so a standby can keep a synced copy. */
+  failoverSlot: boolean
   dlqTopicTemplate: string
   kafkaClientId: string
   kafkaSsl: boolean
@@ -69,6 +75,9 @@ export const DEFAULTS: Omit<WorkerConfig, 'databaseUrl' | 'kafkaBrokers'> = {
   table: 'outbox',
   topicTemplate: '{aggregateType}',
   onPoison: 'dlq',
+  onSlotLost: 'stop',
+  snapshot: 'initial',
+  failoverSlot: false,
   dlqTopicTemplate: '{topic}.dlq',
   kafkaClientId: 'prisma-outbox',
   kafkaSsl: false,
@@ -158,6 +167,28 @@ export const OPTIONS: OptionSpec[] = [
     env: 'OUTBOX_ON_POISON',
     parse: text,
     description: 'event Kafka will never accept: dlq (dead-letter topic) or stop (exit 4)',
+  },
+  {
+    key: 'onSlotLost',
+    flag: 'on-slot-lost',
+    env: 'OUTBOX_ON_SLOT_LOST',
+    parse: text,
+    description: 'slot invalidated or gone after use: stop (exit 3) or recreate it (see the README, "Slot states")',
+  },
+  {
+    key: 'snapshot',
+    flag: 'snapshot',
+    env: 'OUTBOX_SNAPSHOT',
+    parse: text,
+    description: 'on creating the slot, publish the rows already in the table first (initial) or not (never)',
+  },
+  {
+    key: 'failoverSlot',
+    flag: 'failover-slot',
+    env: 'OUTBOX_FAILOVER_SLOT',
+    parse: bool,
+    isSwitch: true,
+    description: 'create the slot with failover = true (PostgreSQL 17+); the flag alone means on',
   },
   {
     key: 'dlqTopicTemplate',
@@ -434,6 +465,8 @@ export function resolveConfig(options: ConfigInput, { requireKafka = true, names
   checkTemplate(name('topicTemplate'), config.topicTemplate, { aggregateType: 'x', type: 'x' })
   checkTemplate(name('dlqTopicTemplate'), config.dlqTopicTemplate, { topic: 'x' })
   oneOf(name('onPoison'), config.onPoison, ['dlq', 'stop'])
+  oneOf(name('onSlotLost'), config.onSlotLost, ['recreate', 'stop'])
+  oneOf(name('snapshot'), config.snapshot, ['initial', 'never'])
   oneOf(name('logLevel'), config.logLevel, ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'])
   oneOf(name('logFormat'), config.logFormat, ['auto', 'json', 'pretty'])
   if (config.kafkaSaslMechanism !== undefined) {

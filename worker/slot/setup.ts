@@ -60,12 +60,12 @@ export async function slotInfo(client: pg.Client, slot: string): Promise<SlotInf
 /**
  * Everything the stream needs from the server, checked before streaming so each problem gets
  * its own message and fix instead of a replication error: version, wal_level, the REPLICATION
- * attribute, the publication and its table. Creates the slot when it is missing.
+ * attribute, the publication and its table, the slot's plugin. The slot's state is slot-state.ts's.
  */
 export async function prepareDatabase(
   client: pg.Client,
-  options: { slot: string; publication: string; table: string; createSlot?: boolean },
-): Promise<{ slotCreated: boolean }> {
+  options: { slot: string; publication: string; table: string },
+): Promise<void> {
   const { rows } = await client.query(
     `SELECT current_setting('server_version_num')::int AS version, current_setting('server_version') AS version_text,
             current_setting('wal_level') AS wal_level,
@@ -113,20 +113,18 @@ export async function prepareDatabase(
   const slot = await slotInfo(client, options.slot)
   if (slot.exists && slot.plugin !== 'pgoutput') {
     throw new OutboxSetupError(
-      `replication slot "${options.slot}" uses the ${slot.plugin} plugin, not pgoutput: choose another OUTBOX_SLOT`,
-      {
-        code: 'OUTBOX_SLOT_PLUGIN',
-      },
+      `replication slot "${options.slot}" uses the ${slot.plugin} plugin, not pgoutput: choose another slot name with --slot (OUTBOX_SLOT)`,
+      { code: 'OUTBOX_SLOT_PLUGIN' },
     )
   }
-  if (slot.exists || options.createSlot === false) return { slotCreated: false }
+}
+
+/** Drops the slot; fine when another worker dropped it first. */
+export async function dropSlot(client: pg.Client, slot: string): Promise<void> {
   try {
-    await client.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [options.slot])
-    return { slotCreated: true }
+    await client.query('SELECT pg_drop_replication_slot($1)', [slot])
   } catch (error) {
-    // Another worker created it between our check and our create: that is fine.
-    if (sqlState(error) === SQLSTATE.duplicateObject) return { slotCreated: false }
-    throw error
+    if (sqlState(error) !== SQLSTATE.undefinedObject) throw error
   }
 }
 

@@ -3,6 +3,7 @@ import type { WorkerConfig } from '../operations/config.js'
 import { formatLsn } from '../stream/lsn.js'
 import { missingTableProblem, noReplicationProblem, replicationRole, tableExists } from './checks.js'
 import { slotInfo, splitTable } from './setup.js'
+import { invalidatedProblem, otherDatabaseProblem, readSlotState } from './slot-state.js'
 
 export interface StatusReport {
   healthy: boolean
@@ -22,6 +23,8 @@ export interface StatusReport {
     lagBytes: number | null
     walStatus: string | null
   }
+  /** Other pgoutput slots of this database that no connection uses: each pins WAL until dropped. */
+  unusedSlots: string[]
 }
 
 /** `outbox-worker status`: what an operator checks first. `healthy` is false when the setup cannot deliver. */
@@ -56,10 +59,18 @@ export async function readStatus(
     if (!pub.rows[0]) problems.push(`publication ${config.publication} is missing: apply the outbox migration`)
     else if (hasTable && !tables.includes(`${schema}.${table}`))
       problems.push(`publication ${config.publication} does not include ${schema}.${table}`)
-    if (!slot.exists)
+    const state = await readSlotState(client, config.slot)
+    const unused = await client.query(
+      `SELECT slot_name FROM pg_replication_slots
+        WHERE plugin = 'pgoutput' AND NOT active AND database = current_database() AND slot_name <> $1 ORDER BY slot_name`,
+      [config.slot],
+    )
+    if (state.kind === 'missing')
       problems.push(
-        `slot ${config.slot} does not exist: events committed now are not streamed; start the worker to create it`,
+        `slot ${config.slot} does not exist: events committed now are not streamed; start the worker to create it (if it existed before, see the README, "Slot states")`,
       )
+    if (state.kind === 'other-database') problems.push(otherDatabaseProblem(config.slot, state))
+    if (state.kind === 'invalidated') problems.push(invalidatedProblem(config.slot, state.reason))
     return {
       healthy: problems.length === 0,
       problems,
@@ -77,6 +88,7 @@ export async function readStatus(
         lagBytes: slot.lagBytes,
         walStatus: slot.walStatus,
       },
+      unusedSlots: unused.rows.map((r) => r.slot_name as string),
     }
   } finally {
     await client.end().catch(() => {})
@@ -92,6 +104,10 @@ export function formatStatus(report: StatusReport): string {
     s.exists
       ? `slot         ${s.name}: ${s.active ? `active (pid ${s.activePid})` : 'inactive (no worker streaming)'}, confirmed ${s.confirmedLsn}, lag ${s.lagBytes ?? '?'} bytes, wal_status ${s.walStatus}`
       : `slot         ${s.name}: missing`,
+    ...report.unusedSlots.map(
+      (name) =>
+        `unused slot  ${name}: inactive pgoutput slot, it pins WAL; if no worker uses it, SELECT pg_drop_replication_slot('${name}')`,
+    ),
     report.healthy ? 'status       ok' : `status       BROKEN\n${report.problems.map((p) => `  - ${p}`).join('\n')}`,
   ]
   return `${lines.join('\n')}\n`

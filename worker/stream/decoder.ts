@@ -46,13 +46,13 @@ export function commitTimeMs(unixMicros: bigint | number): number {
 type Parser = (text: string) => unknown
 
 /** What the decoder keeps of an outbox relation message. */
-interface RelationShape {
+export interface RelationShape {
   parsers: Map<string, Parser>
   /** The payload column is json or jsonb, so PostgreSQL has already checked it is JSON. */
   payloadIsJson: boolean
 }
 
-const JSON_TYPE_OIDS = new Set([114, 3802])
+export const JSON_TYPE_OIDS = new Set([114, 3802])
 
 /**
  * Turns pgoutput messages into begin / record / commit calls for the outbox table only.
@@ -158,7 +158,7 @@ export class OutboxDecoder {
   }
 }
 
-function toRecord(row: Record<string, string | null>, shape: RelationShape): OutboxRecord {
+export function toRecord(row: Record<string, string | null>, shape: RelationShape): OutboxRecord {
   const required = (name: string): string => {
     const value = row[name]
     if (typeof value !== 'string') throw new Error(`column ${name} is ${value === null ? 'NULL' : 'missing'}`)

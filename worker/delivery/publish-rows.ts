@@ -1,0 +1,119 @@
+import pg from 'pg'
+import { quoteIdent } from '../../src/sql.js'
+import type { WorkerConfig } from '../operations/config.js'
+import type { Logger } from '../operations/logger.js'
+import type { Metrics } from '../operations/metrics.js'
+import { splitTable } from '../slot/setup.js'
+import { JSON_TYPE_OIDS, toRecord } from '../stream/decoder.js'
+import { Delivery, type DeliveryItem } from './delivery.js'
+import type { Publisher } from './publisher.js'
+import { recordBytes, toKafkaRecord, undecodableRecord } from './records.js'
+
+const PAGE_ROWS = 1000
+
+/** Every value as PostgreSQL's text, as pgoutput sends it, so rows decode as streamed ones do. */
+export const RAW_TEXT_TYPES = { getTypeParser: () => (value: string) => value } as unknown as pg.CustomTypesConfig
+
+export interface RowFilter {
+  /** This row and those with a greater id (a UUIDv7 is in emit order). */
+  fromId?: string
+  /** Only rows created at or after this time. */
+  since?: Date
+}
+
+/**
+ * Publishes the outbox rows `reader` sees, in id order (UUIDv7: emit order), a page at a time,
+ * through the same delivery as streamed events (batching, retries, dead letters). Each page is
+ * acknowledged by Kafka before the next is read, so memory stays bounded. Returns how many rows
+ * were published. `reader` must run its queries with RAW_TEXT_TYPES.
+ */
+export async function publishRows(
+  reader: pg.Client,
+  options: {
+    config: WorkerConfig
+    publisher: Publisher
+    metrics: Metrics
+    logger: Logger
+    signal: AbortSignal
+    filter?: RowFilter
+    /** Log line for progress, every page. */
+    progress: string
+  },
+): Promise<number> {
+  const { config, publisher, metrics, logger, signal, filter = {} } = options
+  const [schema, table] = splitTable(config.table)
+  const from = `${quoteIdent(schema)}.${quoteIdent(table)}`
+  let pending: { left: number; done: () => void } | undefined
+  const delivery = new Delivery(config, publisher, metrics, logger, {
+    acknowledged: (items) => {
+      if (!pending) return
+      pending.left -= items.length
+      if (pending.left <= 0) pending.done()
+    },
+    deadLettered: () => {},
+  })
+  await publisher.connect()
+  const running = delivery.run()
+  // Settles only if delivery ends first (poison with --on-poison stop, a fatal Kafka error).
+  const ended = running.then(() => {
+    throw new Error('delivery ended')
+  })
+  ended.catch(() => {})
+  // A stop does not wait for a page that Kafka may never acknowledge (delivery retries forever).
+  const stopped = new Promise<never>((_, reject) => {
+    const abort = () => reject(new Error('stopped while publishing table rows'))
+    if (signal.aborted) abort()
+    else signal.addEventListener('abort', abort, { once: true })
+  })
+  stopped.catch(() => {})
+  let published = 0
+  try {
+    let afterId: string | undefined
+    for (;;) {
+      if (signal.aborted) throw new Error('stopped during publishing of table rows')
+      const conditions: string[] = []
+      const params: unknown[] = []
+      if (afterId !== undefined) conditions.push(`id > $${params.push(afterId)}::uuid`)
+      if (filter.fromId !== undefined) conditions.push(`id >= $${params.push(filter.fromId)}::uuid`)
+      if (filter.since) conditions.push(`created_at >= $${params.push(filter.since.toISOString())}::timestamptz`)
+      const where = conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : ''
+      const result = await reader.query({
+        text: `SELECT * FROM ${from} ${where} ORDER BY id LIMIT ${PAGE_ROWS}`,
+        values: params,
+        types: RAW_TEXT_TYPES,
+      })
+      if (result.rows.length === 0) break
+      const items = result.rows.map((row) => toItem(row, result.fields, config.topicTemplate))
+      const acknowledged = new Promise<void>((resolve) => {
+        pending = { left: items.length, done: resolve }
+      })
+      for (const item of items) delivery.enqueue(item)
+      await Promise.race([acknowledged, ended, stopped])
+      published += items.length
+      afterId = String(result.rows[result.rows.length - 1].id)
+      logger.info({ published }, options.progress)
+      if (result.rows.length < PAGE_ROWS) break
+    }
+  } finally {
+    await delivery.close()
+    await running.catch(() => {})
+  }
+  return published
+}
+
+function toItem(row: Record<string, string | null>, fields: pg.FieldDef[], topicTemplate: string): DeliveryItem {
+  const parsers = new Map(fields.map((f) => [f.name, pg.types.getTypeParser(f.dataTypeID, 'text')]))
+  const payloadType = fields.find((f) => f.name === 'payload')?.dataTypeID ?? 0
+  // Not from the stream: the transaction only carries the item through delivery.
+  const transaction = { endLsn: undefined, commitTime: Date.now(), outstanding: 1, trailing: undefined }
+  try {
+    const record = toKafkaRecord(
+      toRecord(row, { parsers, payloadIsJson: JSON_TYPE_OIDS.has(payloadType) }),
+      topicTemplate,
+    )
+    return { record, bytes: recordBytes(record), transaction }
+  } catch (error) {
+    const record = undecodableRecord(row, topicTemplate)
+    return { record, bytes: recordBytes(record), transaction, poison: `undecodable row: ${(error as Error).message}` }
+  }
+}
