@@ -16,7 +16,7 @@ import { fillMessages, fillOutbox } from './fill.js'
 import { type LatencyResult, measureLatency } from './latency.js'
 import { pgRecvlogicalSeconds, producerPerformance } from './limits.js'
 import { POLLING_SCHEMA, startPollingRelay } from './polling-relay.js'
-import { measureWriteSide, WRITE_VARIANTS, writeSideOnly, writeSideTable } from './write-side.js'
+import { measureWriteSide, WRITE_VARIANTS, writeSideOnFreshDatabase, writeSideTable } from './write-side.js'
 
 const quick = process.argv.includes('--quick')
 const only = process.argv.find((arg) => arg.startsWith('--only='))?.slice('--only='.length)
@@ -25,6 +25,8 @@ const RSS_N = quick ? 100_000 : 1_000_000
 const LATENCY_SECONDS = quick ? 5 : 30
 const RATES = [100, 1000, 5000]
 const WRITE_RUNS = quick ? 200 : 1000
+/** Added to each direction for the write side "across a network" (Node's timer step: 1 ms). */
+const NETWORK_ONE_WAY_MS = 1
 const root = join(import.meta.dirname, '../..')
 const log = (line: string) => process.stderr.write(`[bench] ${line}\n`)
 
@@ -195,6 +197,8 @@ async function main() {
     const workerLatency = await latencies(url, brokers, 'worker')
     const pollingLatency = await latencies(url, brokers, 'polling')
     const writeSide = await jsonVersusJsonb(url)
+    log(`write side, ${NETWORK_ONE_WAY_MS} ms each way added`)
+    const writeSideNetwork = await writeSideOnFreshDatabase(url, WRITE_RUNS / 4, NETWORK_ONE_WAY_MS)
     const rss = await peakRssDraining(url, brokers)
 
     const tx10 = throughput[0] as (typeof throughput)[number]
@@ -216,6 +220,7 @@ async function main() {
       pollingPerS,
       latency: { worker: workerLatency, polling: pollingLatency },
       writeSide,
+      writeSideNetwork: { oneWayMs: NETWORK_ONE_WAY_MS, ...writeSideNetwork },
       rss,
       ratios: {
         relayVsLimit: tx10.relayPerS / limit,
@@ -258,7 +263,12 @@ async function main() {
       `| same with a json payload column, table mode | ${f2(writeSide.json?.txMs ?? 0)} / ${f2(writeSide.json?.variants[0]?.emitMs ?? 0)} ms (×${f2(writeSide.json?.variants[0]?.emitRatio ?? 0)}) | |`,
       `| worker peak RSS draining ${f0(rss.events)} events | ${rss.peakRssMb} MB (${f0(rss.perS)} events/s) | ≤ 250 MB |`,
     ].join('\n')
-    process.stdout.write(`\n${table}\n\n${writeSide.jsonb ? writeSideTable(writeSide.jsonb).join('\n') : ''}\n`)
+    const writeTables = [
+      ...(writeSide.jsonb ? writeSideTable(writeSide.jsonb) : []),
+      '',
+      ...networkTable(writeSideNetwork),
+    ]
+    process.stdout.write(`\n${table}\n\n${writeTables.join('\n')}\n`)
   } finally {
     await services.dispose()
   }
@@ -279,6 +289,13 @@ function emitRows(result: WriteSide | undefined, column: string): string[] {
   ]
 }
 
+function networkTable(result: WriteSide): string[] {
+  return writeSideTable(
+    result,
+    `Write side with ${NETWORK_ONE_WAY_MS} ms added each way (a round trip ≈ ${2 * NETWORK_ONE_WAY_MS} ms more)`,
+  )
+}
+
 /** `--only=...`: one part of the bench, printed, on the same kind of services. */
 async function runOnly(part: string) {
   const services = await startServices(log)
@@ -286,7 +303,10 @@ async function runOnly(part: string) {
     const { databaseUrl: url, kafkaBrokers: brokers } = services
     if (part === 'write-side') {
       log('write side')
-      process.stdout.write(`\n${writeSideTable(await writeSideOnly(url, WRITE_RUNS)).join('\n')}\n`)
+      const local = await writeSideOnFreshDatabase(url, WRITE_RUNS)
+      log(`write side, ${NETWORK_ONE_WAY_MS} ms each way added`)
+      const network = await writeSideOnFreshDatabase(url, WRITE_RUNS / 4, NETWORK_ONE_WAY_MS)
+      process.stdout.write(`\n${writeSideTable(local).join('\n')}\n\n${networkTable(network).join('\n')}\n`)
     } else if (part === 'drain') {
       log('building the worker (dist/)')
       execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'ignore' })

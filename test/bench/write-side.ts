@@ -1,7 +1,10 @@
+import { PrismaPg } from '@prisma/adapter-pg'
 import pg from 'pg'
-import type { OutboxOptions } from '../../src/index.js'
+import { PrismaClient } from '../../prisma/generated/client.js'
+import { outbox, withOutbox } from '../../src/index.js'
 import { createTestDatabase } from '../helpers/database.js'
-import { type AppClient, createAppClient } from '../helpers/prisma.js'
+import type { AppClient } from '../helpers/prisma.js'
+import { startDelayProxy } from './delay-proxy.js'
 import { percentile } from './latency.js'
 
 const event = (i: number) => ({
@@ -35,17 +38,20 @@ const median = (values: number[]) =>
   )
 
 /**
- * The median of each function over `runs` calls, after a short warm-up. The calls take turns,
- * each round starting one further along, so a slow spell of the machine hits all alike.
+ * The median of each function over `runs` calls, after a short warm-up. The calls take turns in
+ * a new random order each round, so a slow spell of the machine hits all alike and no function
+ * always follows the same one (what ran just before measurably changes a transaction's time).
  */
 async function interleavedMedians(runs: number, fns: (() => Promise<unknown>)[]): Promise<number[]> {
   for (let i = 0; i < 20; i++) for (const fn of fns) await fn()
   const times = fns.map((): number[] => [])
+  const order = fns.map((_, k) => k)
   for (let i = 0; i < runs; i++) {
-    for (let j = 0; j < fns.length; j++) {
-      const k = (i + j) % fns.length
-      times[k]?.push(await timed(fns[k] as () => Promise<unknown>))
+    for (let j = order.length - 1; j > 0; j--) {
+      const r = Math.floor(Math.random() * (j + 1))
+      ;[order[j], order[r]] = [order[r] as number, order[j] as number]
     }
+    for (const k of order) times[k]?.push(await timed(fns[k] as () => Promise<unknown>))
   }
   return times.map(median)
 }
@@ -123,10 +129,17 @@ export interface VariantFigures {
  * 100 × emit; and the WAL each writes. Every variant has its own client; all are interleaved.
  */
 export async function measureWriteSide(url: string, runs: number, variants: readonly Variant[] = WRITE_VARIANTS) {
-  const clients = variants.map((v) =>
-    createAppClient(url, { mode: v.mode } satisfies OutboxOptions, { withOutbox: v.withOutbox }),
-  )
-  const plain = createAppClient(url)
+  // Every client on one shared connection: variants then differ by what the client does, not by
+  // which server backend happens to serve them (backends alone differ by up to ~10% here).
+  const pool = new pg.Pool({ connectionString: url, max: 1 })
+  const client = (v: Pick<Variant, 'mode' | 'withOutbox'>): AppClient => {
+    const adapter = new PrismaPg(pool)
+    return new PrismaClient({ adapter: v.withOutbox ? withOutbox(adapter) : adapter }).$extends(
+      outbox({ mode: v.mode }),
+    ) as unknown as AppClient
+  }
+  const clients = variants.map(client)
+  const plain = client({ mode: 'table', withOutbox: false })
   try {
     const base = transactions(plain)
     const each = clients.map(transactions)
@@ -178,15 +191,21 @@ export async function measureWriteSide(url: string, runs: number, variants: read
     }
   } finally {
     await Promise.all([plain, ...clients].map((c) => c.$disconnect()))
+    await pool.end()
   }
 }
 
-/** `npm run bench -- --only=write-side`: the write side alone, on a fresh database. */
-export async function writeSideOnly(adminUrl: string, runs: number) {
+/**
+ * The write side on a fresh database; with `oneWayMs`, through a proxy that delays each
+ * direction by that much, as a network between app and database would.
+ */
+export async function writeSideOnFreshDatabase(adminUrl: string, runs: number, oneWayMs = 0) {
   const db = await createTestDatabase(adminUrl)
+  const proxy = oneWayMs > 0 ? await startDelayProxy(db.url, oneWayMs) : undefined
   try {
-    return await measureWriteSide(db.url, runs)
+    return await measureWriteSide(proxy?.url ?? db.url, runs)
   } finally {
+    await proxy?.close()
     await db.dispose()
   }
 }
@@ -195,9 +214,9 @@ const ms = (n: number) => n.toFixed(2)
 const times = (ms: number, ratio: number) => `${ms.toFixed(2)} ms (×${ratio.toFixed(2)})`
 
 /** The write side's own table: one row per variant, ratios to the same client's order alone. */
-export function writeSideTable(result: Awaited<ReturnType<typeof measureWriteSide>>): string[] {
+export function writeSideTable(result: Awaited<ReturnType<typeof measureWriteSide>>, title = 'Write side'): string[] {
   return [
-    `Write side (median ms; ×: to the same client's transaction with the order alone. Without the ` +
+    `${title} (median ms; ×: to the same client's transaction with the order alone. Without the ` +
       `extension: order alone ${ms(result.txMs)} ms, a second order ${times(result.txTwoOrdersMs, result.twoOrdersRatio)})`,
     '',
     '| variant | order alone | order + emit | order + 10 × emit | order + emitMany(10) | emitMany(100) / 100 × emit | WAL bytes per event: emit / in emitMany(100) |',

@@ -99,8 +99,11 @@ test('a message-mode event reaches Kafka as the same record as a table-mode one'
   expect(await db.query('SELECT id FROM outbox')).toEqual([{ id: table.id }])
 })
 
-test("a rolled-back transaction's message never arrives; emitMany's arrive in order", async () => {
-  const prisma = client({ mode: 'message' })
+test.each([
+  ['', false],
+  [' (withOutbox)', true],
+])("a rolled-back transaction's message never arrives; emitMany's arrive in order%s", async (_, wrapped) => {
+  const prisma = client({ mode: 'message' }, { withOutbox: wrapped })
   let rolledBack = ''
   await expect(
     prisma.$transaction(async (tx) => {
