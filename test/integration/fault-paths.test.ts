@@ -3,53 +3,19 @@
  * leaves the publication, oversize batches and headers, a stop during start-up, publication names
  * with capitals. Each test failed on the relay as first released (see the README's fault table).
  */
-import { afterEach, beforeEach, expect, inject, test } from 'vitest'
-import { createTestDatabase, type TestDatabase, uniqueName } from '../helpers/database.js'
-import { collectTopics, testKafka } from '../helpers/kafka.js'
-import {
-  confirmedLsn,
-  currentLsn,
-  insertEvents,
-  spawnWorker,
-  type WorkerProcess,
-  waitForConfirmed,
-} from '../helpers/worker.js'
+import { expect, inject, test } from 'vitest'
+import type { TestDatabase } from '../helpers/database.js'
+import { testKafka } from '../helpers/kafka.js'
+import { relayTestFixture } from '../helpers/relay-fixture.js'
+import { confirmedLsn, currentLsn, insertEvents, waitForConfirmed } from '../helpers/worker.js'
 import { freePort, waitUntil } from '../services/ports.js'
 
 let db: TestDatabase
 let slot: string
 let prefix: string
-const workers: WorkerProcess[] = []
-const consumers: { stop(): Promise<void> }[] = []
-
-beforeEach(async () => {
-  db = await createTestDatabase(inject('databaseUrl'))
-  slot = uniqueName('slot')
-  prefix = uniqueName('t')
+const { startWorker, consume } = relayTestFixture((fresh) => {
+  ;({ db, slot, prefix } = fresh)
 })
-afterEach(async () => {
-  await Promise.all(workers.splice(0).map((w) => w.kill()))
-  await Promise.all(consumers.splice(0).map((c) => c.stop()))
-  await db.dispose()
-})
-
-async function startWorker(env: Record<string, string> = {}) {
-  const worker = await spawnWorker({
-    DATABASE_URL: db.url,
-    KAFKA_BROKERS: inject('kafkaBrokers').join(','),
-    OUTBOX_SLOT: slot,
-    OUTBOX_TOPIC: `${prefix}.{aggregateType}`,
-    ...env,
-  })
-  workers.push(worker)
-  return worker
-}
-
-async function consume(topics: string[]) {
-  const consumer = await collectTopics(inject('kafkaBrokers'), topics)
-  consumers.push(consumer)
-  return consumer
-}
 
 /** Inserts one outbox row with raw SQL text for its headers column (whatever its type now is). */
 async function insertRawHeaders(aggregateId: string, headersText: string): Promise<string> {

@@ -5,40 +5,17 @@
  * next start redoes it.
  */
 import { v7 as uuidv7 } from 'uuid'
-import { afterEach, beforeEach, expect, inject, test } from 'vitest'
-import { adminQuery, createTestDatabase, type TestDatabase, uniqueName } from '../helpers/database.js'
-import { collectTopics } from '../helpers/kafka.js'
-import { spawnWorker, type WorkerProcess } from '../helpers/worker.js'
+import { expect, inject, test } from 'vitest'
+import { adminQuery, type TestDatabase, uniqueName } from '../helpers/database.js'
+import { relayTestFixture } from '../helpers/relay-fixture.js'
 import { waitUntil } from '../services/ports.js'
 
 let db: TestDatabase
 let slot: string
 let prefix: string
-const workers: WorkerProcess[] = []
-const consumers: { stop(): Promise<void> }[] = []
-
-beforeEach(async () => {
-  db = await createTestDatabase(inject('databaseUrl'))
-  slot = uniqueName('slot')
-  prefix = uniqueName('t')
+const { startWorker, consume } = relayTestFixture((fresh) => {
+  ;({ db, slot, prefix } = fresh)
 })
-afterEach(async () => {
-  await Promise.all(workers.splice(0).map((w) => w.kill()))
-  await Promise.all(consumers.splice(0).map((c) => c.stop()))
-  await db.dispose()
-})
-
-async function startWorker(env: Record<string, string> = {}) {
-  const worker = await spawnWorker({
-    DATABASE_URL: db.url,
-    KAFKA_BROKERS: inject('kafkaBrokers').join(','),
-    OUTBOX_SLOT: slot,
-    OUTBOX_TOPIC: `${prefix}.{aggregateType}`,
-    ...env,
-  })
-  workers.push(worker)
-  return worker
-}
 
 /** One event per transaction, with a UUIDv7 id as emit() gives it; returns the id. */
 async function emit(aggregateId: string, n: number, topic?: string): Promise<string> {
@@ -58,8 +35,7 @@ async function slotExists(): Promise<boolean> {
 }
 
 test('deploy race: events committed before the first start and during it all arrive, in order per aggregate', async () => {
-  const consumer = await collectTopics(inject('kafkaBrokers'), [`${prefix}.order`])
-  consumers.push(consumer)
+  const consumer = await consume([`${prefix}.order`])
   const sent: { id: string; aggregate: string }[] = []
   let n = 0
   const emitOne = async () => {
@@ -98,8 +74,7 @@ test('deploy race: events committed before the first start and during it all arr
 })
 
 test('a snapshot that does not complete leaves no slot: the next start publishes the rows again', async () => {
-  const consumer = await collectTopics(inject('kafkaBrokers'), [`${prefix}.order`])
-  consumers.push(consumer)
+  const consumer = await consume([`${prefix}.order`])
   const first = await emit('a', 1)
   const poison = await emit('a', 2, 'not a valid topic!')
   const failing = await startWorker({ OUTBOX_ON_POISON: 'stop' })
@@ -114,8 +89,7 @@ test('a snapshot that does not complete leaves no slot: the next start publishes
 })
 
 test('--snapshot never: the slot is created without publishing what the table holds', async () => {
-  const consumer = await collectTopics(inject('kafkaBrokers'), [`${prefix}.order`])
-  consumers.push(consumer)
+  const consumer = await consume([`${prefix}.order`])
   const before = await emit('a', 1)
   const worker = await startWorker({ OUTBOX_SNAPSHOT: 'never' })
   await worker.waitForLog(/"msg":"streaming"/)

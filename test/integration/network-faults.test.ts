@@ -3,20 +3,28 @@
  * auto-creation off (the usual production setting), Kafka unreachable, a half-open replication
  * connection, a stop while reconnecting. Each test failed on the relay as first released.
  */
-import { afterAll, afterEach, beforeAll, beforeEach, expect, inject, test } from 'vitest'
+import { afterAll, afterEach, beforeAll, expect, inject, test } from 'vitest'
 import { createWorker } from '../../worker/index.js'
-import { adminQuery, createTestDatabase, type TestDatabase, uniqueName } from '../helpers/database.js'
-import { collectTopics, ensureTopics } from '../helpers/kafka.js'
+import { adminQuery, type TestDatabase } from '../helpers/database.js'
 import { type ProxiedKafka, proxyDatabaseUrl, startKafkaBehindProxy } from '../helpers/proxied-services.js'
-import { insertEvents, spawnWorker, type WorkerProcess } from '../helpers/worker.js'
+import { relayTestFixture } from '../helpers/relay-fixture.js'
+import { insertEvents, type WorkerProcess } from '../helpers/worker.js'
 import { waitUntil } from '../services/ports.js'
 
 let kafka: ProxiedKafka
 let db: TestDatabase
 let slot: string
 let prefix: string
-const workers: WorkerProcess[] = []
 const cleanups: (() => Promise<unknown>)[] = []
+// Workers connect through the proxy; test code reads directly, so faults never touch it.
+const fixture = relayTestFixture(
+  (fresh) => {
+    ;({ db, slot, prefix } = fresh)
+  },
+  { workerBrokers: () => kafka.brokers, readBrokers: () => kafka.directBrokers },
+)
+const startWorker = fixture.startWorker
+const consume = (topics: string[]) => fixture.consume(topics, { create: true })
 
 beforeAll(async () => {
   kafka = await startKafkaBehindProxy({ autoCreateTopics: false })
@@ -24,38 +32,11 @@ beforeAll(async () => {
 afterAll(async () => {
   await kafka?.dispose()
 })
-beforeEach(async () => {
-  db = await createTestDatabase(inject('databaseUrl'))
-  slot = uniqueName('slot')
-  prefix = uniqueName('t')
-})
 afterEach(async () => {
   kafka.proxy.restore()
   kafka.proxy.latency(0)
-  await Promise.all(workers.splice(0).map((w) => w.kill()))
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {})
-  await db.dispose()
 })
-
-async function startWorker(env: Record<string, string> = {}) {
-  const worker = await spawnWorker({
-    DATABASE_URL: db.url,
-    KAFKA_BROKERS: kafka.brokers.join(','),
-    OUTBOX_SLOT: slot,
-    OUTBOX_TOPIC: `${prefix}.{aggregateType}`,
-    ...env,
-  })
-  workers.push(worker)
-  return worker
-}
-
-/** Reads topics directly (not through the proxy). */
-async function consume(topics: string[]) {
-  await ensureTopics(kafka.directBrokers, topics)
-  const consumer = await collectTopics(kafka.directBrokers, topics)
-  cleanups.push(() => consumer.stop())
-  return consumer
-}
 
 async function metricsText(worker: WorkerProcess): Promise<string> {
   return (await fetch(`http://127.0.0.1:${worker.healthPort}/metrics`)).text()

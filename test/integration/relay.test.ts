@@ -2,59 +2,27 @@
  * The relay end to end, with the worker as a separate process (its real CLI), real PostgreSQL and
  * real Kafka: delivery, ordering, confirm rules, crash and takeover.
  */
-import { afterEach, beforeEach, describe, expect, inject, test } from 'vitest'
+import { afterEach, describe, expect, test } from 'vitest'
 import { toOutboxRow } from '../../src/event.js'
 import type { OutboxEvent } from '../../src/index.js'
-import { createTestDatabase, type TestDatabase, uniqueName } from '../helpers/database.js'
-import { collectTopics, type ReceivedMessage } from '../helpers/kafka.js'
+import { type TestDatabase, uniqueName } from '../helpers/database.js'
+import type { ReceivedMessage } from '../helpers/kafka.js'
 import { type AppClient, createAppClient } from '../helpers/prisma.js'
-import {
-  confirmedLsn,
-  currentLsn,
-  insertEvents,
-  spawnWorker,
-  type WorkerProcess,
-  waitForConfirmed,
-} from '../helpers/worker.js'
+import { relayTestFixture } from '../helpers/relay-fixture.js'
+import { confirmedLsn, currentLsn, insertEvents, waitForConfirmed } from '../helpers/worker.js'
 import { waitUntil } from '../services/ports.js'
 
 let db: TestDatabase
 let prisma: AppClient
 let slot: string
 let prefix: string
-const workers: WorkerProcess[] = []
-const consumers: { stop(): Promise<void> }[] = []
-
-beforeEach(async () => {
-  db = await createTestDatabase(inject('databaseUrl'))
+const { startWorker, consume } = relayTestFixture((fresh) => {
+  ;({ db, slot, prefix } = fresh)
   prisma = createAppClient(db.url)
-  slot = uniqueName('slot')
-  prefix = uniqueName('t')
 })
 afterEach(async () => {
-  await Promise.all(workers.splice(0).map((w) => w.kill()))
-  await Promise.all(consumers.splice(0).map((c) => c.stop()))
   await prisma.$disconnect()
-  await db.dispose()
 })
-
-async function startWorker(env: Record<string, string> = {}) {
-  const worker = await spawnWorker({
-    DATABASE_URL: db.url,
-    KAFKA_BROKERS: inject('kafkaBrokers').join(','),
-    OUTBOX_SLOT: slot,
-    OUTBOX_TOPIC: `${prefix}.{aggregateType}`,
-    ...env,
-  })
-  workers.push(worker)
-  return worker
-}
-
-async function consume(topics: string[]) {
-  const consumer = await collectTopics(inject('kafkaBrokers'), topics)
-  consumers.push(consumer)
-  return consumer
-}
 
 /** Whether emit would accept the event under `limit` bytes (no SQL runs). */
 function fits(event: OutboxEvent, limit: number): boolean {
