@@ -22,7 +22,11 @@ export function mapPrismaPromise<T, U>(
     throw mapError(error)
   }
   const run = () => {
-    started ??= Promise.resolve(inner).then(map, fail)
+    if (!started) {
+      started = Promise.resolve(inner).then(map, fail)
+      // Whoever awaits gets the rejection; a branch Prisma drops must not make it "unhandled".
+      started.catch(() => {})
+    }
     return started
   }
   return {
@@ -32,7 +36,11 @@ export function mapPrismaPromise<T, U>(
     finally: (onFinally) => run().finally(onFinally),
     requestTransaction(transaction: unknown) {
       const joined = inner.requestTransaction ? inner.requestTransaction(transaction) : inner
-      return Promise.resolve(joined).then((result) => map(result as T), fail)
+      const mapped = Promise.resolve(joined).then((result) => map(result as T), fail)
+      // The batch reports a failure through $transaction([...]); this element's own rejection
+      // must not also surface as unhandled when Prisma stops listening after the first one.
+      mapped.catch(() => {})
+      return mapped
     },
     [Symbol.toStringTag]: 'PrismaPromise',
   } as PrismaPromiseLike<U>
