@@ -1,6 +1,6 @@
 import pg from 'pg'
+import { createKafkaPublisher } from '../delivery/kafkajs-publisher.js'
 import { publishRows, type RowFilter } from '../delivery/publish-rows.js'
-import { createKafkaPublisher } from '../delivery/publisher.js'
 import type { WorkerConfig } from '../operations/config.js'
 import { OutboxConfigError } from '../operations/errors.js'
 import type { Logger } from '../operations/logger.js'
