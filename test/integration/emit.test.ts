@@ -332,13 +332,15 @@ test('without the outbox table, emit names the migration and the command that ap
   const event = { aggregateType: 'order', aggregateId: 'o1', type: 'order.created', payload: {} }
   const message =
     'prisma-outbox: the outbox table "outbox" does not exist in this database: apply the outbox migration (written by npx outbox-worker init) with npx prisma migrate deploy (or migrate dev)'
+  // Thunks: $transaction starts at once, so a rejection made before this loop awaits it would be
+  // reported as unhandled.
   const attempts = [
-    prisma.$transaction(async (tx) => tx.outbox.emit(event)),
-    prisma.outbox.emitMany([event, event]),
-    prisma.$transaction([prisma.order.count(), prisma.outbox.emit(event)]),
+    () => prisma.$transaction(async (tx) => tx.outbox.emit(event)),
+    () => prisma.outbox.emitMany([event, event]),
+    () => prisma.$transaction([prisma.order.count(), prisma.outbox.emit(event)]),
   ]
   for (const attempt of attempts) {
-    const error = await attempt.then(
+    const error = await attempt().then(
       () => undefined,
       (e: unknown) => e,
     )
