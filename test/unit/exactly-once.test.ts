@@ -103,7 +103,10 @@ function fakePublisher(checkpoint: Lsn | undefined, refuse: (r: KafkaRecord) => 
     async commitTransaction(chunks, record) {
       if (fail) throw fail
       if (chunks.flat().some(refuse)) throw { type: 'MESSAGE_TOO_LARGE' }
-      committed.push({ values: chunks.flat().map((r) => r.value), checkpoint: parseCheckpoint(record.value as string, 't') })
+      committed.push({
+        values: chunks.flat().map((r) => r.value),
+        checkpoint: parseCheckpoint(record.value as string, 't'),
+      })
     },
     async probe(records) {
       if (records.some(refuse)) throw { type: 'MESSAGE_TOO_LARGE' }
@@ -113,7 +116,11 @@ function fakePublisher(checkpoint: Lsn | undefined, refuse: (r: KafkaRecord) => 
   return { publisher, committed, failWith: (error: unknown) => (fail = error) }
 }
 
-async function deliverAll(items: DeliveryItem[], publisher: TransactionalPublisher, overrides: Partial<WorkerConfig> = {}) {
+async function deliverAll(
+  items: DeliveryItem[],
+  publisher: TransactionalPublisher,
+  overrides: Partial<WorkerConfig> = {},
+) {
   const acknowledged: DeliveryItem[] = []
   const ended: unknown[] = []
   const deadLettered: string[] = []
