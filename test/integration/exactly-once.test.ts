@@ -124,3 +124,14 @@ test('a worker that lost the slot is fenced by the one that took over: nothing i
     await zombie.disconnect()
   }
 }, 120_000)
+
+test('exactly-once: a transaction larger than --buffer-events is read to its COMMIT and delivered whole', async () => {
+  const consumer = await consume([`${prefix}.order`], { create: true })
+  const worker = await startWorker({ ...exactlyOnce(uniqueName('txid')), OUTBOX_BUFFER_EVENTS: '10' })
+  await worker.waitForLog(/"msg":"streaming"/)
+  const ids = await insertBatches(1, 50, 'large')
+  await waitForConfirmed(db, slot, await currentLsn(db), 60_000)
+  await consumer.waitFor(50)
+  const copies = copiesOf(consumer.messages)
+  for (const id of ids) expect(copies.get(id)).toBe(1)
+}, 120_000)
