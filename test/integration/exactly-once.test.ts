@@ -129,9 +129,15 @@ test('exactly-once: a transaction larger than --buffer-events is read to its COM
   const consumer = await consume([`${prefix}.order`], { create: true })
   const worker = await startWorker({ ...exactlyOnce(uniqueName('txid')), OUTBOX_BUFFER_EVENTS: '10' })
   await worker.waitForLog(/"msg":"streaming"/)
-  const ids = await insertBatches(1, 50, 'large')
+  // About 2 MB of WAL: many socket reads, so reading would pause after the first ones.
+  const rows = await db.query<{ id: string }>(
+    `INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload)
+     SELECT gen_random_uuid(), 'order', (g % 3)::text, 'order.created', json_build_object('pad', repeat('x', 500))::jsonb
+       FROM generate_series(1, 3000) g RETURNING id`,
+  )
+  const ids = rows.map((r) => r.id)
   await waitForConfirmed(db, slot, await currentLsn(db), 60_000)
-  await consumer.waitFor(50)
+  await consumer.waitFor(3000)
   const copies = copiesOf(consumer.messages)
   for (const id of ids) expect(copies.get(id)).toBe(1)
 }, 120_000)
