@@ -1,4 +1,6 @@
 import { Delivery, type DeliveryItem } from './delivery/delivery.js'
+import { createKafkajsTransactionalPublisher } from './delivery/exactly-once/kafkajs-transactional.js'
+import { TransactionalDelivery } from './delivery/exactly-once/transactional-delivery.js'
 import type { Publisher } from './delivery/publisher.js'
 import { recordBytes, toKafkaRecord, undecodableRecord } from './delivery/records.js'
 import type { WorkerConfig } from './operations/config.js'
@@ -37,7 +39,7 @@ export interface SessionEvents {
  */
 export class ReplicationSession {
   private readonly stream: ReplicationStream
-  private readonly delivery: Delivery
+  private readonly delivery: Delivery | TransactionalDelivery
   private readonly watch: PublicationWatch
   private buffered = { events: 0, bytes: 0 }
   private paused = false
@@ -83,10 +85,17 @@ export class ReplicationSession {
       delivered: () => this.events.delivered(),
       ended: (error) => this.finish(this.classifyStreamError(error)),
     })
-    this.delivery = new Delivery(config, publisher, metrics, logger, {
-      acknowledged: (items) => this.acknowledged(items),
-      deadLettered: (info) => this.events.deadLettered(info),
-    })
+    const deliveryHooks = {
+      acknowledged: (items: DeliveryItem[]) => this.acknowledged(items),
+      deadLettered: (info: { id: string; topic: string; reason: string }) => this.events.deadLettered(info),
+    }
+    this.delivery =
+      config.delivery === 'exactly-once'
+        ? new TransactionalDelivery(config, createKafkajsTransactionalPublisher(config, logger), metrics, logger, {
+            ...deliveryHooks,
+            ended: (error) => this.finish({ kind: 'ended', error }),
+          })
+        : new Delivery(config, publisher, metrics, logger, deliveryHooks)
     this.watch = new PublicationWatch(config, logger, {
       changed: (problem) => this.onTableProblem(problem),
       replaced: () => this.onTableReplaced(),
@@ -160,7 +169,9 @@ export class ReplicationSession {
     this.metrics.bufferedEvents.set(this.buffered.events)
     if (
       !this.paused &&
-      (this.buffered.events >= this.config.bufferEvents || this.buffered.bytes >= this.config.bufferBytes)
+      (this.buffered.events >= this.config.bufferEvents || this.buffered.bytes >= this.config.bufferBytes) &&
+      // Exactly-once sends whole transactions: one larger than the buffer is read to its COMMIT.
+      !(this.delivery instanceof TransactionalDelivery && this.delivery.waitingForCommit)
     ) {
       this.paused = true
       this.stream.pause()

@@ -47,6 +47,8 @@ export async function collectTopics(
 ) {
   const consumer = testKafka(brokers).consumer({
     groupId: `test-${Math.random().toString(36).slice(2)}`,
+    // What exactly-once asks of consumers (and kafkajs's default): aborted transactions unseen.
+    readUncommitted: false,
     maxWaitTimeInMs: 100,
     metadataMaxAge: 1000,
     // After a broker restart the group must be rejoined; with kafkajs's defaults (30 s session,

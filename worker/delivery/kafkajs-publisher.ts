@@ -57,7 +57,7 @@ export function kafkaClientConfig(config: WorkerConfig, logger: Logger): KafkaCo
  * disconnected makes kafkajs reconnect on its own. Resetting the sockets (RST) drops what is
  * unsent, and once sealed no new connection can be made.
  */
-class FencedSockets {
+export class FencedSockets {
   private readonly sockets = new Set<Socket>()
   private sealed = false
 

@@ -1,4 +1,5 @@
 import { topicNameProblem } from '../../src/topic.js'
+import { exactlyOnceProblem } from '../delivery/exactly-once/checkpoint.js'
 import { OutboxConfigError } from './errors.js'
 
 /** Every worker option, resolved and validated. Built once by resolveConfig and used everywhere after. */
@@ -11,6 +12,12 @@ export interface WorkerConfig {
   table: string
   topicTemplate: string
   onPoison: 'dlq' | 'stop'
+  /** at-least-once, or exactly-once through Kafka transactions (see worker/delivery/exactly-once). */
+  delivery: 'at-least-once' | 'exactly-once'
+  /** Exactly-once: the producer's transactional.id; undefined = derived from the database and slot. */
+  transactionalId: string | undefined
+  /** Exactly-once: the compacted topic holding each worker's last delivered commit LSN. */
+  checkpointTopic: string
   /** An invalidated slot, or one that disappeared after this worker used it: re-create it, or exit 3. */
   onSlotLost: 'recreate' | 'stop'
   /** When the worker creates the slot, first publish the rows already in the table (initial), or not. */
@@ -75,6 +82,9 @@ export const DEFAULTS: Omit<WorkerConfig, 'databaseUrl' | 'kafkaBrokers'> = {
   table: 'outbox',
   topicTemplate: '{aggregateType}',
   onPoison: 'dlq',
+  delivery: 'at-least-once',
+  transactionalId: undefined,
+  checkpointTopic: 'prisma-outbox.checkpoints',
   onSlotLost: 'stop',
   snapshot: 'initial',
   failoverSlot: false,
@@ -167,6 +177,28 @@ export const OPTIONS: OptionSpec[] = [
     env: 'OUTBOX_ON_POISON',
     parse: text,
     description: 'event Kafka will never accept: dlq (dead-letter topic) or stop (exit 4)',
+  },
+  {
+    key: 'delivery',
+    flag: 'delivery',
+    env: 'OUTBOX_DELIVERY',
+    parse: text,
+    description:
+      'at-least-once, or exactly-once (Kafka transactions; consumers must read with isolation.level=read_committed)',
+  },
+  {
+    key: 'transactionalId',
+    flag: 'transactional-id',
+    env: 'OUTBOX_TRANSACTIONAL_ID',
+    parse: text,
+    description: 'exactly-once: Kafka transactional.id (default prisma-outbox.<database>.<slot>)',
+  },
+  {
+    key: 'checkpointTopic',
+    flag: 'checkpoint-topic',
+    env: 'OUTBOX_CHECKPOINT_TOPIC',
+    parse: text,
+    description: 'exactly-once: compacted topic of delivered positions (created if missing)',
   },
   {
     key: 'onSlotLost',
@@ -465,6 +497,9 @@ export function resolveConfig(options: ConfigInput, { requireKafka = true, names
   checkTemplate(name('topicTemplate'), config.topicTemplate, { aggregateType: 'x', type: 'x' })
   checkTemplate(name('dlqTopicTemplate'), config.dlqTopicTemplate, { topic: 'x' })
   oneOf(name('onPoison'), config.onPoison, ['dlq', 'stop'])
+  oneOf(name('delivery'), config.delivery, ['at-least-once', 'exactly-once'])
+  const deliveryProblem = exactlyOnceProblem(config, name)
+  if (deliveryProblem) throw new OutboxConfigError(deliveryProblem)
   oneOf(name('onSlotLost'), config.onSlotLost, ['recreate', 'stop'])
   oneOf(name('snapshot'), config.snapshot, ['initial', 'never'])
   oneOf(name('logLevel'), config.logLevel, ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'])

@@ -1,0 +1,143 @@
+/**
+ * Exactly-once delivery end to end (the real CLI, real PostgreSQL and Kafka): a replay of what Kafka
+ * already has is skipped by the checkpoint, and a worker that lost the slot can commit nothing.
+ * The consumers read with read_committed (kafkajs's default), as the README tells users to.
+ */
+import { expect, inject, test } from 'vitest'
+import { createKafkajsTransactionalPublisher } from '../../worker/delivery/exactly-once/kafkajs-transactional.js'
+import { classifyTransactionError } from '../../worker/delivery/exactly-once/transactional-publisher.js'
+import { DEFAULTS } from '../../worker/operations/config.js'
+import { silentLogger } from '../../worker/operations/logger.js'
+import { type TestDatabase, uniqueName } from '../helpers/database.js'
+import type { ReceivedMessage } from '../helpers/kafka.js'
+import { relayTestFixture } from '../helpers/relay-fixture.js'
+import { currentLsn, insertEvents, waitForConfirmed } from '../helpers/worker.js'
+
+let db: TestDatabase
+let slot: string
+let prefix: string
+const { startWorker, consume } = relayTestFixture((fresh) => {
+  ;({ db, slot, prefix } = fresh)
+})
+
+const exactlyOnce = (transactionalId: string) => ({
+  OUTBOX_DELIVERY: 'exactly-once',
+  OUTBOX_TRANSACTIONAL_ID: transactionalId,
+})
+
+async function insertBatches(count: number, size: number, tag: string): Promise<string[]> {
+  const ids: string[] = []
+  for (let t = 0; t < count; t++) {
+    const events = Array.from({ length: size }, (_, i) => ({ aggregateId: `${tag}-${i % 3}`, payload: { tag, t, i } }))
+    ids.push(...(await insertEvents(db, events)))
+  }
+  return ids
+}
+
+function copiesOf(messages: ReceivedMessage[]): Map<string, number> {
+  const copies = new Map<string, number>()
+  for (const m of messages) copies.set(m.headers.id as string, (copies.get(m.headers.id as string) ?? 0) + 1)
+  return copies
+}
+
+/**
+ * A replay without a crash to wait for: a second slot, made before the events, starts from before
+ * them, as a slot does whose confirmation was lost (kill -9 after Kafka's commit, a PostgreSQL
+ * restart). The worker on it shares the first one's transactional id, so the checkpoint is its.
+ */
+async function replayFromSecondSlot(delivery: 'exactly-once' | 'at-least-once') {
+  const transactionalId = uniqueName('txid')
+  const env = delivery === 'exactly-once' ? exactlyOnce(transactionalId) : {}
+  const secondSlot = uniqueName('slot')
+  await db.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [secondSlot])
+  const consumer = await consume([`${prefix}.order`], { create: true })
+  const first = await startWorker(env)
+  await first.waitForLog(/"msg":"streaming"/)
+  const before = await insertBatches(10, 5, 'before')
+  await consumer.waitFor(50)
+  await first.kill()
+  const second = await startWorker({ ...env, OUTBOX_SLOT: secondSlot })
+  await second.waitForLog(/"msg":"streaming"/)
+  const after = await insertBatches(2, 5, 'after')
+  await waitForConfirmed(db, secondSlot, await currentLsn(db), 60_000)
+  await consumer.waitFor(60)
+  // Anything published twice would have arrived with or before the events after it.
+  await new Promise((r) => setTimeout(r, 1000))
+  return { ids: [...before, ...after], copies: copiesOf(consumer.messages), second }
+}
+
+test('exactly-once: a replay of transactions Kafka already has publishes none of them again', async () => {
+  const { ids, copies, second } = await replayFromSecondSlot('exactly-once')
+  expect(ids).toHaveLength(60)
+  for (const id of ids) expect(copies.get(id), id).toBe(1)
+  expect(copies.size).toBe(60)
+  // The replayed transactions were recognised and skipped, not merely lost on the way.
+  const skipped = second.output
+    .filter((line) => line.includes('skipped events already in Kafka'))
+    .reduce((sum, line) => sum + (JSON.parse(line) as { events: number }).events, 0)
+  expect(skipped).toBe(50)
+}, 120_000)
+
+test('at-least-once, the same replay publishes each replayed event again (what exactly-once removes)', async () => {
+  const { ids, copies } = await replayFromSecondSlot('at-least-once')
+  expect(ids.filter((id) => copies.get(id) === 2)).toHaveLength(50)
+}, 120_000)
+
+test('a worker that lost the slot is fenced by the one that took over: nothing it sends afterwards is committed', async () => {
+  const transactionalId = uniqueName('txid')
+  const topic = `${prefix}.order`
+  const consumer = await consume([topic], { create: true })
+  // The zombie: a transactional producer initialized with the id, as a worker that then froze.
+  const zombie = createKafkajsTransactionalPublisher(
+    {
+      ...DEFAULTS,
+      databaseUrl: db.url,
+      kafkaBrokers: inject('kafkaBrokers'),
+      delivery: 'exactly-once',
+      transactionalId,
+      slot,
+    },
+    silentLogger,
+  )
+  await zombie.connect()
+  try {
+    const worker = await startWorker(exactlyOnce(transactionalId))
+    await worker.waitForLog(/"msg":"streaming"/)
+    const ids = await insertBatches(4, 5, 'live')
+    await worker.waitForLog(/exactly-once: transactions ending at or before the checkpoint/)
+    await consumer.waitFor(20)
+    const record = { topic, key: 'zombie', value: '{}', headers: { id: 'zombie' }, timestamp: String(Date.now()) }
+    const checkpoint = { ...record, topic: DEFAULTS.checkpointTopic, key: transactionalId, value: '{"lsn":"FF/0"}' }
+    const error = await zombie.commitTransaction([[record]], checkpoint).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    expect(error).toBeDefined()
+    expect(classifyTransactionError(error).kind).toBe('fenced')
+    const more = await insertBatches(2, 5, 'later')
+    await consumer.waitFor(30)
+    await new Promise((r) => setTimeout(r, 1000))
+    const copies = copiesOf(consumer.messages)
+    expect(copies.has('zombie')).toBe(false)
+    for (const id of [...ids, ...more]) expect(copies.get(id)).toBe(1)
+  } finally {
+    await zombie.disconnect()
+  }
+}, 120_000)
+
+test('exactly-once: a transaction larger than --buffer-events is read to its COMMIT and delivered whole', async () => {
+  const consumer = await consume([`${prefix}.order`], { create: true })
+  const worker = await startWorker({ ...exactlyOnce(uniqueName('txid')), OUTBOX_BUFFER_EVENTS: '10' })
+  await worker.waitForLog(/"msg":"streaming"/)
+  // About 2 MB of WAL: many socket reads, so reading would pause after the first ones.
+  const rows = await db.query<{ id: string }>(
+    `INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload)
+     SELECT gen_random_uuid(), 'order', (g % 3)::text, 'order.created', json_build_object('pad', repeat('x', 500))::jsonb
+       FROM generate_series(1, 3000) g RETURNING id`,
+  )
+  const ids = rows.map((r) => r.id)
+  await waitForConfirmed(db, slot, await currentLsn(db), 60_000)
+  await consumer.waitFor(3000)
+  const copies = copiesOf(consumer.messages)
+  for (const id of ids) expect(copies.get(id)).toBe(1)
+}, 120_000)

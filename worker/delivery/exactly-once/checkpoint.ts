@@ -1,0 +1,87 @@
+import type { WorkerConfig } from '../../operations/config.js'
+import { formatLsn, type Lsn, parseLsn } from '../../stream/lsn.js'
+import type { KafkaRecord } from '../records.js'
+
+/**
+ * The exactly-once checkpoint: the end LSN of the commit record of the last PostgreSQL
+ * transaction whose events are in a committed Kafka transaction. It is written in the same Kafka
+ * transaction as those events, keyed by the transactional id, to a compacted topic: a
+ * read_committed reader sees it exactly when it sees the events.
+ *
+ * The skip rule. pgoutput's COMMIT message carries the commit's end LSN (the position the slot is
+ * confirmed to). PostgreSQL streams transactions in commit order, so their end LSNs strictly
+ * increase, and Kafka transactions carry whole PostgreSQL transactions in that order, one
+ * committed before the next begins. Hence every transaction whose end LSN is at or before the
+ * checkpoint is in Kafka already, and every one after it is not: a transaction is skipped
+ * exactly when `endLsn <= checkpoint`.
+ */
+export function alreadyInKafka(endLsn: Lsn, checkpoint: Lsn | undefined): boolean {
+  return checkpoint !== undefined && endLsn <= checkpoint
+}
+
+/** What the checkpoint record's value holds (JSON, so a person can read it with any consumer). */
+interface CheckpointValue {
+  /** The end LSN, as PostgreSQL prints it. */
+  lsn: string
+  slot: string
+  /** When it was written (ms since the epoch), for people reading the topic. */
+  at: number
+}
+
+export function checkpointRecord(config: WorkerConfig, lsn: Lsn): KafkaRecord {
+  const value: CheckpointValue = { lsn: formatLsn(lsn), slot: config.slot, at: Date.now() }
+  return {
+    topic: config.checkpointTopic,
+    key: transactionalId(config),
+    value: JSON.stringify(value),
+    headers: {},
+    timestamp: String(value.at),
+  }
+}
+
+/** The LSN of a checkpoint record's value; an error naming the topic when it is not one of ours. */
+export function parseCheckpoint(value: string, topic: string): Lsn {
+  try {
+    const parsed = JSON.parse(value) as Partial<CheckpointValue>
+    if (typeof parsed.lsn === 'string') return parseLsn(parsed.lsn)
+  } catch {
+    // reported below
+  }
+  throw new Error(
+    `the checkpoint topic "${topic}" holds a record for this worker that is not a checkpoint (${JSON.stringify(value.slice(0, 100))}): is the topic used for something else? Give the worker its own with --checkpoint-topic`,
+  )
+}
+
+/**
+ * The transactional id: stable for one database and slot, so that a worker taking over the slot
+ * fences the one before it (Kafka lets one producer per transactional id commit). The database
+ * name comes from DATABASE_URL; two databases of the same name on different servers that share
+ * a Kafka cluster need --transactional-id set apart.
+ */
+export function transactionalId(config: WorkerConfig): string {
+  if (config.transactionalId) return config.transactionalId
+  let database = ''
+  try {
+    database = decodeURIComponent(new URL(config.databaseUrl).pathname.replace(/^\//, ''))
+  } catch {
+    // resolveConfig has checked the URL; an empty name still gives a usable id
+  }
+  return `prisma-outbox.${database || 'postgres'}.${config.slot}`
+}
+
+/** Checks of the exactly-once options; undefined when fine, else the problem and its fix. */
+export function exactlyOnceProblem(
+  config: WorkerConfig,
+  name: (key: keyof WorkerConfig) => string,
+): string | undefined {
+  if (config.delivery !== 'exactly-once') return undefined
+  // --kafka-client arrives with the second client; exactly-once is built on kafkajs so far.
+  const client = (config as { kafkaClient?: string }).kafkaClient
+  if (client !== undefined && client !== 'kafkajs')
+    return `${name('delivery')} exactly-once needs the kafkajs client for now: use --kafka-client kafkajs (OUTBOX_KAFKA_CLIENT=kafkajs), or at-least-once delivery`
+  if (!/^[a-zA-Z0-9._-]{1,249}$/.test(config.checkpointTopic) || /^\.\.?$/.test(config.checkpointTopic))
+    return `${name('checkpointTopic')} "${config.checkpointTopic}" is not a valid Kafka topic name (letters, digits, ".", "_", "-"; at most 249)`
+  if (config.transactionalId !== undefined && config.transactionalId.trim() === '')
+    return `${name('transactionalId')} is empty: leave it unset for the default (from the database and slot) or give an id`
+  return undefined
+}

@@ -1,0 +1,236 @@
+import type { WorkerConfig } from '../../operations/config.js'
+import { OutboxPoisonEventError, OutboxSetupError } from '../../operations/errors.js'
+import { errorFields, type Logger } from '../../operations/logger.js'
+import type { Metrics } from '../../operations/metrics.js'
+import { formatLsn, type Lsn } from '../../stream/lsn.js'
+import type { DeliveryHooks, DeliveryItem } from '../delivery.js'
+import { type KafkaRecord, poisonReason, toDeadLetter } from '../records.js'
+import { alreadyInKafka, checkpointRecord, transactionalId } from './checkpoint.js'
+import { chunkRecords, findRefused } from './refused.js'
+import { classifyTransactionError, type TransactionalPublisher } from './transactional-publisher.js'
+
+export interface TransactionalDeliveryHooks extends DeliveryHooks {
+  /**
+   * A Kafka transaction failed (or the producer was fenced): end the session, confirming nothing
+   * more. The next session starts from the slot's confirmed position and skips by the checkpoint.
+   */
+  ended(error: unknown): void
+}
+
+/** A Kafka transaction holds whole PostgreSQL transactions up to --batch-size events (or one larger). */
+type Batch = DeliveryItem[]
+type DeadLetters = Map<KafkaRecord, { id: string; topic: string; reason: string }>
+
+/**
+ * Exactly-once delivery for a session, the counterpart of Delivery: each Kafka transaction carries
+ * whole PostgreSQL transactions, in stream order, and the checkpoint record (see checkpoint.ts);
+ * they are acknowledged (so the slot is confirmed) only after Kafka has committed it. Transactions
+ * at or before the checkpoint read at the start are acknowledged without sending: a replay after a
+ * crash, a PostgreSQL restart or a takeover publishes nothing twice.
+ *
+ * A failed transaction is not retried in the session: its outcome may be unknown (a timeout), and
+ * only a producer initialized anew (fencing what was in flight) followed by a read of the
+ * checkpoint can tell. That is done only by a session that has just taken the slot: a worker
+ * that lost the slot without noticing (a zombie) never initializes the id again, so it cannot
+ * fence the worker that took over, and its own producer is fenced by that worker's.
+ */
+export class TransactionalDelivery {
+  private readonly queue: DeliveryItem[] = []
+  private readonly abort = new AbortController()
+  private wake: (() => void) | undefined
+  private busy = false
+  private inFlight: Promise<unknown> = Promise.resolve()
+  /** Read once per session, after the producer has fenced any other holder of the id. */
+  private checkpoint: Lsn | undefined
+  private checkpointRead = false
+  kafkaConnected = true
+  /** Exactly-once retries a missing topic until it exists (see the README). */
+  readonly blockedTopics: string[] = []
+
+  constructor(
+    private readonly config: WorkerConfig,
+    private readonly publisher: TransactionalPublisher,
+    private readonly metrics: Metrics,
+    private readonly logger: Logger,
+    private readonly hooks: TransactionalDeliveryHooks,
+  ) {}
+
+  get idle(): boolean {
+    return this.queue.length === 0 && !this.busy
+  }
+
+  /**
+   * The oldest buffered transaction has not committed in the stream yet: it cannot be sent until
+   * its COMMIT arrives, so reading must not pause on a full buffer (see ReplicationSession).
+   */
+  get waitingForCommit(): boolean {
+    const first = this.queue[0]
+    return first !== undefined && first.transaction.endLsn === undefined
+  }
+
+  enqueue(item: DeliveryItem): void {
+    this.queue.push(item)
+    this.wake?.()
+  }
+
+  /** Publishes until close(); rejects on what must stop the worker (poison with `stop`, fatal errors). */
+  async run(): Promise<void> {
+    while (!this.abort.signal.aborted) {
+      const batch = this.takeBatch()
+      if (batch.length === 0) {
+        await this.waitForMore()
+        continue
+      }
+      this.busy = true
+      try {
+        await this.deliver(batch)
+      } catch (error) {
+        if (this.abort.signal.aborted) return
+        await this.failed(error)
+        return
+      } finally {
+        this.busy = false
+      }
+      if (this.abort.signal.aborted) return
+      this.hooks.acknowledged(batch)
+    }
+  }
+
+  async close(): Promise<void> {
+    this.abort.abort()
+    this.wake?.()
+    const disconnecting = this.publisher.disconnect().catch(() => {})
+    await this.inFlight
+    await disconnecting
+  }
+
+  /**
+   * Whole transactions from the head of the queue. Records of a transaction are all queued before
+   * its COMMIT sets endLsn (the stream handles messages synchronously, in order).
+   */
+  private takeBatch(): Batch {
+    let count = 0
+    while (count < this.queue.length) {
+      const transaction = (this.queue[count] as DeliveryItem).transaction
+      if (transaction.endLsn === undefined) break
+      let end = count
+      while (end < this.queue.length && (this.queue[end] as DeliveryItem).transaction === transaction) end++
+      if (count > 0 && end > this.config.batchSize) break
+      count = end
+    }
+    return this.queue.splice(0, count)
+  }
+
+  /** Until something is enqueued; or briefly, when the head waits for a COMMIT still unread. */
+  private async waitForMore(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      this.wake = resolve
+      if (this.queue.length > 0) setTimeout(resolve, 5)
+    })
+    this.wake = undefined
+  }
+
+  /** Delivers a batch in one Kafka transaction; the checkpoint first, once per session. */
+  private async deliver(batch: Batch): Promise<void> {
+    const deadLetters: DeadLetters = new Map()
+    const attempt = this.attempt(batch, deadLetters)
+    this.inFlight = attempt.catch(() => {})
+    await attempt
+    for (const info of deadLetters.values()) {
+      this.metrics.eventsDeadLettered.inc()
+      this.hooks.deadLettered(info)
+    }
+  }
+
+  /** The checkpoint if not read yet, then one committed Kafka transaction for what Kafka lacks. */
+  private async attempt(batch: Batch, deadLetters: DeadLetters): Promise<void> {
+    if (this.checkpointRead === false) {
+      await this.publisher.connect()
+      this.checkpoint = await this.publisher.readCheckpoint()
+      this.checkpointRead = true
+      this.logger.info(
+        { checkpoint: this.checkpoint === undefined ? 'none' : formatLsn(this.checkpoint) },
+        'exactly-once: transactions ending at or before the checkpoint are in Kafka already and are skipped',
+      )
+    }
+    const fresh = batch.filter((item) => !alreadyInKafka(item.transaction.endLsn as Lsn, this.checkpoint))
+    if (fresh.length < batch.length)
+      this.logger.info({ events: batch.length - fresh.length }, 'exactly-once: skipped events already in Kafka')
+    this.setKafkaConnected(true)
+    if (fresh.length === 0) return
+    const last = (fresh[fresh.length - 1] as DeliveryItem).transaction.endLsn as Lsn
+    const records = fresh.map((item) => {
+      const reason = item.poison ?? poisonReason(item.record, this.config.maxMessageBytes)
+      return reason ? this.deadLetter(item.record, reason, deadLetters) : item.record
+    })
+    for (;;) {
+      try {
+        await this.publisher.commitTransaction(chunkRecords(records, this.config), checkpointRecord(this.config, last))
+        break
+      } catch (error) {
+        const { kind, type } = classifyTransactionError(error)
+        if (kind !== 'refused') throw error
+        this.logger.warn(
+          { records: records.length, type },
+          'Kafka refused a transaction: probing smaller aborted transactions to find the record (is --max-message-bytes above the broker limit?)',
+        )
+        const refused = await findRefused(records, this.config, (part) => this.publisher.probe(part))
+        // Refused as a whole, yet each part accepted: retry with backoff like any other failure.
+        if (refused.size === 0) throw error
+        for (const [record, refusedType] of refused) {
+          const index = records.indexOf(record)
+          if (deadLetters.has(record))
+            throw new OutboxPoisonEventError(
+              record.headers.id ?? '?',
+              `its dead letter was refused by the dead-letter topic ${record.topic} too (${refusedType})`,
+            )
+          records[index] = this.deadLetter(record, `Kafka refused it: ${refusedType}`, deadLetters)
+        }
+      }
+    }
+    this.checkpoint = last
+    this.metrics.batchSize.observe(records.length)
+  }
+
+  /** Rejects on what stops the worker; otherwise logs, waits a moment and ends the session. */
+  private async failed(error: unknown): Promise<void> {
+    const { kind } = classifyTransactionError(error)
+    this.metrics.publishErrors.inc({ kind })
+    if (error instanceof OutboxPoisonEventError || error instanceof OutboxSetupError || kind === 'fatal') throw error
+    this.setKafkaConnected(false)
+    if (kind === 'fenced') {
+      this.logger.error(
+        { ...errorFields(error), transactionalId: transactionalId(this.config) },
+        'fenced: another worker has taken over this transactional id (or this worker may not use it): this session ends, confirming nothing more',
+      )
+    } else {
+      this.logger.warn(
+        { ...errorFields(error), retryInMs: this.config.retryMaxMs },
+        'Kafka transaction failed: the session ends and restarts from the confirmed position, skipping what the checkpoint shows Kafka has',
+      )
+      // Not at once: during a Kafka outage, a new replication connection every moment helps no one.
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, this.config.retryMaxMs)
+        this.abort.signal.addEventListener('abort', () => {
+          clearTimeout(timer)
+          resolve()
+        })
+      })
+    }
+    if (!this.abort.signal.aborted) this.hooks.ended(error)
+  }
+
+  private deadLetter(record: KafkaRecord, reason: string, deadLetters: DeadLetters): KafkaRecord {
+    const id = record.headers.id ?? '?'
+    this.logger.error({ id, topic: record.topic, reason, onPoison: this.config.onPoison }, 'poison event')
+    if (this.config.onPoison === 'stop') throw new OutboxPoisonEventError(id, reason)
+    const dead = toDeadLetter(record, reason, this.config.dlqTopicTemplate, this.config.maxMessageBytes)
+    deadLetters.set(dead, { id, topic: record.topic, reason })
+    return dead
+  }
+
+  private setKafkaConnected(connected: boolean): void {
+    this.kafkaConnected = connected
+    this.metrics.kafkaConnected.set(connected ? 1 : 0)
+  }
+}

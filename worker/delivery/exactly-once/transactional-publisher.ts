@@ -1,0 +1,58 @@
+import type { Lsn } from '../../stream/lsn.js'
+import { classifyPublishError, type PublishErrorKind } from '../publisher.js'
+import type { KafkaRecord } from '../records.js'
+
+/**
+ * What exactly-once delivery needs from a Kafka client: a transactional producer and a
+ * read_committed read of the checkpoint. One per replication session, like Publisher.
+ *
+ * `connect` initializes the transactional id (Kafka bumps its epoch: any other producer with the
+ * same id, a worker that lost the slot, is fenced, and its open transaction aborted). Only then
+ * is the checkpoint read, so nothing the fenced producer had in flight can land after the read.
+ */
+export interface TransactionalPublisher {
+  connect(): Promise<void>
+  /** The latest committed checkpoint LSN for this transactional id, undefined when none. */
+  readCheckpoint(): Promise<Lsn | undefined>
+  /**
+   * One Kafka transaction: the records (one request per chunk, in order; see chunkRecords), then
+   * the checkpoint record, then commit. Resolves once
+   * committed. On any failure the transaction is aborted (or left to Kafka to abort, when the
+   * producer is dropped) before it rejects: nothing of it is ever visible to read_committed.
+   */
+  commitTransaction(chunks: KafkaRecord[][], checkpoint: KafkaRecord): Promise<void>
+  /**
+   * Sends the records in a transaction that is then aborted: whether Kafka accepts them, without
+   * making them visible. Used to find a refused record by halving.
+   */
+  probe(records: KafkaRecord[]): Promise<void>
+  disconnect(): Promise<void>
+}
+
+export type TransactionalPublisherFactory = () => TransactionalPublisher
+
+/**
+ * Another producer with our transactional id has initialized since ours (a worker took over the
+ * slot), or we may not use the id. Kafka error types, and their codes for clients that do not
+ * know the newer ones by name (kafkajs predates PRODUCER_FENCED).
+ */
+const FENCED_TYPES = new Set(['PRODUCER_FENCED', 'INVALID_PRODUCER_EPOCH', 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED'])
+const FENCED_CODES = new Set([47, 53, 90])
+
+export type TransactionErrorKind = PublishErrorKind | 'fenced'
+
+/** Like classifyPublishError, with `fenced`: this producer can never commit again. */
+export function classifyTransactionError(error: unknown): { kind: TransactionErrorKind; type: string | undefined } {
+  const seen = new Set<unknown>()
+  let current: unknown = error
+  while (current && typeof current === 'object' && !seen.has(current)) {
+    seen.add(current)
+    const { type, code } = current as { type?: unknown; code?: unknown }
+    if (typeof type === 'string' && FENCED_TYPES.has(type)) return { kind: 'fenced', type }
+    if (typeof code === 'number' && FENCED_CODES.has(code)) return { kind: 'fenced', type: `code ${code}` }
+    current =
+      (current as { cause?: unknown; originalError?: unknown }).cause ??
+      (current as { originalError?: unknown }).originalError
+  }
+  return classifyPublishError(error)
+}
