@@ -1,7 +1,22 @@
 import { defineConfig } from 'vitest/config'
 
-// Two projects: `unit` needs no service; `integration` (and the fault suite) get real
-// PostgreSQL and Kafka from test/setup/services.ts. `npm test` runs both.
+// Files that change settings of the shared PostgreSQL cluster (max_slot_wal_keep_size,
+// wal_sender_timeout): any slot or walsender of a file running beside them would feel it.
+const clusterWide = ['test/integration/slot-states.test.ts', 'test/integration/network-faults.test.ts']
+
+const services = {
+  globalSetup: ['test/setup/services.ts'],
+  testTimeout: 120_000,
+  hookTimeout: 120_000,
+}
+
+// `npm test` runs every project. `unit` needs no service. `integration` gets real PostgreSQL and
+// Kafka from test/setup/services.ts; each test has its own database, slot, publication and
+// topics, so two of its files run at once (most of their time is spent waiting on the services,
+// not on the 2 cores). Then, one file at a time: the files in `clusterWide`, on services of their
+// own, and the fault suite, which starts its own (test/faults/environment.ts). The fault suite
+// does not run beside integration files: on a loaded machine its writers then committed too few
+// events for a scenario to count (under 100; ~1,000 alone).
 export default defineConfig({
   test: {
     projects: [
@@ -15,13 +30,30 @@ export default defineConfig({
       {
         test: {
           name: 'integration',
-          include: ['test/integration/**/*.test.ts', 'test/faults/**/*.test.ts'],
-          globalSetup: ['test/setup/services.ts'],
-          // Files share one PostgreSQL and one Kafka on a 2-core machine: run them one at a time,
-          // each test isolated by its own database, slot, publication and topics.
-          fileParallelism: false,
+          include: ['test/integration/**/*.test.ts'],
+          exclude: clusterWide,
+          ...services,
+          maxWorkers: 2,
+          sequence: { groupOrder: 1 },
+        },
+      },
+      {
+        test: {
+          name: 'faults',
+          include: ['test/faults/**/*.test.ts'],
           testTimeout: 120_000,
           hookTimeout: 120_000,
+          fileParallelism: false,
+          sequence: { groupOrder: 2 },
+        },
+      },
+      {
+        test: {
+          name: 'cluster-wide',
+          include: clusterWide,
+          ...services,
+          fileParallelism: false,
+          sequence: { groupOrder: 2 },
         },
       },
     ],
