@@ -18,6 +18,8 @@ export interface WorkerConfig {
   /** Create the slot with failover = true (PostgreSQL 17+), so a standby can keep a synced copy. */
   failoverSlot: boolean
   dlqTopicTemplate: string
+  /** Which Kafka client library publishes: both keep the same contract (delivery/publisher.ts). */
+  kafkaClient: 'kafkajs' | 'platformatic'
   kafkaClientId: string
   kafkaSsl: boolean
   kafkaSslCaFile: string | undefined
@@ -79,6 +81,7 @@ export const DEFAULTS: Omit<WorkerConfig, 'databaseUrl' | 'kafkaBrokers'> = {
   snapshot: 'initial',
   failoverSlot: false,
   dlqTopicTemplate: '{topic}.dlq',
+  kafkaClient: 'kafkajs',
   kafkaClientId: 'prisma-outbox',
   kafkaSsl: false,
   kafkaSslCaFile: undefined,
@@ -196,6 +199,13 @@ export const OPTIONS: OptionSpec[] = [
     env: 'OUTBOX_DLQ_TOPIC',
     parse: text,
     description: 'dead-letter topic; {topic} is the original topic',
+  },
+  {
+    key: 'kafkaClient',
+    flag: 'kafka-client',
+    env: 'OUTBOX_KAFKA_CLIENT',
+    parse: text,
+    description: 'Kafka client library: kafkajs or platformatic (@platformatic/kafka)',
   },
   {
     key: 'kafkaClientId',
@@ -465,6 +475,7 @@ export function resolveConfig(options: ConfigInput, { requireKafka = true, names
   checkTemplate(name('topicTemplate'), config.topicTemplate, { aggregateType: 'x', type: 'x' })
   checkTemplate(name('dlqTopicTemplate'), config.dlqTopicTemplate, { topic: 'x' })
   oneOf(name('onPoison'), config.onPoison, ['dlq', 'stop'])
+  oneOf(name('kafkaClient'), config.kafkaClient, ['kafkajs', 'platformatic'])
   oneOf(name('onSlotLost'), config.onSlotLost, ['recreate', 'stop'])
   oneOf(name('snapshot'), config.snapshot, ['initial', 'never'])
   oneOf(name('logLevel'), config.logLevel, ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'])
