@@ -4,6 +4,10 @@
  * its partitioner places every key where kafkajs does, so switching clients keeps an aggregate's
  * events on one partition, in order.
  */
+
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import {
   AuthenticationError,
   compatibilityPartitioner,
@@ -15,7 +19,9 @@ import {
 } from '@platformatic/kafka'
 import { Partitioners } from 'kafkajs'
 import { describe, expect, test } from 'vitest'
+import { platformaticClientOptions } from '../../worker/delivery/platformatic-publisher.js'
 import { classifyPublishError } from '../../worker/delivery/publisher.js'
+import { resolveConfig } from '../../worker/operations/config.js'
 
 /** The error a Produce (API 0) response carries for one partition with this Kafka error code. */
 const produceError = (code: number) =>
@@ -85,5 +91,41 @@ describe('partitioning', () => {
         expect(actual, `key ${key}, ${partitions} partitions`).toBe(expected)
       }
     }
+  })
+})
+
+describe('connection options', () => {
+  const config = (over: Record<string, unknown>) =>
+    resolveConfig({ databaseUrl: 'postgresql://u:p@db/app', kafkaBrokers: 'kafka-1:9093', ...over })
+
+  test('client id, SASL in Kafka spelling, TLS with the CA file and host names checked', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'outbox-ca-'))
+    writeFileSync(join(dir, 'ca.pem'), 'CA PEM')
+    const options = platformaticClientOptions(
+      config({
+        kafkaClientId: 'billing',
+        kafkaSsl: true,
+        kafkaSslCaFile: join(dir, 'ca.pem'),
+        kafkaSaslMechanism: 'SCRAM-SHA-512',
+        kafkaSaslUsername: 'relay',
+        kafkaSaslPassword: 'pw',
+      }),
+    )
+    expect(options).toMatchObject({
+      clientId: 'billing',
+      bootstrapBrokers: ['kafka-1:9093'],
+      tls: { ca: ['CA PEM'] },
+      tlsServerName: true,
+      sasl: { mechanism: 'SCRAM-SHA-512', username: 'relay', password: 'pw' },
+    })
+    rmSync(dir, { recursive: true })
+  })
+
+  test('plain connections by default; brokers given by address get no server name', () => {
+    expect(platformaticClientOptions(config({}))).not.toHaveProperty('tls')
+    expect(platformaticClientOptions(config({}))).not.toHaveProperty('sasl')
+    const byAddress = platformaticClientOptions(config({ kafkaBrokers: '10.0.0.5:9093', kafkaSsl: true }))
+    expect(byAddress).toMatchObject({ tls: {} })
+    expect(byAddress).not.toHaveProperty('tlsServerName')
   })
 })
