@@ -60,10 +60,10 @@ async function main() {
           OUTBOX_KAFKA_CLIENT: client,
           LOG_LEVEL: 'info',
           HEALTH_PORT: '0',
-          ...(PROFILE_DIR ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${PROFILE_DIR}/${client}-${i}` } : {}),
         },
         [],
-        { built: true },
+        // Node 20 refuses --cpu-prof in NODE_OPTIONS: it goes on the command line.
+        { built: true, nodeArgs: PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}/${client}-${i}`] : [] },
       )
       const pid = worker.child.pid as number
       await worker.waitForLog(/"msg":"streaming"/)
