@@ -84,14 +84,14 @@ describe('partitioning', () => {
         isr: [0],
         partitionErrorCode: 0,
       }))
-      for (let i = 0; i < 2000; i++) {
+      for (let i = 0; i < 500; i++) {
         const key = `aggregate-${i}`
         const expected = kafkajs({ topic: 't', partitionMetadata, message: { key, value: null } })
         const actual = compatibilityPartitioner({ topic: 't', key, value: null }, Buffer.from(key)) % partitions
         expect(actual, `key ${key}, ${partitions} partitions`).toBe(expected)
       }
     }
-  })
+  }, 30_000)
 })
 
 describe('connection options', () => {
