@@ -81,7 +81,7 @@ export const DEFAULTS: Omit<WorkerConfig, 'databaseUrl' | 'kafkaBrokers'> = {
   snapshot: 'initial',
   failoverSlot: false,
   dlqTopicTemplate: '{topic}.dlq',
-  kafkaClient: 'kafkajs',
+  kafkaClient: 'platformatic',
   kafkaClientId: 'prisma-outbox',
   kafkaSsl: false,
   kafkaSslCaFile: undefined,
