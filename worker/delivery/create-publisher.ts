@@ -1,19 +1,21 @@
 import type { WorkerConfig } from '../operations/config.js'
 import type { Logger } from '../operations/logger.js'
-import { createKafkaPublisher } from './kafkajs-publisher.js'
 import type { Publisher } from './publisher.js'
 
-/** The publisher of the client chosen by --kafka-client / OUTBOX_KAFKA_CLIENT. */
+/**
+ * The publisher of the client chosen by --kafka-client / OUTBOX_KAFKA_CLIENT. Each library is
+ * imported only when chosen: @platformatic/kafka's import alone takes ~45 MB of memory and over a
+ * second of CPU at start on a busy 2-core machine (it compiles its option schemas), kafkajs ~13 MB.
+ */
 export function createPublisher(config: WorkerConfig, logger: Logger): Publisher {
-  return config.kafkaClient === 'platformatic' ? platformaticPublisher(config) : createKafkaPublisher(config, logger)
+  return lazyPublisher(
+    config.kafkaClient === 'kafkajs'
+      ? import('./kafkajs-publisher.js').then((module) => module.createKafkaPublisher(config, logger))
+      : import('./platformatic-publisher.js').then((module) => module.createPlatformaticPublisher(config)),
+  )
 }
 
-/**
- * @platformatic/kafka compiles its option schemas (ajv) when it is imported: over a second of CPU
- * at start on a busy 2-core machine (CPU profile). Loaded only when chosen.
- */
-function platformaticPublisher(config: WorkerConfig): Publisher {
-  const loaded = import('./platformatic-publisher.js').then((module) => module.createPlatformaticPublisher(config))
+function lazyPublisher(loaded: Promise<Publisher>): Publisher {
   // A failed import is reported by the first call; until then it must not be unhandled.
   loaded.catch(() => {})
   return {
