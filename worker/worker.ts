@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
-import { createKafkaPublisher } from './delivery/kafkajs-publisher.js'
+import { createPublisher as createConfiguredPublisher } from './delivery/create-publisher.js'
 import type { PublisherFactory } from './delivery/publisher.js'
 import { resolveConfig, type WorkerConfig, type WorkerOptions } from './operations/config.js'
 import { loginRefused, OutboxPoisonEventError, OutboxSetupError } from './operations/errors.js'
@@ -89,7 +89,7 @@ class Worker extends EventEmitter implements OutboxWorker {
     createPublisher: PublisherFactory | undefined,
   ) {
     super()
-    this.createPublisher = createPublisher ?? (() => createKafkaPublisher(config, logger))
+    this.createPublisher = createPublisher ?? (() => createConfiguredPublisher(config, logger))
     this.done = new Promise((resolve, reject) => {
       this.resolveDone = resolve
       this.rejectDone = reject

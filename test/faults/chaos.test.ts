@@ -5,7 +5,8 @@
  * combined scenario for soak runs.
  */
 
-import { afterAll, beforeAll, expect, test } from 'vitest'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { KAFKA_CLIENTS } from '../helpers/kafka-clients.js'
 import { confirmedLsn, currentLsn } from '../helpers/worker.js'
 import {
   expectGuarantees,
@@ -62,25 +63,75 @@ const faults = {
   },
 }
 
-test('kill -9 of the worker at random moments, 10 times', async () => {
-  const result = await runScenario('kill -9 ×10', services, async (ctx) => {
-    for (let i = 0; i < 10; i++) {
-      await ctx.sleep(randomBetween(200, 1500))
-      await faults.killWorker(ctx)
-    }
-  })
-  expectGuarantees(results, result)
-}, 240_000)
+// The scenarios that exercise the Kafka client run once per supported client.
+describe.each(KAFKA_CLIENTS)('with %s', (client) => {
+  const options = { env: { OUTBOX_KAFKA_CLIENT: client } }
 
-test('Kafka stopped for longer than the producer timeouts, then restarted', async () => {
-  expectGuarantees(
-    results,
-    await runScenario('Kafka down 8 s', services, async (ctx) => {
-      await ctx.sleep(1500)
-      await faults.stopKafka(ctx)
-      await ctx.sleep(1000)
-    }),
-  )
+  test('kill -9 of the worker at random moments, 10 times', async () => {
+    const result = await runScenario(
+      `kill -9 ×10 (${client})`,
+      services,
+      async (ctx) => {
+        for (let i = 0; i < 10; i++) {
+          await ctx.sleep(randomBetween(200, 1500))
+          await faults.killWorker(ctx)
+        }
+      },
+      options,
+    )
+    expectGuarantees(results, result)
+  }, 240_000)
+
+  test('Kafka stopped for longer than the producer timeouts, then restarted', async () => {
+    expectGuarantees(
+      results,
+      await runScenario(
+        `Kafka down 8 s (${client})`,
+        services,
+        async (ctx) => {
+          await ctx.sleep(1500)
+          await faults.stopKafka(ctx)
+          await ctx.sleep(1000)
+        },
+        options,
+      ),
+    )
+  })
+
+  test('poison events mixed in: oversize payloads and a topic Kafka rejects go to the dead-letter topics', async () => {
+    expectGuarantees(
+      results,
+      await runScenario(
+        `poison mixed in (${client})`,
+        services,
+        async (ctx) => {
+          for (let i = 0; i < 5; i++) {
+            await ctx.sleep(500)
+            await ctx.insertPoison()
+          }
+          await ctx.measureRecovery()
+        },
+        options,
+      ),
+    )
+  })
+
+  test('SIGTERM under load, 3 times: each exit is clean (0)', async () => {
+    expectGuarantees(
+      results,
+      await runScenario(
+        `SIGTERM ×3 (${client})`,
+        services,
+        async (ctx) => {
+          for (let i = 0; i < 3; i++) {
+            await ctx.sleep(randomBetween(500, 1500))
+            await faults.sigterm(ctx)
+          }
+        },
+        options,
+      ),
+    )
+  })
 })
 
 test('PostgreSQL restarted (fast shutdown) mid-stream, and the walsender terminated', async () => {
@@ -135,31 +186,6 @@ test('the streaming worker killed while a standby waits: the standby takes over'
       },
       { workers: 2 },
     ),
-  )
-})
-
-test('poison events mixed in: oversize payloads and a topic Kafka rejects go to the dead-letter topics', async () => {
-  expectGuarantees(
-    results,
-    await runScenario('poison mixed in', services, async (ctx) => {
-      for (let i = 0; i < 5; i++) {
-        await ctx.sleep(500)
-        await ctx.insertPoison()
-      }
-      await ctx.measureRecovery()
-    }),
-  )
-})
-
-test('SIGTERM under load, 3 times: each exit is clean (0)', async () => {
-  expectGuarantees(
-    results,
-    await runScenario('SIGTERM ×3', services, async (ctx) => {
-      for (let i = 0; i < 3; i++) {
-        await ctx.sleep(randomBetween(500, 1500))
-        await faults.sigterm(ctx)
-      }
-    }),
   )
 })
 

@@ -5,8 +5,9 @@
  * writers, checker and verdict as chaos.test.ts.
  */
 
-import { afterAll, beforeAll, expect, test } from 'vitest'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { adminQuery } from '../helpers/database.js'
+import { KAFKA_CLIENTS } from '../helpers/kafka-clients.js'
 import { insertEvents } from '../helpers/worker.js'
 import { waitUntil } from '../services/ports.js'
 import {
@@ -67,36 +68,52 @@ async function databaseNow(ctx: ScenarioContext): Promise<string> {
   return (await ctx.db.query<{ now: string }>(`SELECT (now() - interval '1 second')::text AS now`))[0]?.now as string
 }
 
-test('Kafka 300 ms away and the walsender terminated 4 times: sends abandoned by a session never land after the next one', async () => {
-  expectGuarantees(
-    results,
-    await runScenario('Kafka latency 300 ms + walsender killed ×4', services, async (ctx) => {
-      ctx.kafka.proxy.latency(300)
-      for (let i = 0; i < 4; i++) {
-        await ctx.sleep(randomBetween(500, 1500))
-        await terminateWalsender(ctx)
-      }
-      ctx.kafka.proxy.latency(0)
-      await ctx.measureRecovery()
-    }),
-  )
-})
+// The scenarios that exercise the Kafka client run once per supported client: these two prove
+// that a publisher given up on (and its requests in flight) cannot write after the next session's.
+describe.each(KAFKA_CLIENTS)('with %s', (client) => {
+  const options = { env: { OUTBOX_KAFKA_CLIENT: client } }
 
-test('Kafka connections reset 5 times, then a partition of 6 s that heals with its requests still in flight', async () => {
-  expectGuarantees(
-    results,
-    await runScenario('Kafka resets ×5 + partition 6 s', services, async (ctx) => {
-      for (let i = 0; i < 5; i++) {
-        await ctx.sleep(randomBetween(300, 1000))
-        ctx.kafka.proxy.resetAll()
-      }
-      await ctx.sleep(500)
-      ctx.kafka.proxy.blackhole()
-      await ctx.sleep(6000)
-      ctx.kafka.proxy.restore()
-      await ctx.measureRecovery()
-    }),
-  )
+  test('Kafka 300 ms away and the walsender terminated 4 times: sends abandoned by a session never land after the next one', async () => {
+    expectGuarantees(
+      results,
+      await runScenario(
+        `Kafka latency 300 ms + walsender killed ×4 (${client})`,
+        services,
+        async (ctx) => {
+          ctx.kafka.proxy.latency(300)
+          for (let i = 0; i < 4; i++) {
+            await ctx.sleep(randomBetween(500, 1500))
+            await terminateWalsender(ctx)
+          }
+          ctx.kafka.proxy.latency(0)
+          await ctx.measureRecovery()
+        },
+        options,
+      ),
+    )
+  })
+
+  test('Kafka connections reset 5 times, then a partition of 6 s that heals with its requests still in flight', async () => {
+    expectGuarantees(
+      results,
+      await runScenario(
+        `Kafka resets ×5 + partition 6 s (${client})`,
+        services,
+        async (ctx) => {
+          for (let i = 0; i < 5; i++) {
+            await ctx.sleep(randomBetween(300, 1000))
+            ctx.kafka.proxy.resetAll()
+          }
+          await ctx.sleep(500)
+          ctx.kafka.proxy.blackhole()
+          await ctx.sleep(6000)
+          ctx.kafka.proxy.restore()
+          await ctx.measureRecovery()
+        },
+        options,
+      ),
+    )
+  })
 })
 
 test('the streaming worker partitioned from PostgreSQL (half-open): the standby takes over, the zombie stops publishing', async () => {

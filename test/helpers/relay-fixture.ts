@@ -26,6 +26,8 @@ export function relayTestFixture(
   const readBrokers = options.readBrokers ?? (() => inject('kafkaBrokers'))
   let state: RelayTestState
   const workers: WorkerProcess[] = []
+  /** Set for the scenarios of a `describe.each(KAFKA_CLIENTS)`: every worker they start uses it. */
+  let kafkaClient: string | undefined
   const consumers: Consumer[] = []
 
   beforeEach(async () => {
@@ -43,6 +45,15 @@ export function relayTestFixture(
   })
 
   return {
+    /** Inside a describe: the workers of its tests publish with this Kafka client. */
+    useKafkaClient(client: string): void {
+      beforeEach(() => {
+        kafkaClient = client
+      })
+      afterEach(() => {
+        kafkaClient = undefined
+      })
+    },
     /** The real CLI on this test's database, slot and topics; `env` overrides. */
     async startWorker(env: Record<string, string> = {}): Promise<WorkerProcess> {
       const worker = await spawnWorker({
@@ -50,6 +61,7 @@ export function relayTestFixture(
         KAFKA_BROKERS: workerBrokers().join(','),
         OUTBOX_SLOT: state.slot,
         OUTBOX_TOPIC: `${state.prefix}.{aggregateType}`,
+        ...(kafkaClient ? { OUTBOX_KAFKA_CLIENT: kafkaClient } : {}),
         ...env,
       })
       workers.push(worker)

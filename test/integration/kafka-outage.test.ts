@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, expect, inject, test } from 'vitest'
 import { createTestDatabase, type TestDatabase, uniqueName } from '../helpers/database.js'
 import { collectTopics } from '../helpers/kafka.js'
+import { KAFKA_CLIENTS } from '../helpers/kafka-clients.js'
 import {
   confirmedLsn,
   currentLsn,
@@ -30,7 +31,9 @@ afterAll(async () => {
   await kafka?.dispose()
 })
 
-test('Kafka outage: nothing confirmed past unpublished commits, reading pauses, not ready; all delivered after', async () => {
+test.each(
+  KAFKA_CLIENTS,
+)('Kafka outage (%s): nothing confirmed past unpublished commits, reading pauses, not ready; all delivered after', async (client) => {
   const slot = uniqueName('slot')
   const topic = uniqueName('outage')
   worker = await spawnWorker({
@@ -39,6 +42,7 @@ test('Kafka outage: nothing confirmed past unpublished commits, reading pauses, 
     OUTBOX_SLOT: slot,
     OUTBOX_TOPIC: topic,
     OUTBOX_BUFFER_EVENTS: '200',
+    OUTBOX_KAFKA_CLIENT: client,
   })
   await worker.waitForLog(/"msg":"streaming"/)
   const consumer = await collectTopics(kafka.brokers, [topic])

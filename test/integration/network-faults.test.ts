@@ -3,9 +3,10 @@
  * auto-creation off (the usual production setting), Kafka unreachable, a half-open replication
  * connection, a stop while reconnecting. Each test failed on the relay as first released.
  */
-import { afterAll, afterEach, beforeAll, expect, inject, test } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, inject, test } from 'vitest'
 import { createWorker } from '../../worker/index.js'
 import { adminQuery, type TestDatabase } from '../helpers/database.js'
+import { KAFKA_CLIENTS } from '../helpers/kafka-clients.js'
 import { type ProxiedKafka, proxyDatabaseUrl, startKafkaBehindProxy } from '../helpers/proxied-services.js'
 import { relayTestFixture } from '../helpers/relay-fixture.js'
 import { insertEvents, type WorkerProcess } from '../helpers/worker.js'
@@ -42,30 +43,35 @@ async function metricsText(worker: WorkerProcess): Promise<string> {
   return (await fetch(`http://127.0.0.1:${worker.healthPort}/metrics`)).text()
 }
 
-test('a topic that does not exist (auto-creation off) is named within seconds, then dead-lettered; later events flow', async () => {
-  const consumer = await consume([`${prefix}.order.dlq`, `${prefix}.other`])
-  const worker = await startWorker({ OUTBOX_MISSING_TOPIC_TIMEOUT: '3s' })
-  await worker.waitForLog(/"msg":"streaming"/)
-  const [missing, later] = await insertEvents(db, [
-    { aggregateId: 'm', payload: { n: 1 } },
-    { aggregateId: 'm', payload: { n: 2 }, topic: `${prefix}.other` },
-  ])
-  await worker.waitForLog(new RegExp(`Kafka topic \\\\"${prefix}.order\\\\" does not exist`), 10_000)
-  expect(await metricsText(worker)).toContain(`outbox_topic_unavailable{topic="${prefix}.order"} 1`)
-  expect(await worker.ready()).toBe(false)
-  await consumer.waitFor(2, 30_000)
-  const dead = consumer.messages.find((m) => m.headers.id === missing)
-  expect(dead?.topic).toBe(`${prefix}.order.dlq`)
-  expect(dead?.headers.error).toContain(`"${prefix}.order" does not exist`)
-  expect(consumer.messages.find((m) => m.headers.id === later)?.topic).toBe(`${prefix}.other`)
-})
+// Missing topics are found through each client's errors and metadata: once per client.
+describe.each(KAFKA_CLIENTS)('with %s', (client) => {
+  fixture.useKafkaClient(client)
 
-test('a topic that does not exist, with --on-poison stop: exit 4 naming the topic', async () => {
-  const worker = await startWorker({ OUTBOX_MISSING_TOPIC_TIMEOUT: '2s', OUTBOX_ON_POISON: 'stop' })
-  await worker.waitForLog(/"msg":"streaming"/)
-  await insertEvents(db, [{ aggregateId: 'm' }])
-  expect(await worker.exited).toBe(4)
-  expect(worker.output.join('\n')).toContain(`${prefix}.order`)
+  test('a topic that does not exist (auto-creation off) is named within seconds, then dead-lettered; later events flow', async () => {
+    const consumer = await consume([`${prefix}.order.dlq`, `${prefix}.other`])
+    const worker = await startWorker({ OUTBOX_MISSING_TOPIC_TIMEOUT: '3s' })
+    await worker.waitForLog(/"msg":"streaming"/)
+    const [missing, later] = await insertEvents(db, [
+      { aggregateId: 'm', payload: { n: 1 } },
+      { aggregateId: 'm', payload: { n: 2 }, topic: `${prefix}.other` },
+    ])
+    await worker.waitForLog(new RegExp(`Kafka topic \\\\"${prefix}.order\\\\" does not exist`), 10_000)
+    expect(await metricsText(worker)).toContain(`outbox_topic_unavailable{topic="${prefix}.order"} 1`)
+    expect(await worker.ready()).toBe(false)
+    await consumer.waitFor(2, 30_000)
+    const dead = consumer.messages.find((m) => m.headers.id === missing)
+    expect(dead?.topic).toBe(`${prefix}.order.dlq`)
+    expect(dead?.headers.error).toContain(`"${prefix}.order" does not exist`)
+    expect(consumer.messages.find((m) => m.headers.id === later)?.topic).toBe(`${prefix}.other`)
+  })
+
+  test('a topic that does not exist, with --on-poison stop: exit 4 naming the topic', async () => {
+    const worker = await startWorker({ OUTBOX_MISSING_TOPIC_TIMEOUT: '2s', OUTBOX_ON_POISON: 'stop' })
+    await worker.waitForLog(/"msg":"streaming"/)
+    await insertEvents(db, [{ aggregateId: 'm' }])
+    expect(await worker.exited).toBe(4)
+    expect(worker.output.join('\n')).toContain(`${prefix}.order`)
+  })
 })
 
 test('retention keeps rows that are not delivered yet, whatever their age', async () => {

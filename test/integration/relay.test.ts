@@ -7,6 +7,7 @@ import { toOutboxRow } from '../../src/event.js'
 import type { OutboxEvent } from '../../src/index.js'
 import { type TestDatabase, uniqueName } from '../helpers/database.js'
 import type { ReceivedMessage } from '../helpers/kafka.js'
+import { KAFKA_CLIENTS } from '../helpers/kafka-clients.js'
 import { type AppClient, createAppClient } from '../helpers/prisma.js'
 import { relayTestFixture } from '../helpers/relay-fixture.js'
 import { confirmedLsn, currentLsn, insertEvents, waitForConfirmed } from '../helpers/worker.js'
@@ -16,7 +17,7 @@ let db: TestDatabase
 let prisma: AppClient
 let slot: string
 let prefix: string
-const { startWorker, consume } = relayTestFixture((fresh) => {
+const { startWorker, consume, useKafkaClient } = relayTestFixture((fresh) => {
   ;({ db, slot, prefix } = fresh)
   prisma = createAppClient(db.url)
 })
@@ -51,82 +52,6 @@ function outOfOrder(messages: ReceivedMessage[]): number {
   return violations
 }
 
-test('5,000 events in 500 transactions (and 50 rolled back): exactly the committed ones arrive, complete and in order per key', async () => {
-  const worker = await startWorker()
-  await worker.waitForLog(/"msg":"streaming"/)
-  const committed = new Map<string, { aggregateType: string; aggregateId: string; seq: number; topic: string }>()
-  const seqByAggregate = new Map<string, number>()
-  for (let t = 0; t < 550; t++) {
-    const rollback = t % 11 === 10
-    const events = Array.from({ length: 10 }, (_, i) => {
-      const aggregateId = `agg-${(t * 10 + i) % 97}`
-      const aggregateType = i % 2 === 0 ? 'order' : 'invoice'
-      const explicit = i === 9 ? `${prefix}.explicit` : undefined
-      const stream = `${explicit ?? aggregateType}/${aggregateId}`
-      const seq = (seqByAggregate.get(stream) ?? 0) + 1
-      if (!rollback) seqByAggregate.set(stream, seq)
-      return {
-        aggregateType,
-        aggregateId,
-        type: `${aggregateType}.changed`,
-        payload: { seq, t, i, note: 'é✓' },
-        headers: { tenant: `tenant-${t % 3}` },
-        ...(explicit ? { topic: explicit } : {}),
-      }
-    })
-    const ids = await prisma
-      .$transaction(async (tx) => {
-        const ids = await tx.outbox.emitMany(events)
-        if (rollback) throw new Error('rolled back on purpose')
-        return ids
-      })
-      .catch(() => [] as string[])
-    ids.forEach((id, i) => {
-      const e = events[i] as (typeof events)[number]
-      committed.set(id, {
-        aggregateType: e.aggregateType,
-        aggregateId: e.aggregateId,
-        seq: e.payload.seq,
-        topic: e.topic ?? `${prefix}.${e.aggregateType}`,
-      })
-    })
-  }
-  expect(committed.size).toBe(5000)
-  const endLsn = await currentLsn(db)
-
-  const consumer = await consume([`${prefix}.order`, `${prefix}.invoice`, `${prefix}.explicit`])
-  await consumer.waitFor(5000, 90_000)
-  await waitForConfirmed(db, slot, endLsn)
-  await new Promise((r) => setTimeout(r, 500)) // anything extra would show up now
-  const messages = consumer.messages
-
-  const deliveredIds = new Set(messages.map((m) => m.headers.id))
-  expect(deliveredIds.size).toBe(5000)
-  expect([...deliveredIds].every((id) => committed.has(id as string))).toBe(true)
-
-  const createdAt = new Map(
-    (
-      await db.query<{ id: string; ms: string }>(
-        `SELECT id, floor(extract(epoch FROM created_at) * 1000)::bigint::text AS ms FROM outbox`,
-      )
-    ).map((r) => [r.id, Number(r.ms)]),
-  )
-  for (const m of messages) {
-    const expected = committed.get(m.headers.id as string)
-    expect(m.topic).toBe(expected?.topic)
-    expect(m.key).toBe(expected?.aggregateId)
-    expect(JSON.parse(m.value ?? 'null')).toMatchObject({ seq: expected?.seq, note: 'é✓' })
-    expect(m.headers).toMatchObject({
-      type: `${expected?.aggregateType}.changed`,
-      aggregateType: expected?.aggregateType,
-      aggregateId: expected?.aggregateId,
-    })
-    expect(m.headers.tenant).toMatch(/^tenant-\d$/)
-    expect(m.timestamp).toBe(createdAt.get(m.headers.id as string))
-  }
-  expect(outOfOrder(messages)).toBe(0)
-})
-
 test('the payload reaches Kafka as the exact text PostgreSQL stored (no number rounding)', async () => {
   const worker = await startWorker()
   await worker.waitForLog(/"msg":"streaming"/)
@@ -153,40 +78,6 @@ test('an idle outbox on a busy database: the slot keeps advancing, so WAL is not
   await waitForConfirmed(db, slot, target, 20_000)
 })
 
-test('kill -9 mid-stream, then restart: every committed event arrives; duplicates carry the same id', async () => {
-  let worker = await startWorker({ OUTBOX_BATCH_SIZE: '50' })
-  await worker.waitForLog(/"msg":"streaming"/)
-  const consumer = await consume([`${prefix}.order`])
-  const committed: string[] = []
-  for (let t = 0; t < 40; t++) {
-    committed.push(
-      ...(await insertEvents(
-        db,
-        Array.from({ length: 50 }, (_, i) => ({ aggregateId: `a${i % 7}`, payload: { seq: t * 50 + i } })),
-      )),
-    )
-    if (t === 20) {
-      await worker.kill('SIGKILL')
-      worker = await startWorker({ OUTBOX_BATCH_SIZE: '50' })
-    }
-  }
-  await waitUntil(
-    'all committed events delivered',
-    async () => new Set(consumer.messages.map((m) => m.headers.id)).size >= committed.length,
-    60_000,
-  )
-  const ids = consumer.messages.map((m) => m.headers.id as string)
-  expect(new Set(ids)).toEqual(new Set(committed))
-  // A duplicate is the same event again: same id, same payload.
-  const byId = new Map<string, string | null>()
-  for (const m of consumer.messages) {
-    const id = m.headers.id as string
-    if (byId.has(id)) expect(m.value).toBe(byId.get(id))
-    byId.set(id, m.value)
-  }
-  expect(outOfOrder(consumer.messages)).toBe(0)
-})
-
 test('two workers on one slot: one streams, the other stands by and takes over after the first is killed', async () => {
   const first = await startWorker()
   await first.waitForLog(/"msg":"streaming"/)
@@ -207,35 +98,6 @@ test('two workers on one slot: one streams, the other stands by and takes over a
   await waitUntil('event after takeover', async () => consumer.messages.some((m) => m.headers.id === after[0]), 20_000)
   expect(consumer.messages.map((m) => m.headers.id)).toEqual(expect.arrayContaining([...before, ...after]))
   console.log(`standby took over ${takeoverMs} ms after the active worker was killed`)
-})
-
-test('SIGTERM during a stream: exit 0, what Kafka acknowledged is confirmed, nothing lost after restart', async () => {
-  const worker = await startWorker({ OUTBOX_BATCH_SIZE: '100' })
-  await worker.waitForLog(/"msg":"streaming"/)
-  const consumer = await consume([`${prefix}.order`])
-  const committed: string[] = []
-  for (let t = 0; t < 30; t++)
-    committed.push(
-      ...(await insertEvents(
-        db,
-        Array.from({ length: 100 }, (_, i) => ({ aggregateId: `k${i % 5}`, payload: { seq: t * 100 + i } })),
-      )),
-    )
-  const endLsn = await currentLsn(db)
-  await waitUntil('some events delivered', async () => consumer.messages.length > 0, 20_000)
-  expect(await worker.kill('SIGTERM')).toBe(0)
-  const confirmedAfterStop = await confirmedLsn(db, slot)
-  // Everything delivered before the stop was confirmed in order; the rest is redelivered.
-  const restarted = await startWorker({ OUTBOX_BATCH_SIZE: '100' })
-  await waitUntil(
-    'all committed events delivered',
-    async () => new Set(consumer.messages.map((m) => m.headers.id)).size >= committed.length,
-    60_000,
-  )
-  await waitForConfirmed(db, slot, endLsn)
-  expect(new Set(consumer.messages.map((m) => m.headers.id))).toEqual(new Set(committed))
-  expect(confirmedAfterStop).toBeGreaterThan(0n)
-  await restarted.kill('SIGTERM')
 })
 
 test('a least-privilege role (REPLICATION, SELECT on the outbox table for the initial snapshot) is enough to stream', async () => {
@@ -283,72 +145,216 @@ test('retention deletes delivered rows older than the period and keeps newer one
   )
 })
 
-describe('poison events', () => {
-  test('go to the dead-letter topic with the reason, and the stream continues', async () => {
-    const worker = await startWorker({ OUTBOX_MAX_MESSAGE_BYTES: '2000' })
-    await worker.waitForLog(/"msg":"streaming"/)
-    const consumer = await consume([`${prefix}.order`, `${prefix}.order.dlq`, 'bad_topic_.dlq'])
-    const [big, badTopic, fine] = await insertEvents(db, [
-      { aggregateId: 'p', payload: { blob: 'x'.repeat(5000) } },
-      { aggregateId: 'p', payload: {}, topic: 'bad topic!' },
-      { aggregateId: 'p', payload: { ok: true } },
-    ])
-    await consumer.waitFor(3)
-    const byId = new Map(consumer.messages.map((m) => [m.headers.id, m]))
-    expect(byId.get(big)).toMatchObject({
-      topic: `${prefix}.order.dlq`,
-      value: null,
-      headers: { originalTopic: `${prefix}.order` },
-    })
-    expect(byId.get(big)?.headers.error).toMatch(/too large/)
-    expect(byId.get(badTopic)).toMatchObject({ topic: 'bad_topic_.dlq', headers: { originalTopic: 'bad topic!' } })
-    expect(byId.get(badTopic)?.headers.error).toMatch(/invalid topic/)
-    expect(byId.get(fine)).toMatchObject({ topic: `${prefix}.order`, value: '{"ok": true}' })
-    expect(await worker.metric('outbox_events_dead_lettered_total')).toBe(2)
-  })
+// The scenarios that exercise the Kafka client run once per supported client.
+describe.each(KAFKA_CLIENTS)('with %s', (client) => {
+  useKafkaClient(client)
 
-  test('what emit accepts under a size limit, the worker publishes under the same limit', async () => {
-    const limit = 4000
-    const worker = await startWorker({ OUTBOX_MAX_MESSAGE_BYTES: String(limit) })
+  test('5,000 events in 500 transactions (and 50 rolled back): exactly the committed ones arrive, complete and in order per key', async () => {
+    const worker = await startWorker()
     await worker.waitForLog(/"msg":"streaming"/)
-    const consumer = await consume([`${prefix}.order`, `${prefix}.order.dlq`])
-    const strict = createAppClient(db.url, { maxEventBytes: limit, traceContext: false })
-    const zeros = (count: number) => ({
-      aggregateType: 'order',
-      aggregateId: 'z',
-      type: 'zeros',
-      payload: new Array<number>(count).fill(0),
-    })
-    // The longest array of zeros emit accepts: about limit / 3, as jsonb prints "0, " per item,
-    // though JSON.stringify writes only "0,".
-    let most = 0
-    while (fits(zeros(most + 1), limit)) most++
-    expect(JSON.stringify(zeros(most + 1).payload).length).toBeLessThan(limit * 0.7)
-    try {
-      const id = await strict.outbox.emit(zeros(most))
-      await expect(strict.outbox.emit(zeros(most + 1))).rejects.toThrow(`over the ${limit}-byte maximum`)
-      const [message] = await consumer.waitFor(1)
-      expect(message).toMatchObject({ topic: `${prefix}.order`, headers: { id } })
-      expect(message?.value).toBe(`[${new Array(most).fill('0').join(', ')}]`)
-    } finally {
-      await strict.$disconnect()
+    const committed = new Map<string, { aggregateType: string; aggregateId: string; seq: number; topic: string }>()
+    const seqByAggregate = new Map<string, number>()
+    for (let t = 0; t < 550; t++) {
+      const rollback = t % 11 === 10
+      const events = Array.from({ length: 10 }, (_, i) => {
+        const aggregateId = `agg-${(t * 10 + i) % 97}`
+        const aggregateType = i % 2 === 0 ? 'order' : 'invoice'
+        const explicit = i === 9 ? `${prefix}.explicit` : undefined
+        const stream = `${explicit ?? aggregateType}/${aggregateId}`
+        const seq = (seqByAggregate.get(stream) ?? 0) + 1
+        if (!rollback) seqByAggregate.set(stream, seq)
+        return {
+          aggregateType,
+          aggregateId,
+          type: `${aggregateType}.changed`,
+          payload: { seq, t, i, note: 'é✓' },
+          headers: { tenant: `tenant-${t % 3}` },
+          ...(explicit ? { topic: explicit } : {}),
+        }
+      })
+      const ids = await prisma
+        .$transaction(async (tx) => {
+          const ids = await tx.outbox.emitMany(events)
+          if (rollback) throw new Error('rolled back on purpose')
+          return ids
+        })
+        .catch(() => [] as string[])
+      ids.forEach((id, i) => {
+        const e = events[i] as (typeof events)[number]
+        committed.set(id, {
+          aggregateType: e.aggregateType,
+          aggregateId: e.aggregateId,
+          seq: e.payload.seq,
+          topic: e.topic ?? `${prefix}.${e.aggregateType}`,
+        })
+      })
     }
+    expect(committed.size).toBe(5000)
+    const endLsn = await currentLsn(db)
+
+    const consumer = await consume([`${prefix}.order`, `${prefix}.invoice`, `${prefix}.explicit`])
+    await consumer.waitFor(5000, 90_000)
+    await waitForConfirmed(db, slot, endLsn)
+    await new Promise((r) => setTimeout(r, 500)) // anything extra would show up now
+    const messages = consumer.messages
+
+    const deliveredIds = new Set(messages.map((m) => m.headers.id))
+    expect(deliveredIds.size).toBe(5000)
+    expect([...deliveredIds].every((id) => committed.has(id as string))).toBe(true)
+
+    const createdAt = new Map(
+      (
+        await db.query<{ id: string; ms: string }>(
+          `SELECT id, floor(extract(epoch FROM created_at) * 1000)::bigint::text AS ms FROM outbox`,
+        )
+      ).map((r) => [r.id, Number(r.ms)]),
+    )
+    for (const m of messages) {
+      const expected = committed.get(m.headers.id as string)
+      expect(m.topic).toBe(expected?.topic)
+      expect(m.key).toBe(expected?.aggregateId)
+      expect(JSON.parse(m.value ?? 'null')).toMatchObject({ seq: expected?.seq, note: 'é✓' })
+      expect(m.headers).toMatchObject({
+        type: `${expected?.aggregateType}.changed`,
+        aggregateType: expected?.aggregateType,
+        aggregateId: expected?.aggregateId,
+      })
+      expect(m.headers.tenant).toMatch(/^tenant-\d$/)
+      expect(m.timestamp).toBe(createdAt.get(m.headers.id as string))
+    }
+    expect(outOfOrder(messages)).toBe(0)
   })
 
-  test('with --on-poison stop the worker exits 4 without confirming, and delivers once the cause is fixed', async () => {
-    const worker = await startWorker({ OUTBOX_MAX_MESSAGE_BYTES: '1000', OUTBOX_ON_POISON: 'stop' })
+  test('kill -9 mid-stream, then restart: every committed event arrives; duplicates carry the same id', async () => {
+    let worker = await startWorker({ OUTBOX_BATCH_SIZE: '50' })
     await worker.waitForLog(/"msg":"streaming"/)
-    // The worker may confirm WAL without events (a keepalive) up to the insert, never past it:
-    // PostgreSQL sends only flushed WAL, so the position flushed before the insert bounds it.
-    const beforeInsert = await currentLsn(db)
-    const [id] = await insertEvents(db, [{ aggregateId: 'p', payload: { blob: 'x'.repeat(3000) } }])
-    expect(await worker.exited).toBe(4)
-    expect(worker.output.join('\n')).toContain(`event ${id} cannot be published`)
-    expect(await confirmedLsn(db, slot)).toBeLessThanOrEqual(beforeInsert)
-
     const consumer = await consume([`${prefix}.order`])
-    await startWorker({ OUTBOX_ON_POISON: 'stop' }) // the fix: the default 1 MiB limit
-    const [message] = await consumer.waitFor(1)
-    expect(message?.headers.id).toBe(id)
+    const committed: string[] = []
+    for (let t = 0; t < 40; t++) {
+      committed.push(
+        ...(await insertEvents(
+          db,
+          Array.from({ length: 50 }, (_, i) => ({ aggregateId: `a${i % 7}`, payload: { seq: t * 50 + i } })),
+        )),
+      )
+      if (t === 20) {
+        await worker.kill('SIGKILL')
+        worker = await startWorker({ OUTBOX_BATCH_SIZE: '50' })
+      }
+    }
+    await waitUntil(
+      'all committed events delivered',
+      async () => new Set(consumer.messages.map((m) => m.headers.id)).size >= committed.length,
+      60_000,
+    )
+    const ids = consumer.messages.map((m) => m.headers.id as string)
+    expect(new Set(ids)).toEqual(new Set(committed))
+    // A duplicate is the same event again: same id, same payload.
+    const byId = new Map<string, string | null>()
+    for (const m of consumer.messages) {
+      const id = m.headers.id as string
+      if (byId.has(id)) expect(m.value).toBe(byId.get(id))
+      byId.set(id, m.value)
+    }
+    expect(outOfOrder(consumer.messages)).toBe(0)
+  })
+
+  test('SIGTERM during a stream: exit 0, what Kafka acknowledged is confirmed, nothing lost after restart', async () => {
+    const worker = await startWorker({ OUTBOX_BATCH_SIZE: '100' })
+    await worker.waitForLog(/"msg":"streaming"/)
+    const consumer = await consume([`${prefix}.order`])
+    const committed: string[] = []
+    for (let t = 0; t < 30; t++)
+      committed.push(
+        ...(await insertEvents(
+          db,
+          Array.from({ length: 100 }, (_, i) => ({ aggregateId: `k${i % 5}`, payload: { seq: t * 100 + i } })),
+        )),
+      )
+    const endLsn = await currentLsn(db)
+    await waitUntil('some events delivered', async () => consumer.messages.length > 0, 20_000)
+    expect(await worker.kill('SIGTERM')).toBe(0)
+    const confirmedAfterStop = await confirmedLsn(db, slot)
+    // Everything delivered before the stop was confirmed in order; the rest is redelivered.
+    const restarted = await startWorker({ OUTBOX_BATCH_SIZE: '100' })
+    await waitUntil(
+      'all committed events delivered',
+      async () => new Set(consumer.messages.map((m) => m.headers.id)).size >= committed.length,
+      60_000,
+    )
+    await waitForConfirmed(db, slot, endLsn)
+    expect(new Set(consumer.messages.map((m) => m.headers.id))).toEqual(new Set(committed))
+    expect(confirmedAfterStop).toBeGreaterThan(0n)
+    await restarted.kill('SIGTERM')
+  })
+
+  describe('poison events', () => {
+    test('go to the dead-letter topic with the reason, and the stream continues', async () => {
+      const worker = await startWorker({ OUTBOX_MAX_MESSAGE_BYTES: '2000' })
+      await worker.waitForLog(/"msg":"streaming"/)
+      const consumer = await consume([`${prefix}.order`, `${prefix}.order.dlq`, 'bad_topic_.dlq'])
+      const [big, badTopic, fine] = await insertEvents(db, [
+        { aggregateId: 'p', payload: { blob: 'x'.repeat(5000) } },
+        { aggregateId: 'p', payload: {}, topic: 'bad topic!' },
+        { aggregateId: 'p', payload: { ok: true } },
+      ])
+      await consumer.waitFor(3)
+      const byId = new Map(consumer.messages.map((m) => [m.headers.id, m]))
+      expect(byId.get(big)).toMatchObject({
+        topic: `${prefix}.order.dlq`,
+        value: null,
+        headers: { originalTopic: `${prefix}.order` },
+      })
+      expect(byId.get(big)?.headers.error).toMatch(/too large/)
+      expect(byId.get(badTopic)).toMatchObject({ topic: 'bad_topic_.dlq', headers: { originalTopic: 'bad topic!' } })
+      expect(byId.get(badTopic)?.headers.error).toMatch(/invalid topic/)
+      expect(byId.get(fine)).toMatchObject({ topic: `${prefix}.order`, value: '{"ok": true}' })
+      expect(await worker.metric('outbox_events_dead_lettered_total')).toBe(2)
+    })
+
+    test('what emit accepts under a size limit, the worker publishes under the same limit', async () => {
+      const limit = 4000
+      const worker = await startWorker({ OUTBOX_MAX_MESSAGE_BYTES: String(limit) })
+      await worker.waitForLog(/"msg":"streaming"/)
+      const consumer = await consume([`${prefix}.order`, `${prefix}.order.dlq`])
+      const strict = createAppClient(db.url, { maxEventBytes: limit, traceContext: false })
+      const zeros = (count: number) => ({
+        aggregateType: 'order',
+        aggregateId: 'z',
+        type: 'zeros',
+        payload: new Array<number>(count).fill(0),
+      })
+      // The longest array of zeros emit accepts: about limit / 3, as jsonb prints "0, " per item,
+      // though JSON.stringify writes only "0,".
+      let most = 0
+      while (fits(zeros(most + 1), limit)) most++
+      expect(JSON.stringify(zeros(most + 1).payload).length).toBeLessThan(limit * 0.7)
+      try {
+        const id = await strict.outbox.emit(zeros(most))
+        await expect(strict.outbox.emit(zeros(most + 1))).rejects.toThrow(`over the ${limit}-byte maximum`)
+        const [message] = await consumer.waitFor(1)
+        expect(message).toMatchObject({ topic: `${prefix}.order`, headers: { id } })
+        expect(message?.value).toBe(`[${new Array(most).fill('0').join(', ')}]`)
+      } finally {
+        await strict.$disconnect()
+      }
+    })
+
+    test('with --on-poison stop the worker exits 4 without confirming, and delivers once the cause is fixed', async () => {
+      const worker = await startWorker({ OUTBOX_MAX_MESSAGE_BYTES: '1000', OUTBOX_ON_POISON: 'stop' })
+      await worker.waitForLog(/"msg":"streaming"/)
+      // The worker may confirm WAL without events (a keepalive) up to the insert, never past it:
+      // PostgreSQL sends only flushed WAL, so the position flushed before the insert bounds it.
+      const beforeInsert = await currentLsn(db)
+      const [id] = await insertEvents(db, [{ aggregateId: 'p', payload: { blob: 'x'.repeat(3000) } }])
+      expect(await worker.exited).toBe(4)
+      expect(worker.output.join('\n')).toContain(`event ${id} cannot be published`)
+      expect(await confirmedLsn(db, slot)).toBeLessThanOrEqual(beforeInsert)
+
+      const consumer = await consume([`${prefix}.order`])
+      await startWorker({ OUTBOX_ON_POISON: 'stop' }) // the fix: the default 1 MiB limit
+      const [message] = await consumer.waitFor(1)
+      expect(message?.headers.id).toBe(id)
+    })
   })
 })

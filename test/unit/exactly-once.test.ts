@@ -64,9 +64,11 @@ describe('options', () => {
       /checkpointTopic "a b" is not a valid Kafka topic name/,
     )
   })
-  test('exactly-once with a Kafka client other than kafkajs is refused, naming the fix', () => {
-    expect(() => resolveConfig({ ...base, delivery: 'exactly-once', kafkaClient: 'other' } as never)).toThrow(
-      /exactly-once needs the kafkajs client for now: use --kafka-client kafkajs/,
+  test('exactly-once uses kafkajs unless a client is chosen; choosing another is refused, naming the fix', () => {
+    expect(resolveConfig(base).kafkaClient).toBe('platformatic')
+    expect(resolveConfig({ ...base, delivery: 'exactly-once' }).kafkaClient).toBe('kafkajs')
+    expect(() => resolveConfig({ ...base, delivery: 'exactly-once', kafkaClient: 'platformatic' })).toThrow(
+      /exactly-once needs the kafkajs client for now, but kafkaClient is platformatic: leave it unset or set it to kafkajs/,
     )
   })
 })

@@ -75,6 +75,18 @@ describe('the command line, in the words the user typed', () => {
     expect(configOf(['--kafka-sasl-mechanism', 'scram-sha-512'], sasl).kafkaSaslMechanism).toBe('scram-sha-512')
   })
 
+  test('--kafka-client / OUTBOX_KAFKA_CLIENT chooses the client; an unknown one is named as typed', () => {
+    expect(configOf([]).kafkaClient).toBe(DEFAULTS.kafkaClient)
+    expect(configOf(['--kafka-client', 'platformatic']).kafkaClient).toBe('platformatic')
+    expect(configOf([], { ...env, OUTBOX_KAFKA_CLIENT: 'kafkajs' }).kafkaClient).toBe('kafkajs')
+    expect(() => configOf(['--kafka-client', 'rdkafka'])).toThrow(
+      '--kafka-client must be one of kafkajs, platformatic; got "rdkafka"',
+    )
+    expect(() => configOf([], { ...env, OUTBOX_KAFKA_CLIENT: 'franz' })).toThrow(
+      'OUTBOX_KAFKA_CLIENT must be one of kafkajs, platformatic; got "franz"',
+    )
+  })
+
   test('unknown and incomplete flags get our message and the --help pointer', () => {
     expect(() => parseCommandLine(['--bogus'])).toThrow(/^unknown option --bogus \(see outbox-worker --help\)$/)
     expect(() => parseCommandLine(['--HEALTH_PORT', '1'])).toThrow(/did you mean --health-port\?/)

@@ -48,24 +48,34 @@ const FATAL_TYPES = new Set([
 ])
 
 /**
- * Reads the Kafka error type anywhere in the cause chain (kafkajs wraps protocol errors in
- * retry errors). Branches on Kafka's error types, never on message text; anything unknown is
- * treated as retriable, because giving up would mean stopping, not dropping.
+ * Reads the Kafka error type anywhere in the error's tree: kafkajs names it `type` and wraps
+ * protocol errors in retry errors (`cause`, `originalError`); @platformatic/kafka names it
+ * `apiId` and gathers the errors of a request or of its retries in `errors` (AggregateError).
+ * Branches on Kafka's error types, never on message text; anything unknown is treated as
+ * retriable, because giving up would mean stopping, not dropping.
  */
 export function classifyPublishError(error: unknown): { kind: PublishErrorKind; type: string | undefined } {
   const seen = new Set<unknown>()
-  let current: unknown = error
-  while (current && typeof current === 'object' && !seen.has(current)) {
+  const pending: unknown[] = [error]
+  while (pending.length > 0) {
+    const current = pending.shift()
+    if (!current || typeof current !== 'object' || seen.has(current)) continue
     seen.add(current)
-    const type = (current as { type?: unknown }).type
-    if (typeof type === 'string') {
+    const fields = current as {
+      type?: unknown
+      apiId?: unknown
+      cause?: unknown
+      originalError?: unknown
+      errors?: unknown
+    }
+    for (const type of [fields.type, fields.apiId]) {
+      if (typeof type !== 'string') continue
       if (REFUSED_TYPES.has(type)) return { kind: 'refused', type }
       if (TOPIC_TYPES.has(type)) return { kind: 'topic', type }
       if (FATAL_TYPES.has(type)) return { kind: 'fatal', type }
     }
-    current =
-      (current as { cause?: unknown; originalError?: unknown }).cause ??
-      (current as { originalError?: unknown }).originalError
+    pending.push(fields.cause, fields.originalError)
+    if (Array.isArray(fields.errors)) pending.push(...fields.errors)
   }
   return { kind: 'retriable', type: undefined }
 }

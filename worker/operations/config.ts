@@ -25,6 +25,8 @@ export interface WorkerConfig {
   /** Create the slot with failover = true (PostgreSQL 17+), so a standby can keep a synced copy. */
   failoverSlot: boolean
   dlqTopicTemplate: string
+  /** Which Kafka client library publishes: both keep the same contract (delivery/publisher.ts). */
+  kafkaClient: 'kafkajs' | 'platformatic'
   kafkaClientId: string
   kafkaSsl: boolean
   kafkaSslCaFile: string | undefined
@@ -89,6 +91,7 @@ export const DEFAULTS: Omit<WorkerConfig, 'databaseUrl' | 'kafkaBrokers'> = {
   snapshot: 'initial',
   failoverSlot: false,
   dlqTopicTemplate: '{topic}.dlq',
+  kafkaClient: 'platformatic',
   kafkaClientId: 'prisma-outbox',
   kafkaSsl: false,
   kafkaSslCaFile: undefined,
@@ -228,6 +231,14 @@ export const OPTIONS: OptionSpec[] = [
     env: 'OUTBOX_DLQ_TOPIC',
     parse: text,
     description: 'dead-letter topic; {topic} is the original topic',
+  },
+  {
+    key: 'kafkaClient',
+    flag: 'kafka-client',
+    env: 'OUTBOX_KAFKA_CLIENT',
+    parse: text,
+    description:
+      'Kafka client library: kafkajs or platformatic (@platformatic/kafka); exactly-once delivery uses kafkajs',
   },
   {
     key: 'kafkaClientId',
@@ -497,6 +508,10 @@ export function resolveConfig(options: ConfigInput, { requireKafka = true, names
   checkTemplate(name('topicTemplate'), config.topicTemplate, { aggregateType: 'x', type: 'x' })
   checkTemplate(name('dlqTopicTemplate'), config.dlqTopicTemplate, { topic: 'x' })
   oneOf(name('onPoison'), config.onPoison, ['dlq', 'stop'])
+  // Transactions (exactly-once) are built on kafkajs so far: unless a client was chosen, that
+  // mode gets kafkajs; choosing another with it is refused below (exactlyOnceProblem).
+  if (defined.kafkaClient === undefined && config.delivery === 'exactly-once') config.kafkaClient = 'kafkajs'
+  oneOf(name('kafkaClient'), config.kafkaClient, ['kafkajs', 'platformatic'])
   oneOf(name('delivery'), config.delivery, ['at-least-once', 'exactly-once'])
   const deliveryProblem = exactlyOnceProblem(config, name)
   if (deliveryProblem) throw new OutboxConfigError(deliveryProblem)

@@ -1,5 +1,5 @@
 import pg from 'pg'
-import { createKafkaPublisher } from '../delivery/kafkajs-publisher.js'
+import { createPublisher } from '../delivery/create-publisher.js'
 import { publishRows, type RowFilter } from '../delivery/publish-rows.js'
 import type { WorkerConfig } from '../operations/config.js'
 import { OutboxConfigError } from '../operations/errors.js'
@@ -39,7 +39,7 @@ export async function republish(config: WorkerConfig, since: string | undefined,
     logger.info({ since }, 'republish: publishing outbox rows again')
     const published = await publishRows(reader, {
       config,
-      publisher: createKafkaPublisher(config, logger),
+      publisher: createPublisher(config, logger),
       metrics: createMetrics(),
       logger,
       signal: new AbortController().signal,

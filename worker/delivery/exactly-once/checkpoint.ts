@@ -75,10 +75,9 @@ export function exactlyOnceProblem(
   name: (key: keyof WorkerConfig) => string,
 ): string | undefined {
   if (config.delivery !== 'exactly-once') return undefined
-  // --kafka-client arrives with the second client; exactly-once is built on kafkajs so far.
-  const client = (config as { kafkaClient?: string }).kafkaClient
-  if (client !== undefined && client !== 'kafkajs')
-    return `${name('delivery')} exactly-once needs the kafkajs client for now: use --kafka-client kafkajs (OUTBOX_KAFKA_CLIENT=kafkajs), or at-least-once delivery`
+  // Transactions are built on kafkajs so far (TransactionalPublisher has one implementation).
+  if (config.kafkaClient !== 'kafkajs')
+    return `${name('delivery')} exactly-once needs the kafkajs client for now, but ${name('kafkaClient')} is ${config.kafkaClient}: leave it unset or set it to kafkajs, or use at-least-once delivery`
   if (!/^[a-zA-Z0-9._-]{1,249}$/.test(config.checkpointTopic) || /^\.\.?$/.test(config.checkpointTopic))
     return `${name('checkpointTopic')} "${config.checkpointTopic}" is not a valid Kafka topic name (letters, digits, ".", "_", "-"; at most 249)`
   if (config.transactionalId !== undefined && config.transactionalId.trim() === '')

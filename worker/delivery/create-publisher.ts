@@ -1,0 +1,27 @@
+import type { WorkerConfig } from '../operations/config.js'
+import type { Logger } from '../operations/logger.js'
+import type { Publisher } from './publisher.js'
+
+/**
+ * The publisher of the client chosen by --kafka-client / OUTBOX_KAFKA_CLIENT. Each library is
+ * imported only when chosen: @platformatic/kafka's import alone takes ~45 MB of memory and over a
+ * second of CPU at start on a busy 2-core machine (it compiles its option schemas), kafkajs ~13 MB.
+ */
+export function createPublisher(config: WorkerConfig, logger: Logger): Publisher {
+  return lazyPublisher(
+    config.kafkaClient === 'kafkajs'
+      ? import('./kafkajs-publisher.js').then((module) => module.createKafkaPublisher(config, logger))
+      : import('./platformatic-publisher.js').then((module) => module.createPlatformaticPublisher(config)),
+  )
+}
+
+function lazyPublisher(loaded: Promise<Publisher>): Publisher {
+  // A failed import is reported by the first call; until then it must not be unhandled.
+  loaded.catch(() => {})
+  return {
+    connect: async () => (await loaded).connect(),
+    send: async (records) => (await loaded).send(records),
+    unavailableTopics: async (topics) => (await loaded).unavailableTopics(topics),
+    disconnect: async () => (await loaded).disconnect(),
+  }
+}

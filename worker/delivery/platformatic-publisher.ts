@@ -1,0 +1,153 @@
+import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
+import {
+  Admin,
+  type BaseOptions,
+  compatibilityPartitioner,
+  type Producer as KafkaProducer,
+  Producer,
+  stringSerializers,
+} from '@platformatic/kafka'
+import type { WorkerConfig } from '../operations/config.js'
+import type { Publisher } from './publisher.js'
+import type { KafkaRecord } from './records.js'
+
+type StringProducer = KafkaProducer<string, string, string, string>
+
+/** The options both clients of one publisher share: brokers, client id, TLS, SASL, timeouts. */
+export function platformaticClientOptions(config: WorkerConfig): BaseOptions {
+  const options: BaseOptions = {
+    clientId: config.kafkaClientId,
+    bootstrapBrokers: config.kafkaBrokers,
+    connectTimeout: 3000,
+    // Retries inside the library stay short, as with kafkajs: the relay's own loop retries
+    // forever with backoff and a fresh producer, and logs each failure once.
+    retries: 3,
+    retryDelay: 250,
+    metadataMaxAge: 5000,
+  }
+  if (config.kafkaSsl) {
+    options.tls = config.kafkaSslCaFile ? { ca: [readFileSync(config.kafkaSslCaFile, 'utf8')] } : {}
+    // SNI and certificate checks by host name, as kafkajs does; not for brokers given by address.
+    if (config.kafkaBrokers.every((broker) => !isIP(broker.replace(/:\d+$/, '').replace(/^\[|\]$/g, '')))) {
+      options.tlsServerName = true
+    }
+  }
+  if (config.kafkaSaslMechanism) {
+    options.sasl = {
+      // Kafka's spelling (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512); the config keeps kafkajs's.
+      mechanism: config.kafkaSaslMechanism.toUpperCase() as 'PLAIN' | 'SCRAM-SHA-256' | 'SCRAM-SHA-512',
+      username: config.kafkaSaslUsername ?? '',
+      password: config.kafkaSaslPassword ?? '',
+    }
+  }
+  return options
+}
+
+/**
+ * Cuts a client off for good: resets (RST) every connection it holds, which fails its requests in
+ * flight at once, then closes it, which closes its connection pool so that no new connection can
+ * be made (the equivalent of kafkajs-publisher's FencedSockets). The library's own close ends
+ * sockets gracefully, and the kernel would keep retransmitting an unacknowledged produce request.
+ */
+async function fence(client: StringProducer | Admin | undefined): Promise<void> {
+  if (!client) return
+  for (const [, connection] of client.connections) connection.socket?.resetAndDestroy()
+  try {
+    // force: a send in flight would otherwise make the producer refuse to close.
+    if (client instanceof Admin) await client.close()
+    else await client.close(true)
+  } catch {
+    // Closing a reset connection may report the reset: the client is closed either way.
+  }
+}
+
+/**
+ * The @platformatic/kafka publisher of one session, with kafkajs-publisher's contract: an
+ * idempotent producer (the library then forces acks=all and one request in flight, so records of
+ * one partition are written in the order given), dropped and fenced after a failed send so the
+ * next send starts with a clean producer id; disconnect() fences everything, so nothing of this
+ * session can reach Kafka after the next session's records.
+ */
+export function createPlatformaticPublisher(config: WorkerConfig): Publisher {
+  const options = platformaticClientOptions(config)
+  let producer: StringProducer | undefined
+  let admin: Admin | undefined
+  let closed = false
+
+  const connected = async (): Promise<StringProducer> => {
+    if (closed) throw new Error('this publisher is closed')
+    if (producer) return producer
+    const fresh: StringProducer = new Producer({
+      ...options,
+      idempotent: true,
+      acks: -1,
+      // How long the broker may wait for all in-sync replicas, as kafkajs's default.
+      timeout: 30_000,
+      requestTimeout: 30_000,
+      autocreateTopics: true,
+      serializers: stringSerializers,
+      // Kafka's Java client (and kafkajs) place a key by murmur2 & 0x7fffffff; the library's
+      // default keeps the sign bit, which puts some keys on other partitions. Switching clients
+      // must not move an aggregate to another partition.
+      partitioner: compatibilityPartitioner,
+    })
+    producer = fresh
+    return fresh
+  }
+  const drop = async () => {
+    const old = producer
+    producer = undefined
+    await fence(old)
+  }
+
+  return {
+    async connect() {
+      try {
+        // The library connects lazily: asking for the cluster's metadata proves Kafka answers.
+        await (await connected()).metadata({ topics: [] })
+      } catch (error) {
+        await drop()
+        throw error
+      }
+    },
+    async send(records) {
+      try {
+        const p = await connected()
+        await p.send({
+          messages: records.map((r: KafkaRecord) => ({
+            topic: r.topic,
+            key: r.key,
+            // A null value is a tombstone, as kafkajs sends it (the serializer maps it to null).
+            value: r.value as string,
+            headers: r.headers,
+            timestamp: BigInt(r.timestamp),
+          })),
+        })
+      } catch (error) {
+        await drop()
+        throw error
+      }
+    },
+    async unavailableTopics(topics) {
+      if (closed) throw new Error('this publisher is closed')
+      admin ??= new Admin(options)
+      try {
+        // A metadata request for all topics lists those that exist and this client may see.
+        const existing = new Set(await admin.listTopics({ includeInternals: true }))
+        return topics.filter((topic) => !existing.has(topic))
+      } catch (error) {
+        const old = admin
+        admin = undefined
+        await fence(old)
+        throw error
+      }
+    },
+    async disconnect() {
+      closed = true
+      const oldAdmin = admin
+      admin = undefined
+      await Promise.all([drop(), fence(oldAdmin)])
+    },
+  }
+}
