@@ -24,7 +24,7 @@
 #   cell                Node     PostgreSQL   runs
 #   node24-pg18         24       18           Node files, PG files, server fault scenarios
 #   node22-pg16         22       16           Node files, PG files
-#   node20.19-pg17      20.19.0  17           Node files, PG files (oldest Node engines allows)
+#   node20.19-pg17      20.19.4  17           Node files, PG files (oldest Node engines allows)
 #   node24-pg14         24       14           PG files
 #   (.ci/run: npm test)  20.20    15 (Debian)  everything
 #
@@ -38,7 +38,7 @@ cd "$(dirname "$0")/.."
 
 NODE_24=24.21.0
 NODE_22=22.23.3
-NODE_OLDEST=20.19.0 # package.json engines: >=20.19
+NODE_OLDEST=20.19.4 # package.json engines: >=20.19.4 (@platformatic/kafka needs it)
 
 PG_FILES="test/integration/plumbing test/integration/schema test/integration/relay
   test/integration/slot-states test/integration/initial-snapshot test/integration/message-mode
