@@ -24,12 +24,12 @@ export interface WorkerProcess {
 export async function spawnWorker(
   env: Record<string, string>,
   args: string[] = [],
-  options: { built?: boolean; onLine?: (line: string) => void } = {},
+  options: { built?: boolean; onLine?: (line: string) => void; nodeArgs?: string[] } = {},
 ): Promise<WorkerProcess> {
   const healthPort = await freePort()
   // `built`: run the compiled bin (dist/), as installed users do; the benchmarks measure that.
   const entry = options.built ? [join(root, 'dist/worker/cli.js')] : ['--import', 'tsx', join(root, 'worker/cli.ts')]
-  const child = spawn(process.execPath, [...entry, ...args], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), ...entry, ...args], {
     cwd: root,
     env: {
       PATH: process.env.PATH,
