@@ -30,8 +30,8 @@ export interface Drained {
 
 /**
  * The worker (built bin) drains a pre-filled slot: seconds and CPU from streaming to confirmed
- * past `endLsn`, and the process's peak RSS. OUTBOX_BENCH_CPU_PROF=<dir> writes a V8 CPU profile
- * of the worker there (node --cpu-prof) for a look at where the time goes.
+ * past `endLsn`, and the process's peak RSS. OUTBOX_BENCH_NODE_ARGS is given to the worker's node,
+ * e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" for a look at where the time goes.
  */
 export async function drainWithWorker(
   db: TestDatabase,
@@ -52,8 +52,7 @@ export async function drainWithWorker(
     const value = process.env[name]
     if (value) env[name] = value
   }
-  const profileDir = process.env.OUTBOX_BENCH_CPU_PROF
-  const nodeArgs = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []
+  const nodeArgs = process.env.OUTBOX_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []
   const worker = await spawnWorker(env, [], { built: true, nodeArgs })
   const pid = worker.child.pid as number
   await worker.waitForLog(/"msg":"streaming"/)

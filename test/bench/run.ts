@@ -41,17 +41,20 @@ const lsnText = (lsn: bigint) =>
 async function relayThroughput(url: string, brokers: string[], perTransaction: number, mode: 'table' | 'message') {
   const db = await createTestDatabase(url)
   try {
-    await db.query(`SELECT pg_create_logical_replication_slot('bench_relay', 'pgoutput')`)
-    await db.query(`SELECT pg_create_logical_replication_slot('bench_decode', 'pgoutput')`)
+    // Slot names are cluster-wide: the database's own name keeps two bench runs apart.
+    const relaySlot = `${db.name}_relay`
+    const decodeSlot = `${db.name}_decode`
+    await db.query(`SELECT pg_create_logical_replication_slot('${relaySlot}', 'pgoutput')`)
+    await db.query(`SELECT pg_create_logical_replication_slot('${decodeSlot}', 'pgoutput')`)
     log(`filling ${N} events in transactions of ${perTransaction}, ${mode} mode`)
     const startLsn = await currentLsn(db)
     await (mode === 'table' ? fillOutbox : fillMessages)(db, N, perTransaction)
     const endLsn = await currentLsn(db)
     log('decode limit: pg_recvlogical')
-    const decodeS = await pgRecvlogicalSeconds(db.url, 'bench_decode', lsnText(endLsn))
+    const decodeS = await pgRecvlogicalSeconds(db.url, decodeSlot, lsnText(endLsn))
     log('relay: outbox-worker')
     const topic = `bench.tx${perTransaction}.${mode}.{aggregateType}`
-    const relay = await drainWithWorker(db, brokers, 'bench_relay', endLsn, topic)
+    const relay = await drainWithWorker(db, brokers, relaySlot, endLsn, topic)
     return {
       perTransaction,
       mode,
