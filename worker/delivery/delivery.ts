@@ -141,7 +141,7 @@ export class Delivery {
     for (const item of batch) {
       const reason =
         item.poison ??
-        poisonReason(item.record, this.config.maxMessageBytes) ??
+        poisonReason(item.record, this.config.maxMessageBytes, item.bytes) ??
         (this.topics.expired(item.record.topic) && !probing.has(item.record.topic)
           ? unavailableReason(item.record.topic)
           : undefined)

@@ -13,10 +13,37 @@ export interface KafkaRecord {
   timestamp: string
 }
 
+/**
+ * Small memo for pure functions of a topic's parts, which every record evaluates but whose inputs
+ * repeat (a handful of aggregate types and topics): emptied when full, so odd data cannot grow it.
+ */
+function memo<T>(compute: (key: string) => T): (key: string) => T {
+  const cache = new Map<string, T>()
+  return (key) => {
+    const known = cache.get(key)
+    if (known !== undefined || cache.has(key)) return known as T
+    if (cache.size >= 10_000) cache.clear()
+    const value = compute(key)
+    cache.set(key, value)
+    return value
+  }
+}
+
+const templated = memo((key) => {
+  const [template, aggregateType, type] = key.split('\u0000') as [string, string, string]
+  return applyTemplate(template, { aggregateType, type })
+})
+const topicProblem = memo(topicNameProblem)
+
+/** The topic of an event without its own: the template filled in (SPEC §4.3). */
+function templateTopic(template: string, aggregateType: string, type: string): string {
+  return templated(`${template}\u0000${aggregateType}\u0000${type}`)
+}
+
 /** The Kafka record for an outbox row (SPEC §4.3). */
 export function toKafkaRecord(record: OutboxRecord, topicTemplate: string): KafkaRecord {
   return {
-    topic: record.topic ?? applyTemplate(topicTemplate, { aggregateType: record.aggregateType, type: record.type }),
+    topic: record.topic ?? templateTopic(topicTemplate, record.aggregateType, record.type),
     key: record.aggregateId,
     value: record.payload,
     // The row's own headers first, so the worker's cannot be overridden by raw-SQL rows.
@@ -40,10 +67,13 @@ export function recordBytes(record: KafkaRecord): number {
  * Why Kafka will never accept this record, known before sending: an invalid topic name, or a
  * size over the limit. Undefined when it looks fine (Kafka may still refuse it; see publisher).
  */
-export function poisonReason(record: KafkaRecord, maxMessageBytes: number): string | undefined {
-  const topicProblem = topicNameProblem(record.topic)
-  if (topicProblem) return `invalid topic: ${topicProblem}`
-  const bytes = recordBytes(record)
+export function poisonReason(
+  record: KafkaRecord,
+  maxMessageBytes: number,
+  bytes = recordBytes(record),
+): string | undefined {
+  const problem = topicProblem(record.topic)
+  if (problem) return `invalid topic: ${problem}`
   if (bytes > maxMessageBytes) return `message too large: ${bytes} bytes, limit ${maxMessageBytes}`
   return undefined
 }

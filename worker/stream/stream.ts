@@ -40,6 +40,8 @@ export class ReplicationStream {
   private readonly tracker: LsnTracker
   private readonly decoder: OutboxDecoder
   private serverLsn: Lsn
+  /** The last data message's LSN, as sent: parsed only when the lag is reported (not per message). */
+  private lastDataLsn: string | undefined
   private confirmed: Lsn
   private closed = false
   private paused = false
@@ -191,7 +193,7 @@ export class ReplicationStream {
     if (this.closed) return
     this.lastReceived = Date.now()
     try {
-      this.serverLsn = maxLsn(this.serverLsn, parseLsn(lsn))
+      this.lastDataLsn = lsn
       this.decoder.handle(message)
     } catch (error) {
       this.end(error)
@@ -248,6 +250,10 @@ export class ReplicationStream {
   private sendStatus(requestReply: boolean): void {
     if (this.closed || !this.streaming) return
     const safe = this.heldBecause ? this.confirmed : this.tracker.safeLsn
+    if (this.lastDataLsn !== undefined) {
+      this.serverLsn = maxLsn(this.serverLsn, parseLsn(this.lastDataLsn))
+      this.lastDataLsn = undefined
+    }
     this.metrics.slotLagBytes.set(Number(this.serverLsn > safe ? this.serverLsn - safe : 0n))
     this.metrics.pendingTransactions.set(this.tracker.pending)
     if (safe <= 0n) return
