@@ -39,6 +39,9 @@ export async function drainWithWorker(
   slot: string,
   endLsn: bigint,
   topic: string,
+  /** Worker settings for this run (OUTBOX_KAFKA_CLIENT, OUTBOX_DELIVERY, ...), over the tunables. */
+  settings: Record<string, string> = {},
+  nodeArgs = process.env.OUTBOX_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [],
 ): Promise<Drained> {
   const env: Record<string, string> = {
     DATABASE_URL: db.url,
@@ -52,7 +55,7 @@ export async function drainWithWorker(
     const value = process.env[name]
     if (value) env[name] = value
   }
-  const nodeArgs = process.env.OUTBOX_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []
+  Object.assign(env, settings)
   const worker = await spawnWorker(env, [], { built: true, nodeArgs })
   const pid = worker.child.pid as number
   await worker.waitForLog(/"msg":"streaming"/)

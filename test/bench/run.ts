@@ -3,7 +3,8 @@
  * in one run on the same services, written to test/bench/results.json and printed as a table.
  * `-- --only=write-side` or `-- --only=drain` measures that part alone and prints it (results.json
  * is left as it is). `-- --only=relay [--events=N] [--runs=R]` drains N events R times with the
- * worker (events/s, CPU per event, peak RSS, decode limit), then measures the produce limit;
+ * worker with each Kafka client (events/s, CPU per event, peak RSS, decode limit), then measures
+ * the produce limit;
  * OUTBOX_BATCH_SIZE / OUTBOX_BUFFER_EVENTS / OUTBOX_BUFFER_BYTES are passed on to the worker.
  */
 import { execFileSync } from 'node:child_process'
@@ -38,32 +39,55 @@ const log = (line: string) => process.stderr.write(`[bench] ${line}\n`)
 const lsnText = (lsn: bigint) =>
   `${(lsn >> 32n).toString(16).toUpperCase()}/${(lsn & 0xffffffffn).toString(16).toUpperCase()}`
 
-async function relayThroughput(url: string, brokers: string[], perTransaction: number, mode: 'table' | 'message') {
+/** Worker configurations the relay is measured in; each drains the same backlog (a slot each). */
+interface RelayVariant {
+  name: string
+  settings: Record<string, string>
+}
+const DEFAULT_VARIANT: RelayVariant = { name: 'platformatic', settings: { OUTBOX_KAFKA_CLIENT: 'platformatic' } }
+const KAFKAJS: RelayVariant = { name: 'kafkajs', settings: { OUTBOX_KAFKA_CLIENT: 'kafkajs' } }
+const EXACTLY_ONCE: RelayVariant = {
+  name: 'kafkajs, exactly-once',
+  settings: { OUTBOX_KAFKA_CLIENT: 'kafkajs', OUTBOX_DELIVERY: 'exactly-once' },
+}
+
+async function relayThroughput(
+  url: string,
+  brokers: string[],
+  perTransaction: number,
+  mode: 'table' | 'message',
+  variants: RelayVariant[] = [DEFAULT_VARIANT],
+) {
   const db = await createTestDatabase(url)
   try {
     // Slot names are cluster-wide: the database's own name keeps two bench runs apart.
-    const relaySlot = `${db.name}_relay`
+    const relaySlots = variants.map((_, i) => `${db.name}_relay${i}`)
     const decodeSlot = `${db.name}_decode`
-    await db.query(`SELECT pg_create_logical_replication_slot('${relaySlot}', 'pgoutput')`)
-    await db.query(`SELECT pg_create_logical_replication_slot('${decodeSlot}', 'pgoutput')`)
+    for (const slot of [...relaySlots, decodeSlot])
+      await db.query(`SELECT pg_create_logical_replication_slot('${slot}', 'pgoutput')`)
     log(`filling ${N} events in transactions of ${perTransaction}, ${mode} mode`)
     const startLsn = await currentLsn(db)
     await (mode === 'table' ? fillOutbox : fillMessages)(db, N, perTransaction)
     const endLsn = await currentLsn(db)
     log('decode limit: pg_recvlogical')
     const decodeS = await pgRecvlogicalSeconds(db.url, decodeSlot, lsnText(endLsn))
-    log('relay: outbox-worker')
-    const topic = `bench.tx${perTransaction}.${mode}.{aggregateType}`
-    const relay = await drainWithWorker(db, brokers, relaySlot, endLsn, topic)
-    return {
-      perTransaction,
-      mode,
-      relayPerS: N / relay.seconds,
-      decodePerS: N / decodeS,
-      relayRssMb: relay.rssMb,
-      cpuUsPerEvent: (relay.cpuSeconds * 1e6) / N,
-      walBytesPerEvent: Number(endLsn - startLsn) / N,
+    const results = []
+    for (const [i, variant] of variants.entries()) {
+      log(`relay: outbox-worker, ${variant.name}`)
+      const topic = `bench.tx${perTransaction}.${mode}.${i}.{aggregateType}`
+      const relay = await drainWithWorker(db, brokers, relaySlots[i] as string, endLsn, topic, variant.settings)
+      results.push({
+        variant: variant.name,
+        perTransaction,
+        mode,
+        relayPerS: N / relay.seconds,
+        decodePerS: N / decodeS,
+        relayRssMb: relay.rssMb,
+        cpuUsPerEvent: (relay.cpuSeconds * 1e6) / N,
+        walBytesPerEvent: Number(endLsn - startLsn) / N,
+      })
     }
+    return results
   } finally {
     await db.dispose()
   }
@@ -86,19 +110,25 @@ async function pollingThroughput(url: string, brokers: string[]) {
   }
 }
 
-async function latencies(url: string, brokers: string[], relay: 'worker' | 'polling'): Promise<LatencyResult[]> {
+async function latencies(
+  url: string,
+  brokers: string[],
+  relay: 'worker' | 'polling',
+  variant = DEFAULT_VARIANT,
+): Promise<LatencyResult[]> {
   const db = await createTestDatabase(url)
-  const topicPrefix = `bench.latency.${relay}`
+  const topicPrefix = `bench.latency.${relay}.${variant.name.replace(/[^a-z]+/g, '-')}`
   let stop: () => Promise<unknown>
   if (relay === 'worker') {
     const worker = await spawnWorker(
       {
         DATABASE_URL: db.url,
         KAFKA_BROKERS: brokers.join(','),
-        OUTBOX_SLOT: 'bench_latency',
+        OUTBOX_SLOT: `${db.name}_latency`,
         OUTBOX_TOPIC: `${topicPrefix}.{aggregateType}`,
         LOG_LEVEL: 'info',
         HEALTH_PORT: '0',
+        ...variant.settings,
       },
       [],
       { built: true },
@@ -113,7 +143,9 @@ async function latencies(url: string, brokers: string[], relay: 'worker' | 'poll
   try {
     const results: LatencyResult[] = []
     for (const rate of RATES) {
-      log(`latency, ${relay}: ${rate} events/s for ${LATENCY_SECONDS} s`)
+      log(
+        `latency, ${relay}${relay === 'worker' ? ` (${variant.name})` : ''}: ${rate} events/s for ${LATENCY_SECONDS} s`,
+      )
       results.push(await measureLatency(db, brokers, topicPrefix, rate, LATENCY_SECONDS))
     }
     return results
@@ -144,19 +176,27 @@ async function jsonVersusJsonb(url: string) {
 async function peakRssDraining(url: string, brokers: string[]) {
   const db = await createTestDatabase(url)
   try {
-    await db.query(`SELECT pg_create_logical_replication_slot('bench_rss', 'pgoutput')`)
+    const variants = [DEFAULT_VARIANT, KAFKAJS]
+    for (const i of variants.keys())
+      await db.query(`SELECT pg_create_logical_replication_slot('${db.name}_rss${i}', 'pgoutput')`)
     log(`peak RSS: filling ${RSS_N} events`)
     await fillOutbox(db, RSS_N, 10)
     const endLsn = await currentLsn(db)
-    log('peak RSS: draining')
-    const drained = await drainWithWorker(db, brokers, 'bench_rss', endLsn, 'bench.rss.{aggregateType}')
-    return {
-      events: RSS_N,
-      seconds: drained.seconds,
-      peakRssMb: drained.rssMb,
-      perS: RSS_N / drained.seconds,
-      cpuUsPerEvent: (drained.cpuSeconds * 1e6) / RSS_N,
+    const results = []
+    for (const [i, variant] of variants.entries()) {
+      log(`peak RSS: draining, ${variant.name}`)
+      const topic = `bench.rss.${i}.{aggregateType}`
+      const drained = await drainWithWorker(db, brokers, `${db.name}_rss${i}`, endLsn, topic, variant.settings)
+      results.push({
+        variant: variant.name,
+        events: RSS_N,
+        seconds: drained.seconds,
+        peakRssMb: drained.rssMb,
+        perS: RSS_N / drained.seconds,
+        cpuUsPerEvent: (drained.cpuSeconds * 1e6) / RSS_N,
+      })
     }
+    return results
   } finally {
     await db.dispose()
   }
@@ -173,15 +213,16 @@ async function main() {
   try {
     const { databaseUrl: url, kafkaBrokers: brokers } = services
     const throughput = [
-      await relayThroughput(url, brokers, 10, 'table'),
-      await relayThroughput(url, brokers, 1, 'table'),
-      await relayThroughput(url, brokers, 10, 'message'),
+      ...(await relayThroughput(url, brokers, 10, 'table', [DEFAULT_VARIANT, KAFKAJS, EXACTLY_ONCE])),
+      ...(await relayThroughput(url, brokers, 1, 'table')),
+      ...(await relayThroughput(url, brokers, 10, 'message')),
     ]
     log(`produce limit: ProducerPerformance, ${N} records`)
     await ensureTopics(brokers, ['bench.produce'])
     const producePerS = producerPerformance(brokers, 'bench.produce', N, 300)
     const pollingPerS = await pollingThroughput(url, brokers)
     const workerLatency = await latencies(url, brokers, 'worker')
+    const exactlyOnceLatency = await latencies(url, brokers, 'worker', EXACTLY_ONCE)
     const pollingLatency = await latencies(url, brokers, 'polling')
     const writeSide = await jsonVersusJsonb(url)
     log(`write side, ${NETWORK_ONE_WAY_MS} ms each way added`)
@@ -205,7 +246,7 @@ async function main() {
       throughput,
       producePerS,
       pollingPerS,
-      latency: { worker: workerLatency, polling: pollingLatency },
+      latency: { worker: workerLatency, workerExactlyOnce: exactlyOnceLatency, polling: pollingLatency },
       writeSide,
       writeSideNetwork: { oneWayMs: NETWORK_ONE_WAY_MS, ...writeSideNetwork },
       rss,
@@ -232,31 +273,39 @@ async function main() {
       '|---|---:|---|',
       ...throughput.map(
         (t) =>
-          `| relay throughput, ${t.mode} mode, transactions of ${t.perTransaction} | ${f0(t.relayPerS)} events/s | |`,
+          `| relay throughput, ${t.variant}, ${t.mode} mode, transactions of ${t.perTransaction} | ${f0(t.relayPerS)} events/s | |`,
       ),
       ...throughput.map(
         (t) =>
-          `| worker CPU (user + system) per event, ${t.mode} mode, transactions of ${t.perTransaction} | ${t.cpuUsPerEvent.toFixed(1)} µs | ${t === tx10 ? '≤ 20 µs' : ''} |`,
+          `| worker CPU (user + system) per event, ${t.variant}, ${t.mode} mode, transactions of ${t.perTransaction} | ${t.cpuUsPerEvent.toFixed(1)} µs | ${t.perTransaction === 10 && t.mode === 'table' ? '≤ 20 µs' : ''} |`,
       ),
-      ...throughput.map(
-        (t) =>
-          `| decode limit (pg_recvlogical), ${t.mode} mode, transactions of ${t.perTransaction} | ${f0(t.decodePerS)} events/s | |`,
-      ),
+      ...throughput
+        .filter((t) => t.variant === DEFAULT_VARIANT.name)
+        .map(
+          (t) =>
+            `| decode limit (pg_recvlogical), ${t.mode} mode, transactions of ${t.perTransaction} | ${f0(t.decodePerS)} events/s | |`,
+        ),
       `| produce limit (ProducerPerformance, acks=all) | ${f0(producePerS)} records/s | |`,
       quick
         ? '| relay / min(decode, produce) | not in quick mode (too few events to measure the limits) | ≥ 0.6 |'
-        : `| relay / min(decode, produce) | ${f2(results.ratios.relayVsLimit ?? 0)} | ≥ 0.6 |`,
+        : `| relay / min(decode, produce), ${tx10.variant} | ${f2(results.ratios.relayVsLimit ?? 0)} | ≥ 0.6 |`,
       `| polling relay throughput | ${f0(pollingPerS)} events/s | |`,
       `| relay / polling | ${f2(results.ratios.relayVsPolling)} | ≥ 3 |`,
       ...workerLatency.map(
         (l) =>
           `| commit→consume p50/p95/p99, relay, ${f0(l.rate)}/s | ${lat(l)} | ${l.rate === 1000 ? 'p99 ≤ 50 ms' : ''} |`,
       ),
+      ...exactlyOnceLatency.map(
+        (l) => `| commit→consume p50/p95/p99, relay, ${EXACTLY_ONCE.name}, ${f0(l.rate)}/s | ${lat(l)} | |`,
+      ),
       ...pollingLatency.map((l) => `| commit→consume p50/p95/p99, polling, ${f0(l.rate)}/s | ${lat(l)} | |`),
       `| relay p99 / polling p99 at 1,000/s | ${f2(results.ratios.p99VsPollingAt1000)} | ≤ 0.2 |`,
       ...emitRows(writeSide.jsonb, 'jsonb'),
       `| same with a json payload column, table mode | ${f2(writeSide.json?.txMs ?? 0)} / ${f2(writeSide.json?.variants[0]?.emitMs ?? 0)} ms (×${f2(writeSide.json?.variants[0]?.emitRatio ?? 0)}) | |`,
-      `| worker peak RSS draining ${f0(rss.events)} events | ${rss.peakRssMb} MB (${f0(rss.perS)} events/s, ${rss.cpuUsPerEvent.toFixed(1)} µs CPU per event) | ≤ 100 MB |`,
+      ...rss.map(
+        (r) =>
+          `| worker peak RSS draining ${f0(r.events)} events, ${r.variant} | ${r.peakRssMb} MB (${f0(r.perS)} events/s, ${r.cpuUsPerEvent.toFixed(1)} µs CPU per event) | ≤ 100 MB |`,
+      ),
     ].join('\n')
     const writeTables = [
       ...(writeSide.jsonb ? writeSideTable(writeSide.jsonb) : []),
@@ -307,7 +356,8 @@ async function runOnly(part: string) {
       execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'ignore' })
       // ABBA, so a machine getting slower or faster during the run favours neither.
       for (const mode of ['table', 'message', 'message', 'table'] as const) {
-        const t = await relayThroughput(url, brokers, 10, mode)
+        const [t] = await relayThroughput(url, brokers, 10, mode)
+        if (!t) throw new Error('no relay result')
         process.stdout.write(
           `relay drain, ${mode} mode, transactions of 10: ${f0(t.relayPerS)} events/s (decode limit ${f0(t.decodePerS)} events/s; ${f0(t.walBytesPerEvent)} WAL bytes per event filled)\n`,
         )
@@ -318,10 +368,12 @@ async function runOnly(part: string) {
       const runs = Number(option('runs') ?? 3)
       const load = () => loadavg()[0]?.toFixed(2)
       for (let run = 0; run < runs; run++) {
-        const t = await relayThroughput(url, brokers, 10, 'table')
-        process.stdout.write(
-          `relay drain of ${f0(N)} events (table mode, transactions of 10): ${f0(t.relayPerS)} events/s, ${t.cpuUsPerEvent.toFixed(1)} µs CPU per event, peak RSS ${t.relayRssMb} MB; decode limit ${f0(t.decodePerS)} events/s; load ${load()}\n`,
-        )
+        // Both clients drain the same backlog in each run, one after the other.
+        for (const t of await relayThroughput(url, brokers, 10, 'table', [DEFAULT_VARIANT, KAFKAJS])) {
+          process.stdout.write(
+            `relay drain of ${f0(N)} events (${t.variant}, table mode, transactions of 10): ${f0(t.relayPerS)} events/s, ${t.cpuUsPerEvent.toFixed(1)} µs CPU per event, peak RSS ${t.relayRssMb} MB; decode limit ${f0(t.decodePerS)} events/s; load ${load()}\n`,
+          )
+        }
       }
       log(`produce limit: ProducerPerformance, ${N} records`)
       await ensureTopics(brokers, ['bench.produce'])
