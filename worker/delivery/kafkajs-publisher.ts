@@ -14,6 +14,7 @@ import type { WorkerConfig } from '../operations/config.js'
 import type { Logger } from '../operations/logger.js'
 import type { Publisher } from './publisher.js'
 import type { KafkaRecord } from './records.js'
+import { resetConnection } from './reset-connection.js'
 
 export function kafkaClientConfig(config: WorkerConfig, logger: Logger): KafkaConfig {
   const kafkaLogger = logger.child({ component: 'kafkajs' })
@@ -82,7 +83,7 @@ export class FencedSockets {
    */
   resetAll(): void {
     for (const socket of this.sockets) {
-      socket.resetAndDestroy()
+      resetConnection(socket)
       socket.emit('error', new Error('connection reset: the relay gave this producer up'))
     }
     this.sockets.clear()

@@ -11,6 +11,7 @@ import {
 import type { WorkerConfig } from '../operations/config.js'
 import type { Publisher } from './publisher.js'
 import type { KafkaRecord } from './records.js'
+import { resetConnection } from './reset-connection.js'
 
 type StringProducer = KafkaProducer<string, string, string, string>
 
@@ -52,7 +53,7 @@ export function platformaticClientOptions(config: WorkerConfig): BaseOptions {
  */
 async function fence(client: StringProducer | Admin | undefined): Promise<void> {
   if (!client) return
-  for (const [, connection] of client.connections) connection.socket?.resetAndDestroy()
+  for (const [, connection] of client.connections) if (connection.socket) resetConnection(connection.socket)
   try {
     // force: a send in flight would otherwise make the producer refuse to close.
     if (client instanceof Admin) await client.close()
