@@ -55,8 +55,13 @@ export class TransactionalDelivery {
     private readonly hooks: TransactionalDeliveryHooks,
   ) {}
 
+  /**
+   * Nothing left that can be sent: a graceful stop waits for this. A transaction whose COMMIT is
+   * unread (reading has stopped) is never sent, so it is left out: nothing of it is confirmed,
+   * and the next session reads it again from the slot.
+   */
   get idle(): boolean {
-    return this.queue.length === 0 && !this.busy
+    return !this.busy && (this.queue.length === 0 || this.waitingForCommit)
   }
 
   /**
