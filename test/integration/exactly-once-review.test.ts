@@ -51,7 +51,11 @@ async function createCompactedTopic(topic: string) {
 test('stale checkpoint: another transactional id with a transaction open on the checkpoint topic hides our last commits; the replay publishes them twice', async () => {
   const checkpointTopic = uniqueName('cp')
   const transactionalId = uniqueName('txid')
-  const env = { OUTBOX_DELIVERY: 'exactly-once', OUTBOX_TRANSACTIONAL_ID: transactionalId, OUTBOX_CHECKPOINT_TOPIC: checkpointTopic }
+  const env = {
+    OUTBOX_DELIVERY: 'exactly-once',
+    OUTBOX_TRANSACTIONAL_ID: transactionalId,
+    OUTBOX_CHECKPOINT_TOPIC: checkpointTopic,
+  }
   await createCompactedTopic(checkpointTopic)
   // Another worker (another slot, another database: the default checkpoint topic is shared by
   // every worker on the cluster) with its checkpoint written and its commit not yet done: it was

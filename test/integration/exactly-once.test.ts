@@ -107,7 +107,12 @@ test('a worker that lost the slot is fenced by the one that took over: nothing i
     await worker.waitForLog(/exactly-once: transactions ending at or before the checkpoint/)
     await consumer.waitFor(20)
     const record = { topic, key: 'zombie', value: '{}', headers: { id: 'zombie' }, timestamp: String(Date.now()) }
-    const checkpoint = { ...record, topic: DEFAULTS.checkpointTopic, key: transactionalId, value: '{"lsn":"FF/0"}' }
+    const checkpoint = {
+      ...record,
+      topic: `${transactionalId}.checkpoint`,
+      key: transactionalId,
+      value: '{"lsn":"FF/0"}',
+    }
     const error = await zombie.commitTransaction([[record]], checkpoint).then(
       () => undefined,
       (e: unknown) => e,

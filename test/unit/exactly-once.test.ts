@@ -1,4 +1,37 @@
-import { describe, expect, test } from 'vitest'
+import { afterEach, describe, expect, test, vi } from 'vitest'
+
+// A kafkajs stand-in for the checkpoint read only (the checkpoint read's tests below); every
+// other test here uses a fake TransactionalPublisher and never reaches kafkajs.
+const consumerConnect = vi.hoisted(() => ({ delayMs: 0 }))
+vi.mock('kafkajs', () => {
+  class Kafka {
+    admin() {
+      return {
+        connect: async () => {},
+        disconnect: async () => {},
+        listTopics: async () => ['prisma-outbox.checkpoints'],
+        fetchTopicOffsets: async () => [{ partition: 0, offset: '5', high: '5', low: '0' }],
+      }
+    }
+    consumer() {
+      return {
+        events: { END_BATCH_PROCESS: 'consumer.end_batch_process' },
+        on: () => () => {},
+        // A broker that accepted the connection but answers slowly (kafkajs: 30 s request
+        // timeout, retried): connecting takes longer than READ_TIMEOUT_MS.
+        connect: () => new Promise<void>((resolve) => setTimeout(resolve, consumerConnect.delayMs)),
+        subscribe: async () => {},
+        run: async () => {},
+        disconnect: async () => {},
+      }
+    }
+    producer() {
+      throw new Error('not used here')
+    }
+  }
+  return { Kafka, logLevel: { NOTHING: 0, ERROR: 1, WARN: 2, INFO: 4, DEBUG: 5 } }
+})
+
 import type { DeliveryItem } from '../../worker/delivery/delivery.js'
 import {
   alreadyInKafka,
@@ -6,6 +39,7 @@ import {
   parseCheckpoint,
   transactionalId,
 } from '../../worker/delivery/exactly-once/checkpoint.js'
+import { createKafkajsTransactionalPublisher } from '../../worker/delivery/exactly-once/kafkajs-transactional.js'
 import { TransactionalDelivery } from '../../worker/delivery/exactly-once/transactional-delivery.js'
 import {
   classifyTransactionError,
@@ -15,6 +49,7 @@ import { type KafkaRecord, recordBytes } from '../../worker/delivery/records.js'
 import { DEFAULTS, resolveConfig, type WorkerConfig } from '../../worker/operations/config.js'
 import { silentLogger } from '../../worker/operations/logger.js'
 import { createMetrics } from '../../worker/operations/metrics.js'
+import { ReplicationSession } from '../../worker/session.js'
 import { type Lsn, parseLsn } from '../../worker/stream/lsn.js'
 import { LsnTracker } from '../../worker/stream/lsn-tracker.js'
 
@@ -38,11 +73,12 @@ describe('the skip rule: a transaction is in Kafka when its commit end LSN is at
 })
 
 describe('the checkpoint record', () => {
-  test('keyed by the transactional id, derived from the database and slot unless given', () => {
+  test('keyed by the transactional id, derived from the database and slot unless given, in a topic of its own', () => {
     expect(transactionalId(config)).toBe('prisma-outbox.shop.prisma_outbox')
     expect(transactionalId({ ...config, transactionalId: 'mine' })).toBe('mine')
     const record = checkpointRecord(config, parseLsn('A/1B'))
-    expect(record.topic).toBe('prisma-outbox.checkpoints')
+    expect(record.topic).toBe('prisma-outbox.shop.prisma_outbox.checkpoint')
+    expect(checkpointRecord({ ...config, checkpointTopic: 'cp' }, 1n).topic).toBe('cp')
     expect(record.key).toBe('prisma-outbox.shop.prisma_outbox')
     expect(parseCheckpoint(record.value as string, record.topic)).toBe(parseLsn('A/1B'))
   })
@@ -73,10 +109,10 @@ describe('options', () => {
   })
 })
 
-test('fenced, in the error types and codes Kafka uses', () => {
+test('fenced, in the error types and codes Kafka uses; a missing ACL is not fencing', () => {
   expect(classifyTransactionError({ type: 'INVALID_PRODUCER_EPOCH' }).kind).toBe('fenced')
   expect(classifyTransactionError({ name: 'x', originalError: { code: 90 } }).kind).toBe('fenced')
-  expect(classifyTransactionError({ type: 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED' }).kind).toBe('fenced')
+  expect(classifyTransactionError({ type: 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED' }).kind).not.toBe('fenced')
   expect(classifyTransactionError({ type: 'MESSAGE_TOO_LARGE' }).kind).toBe('refused')
   expect(classifyTransactionError(new Error('socket hang up')).kind).toBe('retriable')
 })
@@ -187,11 +223,200 @@ describe('transactional delivery', () => {
     expect(fake.committed[0]?.values).toEqual(['0.0', '0.1', '0.2', '0.3', '0.4'])
   })
 
-  test('fenced: nothing is acknowledged and the session is ended', async () => {
+  test('fenced: nothing is acknowledged and the session is ended (after the back-off)', async () => {
     const fake = fakePublisher(undefined)
     fake.failWith({ type: 'INVALID_PRODUCER_EPOCH' })
-    const { acknowledged, ended } = await deliverAll(transactions([2]), fake.publisher)
+    const { acknowledged, ended } = await deliverAll(transactions([2]), fake.publisher, { retryMaxMs: 10 })
     expect(acknowledged).toEqual([])
     expect(ended).toHaveLength(1)
+  })
+})
+
+const sessionConfig: WorkerConfig = {
+  ...DEFAULTS,
+  delivery: 'exactly-once',
+  databaseUrl: 'postgresql://x@127.0.0.1:1/shop',
+  kafkaBrokers: ['127.0.0.1:1'],
+}
+
+function reviewRecord(value: string): KafkaRecord {
+  return { topic: 'orders', key: 'k', value, headers: { id: value }, timestamp: '0' }
+}
+
+function slowPublisher(checkpoint: Lsn | undefined, connectError?: unknown) {
+  const committed: { values: (string | null)[]; checkpoint: Lsn }[] = []
+  const publisher: TransactionalPublisher = {
+    connect: async () => {
+      if (connectError) throw connectError
+    },
+    readCheckpoint: async () => checkpoint,
+    async commitTransaction(chunks, cp) {
+      // A Kafka transaction takes a while (AddPartitionsToTxn, produce, EndTxn and markers).
+      await new Promise((r) => setTimeout(r, 20))
+      committed.push({
+        values: chunks.flat().map((r) => r.value),
+        checkpoint: parseCheckpoint(cp.value as string, 't'),
+      })
+    },
+    probe: async () => {},
+    disconnect: async () => {},
+  }
+  return { publisher, committed }
+}
+
+afterEach(() => {
+  vi.useRealTimers()
+})
+
+describe('session flow control with exactly-once (worker/session.ts enqueue/acknowledged)', () => {
+  /**
+   * The stream's messages as pgoutput sends them, each record enqueued through the session as the
+   * stream's record hook does (synchronously, in socket order).
+   */
+  function harness(bufferEvents: number) {
+    const cfg: WorkerConfig = { ...sessionConfig, bufferEvents }
+    const session = new ReplicationSession(
+      cfg,
+      0n,
+      60_000,
+      { connect: async () => {}, send: async () => {}, unavailableTopics: async () => [], disconnect: async () => {} },
+      createMetrics(),
+      silentLogger,
+      { streaming: () => {}, published: () => {}, confirmed: () => {}, deadLettered: () => {}, delivered: () => {} },
+    )
+    const inside = session as unknown as {
+      stream: unknown
+      delivery: TransactionalDelivery
+      paused: boolean
+      enqueue(item: DeliveryItem): void
+      acknowledged(items: DeliveryItem[]): void
+    }
+    // The socket: pause/resume are what matter; a paused socket delivers no more messages.
+    const socket = { paused: false, pauses: 0, resumes: 0 }
+    inside.stream = {
+      pause: () => {
+        socket.paused = true
+        socket.pauses++
+      },
+      resume: () => {
+        socket.paused = false
+        socket.resumes++
+      },
+      acknowledge: () => {},
+      confirm: () => {},
+      close: async () => {},
+    }
+    const fake = slowPublisher(undefined)
+    inside.delivery = new TransactionalDelivery(cfg, fake.publisher, createMetrics(), silentLogger, {
+      acknowledged: (items) => inside.acknowledged(items),
+      deadLettered: () => {},
+      ended: () => {},
+    })
+    const tracker = new LsnTracker(0n)
+    let n = 0
+    const wal = {
+      begin: () => tracker.begin(0),
+      insert: () => {
+        const r = reviewRecord(String(n++))
+        inside.enqueue({ record: r, bytes: recordBytes(r), transaction: tracker.addRecord() })
+      },
+      commit: (lsn: bigint) => tracker.commit(lsn),
+    }
+    return { inside, socket, wal, committed: fake.committed }
+  }
+
+  test('a small committed transaction ahead of a large one: reading pauses on the full buffer, then resumes so the large one can be read to its COMMIT', async () => {
+    const { inside, socket, wal, committed } = harness(10)
+    const running = inside.delivery.run()
+    // One socket chunk: T1 (1 event, committed), T2 (1 event, committed), then the start of T3.
+    wal.begin()
+    wal.insert()
+    wal.commit(100n)
+    wal.begin()
+    wal.insert()
+    wal.commit(200n)
+    wal.begin()
+    for (let i = 0; i < 30 && !socket.paused; i++) wal.insert()
+    // The chunk's remaining messages are still handled after pause() (same chunk): a few more rows.
+    for (let i = 0; i < 20; i++) wal.insert()
+    expect(socket.paused).toBe(true) // paused while T1 was at the head of the queue
+    // Delivery sends T1 and T2 and acknowledges them...
+    for (let i = 0; i < 100 && committed.length < 2; i++) await new Promise((r) => setTimeout(r, 10))
+    expect(committed.flatMap((c) => c.values)).toEqual(['0', '1'])
+    await new Promise((r) => setTimeout(r, 300))
+    // T3's COMMIT is still unread: reading must have resumed (it was once stuck here for good).
+    const stuck = { paused: socket.paused, resumes: socket.resumes, waitingForCommit: inside.delivery.waitingForCommit }
+    await inside.delivery.close()
+    await running
+    // What the design needs: a paused stream must resume when the head of the queue is a
+    // transaction still waiting for its COMMIT, else the COMMIT is never read.
+    expect(stuck).toEqual({ paused: false, resumes: 1, waitingForCommit: true })
+  })
+})
+
+describe('a missing ACL', () => {
+  test('TRANSACTIONAL_ID_AUTHORIZATION_FAILED (a missing ACL) stops the worker with a setup error naming the ACLs, instead of reconnecting forever', async () => {
+    const fake = slowPublisher(undefined, {
+      type: 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED',
+      name: 'KafkaJSProtocolError',
+    })
+    const ended: unknown[] = []
+    const delivery = new TransactionalDelivery(
+      { ...sessionConfig, retryMaxMs: 5000 },
+      fake.publisher,
+      createMetrics(),
+      silentLogger,
+      {
+        acknowledged: () => {},
+        deadLettered: () => {},
+        ended: (e) => ended.push(e),
+      },
+    )
+    const tracker = new LsnTracker(0n)
+    tracker.begin(0)
+    const r = reviewRecord('a')
+    delivery.enqueue({ record: r, bytes: recordBytes(r), transaction: tracker.addRecord() })
+    tracker.commit(100n)
+    const started = Date.now()
+    const outcome = await delivery.run().then(
+      () => 'resolved (session ends, worker reconnects)',
+      () => 'rejected (fatal: worker exits with a setup error)',
+    )
+    const elapsed = Date.now() - started
+    await delivery.close()
+    // Once taken for fencing: resolved within a few ms, and the worker reconnected in a hot loop.
+    expect({ outcome, ended: ended.length, fast: elapsed < 1000 }).toEqual({
+      outcome: 'rejected (fatal: worker exits with a setup error)',
+      ended: 0,
+      fast: true,
+    })
+  })
+})
+
+describe('reading the checkpoint (kafkajs-transactional.ts readLatest)', () => {
+  test('a consumer connect that stalls longer than READ_STALL_MS: the read fails as an error of the session, not as an unhandled rejection', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
+    consumerConnect.delayMs = 61_000
+    const unhandled: unknown[] = []
+    const saved = process.listeners('unhandledRejection')
+    process.removeAllListeners('unhandledRejection')
+    const onUnhandled = (reason: unknown) => unhandled.push(reason)
+    process.on('unhandledRejection', onUnhandled)
+    try {
+      const publisher = createKafkajsTransactionalPublisher(sessionConfig, silentLogger)
+      const reading = publisher.readCheckpoint().then(
+        (lsn) => ({ lsn }),
+        (error: unknown) => ({ error: String(error) }),
+      )
+      await vi.advanceTimersByTimeAsync(61_000)
+      await reading
+      await new Promise((r) => setImmediate(r))
+      await new Promise((r) => setImmediate(r))
+    } finally {
+      process.off('unhandledRejection', onUnhandled)
+      for (const listener of saved) process.on('unhandledRejection', listener as never)
+    }
+    // Once the timer rejected while nothing awaited it, and Node ended the worker process.
+    expect(unhandled.map(String)).toEqual([])
   })
 })

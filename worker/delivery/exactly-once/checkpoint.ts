@@ -31,7 +31,7 @@ interface CheckpointValue {
 export function checkpointRecord(config: WorkerConfig, lsn: Lsn): KafkaRecord {
   const value: CheckpointValue = { lsn: formatLsn(lsn), slot: config.slot, at: Date.now() }
   return {
-    topic: config.checkpointTopic,
+    topic: checkpointTopic(config),
     key: transactionalId(config),
     value: JSON.stringify(value),
     headers: {},
@@ -69,6 +69,14 @@ export function transactionalId(config: WorkerConfig): string {
   return `prisma-outbox.${database || 'postgres'}.${config.slot}`
 }
 
+/**
+ * The checkpoint topic: by default one per transactional id. A topic shared with other ids would
+ * let another worker's open transaction hold back what a read_committed reader sees of ours.
+ */
+export function checkpointTopic(config: WorkerConfig): string {
+  return config.checkpointTopic ?? `${transactionalId(config)}.checkpoint`
+}
+
 /** Checks of the exactly-once options; undefined when fine, else the problem and its fix. */
 export function exactlyOnceProblem(
   config: WorkerConfig,
@@ -78,9 +86,13 @@ export function exactlyOnceProblem(
   // Transactions are built on kafkajs so far (TransactionalPublisher has one implementation).
   if (config.kafkaClient !== 'kafkajs')
     return `${name('delivery')} exactly-once needs the kafkajs client for now, but ${name('kafkaClient')} is ${config.kafkaClient}: leave it unset or set it to kafkajs, or use at-least-once delivery`
-  if (!/^[a-zA-Z0-9._-]{1,249}$/.test(config.checkpointTopic) || /^\.\.?$/.test(config.checkpointTopic))
-    return `${name('checkpointTopic')} "${config.checkpointTopic}" is not a valid Kafka topic name (letters, digits, ".", "_", "-"; at most 249)`
   if (config.transactionalId !== undefined && config.transactionalId.trim() === '')
     return `${name('transactionalId')} is empty: leave it unset for the default (from the database and slot) or give an id`
+  const topic = checkpointTopic(config)
+  if (!/^[a-zA-Z0-9._-]{1,249}$/.test(topic) || /^\.\.?$/.test(topic)) {
+    if (config.checkpointTopic !== undefined)
+      return `${name('checkpointTopic')} "${topic}" is not a valid Kafka topic name (letters, digits, ".", "_", "-"; at most 249)`
+    return `the default checkpoint topic "${topic}" (the transactional id and ".checkpoint") is not a valid Kafka topic name (letters, digits, ".", "_", "-"; at most 249): set ${name('checkpointTopic')}, or a ${name('transactionalId')} made of those characters`
+  }
   return undefined
 }

@@ -5,9 +5,13 @@ import type { Metrics } from '../../operations/metrics.js'
 import { formatLsn, type Lsn } from '../../stream/lsn.js'
 import type { DeliveryHooks, DeliveryItem } from '../delivery.js'
 import { type KafkaRecord, poisonReason, toDeadLetter } from '../records.js'
-import { alreadyInKafka, checkpointRecord, transactionalId } from './checkpoint.js'
+import { alreadyInKafka, checkpointRecord, checkpointTopic, transactionalId } from './checkpoint.js'
 import { chunkRecords, findRefused } from './refused.js'
-import { classifyTransactionError, type TransactionalPublisher } from './transactional-publisher.js'
+import {
+  classifyTransactionError,
+  type TransactionalPublisher,
+  transactionalIdDenied,
+} from './transactional-publisher.js'
 
 export interface TransactionalDeliveryHooks extends DeliveryHooks {
   /**
@@ -202,27 +206,38 @@ export class TransactionalDelivery {
     const { kind } = classifyTransactionError(error)
     this.metrics.publishErrors.inc({ kind })
     if (error instanceof OutboxPoisonEventError || error instanceof OutboxSetupError || kind === 'fatal') throw error
+    if (transactionalIdDenied(error)) throw this.denied(error)
     this.setKafkaConnected(false)
     if (kind === 'fenced') {
       this.logger.error(
-        { ...errorFields(error), transactionalId: transactionalId(this.config) },
-        'fenced: another worker has taken over this transactional id (or this worker may not use it): this session ends, confirming nothing more',
+        { ...errorFields(error), transactionalId: transactionalId(this.config), retryInMs: this.config.retryMaxMs },
+        'fenced: another worker has taken over this transactional id: this session ends, confirming nothing more',
       )
     } else {
       this.logger.warn(
         { ...errorFields(error), retryInMs: this.config.retryMaxMs },
         'Kafka transaction failed: the session ends and restarts from the confirmed position, skipping what the checkpoint shows Kafka has',
       )
-      // Not at once: during a Kafka outage, a new replication connection every moment helps no one.
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, this.config.retryMaxMs)
-        this.abort.signal.addEventListener('abort', () => {
-          clearTimeout(timer)
-          resolve()
-        })
-      })
     }
+    // Not at once: during a Kafka outage, or while the worker that fenced this one holds the
+    // slot, a new replication connection every moment helps no one.
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, this.config.retryMaxMs)
+      this.abort.signal.addEventListener('abort', () => {
+        clearTimeout(timer)
+        resolve()
+      })
+    })
     if (!this.abort.signal.aborted) this.hooks.ended(error)
+  }
+
+  /** The fix for a missing ACL: what exactly-once needs, in kafka-acls.sh's words. */
+  private denied(error: unknown): OutboxSetupError {
+    const id = transactionalId(this.config)
+    return new OutboxSetupError(
+      `Kafka does not let this worker use the transactional id "${id}" (TRANSACTIONAL_ID_AUTHORIZATION_FAILED): grant its principal WRITE and DESCRIBE on the transactional id "${id}", READ, WRITE and DESCRIBE on the checkpoint topic "${checkpointTopic(this.config)}", and READ on the consumer groups prefixed "${id}.checkpoint-read." (see the README, "Exactly-once delivery"), or set --transactional-id to one it may use`,
+      { code: 'OUTBOX_KAFKA_ACL', cause: error },
+    )
   }
 
   private deadLetter(record: KafkaRecord, reason: string, deadLetters: DeadLetters): KafkaRecord {
