@@ -35,11 +35,14 @@ vi.mock('kafkajs', () => {
 import type { DeliveryItem } from '../../worker/delivery/delivery.js'
 import {
   alreadyInKafka,
+  type Checkpoint,
   checkpointRecord,
   parseCheckpoint,
   transactionalId,
 } from '../../worker/delivery/exactly-once/checkpoint.js'
+import { checkCheckpoint } from '../../worker/delivery/exactly-once/checkpoint-check.js'
 import { createKafkajsTransactionalPublisher } from '../../worker/delivery/exactly-once/kafkajs-transactional.js'
+import type { ServerIdentity } from '../../worker/delivery/exactly-once/server-identity.js'
 import { TransactionalDelivery } from '../../worker/delivery/exactly-once/transactional-delivery.js'
 import {
   classifyTransactionError,
@@ -47,6 +50,7 @@ import {
 } from '../../worker/delivery/exactly-once/transactional-publisher.js'
 import { type KafkaRecord, recordBytes } from '../../worker/delivery/records.js'
 import { DEFAULTS, resolveConfig, type WorkerConfig } from '../../worker/operations/config.js'
+import { OutboxSetupError } from '../../worker/operations/errors.js'
 import { silentLogger } from '../../worker/operations/logger.js'
 import { createMetrics } from '../../worker/operations/metrics.js'
 import { ReplicationSession } from '../../worker/session.js'
@@ -59,6 +63,12 @@ const config: WorkerConfig = {
   databaseUrl: 'postgresql://x@h/shop',
   kafkaBrokers: ['k:9092'],
 }
+
+/** The PostgreSQL the tests' worker streams; checkpoints of `ours` are of this history. */
+const server: ServerIdentity = { system: '7301', timeline: 1, walPosition: parseLsn('FF/0') }
+const identify = async () => server
+const ours = (lsn: Lsn | undefined): Checkpoint | undefined =>
+  lsn === undefined ? undefined : { lsn, slot: DEFAULTS.slot, system: server.system, timeline: server.timeline }
 
 describe('the skip rule: a transaction is in Kafka when its commit end LSN is at or before the checkpoint', () => {
   const checkpoint = parseLsn('1/2000')
@@ -76,14 +86,53 @@ describe('the checkpoint record', () => {
   test('keyed by the transactional id, derived from the database and slot unless given, in a topic of its own', () => {
     expect(transactionalId(config)).toBe('prisma-outbox.shop.prisma_outbox')
     expect(transactionalId({ ...config, transactionalId: 'mine' })).toBe('mine')
-    const record = checkpointRecord(config, parseLsn('A/1B'))
+    const record = checkpointRecord(config, parseLsn('A/1B'), server)
     expect(record.topic).toBe('prisma-outbox.shop.prisma_outbox.checkpoint')
-    expect(checkpointRecord({ ...config, checkpointTopic: 'cp' }, 1n).topic).toBe('cp')
+    expect(checkpointRecord({ ...config, checkpointTopic: 'cp' }, 1n, server).topic).toBe('cp')
     expect(record.key).toBe('prisma-outbox.shop.prisma_outbox')
-    expect(parseCheckpoint(record.value as string, record.topic)).toBe(parseLsn('A/1B'))
+    expect(parseCheckpoint(record.value as string, record.topic)).toEqual({
+      lsn: parseLsn('A/1B'),
+      slot: 'prisma_outbox',
+      system: server.system,
+      timeline: server.timeline,
+    })
   })
   test('a record that is not a checkpoint is an error naming the topic and the fix', () => {
     expect(() => parseCheckpoint('hello', 'cp')).toThrow(/checkpoint topic "cp".*--checkpoint-topic/)
+  })
+})
+
+describe('a checkpoint is used to skip only when it is of this database, slot and history', () => {
+  const context = { slot: DEFAULTS.slot, topic: 'cp', transactionalId: 'tx' }
+  const lsn = parseLsn('1/0')
+  test('of this system, slot and timeline, within the WAL: used', () => {
+    expect(checkCheckpoint(ours(lsn), server, context)).toEqual({ skipUpTo: lsn })
+    expect(checkCheckpoint(undefined, server, context)).toEqual({ skipUpTo: undefined })
+  })
+  test('of another slot: the worker stops (exit 3), naming both fixes', () => {
+    const other = { ...(ours(lsn) as Checkpoint), slot: 'another_slot' }
+    expect(() => checkCheckpoint(other, server, context)).toThrow(
+      /written for the slot "another_slot".*new --transactional-id.*remove the key "tx" from the checkpoint topic "cp"/,
+    )
+    expect(() => checkCheckpoint(other, server, context)).toThrow(OutboxSetupError)
+  })
+  test('of another PostgreSQL system: the worker stops', () => {
+    const other = { ...(ours(lsn) as Checkpoint), system: '9999' }
+    expect(() => checkCheckpoint(other, server, context)).toThrow(
+      /PostgreSQL system 9999, this database is system 7301/,
+    )
+  })
+  test('ahead of the server WAL (a restored backup, a promoted standby that lacks WAL): the worker stops', () => {
+    expect(() => checkCheckpoint(ours(parseLsn('FF/1')), server, context)).toThrow(
+      /at FF\/1, ahead of this server's WAL \(FF\/0\)/,
+    )
+  })
+  test('of another timeline: not used to skip (at-least-once this time), with the reason', () => {
+    const use = checkCheckpoint({ ...(ours(lsn) as Checkpoint), timeline: 2 }, server, context)
+    expect(use).toEqual({
+      skipUpTo: undefined,
+      ignored: expect.stringMatching(/timeline 2, the server is on timeline 1/),
+    })
   })
 })
 
@@ -137,13 +186,13 @@ function fakePublisher(checkpoint: Lsn | undefined, refuse: (r: KafkaRecord) => 
   let fail: unknown
   const publisher: TransactionalPublisher = {
     connect: async () => {},
-    readCheckpoint: async () => checkpoint,
+    readCheckpoint: async () => ours(checkpoint),
     async commitTransaction(chunks, record) {
       if (fail) throw fail
       if (chunks.flat().some(refuse)) throw { type: 'MESSAGE_TOO_LARGE' }
       committed.push({
         values: chunks.flat().map((r) => r.value),
-        checkpoint: parseCheckpoint(record.value as string, 't'),
+        checkpoint: parseCheckpoint(record.value as string, 't').lsn,
       })
     },
     async probe(records) {
@@ -162,11 +211,18 @@ async function deliverAll(
   const acknowledged: DeliveryItem[] = []
   const ended: unknown[] = []
   const deadLettered: string[] = []
-  const delivery = new TransactionalDelivery({ ...config, ...overrides }, publisher, createMetrics(), silentLogger, {
-    acknowledged: (batch) => acknowledged.push(...batch),
-    deadLettered: (info) => deadLettered.push(info.id),
-    ended: (error) => ended.push(error),
-  })
+  const delivery = new TransactionalDelivery(
+    { ...config, ...overrides },
+    publisher,
+    createMetrics(),
+    silentLogger,
+    {
+      acknowledged: (batch) => acknowledged.push(...batch),
+      deadLettered: (info) => deadLettered.push(info.id),
+      ended: (error) => ended.push(error),
+    },
+    identify,
+  )
   for (const item of items) delivery.enqueue(item)
   const running = delivery.run()
   for (let i = 0; i < 200 && acknowledged.length < items.length && ended.length === 0; i++)
@@ -249,13 +305,13 @@ function slowPublisher(checkpoint: Lsn | undefined, connectError?: unknown) {
     connect: async () => {
       if (connectError) throw connectError
     },
-    readCheckpoint: async () => checkpoint,
+    readCheckpoint: async () => ours(checkpoint),
     async commitTransaction(chunks, cp) {
       // A Kafka transaction takes a while (AddPartitionsToTxn, produce, EndTxn and markers).
       await new Promise((r) => setTimeout(r, 20))
       committed.push({
         values: chunks.flat().map((r) => r.value),
-        checkpoint: parseCheckpoint(cp.value as string, 't'),
+        checkpoint: parseCheckpoint(cp.value as string, 't').lsn,
       })
     },
     probe: async () => {},
@@ -305,13 +361,21 @@ describe('session flow control with exactly-once (worker/session.ts enqueue/ackn
       acknowledge: () => {},
       confirm: () => {},
       close: async () => {},
+      finalStatus: () => {},
     }
     const fake = slowPublisher(undefined)
-    inside.delivery = new TransactionalDelivery(cfg, fake.publisher, createMetrics(), silentLogger, {
-      acknowledged: (items) => inside.acknowledged(items),
-      deadLettered: () => {},
-      ended: () => {},
-    })
+    inside.delivery = new TransactionalDelivery(
+      cfg,
+      fake.publisher,
+      createMetrics(),
+      silentLogger,
+      {
+        acknowledged: (items) => inside.acknowledged(items),
+        deadLettered: () => {},
+        ended: () => {},
+      },
+      identify,
+    )
     const tracker = new LsnTracker(0n)
     let n = 0
     const wal = {
@@ -322,7 +386,7 @@ describe('session flow control with exactly-once (worker/session.ts enqueue/ackn
       },
       commit: (lsn: bigint) => tracker.commit(lsn),
     }
-    return { inside, socket, wal, committed: fake.committed }
+    return { session, inside, socket, wal, committed: fake.committed }
   }
 
   test('a small committed transaction ahead of a large one: reading pauses on the full buffer, then resumes so the large one can be read to its COMMIT', async () => {
@@ -351,6 +415,24 @@ describe('session flow control with exactly-once (worker/session.ts enqueue/ackn
     // What the design needs: a paused stream must resume when the head of the queue is a
     // transaction still waiting for its COMMIT, else the COMMIT is never read.
     expect(stuck).toEqual({ paused: false, resumes: 1, waitingForCommit: true })
+  })
+
+  test('a graceful stop does not wait for the COMMIT of a transaction it will not read: it stops at once, sending nothing of it', async () => {
+    const { session, inside, wal, committed } = harness(1000)
+    const running = inside.delivery.run()
+    wal.begin()
+    wal.insert()
+    wal.commit(100n)
+    wal.begin()
+    wal.insert()
+    wal.insert()
+    const started = Date.now()
+    await session.drain(30_000)
+    const elapsed = Date.now() - started
+    await inside.delivery.close()
+    await running
+    expect(committed.flatMap((c) => c.values)).toEqual(['0'])
+    expect(elapsed).toBeLessThan(10_000)
   })
 })
 

@@ -1,6 +1,7 @@
 import type { WorkerConfig } from '../../operations/config.js'
 import { formatLsn, type Lsn, parseLsn } from '../../stream/lsn.js'
 import type { KafkaRecord } from '../records.js'
+import type { ServerIdentity } from './server-identity.js'
 
 /**
  * The exactly-once checkpoint: the end LSN of the commit record of the last PostgreSQL
@@ -24,12 +25,29 @@ interface CheckpointValue {
   /** The end LSN, as PostgreSQL prints it. */
   lsn: string
   slot: string
+  /** The PostgreSQL history the LSN belongs to (see ServerIdentity). */
+  system: string
+  timeline: number
   /** When it was written (ms since the epoch), for people reading the topic. */
   at: number
 }
 
-export function checkpointRecord(config: WorkerConfig, lsn: Lsn): KafkaRecord {
-  const value: CheckpointValue = { lsn: formatLsn(lsn), slot: config.slot, at: Date.now() }
+/** A checkpoint as read back; `system` and `timeline` are missing from ones written before they were added. */
+export interface Checkpoint {
+  lsn: Lsn
+  slot: string | undefined
+  system: string | undefined
+  timeline: number | undefined
+}
+
+export function checkpointRecord(config: WorkerConfig, lsn: Lsn, identity: ServerIdentity): KafkaRecord {
+  const value: CheckpointValue = {
+    lsn: formatLsn(lsn),
+    slot: config.slot,
+    system: identity.system,
+    timeline: identity.timeline,
+    at: Date.now(),
+  }
   return {
     topic: checkpointTopic(config),
     key: transactionalId(config),
@@ -39,11 +57,17 @@ export function checkpointRecord(config: WorkerConfig, lsn: Lsn): KafkaRecord {
   }
 }
 
-/** The LSN of a checkpoint record's value; an error naming the topic when it is not one of ours. */
-export function parseCheckpoint(value: string, topic: string): Lsn {
+/** A checkpoint record's value; an error naming the topic when it is not one of ours. */
+export function parseCheckpoint(value: string, topic: string): Checkpoint {
   try {
     const parsed = JSON.parse(value) as Partial<CheckpointValue>
-    if (typeof parsed.lsn === 'string') return parseLsn(parsed.lsn)
+    if (typeof parsed.lsn === 'string')
+      return {
+        lsn: parseLsn(parsed.lsn),
+        slot: typeof parsed.slot === 'string' ? parsed.slot : undefined,
+        system: typeof parsed.system === 'string' ? parsed.system : undefined,
+        timeline: typeof parsed.timeline === 'number' ? parsed.timeline : undefined,
+      }
   } catch {
     // reported below
   }

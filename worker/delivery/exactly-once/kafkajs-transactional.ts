@@ -5,7 +5,7 @@ import type { Logger } from '../../operations/logger.js'
 import type { Lsn } from '../../stream/lsn.js'
 import { FencedSockets, kafkaClientConfig } from '../kafkajs-publisher.js'
 import type { KafkaRecord } from '../records.js'
-import { checkpointTopic, parseCheckpoint, transactionalId } from './checkpoint.js'
+import { type Checkpoint, checkpointTopic, parseCheckpoint, transactionalId } from './checkpoint.js'
 import { readLatest } from './checkpoint-read.js'
 import { classifyTransactionError, type TransactionalPublisher } from './transactional-publisher.js'
 
@@ -98,7 +98,7 @@ export function createKafkajsTransactionalPublisher(config: WorkerConfig, logger
         throw error
       }
     },
-    async readCheckpoint(): Promise<Lsn | undefined> {
+    async readCheckpoint(): Promise<Checkpoint | undefined> {
       const value = await readLatest(otherKafka, await connectedAdmin(), topic, id)
       return value === undefined ? undefined : parseCheckpoint(value, topic)
     },

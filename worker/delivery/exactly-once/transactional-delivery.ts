@@ -6,7 +6,9 @@ import { formatLsn, type Lsn } from '../../stream/lsn.js'
 import type { DeliveryHooks, DeliveryItem } from '../delivery.js'
 import { type KafkaRecord, poisonReason, toDeadLetter } from '../records.js'
 import { alreadyInKafka, checkpointRecord, checkpointTopic, transactionalId } from './checkpoint.js'
+import { checkCheckpoint } from './checkpoint-check.js'
 import { chunkRecords, findRefused } from './refused.js'
+import { identifyServer, type ServerIdentity } from './server-identity.js'
 import {
   classifyTransactionError,
   type TransactionalPublisher,
@@ -47,6 +49,8 @@ export class TransactionalDelivery {
   /** Read once per session, after the producer has fenced any other holder of the id. */
   private checkpoint: Lsn | undefined
   private checkpointRead = false
+  /** The PostgreSQL history this session streams, written into every checkpoint. */
+  private identity: ServerIdentity | undefined
   kafkaConnected = true
   /** Exactly-once retries a missing topic until it exists (see the README). */
   readonly blockedTopics: string[] = []
@@ -57,6 +61,7 @@ export class TransactionalDelivery {
     private readonly metrics: Metrics,
     private readonly logger: Logger,
     private readonly hooks: TransactionalDeliveryHooks,
+    private readonly identify: () => Promise<ServerIdentity> = () => identifyServer(config),
   ) {}
 
   /**
@@ -155,7 +160,21 @@ export class TransactionalDelivery {
   private async attempt(batch: Batch, deadLetters: DeadLetters): Promise<void> {
     if (this.checkpointRead === false) {
       await this.publisher.connect()
-      this.checkpoint = await this.publisher.readCheckpoint()
+      const read = await this.publisher.readCheckpoint()
+      // After the read: the server's WAL position is then past every commit the checkpoint can hold.
+      const identity = await this.identify()
+      const use = checkCheckpoint(read, identity, {
+        slot: this.config.slot,
+        topic: checkpointTopic(this.config),
+        transactionalId: transactionalId(this.config),
+      })
+      if ('ignored' in use && use.ignored)
+        this.logger.warn(
+          { checkpoint: read && formatLsn(read.lsn) },
+          `exactly-once: ${use.ignored}: it is not used to skip anything, so transactions replayed now may be published twice (at-least-once this time)`,
+        )
+      this.identity = identity
+      this.checkpoint = use.skipUpTo
       this.checkpointRead = true
       this.logger.info(
         { checkpoint: this.checkpoint === undefined ? 'none' : formatLsn(this.checkpoint) },
@@ -174,7 +193,10 @@ export class TransactionalDelivery {
     })
     for (;;) {
       try {
-        await this.publisher.commitTransaction(chunkRecords(records, this.config), checkpointRecord(this.config, last))
+        await this.publisher.commitTransaction(
+          chunkRecords(records, this.config),
+          checkpointRecord(this.config, last, this.identity as ServerIdentity),
+        )
         break
       } catch (error) {
         const { kind, type } = classifyTransactionError(error)

@@ -1,6 +1,6 @@
-import type { Lsn } from '../../stream/lsn.js'
 import { classifyPublishError, type PublishErrorKind } from '../publisher.js'
 import type { KafkaRecord } from '../records.js'
+import type { Checkpoint } from './checkpoint.js'
 
 /**
  * What exactly-once delivery needs from a Kafka client: a transactional producer and a
@@ -12,8 +12,8 @@ import type { KafkaRecord } from '../records.js'
  */
 export interface TransactionalPublisher {
   connect(): Promise<void>
-  /** The latest committed checkpoint LSN for this transactional id, undefined when none. */
-  readCheckpoint(): Promise<Lsn | undefined>
+  /** The latest committed checkpoint of this transactional id, undefined when none. */
+  readCheckpoint(): Promise<Checkpoint | undefined>
   /**
    * One Kafka transaction: the records (one request per chunk, in order; see chunkRecords), then
    * the checkpoint record, then commit. Resolves once
