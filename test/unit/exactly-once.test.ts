@@ -32,6 +32,15 @@ vi.mock('kafkajs', () => {
   return { Kafka, logLevel: { NOTHING: 0, ERROR: 1, WARN: 2, INFO: 4, DEBUG: 5 } }
 })
 
+// The high watermarks of the checkpoint read come from @platformatic/kafka's admin.
+vi.mock('@platformatic/kafka', async (importOriginal) => ({
+  ...(await importOriginal<typeof import('@platformatic/kafka')>()),
+  Admin: class {
+    listOffsets = async () => [{ name: 't', partitions: [{ partitionIndex: 0, offset: 5n }] }]
+    close = async () => {}
+  },
+}))
+
 import type { DeliveryItem } from '../../worker/delivery/delivery.js'
 import {
   alreadyInKafka,

@@ -9,17 +9,27 @@ export const READ_STALL_MS = 60_000
  * kafkajs reads only through consumer groups: a group of its own, never committed, so no offsets
  * are left behind.
  *
- * Where the read ends: the high watermark (read_uncommitted), not the last stable offset. The
- * consumer starts after this worker has initialized its transactional id, so the high watermark of
- * its first fetch is past everything this id ever committed. Another producer's transaction left
- * open on the topic holds read_committed reads back: the read then waits for it (and fails, naming
- * the likely cause, when nothing moves for READ_STALL_MS) rather than return an older checkpoint.
- * kafkajs's admin lists offsets read_committed only, so the watermark comes from the fetches.
+ * Where the read ends: the high watermark (read_uncommitted), not the last stable offset, taken
+ * after this worker has initialized its transactional id, so past everything this id ever
+ * committed. Another producer's transaction left open on the topic holds read_committed reads
+ * back: the read then waits for it (and fails, naming the likely cause, when nothing moves for
+ * READ_STALL_MS) rather than return an older checkpoint. kafkajs lists offsets read_committed
+ * only, so the watermarks come from `highWatermarks` (another client).
  */
-export async function readLatest(kafka: Kafka, admin: Admin, topic: string, key: string): Promise<string | undefined> {
+export async function readLatest(
+  kafka: Kafka,
+  admin: Admin,
+  highWatermarks: (partitions: number[]) => Promise<Map<number, bigint>>,
+  topic: string,
+  key: string,
+): Promise<string | undefined> {
   const offsets = await admin.fetchTopicOffsets(topic)
+  const watermarks = await highWatermarks(offsets.map((o) => o.partition))
   const remaining = new Map<number, bigint>()
-  for (const { partition, high, low } of offsets) if (BigInt(high) > BigInt(low)) remaining.set(partition, BigInt(high))
+  for (const { partition, low } of offsets) {
+    const high = watermarks.get(partition) ?? 0n
+    if (high > BigInt(low)) remaining.set(partition, high)
+  }
   if (remaining.size === 0) return undefined
   const consumer = kafka.consumer({
     groupId: `${key}.checkpoint-read.${randomUUID()}`,
@@ -29,7 +39,6 @@ export async function readLatest(kafka: Kafka, admin: Admin, topic: string, key:
     rebalanceTimeout: 10_000,
     heartbeatInterval: 1_000,
   })
-  const watermarkSeen = new Set<number>()
   const position = new Map<number, bigint>()
   let latest: string | undefined
   let timer: NodeJS.Timeout | undefined
@@ -54,13 +63,8 @@ export async function readLatest(kafka: Kafka, admin: Admin, topic: string, key:
   consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
     progressed()
     const { partition } = payload
-    let end = remaining.get(partition)
+    const end = remaining.get(partition)
     if (end === undefined) return
-    if (!watermarkSeen.has(partition)) {
-      watermarkSeen.add(partition)
-      const watermark = BigInt(payload.highWatermark)
-      if (watermark > end) remaining.set(partition, (end = watermark))
-    }
     position.set(partition, BigInt(payload.lastOffset) + 1n)
     if (BigInt(payload.lastOffset) >= end - 1n) remaining.delete(partition)
     if (remaining.size === 0) caughtUp()

@@ -1,9 +1,11 @@
+import { Admin as PlatformaticAdmin } from '@platformatic/kafka'
 import { type Admin, Kafka, type Producer } from 'kafkajs'
 import type { WorkerConfig } from '../../operations/config.js'
 import { OutboxSetupError } from '../../operations/errors.js'
 import type { Logger } from '../../operations/logger.js'
 import type { Lsn } from '../../stream/lsn.js'
 import { FencedSockets, kafkaClientConfig } from '../kafkajs-publisher.js'
+import { platformaticClientOptions } from '../platformatic-publisher.js'
 import type { KafkaRecord } from '../records.js'
 import { type Checkpoint, checkpointTopic, parseCheckpoint, transactionalId } from './checkpoint.js'
 import { readLatest } from './checkpoint-read.js'
@@ -99,7 +101,13 @@ export function createKafkajsTransactionalPublisher(config: WorkerConfig, logger
       }
     },
     async readCheckpoint(): Promise<Checkpoint | undefined> {
-      const value = await readLatest(otherKafka, await connectedAdmin(), topic, id)
+      const value = await readLatest(
+        otherKafka,
+        await connectedAdmin(),
+        (partitions) => highWatermarks(config, topic, partitions),
+        topic,
+        id,
+      )
       return value === undefined ? undefined : parseCheckpoint(value, topic)
     },
     commitTransaction: (chunks, checkpoint) => transact([...chunks, [checkpoint]], true),
@@ -168,5 +176,25 @@ async function ensureCheckpointTopic(admin: Admin, topic: string): Promise<void>
       `the checkpoint topic "${topic}" does not exist and this worker may not create it: create it compacted (kafka-topics.sh --create --topic ${topic} --partitions 1 --config cleanup.policy=compact --config segment.ms=600000 --config segment.bytes=16777216), or grant CREATE, or name another with --checkpoint-topic`,
       { code: 'OUTBOX_CHECKPOINT_TOPIC', cause: error },
     )
+  }
+}
+
+/**
+ * Each partition's high watermark (read_uncommitted ListOffsets, latest), which kafkajs cannot
+ * ask for: its admin lists offsets read_committed, which stop at another producer's open
+ * transaction. A client of its own, closed at once.
+ */
+async function highWatermarks(config: WorkerConfig, topic: string, partitions: number[]): Promise<Map<number, bigint>> {
+  const admin = new PlatformaticAdmin(platformaticClientOptions(config))
+  try {
+    const listed = await admin.listOffsets({
+      isolationLevel: 0, // READ_UNCOMMITTED
+      topics: [{ name: topic, partitions: partitions.map((partitionIndex) => ({ partitionIndex, timestamp: -1n })) }],
+    })
+    const result = new Map<number, bigint>()
+    for (const t of listed) for (const p of t.partitions) result.set(p.partitionIndex, p.offset)
+    return result
+  } finally {
+    await admin.close().catch(() => {})
   }
 }
