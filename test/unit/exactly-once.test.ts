@@ -1,15 +1,18 @@
 import { afterEach, describe, expect, test, vi } from 'vitest'
 
-// A kafkajs stand-in for the checkpoint read only (the checkpoint read's tests below); every
-// other test here uses a fake TransactionalPublisher and never reaches kafkajs.
+// A kafkajs stand-in for the kafkajs publisher's tests below; every other test here uses a fake
+// TransactionalPublisher and never reaches kafkajs.
 const consumerConnect = vi.hoisted(() => ({ delayMs: 0 }))
+/** Producers made (each initializes the id), and transactions begun; the first one is the init. */
+const producers = vi.hoisted(() => ({ made: 0, transactions: 0 }))
 vi.mock('kafkajs', () => {
   class Kafka {
     admin() {
       return {
         connect: async () => {},
         disconnect: async () => {},
-        listTopics: async () => ['prisma-outbox.checkpoints'],
+        listTopics: async () => [],
+        createTopics: async () => true,
         fetchTopicOffsets: async () => [{ partition: 0, offset: '5', high: '5', low: '0' }],
       }
     }
@@ -18,7 +21,7 @@ vi.mock('kafkajs', () => {
         events: { END_BATCH_PROCESS: 'consumer.end_batch_process' },
         on: () => () => {},
         // A broker that accepted the connection but answers slowly (kafkajs: 30 s request
-        // timeout, retried): connecting takes longer than READ_TIMEOUT_MS.
+        // timeout, retried): connecting takes longer than READ_STALL_MS.
         connect: () => new Promise<void>((resolve) => setTimeout(resolve, consumerConnect.delayMs)),
         subscribe: async () => {},
         run: async () => {},
@@ -26,7 +29,20 @@ vi.mock('kafkajs', () => {
       }
     }
     producer() {
-      throw new Error('not used here')
+      producers.made++
+      return {
+        connect: async () => {},
+        disconnect: async () => {},
+        // The init's transaction aborts; every later one fails to send, and then to abort.
+        transaction: async () => {
+          const init = producers.transactions++ === 0
+          return {
+            sendBatch: async () => Promise.reject(new Error('connection reset')),
+            commit: async () => {},
+            abort: async () => (init ? undefined : Promise.reject(new Error('connection reset'))),
+          }
+        },
+      }
     }
   }
   return { Kafka, logLevel: { NOTHING: 0, ERROR: 1, WARN: 2, INFO: 4, DEBUG: 5 } }
@@ -482,6 +498,17 @@ describe('a missing ACL', () => {
       fast: true,
     })
   })
+})
+
+test('after a failure drops the producer, the session ends: the transactional id is never initialized again mid-session (a zombie would fence the new holder)', async () => {
+  const publisher = createKafkajsTransactionalPublisher(sessionConfig, silentLogger)
+  await publisher.connect()
+  expect(producers.made).toBe(1)
+  const record = reviewRecord('a')
+  await expect(publisher.commitTransaction([[record]], record)).rejects.toThrow(/connection reset/)
+  await expect(publisher.commitTransaction([[record]], record)).rejects.toThrow(/dropped after a failure/)
+  expect(producers.made).toBe(1)
+  await publisher.disconnect()
 })
 
 describe('reading the checkpoint (kafkajs-transactional.ts readLatest)', () => {
