@@ -191,12 +191,12 @@ export class ReplicationSession {
     this.metrics.eventsPublished.inc(items.length)
     this.metrics.bufferedEvents.set(this.buffered.events)
     this.events.published(items.length)
-    if (
-      this.paused &&
-      !this.stopping &&
-      this.buffered.events <= this.config.bufferEvents / 2 &&
-      this.buffered.bytes <= this.config.bufferBytes / 2
-    ) {
+    const drained =
+      this.buffered.events <= this.config.bufferEvents / 2 && this.buffered.bytes <= this.config.bufferBytes / 2
+    // Exactly-once sends only whole transactions: when what is left is one whose COMMIT is
+    // still unread, reading must go on whatever the buffer holds, or that COMMIT never arrives.
+    const needsCommit = this.delivery instanceof TransactionalDelivery && this.delivery.waitingForCommit
+    if (this.paused && !this.stopping && (drained || needsCommit)) {
       this.paused = false
       this.stream.resume()
       this.logger.debug({ buffered: this.buffered.events }, 'buffer drained: reading resumed')

@@ -4,14 +4,17 @@
  * The consumers read with read_committed (kafkajs's default), as the README tells users to.
  */
 import { expect, inject, test } from 'vitest'
+import { checkpointRecord } from '../../worker/delivery/exactly-once/checkpoint.js'
 import { createKafkajsTransactionalPublisher } from '../../worker/delivery/exactly-once/kafkajs-transactional.js'
+import { identifyServer } from '../../worker/delivery/exactly-once/server-identity.js'
 import { classifyTransactionError } from '../../worker/delivery/exactly-once/transactional-publisher.js'
-import { DEFAULTS } from '../../worker/operations/config.js'
+import { DEFAULTS, type WorkerConfig } from '../../worker/operations/config.js'
 import { silentLogger } from '../../worker/operations/logger.js'
+import { parseLsn } from '../../worker/stream/lsn.js'
 import { type TestDatabase, uniqueName } from '../helpers/database.js'
-import type { ReceivedMessage } from '../helpers/kafka.js'
+import { type ReceivedMessage, testKafka } from '../helpers/kafka.js'
 import { relayTestFixture } from '../helpers/relay-fixture.js'
-import { currentLsn, insertEvents, waitForConfirmed } from '../helpers/worker.js'
+import { confirmedLsn, currentLsn, insertEvents, waitForConfirmed } from '../helpers/worker.js'
 
 let db: TestDatabase
 let slot: string
@@ -40,26 +43,51 @@ function copiesOf(messages: ReceivedMessage[]): Map<string, number> {
   return copies
 }
 
+/** Waits until the killed worker's walsender has let the slot go, then drops it. */
+async function dropSlot(name: string) {
+  for (let i = 0; ; i++) {
+    try {
+      await db.query('SELECT pg_drop_replication_slot($1)', [name])
+      return
+    } catch (error) {
+      if (i >= 100) throw error
+      await new Promise((r) => setTimeout(r, 100))
+    }
+  }
+}
+
 /**
- * A replay without a crash to wait for: a second slot, made before the events, starts from before
- * them, as a slot does whose confirmation was lost (kill -9 after Kafka's commit, a PostgreSQL
- * restart). The worker on it shares the first one's transactional id, so the checkpoint is its.
+ * A replay without a crash to wait for: a copy of the slot, made before the events, takes the
+ * slot's place (same name) after the first worker is killed, so the slot starts from before them,
+ * as one does whose confirmation was lost (kill -9 after Kafka's commit, a PostgreSQL restart).
  */
-async function replayFromSecondSlot(delivery: 'exactly-once' | 'at-least-once') {
+async function rewindSlot(saved: string) {
+  await dropSlot(slot)
+  await db.query('SELECT pg_copy_logical_replication_slot($1, $2)', [saved, slot])
+  await db.query('SELECT pg_drop_replication_slot($1)', [saved])
+}
+
+async function saveSlot(): Promise<string> {
+  const saved = uniqueName('saved')
+  await db.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [saved])
+  return saved
+}
+
+async function replayAfterRewind(delivery: 'exactly-once' | 'at-least-once') {
   const transactionalId = uniqueName('txid')
   const env = delivery === 'exactly-once' ? exactlyOnce(transactionalId) : {}
-  const secondSlot = uniqueName('slot')
-  await db.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [secondSlot])
+  const saved = await saveSlot()
   const consumer = await consume([`${prefix}.order`], { create: true })
   const first = await startWorker(env)
   await first.waitForLog(/"msg":"streaming"/)
   const before = await insertBatches(10, 5, 'before')
   await consumer.waitFor(50)
   await first.kill()
-  const second = await startWorker({ ...env, OUTBOX_SLOT: secondSlot })
+  await rewindSlot(saved)
+  const second = await startWorker(env)
   await second.waitForLog(/"msg":"streaming"/)
   const after = await insertBatches(2, 5, 'after')
-  await waitForConfirmed(db, secondSlot, await currentLsn(db), 60_000)
+  await waitForConfirmed(db, slot, await currentLsn(db), 60_000)
   await consumer.waitFor(60)
   // Anything published twice would have arrived with or before the events after it.
   await new Promise((r) => setTimeout(r, 1000))
@@ -67,7 +95,7 @@ async function replayFromSecondSlot(delivery: 'exactly-once' | 'at-least-once') 
 }
 
 test('exactly-once: a replay of transactions Kafka already has publishes none of them again', async () => {
-  const { ids, copies, second } = await replayFromSecondSlot('exactly-once')
+  const { ids, copies, second } = await replayAfterRewind('exactly-once')
   expect(ids).toHaveLength(60)
   for (const id of ids) expect(copies.get(id), id).toBe(1)
   expect(copies.size).toBe(60)
@@ -79,7 +107,7 @@ test('exactly-once: a replay of transactions Kafka already has publishes none of
 }, 120_000)
 
 test('at-least-once, the same replay publishes each replayed event again (what exactly-once removes)', async () => {
-  const { ids, copies } = await replayFromSecondSlot('at-least-once')
+  const { ids, copies } = await replayAfterRewind('at-least-once')
   expect(ids.filter((id) => copies.get(id) === 2)).toHaveLength(50)
 }, 120_000)
 
@@ -107,7 +135,12 @@ test('a worker that lost the slot is fenced by the one that took over: nothing i
     await worker.waitForLog(/exactly-once: transactions ending at or before the checkpoint/)
     await consumer.waitFor(20)
     const record = { topic, key: 'zombie', value: '{}', headers: { id: 'zombie' }, timestamp: String(Date.now()) }
-    const checkpoint = { ...record, topic: DEFAULTS.checkpointTopic, key: transactionalId, value: '{"lsn":"FF/0"}' }
+    const checkpoint = {
+      ...record,
+      topic: `${transactionalId}.checkpoint`,
+      key: transactionalId,
+      value: '{"lsn":"FF/0"}',
+    }
     const error = await zombie.commitTransaction([[record]], checkpoint).then(
       () => undefined,
       (e: unknown) => e,
@@ -140,4 +173,104 @@ test('exactly-once: a transaction larger than --buffer-events is read to its COM
   await consumer.waitFor(3000)
   const copies = copiesOf(consumer.messages)
   for (const id of ids) expect(copies.get(id)).toBe(1)
+}, 120_000)
+
+test('another transactional id with a transaction open on a shared --checkpoint-topic: the worker waits for it rather than trust an older checkpoint, and publishes nothing twice', async () => {
+  const checkpointTopic = uniqueName('cp')
+  const env = { ...exactlyOnce(uniqueName('txid')), OUTBOX_CHECKPOINT_TOPIC: checkpointTopic }
+  const consumer = await consume([`${prefix}.order`], { create: true })
+  const saved = await saveSlot()
+  const first = await startWorker(env)
+  await first.waitForLog(/"msg":"streaming"/)
+  const early = await insertBatches(1, 5, 'early')
+  await consumer.waitFor(5)
+  // Another worker sharing the topic, its checkpoint written and its commit not done (killed,
+  // partitioned, slow): read_committed readers stop at it, so our later checkpoints are hidden.
+  const other = testKafka(inject('kafkaBrokers')).producer({
+    transactionalId: uniqueName('other'),
+    idempotent: true,
+    maxInFlightRequests: 1,
+    transactionTimeout: 300_000,
+  })
+  await other.connect()
+  const open = await other.transaction()
+  try {
+    await open.send({ topic: checkpointTopic, messages: [{ key: 'other', value: '{"lsn":"0/1"}' }] })
+    const before = await insertBatches(10, 5, 'before')
+    await consumer.waitFor(55)
+    await first.kill()
+    await rewindSlot(saved)
+    const second = await startWorker(env)
+    await second.waitForLog(/"msg":"streaming"/)
+    // The read waits while the other transaction is open; once it ends, the read reaches our latest.
+    await new Promise((r) => setTimeout(r, 3000))
+    await open.abort()
+    const after = await insertBatches(2, 5, 'after')
+    await waitForConfirmed(db, slot, await currentLsn(db), 60_000)
+    await consumer.waitFor(65)
+    await new Promise((r) => setTimeout(r, 1000))
+    const copies = copiesOf(consumer.messages)
+    const notOnce = [...early, ...before, ...after].filter((id) => copies.get(id) !== 1)
+    expect(notOnce, `${notOnce.length} of 65 events not exactly once`).toEqual([])
+  } finally {
+    await open.abort().catch(() => {})
+    await other.disconnect()
+  }
+}, 180_000)
+
+test.each<[string, { slot?: string; lsn?: string; system?: string }, RegExp]>([
+  ['written for another slot', { slot: 'another_slot' }, /written for the slot "another_slot"/],
+  ['ahead of the WAL (a restored database, a promoted standby)', { lsn: 'FF/0' }, /ahead of this server's WAL/],
+  ['of another PostgreSQL system', { system: '12345' }, /written for the PostgreSQL system 12345/],
+])(
+  'a checkpoint %s stops the worker (exit 3) naming the fix, and confirms nothing past events Kafka lacks',
+  async (_, differs, message) => {
+    const transactionalId = uniqueName('txid')
+    const config: WorkerConfig = {
+      ...DEFAULTS,
+      databaseUrl: db.url,
+      kafkaBrokers: inject('kafkaBrokers'),
+      delivery: 'exactly-once',
+      transactionalId,
+      slot,
+    }
+    const ours = checkpointRecord(
+      { ...config, slot: differs.slot ?? slot },
+      parseLsn(differs.lsn ?? '0/1'),
+      await identifyServer(config),
+    )
+    const foreign = { ...ours, value: JSON.stringify({ ...JSON.parse(ours.value as string), ...differs }) }
+    const previous = createKafkajsTransactionalPublisher(config, silentLogger)
+    await previous.connect()
+    await previous.commitTransaction([], foreign)
+    await previous.disconnect()
+
+    const worker = await startWorker(exactlyOnce(transactionalId))
+    await worker.waitForLog(/"msg":"streaming"/)
+    const start = await confirmedLsn(db, slot)
+    await insertBatches(2, 5, 'new')
+    expect(await worker.exited).toBe(3)
+    expect(worker.output.join('\n')).toMatch(message)
+    expect(worker.output.join('\n')).toMatch(/new --transactional-id/)
+    expect(await confirmedLsn(db, slot)).toBe(start)
+  },
+  120_000,
+)
+
+test('a small transaction, then one larger than --buffer-events behind it: reading resumes for its COMMIT and all are delivered', async () => {
+  const consumer = await consume([`${prefix}.order`], { create: true })
+  const worker = await startWorker({ ...exactlyOnce(uniqueName('txid')), OUTBOX_BUFFER_EVENTS: '10' })
+  await worker.waitForLog(/"msg":"streaming"/)
+  // T1 is taken at once (the first Kafka transaction also reads the checkpoint: seconds), T2 waits,
+  // committed, at the head of the queue while T3 is read: the buffer fills and reading pauses.
+  await insertEvents(db, [{ aggregateId: 'a' }])
+  await insertEvents(db, [{ aggregateId: 'b' }])
+  await db.query(
+    `INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload)
+     SELECT gen_random_uuid(), 'order', (g % 3)::text, 'order.created', json_build_object('pad', repeat('x', 500))::jsonb
+       FROM generate_series(1, 3000) g`,
+  )
+  await waitForConfirmed(db, slot, await currentLsn(db), 45_000)
+  await consumer.waitFor(3002)
+  expect(consumer.messages).toHaveLength(3002)
 }, 120_000)

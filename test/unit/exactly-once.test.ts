@@ -1,11 +1,73 @@
-import { describe, expect, test } from 'vitest'
+import { afterEach, describe, expect, test, vi } from 'vitest'
+
+// A kafkajs stand-in for the kafkajs publisher's tests below; every other test here uses a fake
+// TransactionalPublisher and never reaches kafkajs.
+const consumerConnect = vi.hoisted(() => ({ delayMs: 0 }))
+/** Producers made (each initializes the id), and transactions begun; the first one is the init. */
+const producers = vi.hoisted(() => ({ made: 0, transactions: 0 }))
+vi.mock('kafkajs', () => {
+  class Kafka {
+    admin() {
+      return {
+        connect: async () => {},
+        disconnect: async () => {},
+        listTopics: async () => [],
+        createTopics: async () => true,
+        fetchTopicOffsets: async () => [{ partition: 0, offset: '5', high: '5', low: '0' }],
+      }
+    }
+    consumer() {
+      return {
+        events: { END_BATCH_PROCESS: 'consumer.end_batch_process' },
+        on: () => () => {},
+        // A broker that accepted the connection but answers slowly (kafkajs: 30 s request
+        // timeout, retried): connecting takes longer than READ_STALL_MS.
+        connect: () => new Promise<void>((resolve) => setTimeout(resolve, consumerConnect.delayMs)),
+        subscribe: async () => {},
+        run: async () => {},
+        disconnect: async () => {},
+      }
+    }
+    producer() {
+      producers.made++
+      return {
+        connect: async () => {},
+        disconnect: async () => {},
+        // The init's transaction aborts; every later one fails to send, and then to abort.
+        transaction: async () => {
+          const init = producers.transactions++ === 0
+          return {
+            sendBatch: async () => Promise.reject(new Error('connection reset')),
+            commit: async () => {},
+            abort: async () => (init ? undefined : Promise.reject(new Error('connection reset'))),
+          }
+        },
+      }
+    }
+  }
+  return { Kafka, logLevel: { NOTHING: 0, ERROR: 1, WARN: 2, INFO: 4, DEBUG: 5 } }
+})
+
+// The high watermarks of the checkpoint read come from @platformatic/kafka's admin.
+vi.mock('@platformatic/kafka', async (importOriginal) => ({
+  ...(await importOriginal<typeof import('@platformatic/kafka')>()),
+  Admin: class {
+    listOffsets = async () => [{ name: 't', partitions: [{ partitionIndex: 0, offset: 5n }] }]
+    close = async () => {}
+  },
+}))
+
 import type { DeliveryItem } from '../../worker/delivery/delivery.js'
 import {
   alreadyInKafka,
+  type Checkpoint,
   checkpointRecord,
   parseCheckpoint,
   transactionalId,
 } from '../../worker/delivery/exactly-once/checkpoint.js'
+import { checkCheckpoint } from '../../worker/delivery/exactly-once/checkpoint-check.js'
+import { createKafkajsTransactionalPublisher } from '../../worker/delivery/exactly-once/kafkajs-transactional.js'
+import type { ServerIdentity } from '../../worker/delivery/exactly-once/server-identity.js'
 import { TransactionalDelivery } from '../../worker/delivery/exactly-once/transactional-delivery.js'
 import {
   classifyTransactionError,
@@ -13,8 +75,10 @@ import {
 } from '../../worker/delivery/exactly-once/transactional-publisher.js'
 import { type KafkaRecord, recordBytes } from '../../worker/delivery/records.js'
 import { DEFAULTS, resolveConfig, type WorkerConfig } from '../../worker/operations/config.js'
+import { OutboxSetupError } from '../../worker/operations/errors.js'
 import { silentLogger } from '../../worker/operations/logger.js'
 import { createMetrics } from '../../worker/operations/metrics.js'
+import { ReplicationSession } from '../../worker/session.js'
 import { type Lsn, parseLsn } from '../../worker/stream/lsn.js'
 import { LsnTracker } from '../../worker/stream/lsn-tracker.js'
 
@@ -24,6 +88,12 @@ const config: WorkerConfig = {
   databaseUrl: 'postgresql://x@h/shop',
   kafkaBrokers: ['k:9092'],
 }
+
+/** The PostgreSQL the tests' worker streams; checkpoints of `ours` are of this history. */
+const server: ServerIdentity = { system: '7301', timeline: 1, walPosition: parseLsn('FF/0') }
+const identify = async () => server
+const ours = (lsn: Lsn | undefined): Checkpoint | undefined =>
+  lsn === undefined ? undefined : { lsn, slot: DEFAULTS.slot, system: server.system, timeline: server.timeline }
 
 describe('the skip rule: a transaction is in Kafka when its commit end LSN is at or before the checkpoint', () => {
   const checkpoint = parseLsn('1/2000')
@@ -38,16 +108,56 @@ describe('the skip rule: a transaction is in Kafka when its commit end LSN is at
 })
 
 describe('the checkpoint record', () => {
-  test('keyed by the transactional id, derived from the database and slot unless given', () => {
+  test('keyed by the transactional id, derived from the database and slot unless given, in a topic of its own', () => {
     expect(transactionalId(config)).toBe('prisma-outbox.shop.prisma_outbox')
     expect(transactionalId({ ...config, transactionalId: 'mine' })).toBe('mine')
-    const record = checkpointRecord(config, parseLsn('A/1B'))
-    expect(record.topic).toBe('prisma-outbox.checkpoints')
+    const record = checkpointRecord(config, parseLsn('A/1B'), server)
+    expect(record.topic).toBe('prisma-outbox.shop.prisma_outbox.checkpoint')
+    expect(checkpointRecord({ ...config, checkpointTopic: 'cp' }, 1n, server).topic).toBe('cp')
     expect(record.key).toBe('prisma-outbox.shop.prisma_outbox')
-    expect(parseCheckpoint(record.value as string, record.topic)).toBe(parseLsn('A/1B'))
+    expect(parseCheckpoint(record.value as string, record.topic)).toEqual({
+      lsn: parseLsn('A/1B'),
+      slot: 'prisma_outbox',
+      system: server.system,
+      timeline: server.timeline,
+    })
   })
   test('a record that is not a checkpoint is an error naming the topic and the fix', () => {
     expect(() => parseCheckpoint('hello', 'cp')).toThrow(/checkpoint topic "cp".*--checkpoint-topic/)
+  })
+})
+
+describe('a checkpoint is used to skip only when it is of this database, slot and history', () => {
+  const context = { slot: DEFAULTS.slot, topic: 'cp', transactionalId: 'tx' }
+  const lsn = parseLsn('1/0')
+  test('of this system, slot and timeline, within the WAL: used', () => {
+    expect(checkCheckpoint(ours(lsn), server, context)).toEqual({ skipUpTo: lsn })
+    expect(checkCheckpoint(undefined, server, context)).toEqual({ skipUpTo: undefined })
+  })
+  test('of another slot: the worker stops (exit 3), naming both fixes', () => {
+    const other = { ...(ours(lsn) as Checkpoint), slot: 'another_slot' }
+    expect(() => checkCheckpoint(other, server, context)).toThrow(
+      /written for the slot "another_slot".*new --transactional-id.*remove the key "tx" from the checkpoint topic "cp"/,
+    )
+    expect(() => checkCheckpoint(other, server, context)).toThrow(OutboxSetupError)
+  })
+  test('of another PostgreSQL system: the worker stops', () => {
+    const other = { ...(ours(lsn) as Checkpoint), system: '9999' }
+    expect(() => checkCheckpoint(other, server, context)).toThrow(
+      /PostgreSQL system 9999, this database is system 7301/,
+    )
+  })
+  test('ahead of the server WAL (a restored backup, a promoted standby that lacks WAL): the worker stops', () => {
+    expect(() => checkCheckpoint(ours(parseLsn('FF/1')), server, context)).toThrow(
+      /at FF\/1, ahead of this server's WAL \(FF\/0\)/,
+    )
+  })
+  test('of another timeline: not used to skip (at-least-once this time), with the reason', () => {
+    const use = checkCheckpoint({ ...(ours(lsn) as Checkpoint), timeline: 2 }, server, context)
+    expect(use).toEqual({
+      skipUpTo: undefined,
+      ignored: expect.stringMatching(/timeline 2, the server is on timeline 1/),
+    })
   })
 })
 
@@ -73,10 +183,10 @@ describe('options', () => {
   })
 })
 
-test('fenced, in the error types and codes Kafka uses', () => {
+test('fenced, in the error types and codes Kafka uses; a missing ACL is not fencing', () => {
   expect(classifyTransactionError({ type: 'INVALID_PRODUCER_EPOCH' }).kind).toBe('fenced')
   expect(classifyTransactionError({ name: 'x', originalError: { code: 90 } }).kind).toBe('fenced')
-  expect(classifyTransactionError({ type: 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED' }).kind).toBe('fenced')
+  expect(classifyTransactionError({ type: 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED' }).kind).not.toBe('fenced')
   expect(classifyTransactionError({ type: 'MESSAGE_TOO_LARGE' }).kind).toBe('refused')
   expect(classifyTransactionError(new Error('socket hang up')).kind).toBe('retriable')
 })
@@ -101,13 +211,13 @@ function fakePublisher(checkpoint: Lsn | undefined, refuse: (r: KafkaRecord) => 
   let fail: unknown
   const publisher: TransactionalPublisher = {
     connect: async () => {},
-    readCheckpoint: async () => checkpoint,
+    readCheckpoint: async () => ours(checkpoint),
     async commitTransaction(chunks, record) {
       if (fail) throw fail
       if (chunks.flat().some(refuse)) throw { type: 'MESSAGE_TOO_LARGE' }
       committed.push({
         values: chunks.flat().map((r) => r.value),
-        checkpoint: parseCheckpoint(record.value as string, 't'),
+        checkpoint: parseCheckpoint(record.value as string, 't').lsn,
       })
     },
     async probe(records) {
@@ -126,11 +236,18 @@ async function deliverAll(
   const acknowledged: DeliveryItem[] = []
   const ended: unknown[] = []
   const deadLettered: string[] = []
-  const delivery = new TransactionalDelivery({ ...config, ...overrides }, publisher, createMetrics(), silentLogger, {
-    acknowledged: (batch) => acknowledged.push(...batch),
-    deadLettered: (info) => deadLettered.push(info.id),
-    ended: (error) => ended.push(error),
-  })
+  const delivery = new TransactionalDelivery(
+    { ...config, ...overrides },
+    publisher,
+    createMetrics(),
+    silentLogger,
+    {
+      acknowledged: (batch) => acknowledged.push(...batch),
+      deadLettered: (info) => deadLettered.push(info.id),
+      ended: (error) => ended.push(error),
+    },
+    identify,
+  )
   for (const item of items) delivery.enqueue(item)
   const running = delivery.run()
   for (let i = 0; i < 200 && acknowledged.length < items.length && ended.length === 0; i++)
@@ -187,11 +304,237 @@ describe('transactional delivery', () => {
     expect(fake.committed[0]?.values).toEqual(['0.0', '0.1', '0.2', '0.3', '0.4'])
   })
 
-  test('fenced: nothing is acknowledged and the session is ended', async () => {
+  test('fenced: nothing is acknowledged and the session is ended (after the back-off)', async () => {
     const fake = fakePublisher(undefined)
     fake.failWith({ type: 'INVALID_PRODUCER_EPOCH' })
-    const { acknowledged, ended } = await deliverAll(transactions([2]), fake.publisher)
+    const { acknowledged, ended } = await deliverAll(transactions([2]), fake.publisher, { retryMaxMs: 10 })
     expect(acknowledged).toEqual([])
     expect(ended).toHaveLength(1)
+  })
+})
+
+const sessionConfig: WorkerConfig = {
+  ...DEFAULTS,
+  delivery: 'exactly-once',
+  databaseUrl: 'postgresql://x@127.0.0.1:1/shop',
+  kafkaBrokers: ['127.0.0.1:1'],
+}
+
+function reviewRecord(value: string): KafkaRecord {
+  return { topic: 'orders', key: 'k', value, headers: { id: value }, timestamp: '0' }
+}
+
+function slowPublisher(checkpoint: Lsn | undefined, connectError?: unknown) {
+  const committed: { values: (string | null)[]; checkpoint: Lsn }[] = []
+  const publisher: TransactionalPublisher = {
+    connect: async () => {
+      if (connectError) throw connectError
+    },
+    readCheckpoint: async () => ours(checkpoint),
+    async commitTransaction(chunks, cp) {
+      // A Kafka transaction takes a while (AddPartitionsToTxn, produce, EndTxn and markers).
+      await new Promise((r) => setTimeout(r, 20))
+      committed.push({
+        values: chunks.flat().map((r) => r.value),
+        checkpoint: parseCheckpoint(cp.value as string, 't').lsn,
+      })
+    },
+    probe: async () => {},
+    disconnect: async () => {},
+  }
+  return { publisher, committed }
+}
+
+afterEach(() => {
+  vi.useRealTimers()
+})
+
+describe('session flow control with exactly-once (worker/session.ts enqueue/acknowledged)', () => {
+  /**
+   * The stream's messages as pgoutput sends them, each record enqueued through the session as the
+   * stream's record hook does (synchronously, in socket order).
+   */
+  function harness(bufferEvents: number) {
+    const cfg: WorkerConfig = { ...sessionConfig, bufferEvents }
+    const session = new ReplicationSession(
+      cfg,
+      0n,
+      60_000,
+      { connect: async () => {}, send: async () => {}, unavailableTopics: async () => [], disconnect: async () => {} },
+      createMetrics(),
+      silentLogger,
+      { streaming: () => {}, published: () => {}, confirmed: () => {}, deadLettered: () => {}, delivered: () => {} },
+    )
+    const inside = session as unknown as {
+      stream: unknown
+      delivery: TransactionalDelivery
+      paused: boolean
+      enqueue(item: DeliveryItem): void
+      acknowledged(items: DeliveryItem[]): void
+    }
+    // The socket: pause/resume are what matter; a paused socket delivers no more messages.
+    const socket = { paused: false, pauses: 0, resumes: 0 }
+    inside.stream = {
+      pause: () => {
+        socket.paused = true
+        socket.pauses++
+      },
+      resume: () => {
+        socket.paused = false
+        socket.resumes++
+      },
+      acknowledge: () => {},
+      confirm: () => {},
+      close: async () => {},
+      finalStatus: () => {},
+    }
+    const fake = slowPublisher(undefined)
+    inside.delivery = new TransactionalDelivery(
+      cfg,
+      fake.publisher,
+      createMetrics(),
+      silentLogger,
+      {
+        acknowledged: (items) => inside.acknowledged(items),
+        deadLettered: () => {},
+        ended: () => {},
+      },
+      identify,
+    )
+    const tracker = new LsnTracker(0n)
+    let n = 0
+    const wal = {
+      begin: () => tracker.begin(0),
+      insert: () => {
+        const r = reviewRecord(String(n++))
+        inside.enqueue({ record: r, bytes: recordBytes(r), transaction: tracker.addRecord() })
+      },
+      commit: (lsn: bigint) => tracker.commit(lsn),
+    }
+    return { session, inside, socket, wal, committed: fake.committed }
+  }
+
+  test('a small committed transaction ahead of a large one: reading pauses on the full buffer, then resumes so the large one can be read to its COMMIT', async () => {
+    const { inside, socket, wal, committed } = harness(10)
+    const running = inside.delivery.run()
+    // One socket chunk: T1 (1 event, committed), T2 (1 event, committed), then the start of T3.
+    wal.begin()
+    wal.insert()
+    wal.commit(100n)
+    wal.begin()
+    wal.insert()
+    wal.commit(200n)
+    wal.begin()
+    for (let i = 0; i < 30 && !socket.paused; i++) wal.insert()
+    // The chunk's remaining messages are still handled after pause() (same chunk): a few more rows.
+    for (let i = 0; i < 20; i++) wal.insert()
+    expect(socket.paused).toBe(true) // paused while T1 was at the head of the queue
+    // Delivery sends T1 and T2 and acknowledges them...
+    for (let i = 0; i < 100 && committed.length < 2; i++) await new Promise((r) => setTimeout(r, 10))
+    expect(committed.flatMap((c) => c.values)).toEqual(['0', '1'])
+    await new Promise((r) => setTimeout(r, 300))
+    // T3's COMMIT is still unread: reading must have resumed (it was once stuck here for good).
+    const stuck = { paused: socket.paused, resumes: socket.resumes, waitingForCommit: inside.delivery.waitingForCommit }
+    await inside.delivery.close()
+    await running
+    // What the design needs: a paused stream must resume when the head of the queue is a
+    // transaction still waiting for its COMMIT, else the COMMIT is never read.
+    expect(stuck).toEqual({ paused: false, resumes: 1, waitingForCommit: true })
+  })
+
+  test('a graceful stop does not wait for the COMMIT of a transaction it will not read: it stops at once, sending nothing of it', async () => {
+    const { session, inside, wal, committed } = harness(1000)
+    const running = inside.delivery.run()
+    wal.begin()
+    wal.insert()
+    wal.commit(100n)
+    wal.begin()
+    wal.insert()
+    wal.insert()
+    const started = Date.now()
+    await session.drain(30_000)
+    const elapsed = Date.now() - started
+    await inside.delivery.close()
+    await running
+    expect(committed.flatMap((c) => c.values)).toEqual(['0'])
+    expect(elapsed).toBeLessThan(10_000)
+  })
+})
+
+describe('a missing ACL', () => {
+  test('TRANSACTIONAL_ID_AUTHORIZATION_FAILED (a missing ACL) stops the worker with a setup error naming the ACLs, instead of reconnecting forever', async () => {
+    const fake = slowPublisher(undefined, {
+      type: 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED',
+      name: 'KafkaJSProtocolError',
+    })
+    const ended: unknown[] = []
+    const delivery = new TransactionalDelivery(
+      { ...sessionConfig, retryMaxMs: 5000 },
+      fake.publisher,
+      createMetrics(),
+      silentLogger,
+      {
+        acknowledged: () => {},
+        deadLettered: () => {},
+        ended: (e) => ended.push(e),
+      },
+    )
+    const tracker = new LsnTracker(0n)
+    tracker.begin(0)
+    const r = reviewRecord('a')
+    delivery.enqueue({ record: r, bytes: recordBytes(r), transaction: tracker.addRecord() })
+    tracker.commit(100n)
+    const started = Date.now()
+    const outcome = await delivery.run().then(
+      () => 'resolved (session ends, worker reconnects)',
+      () => 'rejected (fatal: worker exits with a setup error)',
+    )
+    const elapsed = Date.now() - started
+    await delivery.close()
+    // Once taken for fencing: resolved within a few ms, and the worker reconnected in a hot loop.
+    expect({ outcome, ended: ended.length, fast: elapsed < 1000 }).toEqual({
+      outcome: 'rejected (fatal: worker exits with a setup error)',
+      ended: 0,
+      fast: true,
+    })
+  })
+})
+
+test('after a failure drops the producer, the session ends: the transactional id is never initialized again mid-session (a zombie would fence the new holder)', async () => {
+  const publisher = createKafkajsTransactionalPublisher(sessionConfig, silentLogger)
+  await publisher.connect()
+  expect(producers.made).toBe(1)
+  const record = reviewRecord('a')
+  await expect(publisher.commitTransaction([[record]], record)).rejects.toThrow(/connection reset/)
+  await expect(publisher.commitTransaction([[record]], record)).rejects.toThrow(/dropped after a failure/)
+  expect(producers.made).toBe(1)
+  await publisher.disconnect()
+})
+
+describe('reading the checkpoint (kafkajs-transactional.ts readLatest)', () => {
+  test('a consumer connect that stalls longer than READ_STALL_MS: the read fails as an error of the session, not as an unhandled rejection', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
+    consumerConnect.delayMs = 61_000
+    const unhandled: unknown[] = []
+    const saved = process.listeners('unhandledRejection')
+    process.removeAllListeners('unhandledRejection')
+    const onUnhandled = (reason: unknown) => unhandled.push(reason)
+    process.on('unhandledRejection', onUnhandled)
+    try {
+      const publisher = createKafkajsTransactionalPublisher(sessionConfig, silentLogger)
+      const reading = publisher.readCheckpoint().then(
+        (lsn) => ({ lsn }),
+        (error: unknown) => ({ error: String(error) }),
+      )
+      await vi.advanceTimersByTimeAsync(61_000)
+      await reading
+      await new Promise((r) => setImmediate(r))
+      await new Promise((r) => setImmediate(r))
+    } finally {
+      process.off('unhandledRejection', onUnhandled)
+      for (const listener of saved) process.on('unhandledRejection', listener as never)
+    }
+    // Once the timer rejected while nothing awaited it, and Node ended the worker process.
+    expect(unhandled.map(String)).toEqual([])
   })
 })

@@ -16,8 +16,8 @@ export interface WorkerConfig {
   delivery: 'at-least-once' | 'exactly-once'
   /** Exactly-once: the producer's transactional.id; undefined = derived from the database and slot. */
   transactionalId: string | undefined
-  /** Exactly-once: the compacted topic holding each worker's last delivered commit LSN. */
-  checkpointTopic: string
+  /** Exactly-once: the compacted topic of this worker's last delivered commit LSN; undefined = `<transactional id>.checkpoint`. */
+  checkpointTopic: string | undefined
   /** An invalidated slot, or one that disappeared after this worker used it: re-create it, or exit 3. */
   onSlotLost: 'recreate' | 'stop'
   /** When the worker creates the slot, first publish the rows already in the table (initial), or not. */
@@ -86,7 +86,7 @@ export const DEFAULTS: Omit<WorkerConfig, 'databaseUrl' | 'kafkaBrokers'> = {
   onPoison: 'dlq',
   delivery: 'at-least-once',
   transactionalId: undefined,
-  checkpointTopic: 'prisma-outbox.checkpoints',
+  checkpointTopic: undefined,
   onSlotLost: 'stop',
   snapshot: 'initial',
   failoverSlot: false,
@@ -204,7 +204,8 @@ export const OPTIONS: OptionSpec[] = [
     flag: 'checkpoint-topic',
     env: 'OUTBOX_CHECKPOINT_TOPIC',
     parse: text,
-    description: 'exactly-once: compacted topic of delivered positions (created if missing)',
+    description:
+      'exactly-once: compacted topic of delivered positions, created if missing (default <transactional id>.checkpoint)',
   },
   {
     key: 'onSlotLost',

@@ -1,6 +1,7 @@
 import type { WorkerConfig } from '../../operations/config.js'
 import { formatLsn, type Lsn, parseLsn } from '../../stream/lsn.js'
 import type { KafkaRecord } from '../records.js'
+import type { ServerIdentity } from './server-identity.js'
 
 /**
  * The exactly-once checkpoint: the end LSN of the commit record of the last PostgreSQL
@@ -24,14 +25,31 @@ interface CheckpointValue {
   /** The end LSN, as PostgreSQL prints it. */
   lsn: string
   slot: string
+  /** The PostgreSQL history the LSN belongs to (see ServerIdentity). */
+  system: string
+  timeline: number
   /** When it was written (ms since the epoch), for people reading the topic. */
   at: number
 }
 
-export function checkpointRecord(config: WorkerConfig, lsn: Lsn): KafkaRecord {
-  const value: CheckpointValue = { lsn: formatLsn(lsn), slot: config.slot, at: Date.now() }
+/** A checkpoint as read back; `system` and `timeline` are missing from ones written before they were added. */
+export interface Checkpoint {
+  lsn: Lsn
+  slot: string | undefined
+  system: string | undefined
+  timeline: number | undefined
+}
+
+export function checkpointRecord(config: WorkerConfig, lsn: Lsn, identity: ServerIdentity): KafkaRecord {
+  const value: CheckpointValue = {
+    lsn: formatLsn(lsn),
+    slot: config.slot,
+    system: identity.system,
+    timeline: identity.timeline,
+    at: Date.now(),
+  }
   return {
-    topic: config.checkpointTopic,
+    topic: checkpointTopic(config),
     key: transactionalId(config),
     value: JSON.stringify(value),
     headers: {},
@@ -39,11 +57,17 @@ export function checkpointRecord(config: WorkerConfig, lsn: Lsn): KafkaRecord {
   }
 }
 
-/** The LSN of a checkpoint record's value; an error naming the topic when it is not one of ours. */
-export function parseCheckpoint(value: string, topic: string): Lsn {
+/** A checkpoint record's value; an error naming the topic when it is not one of ours. */
+export function parseCheckpoint(value: string, topic: string): Checkpoint {
   try {
     const parsed = JSON.parse(value) as Partial<CheckpointValue>
-    if (typeof parsed.lsn === 'string') return parseLsn(parsed.lsn)
+    if (typeof parsed.lsn === 'string')
+      return {
+        lsn: parseLsn(parsed.lsn),
+        slot: typeof parsed.slot === 'string' ? parsed.slot : undefined,
+        system: typeof parsed.system === 'string' ? parsed.system : undefined,
+        timeline: typeof parsed.timeline === 'number' ? parsed.timeline : undefined,
+      }
   } catch {
     // reported below
   }
@@ -69,6 +93,14 @@ export function transactionalId(config: WorkerConfig): string {
   return `prisma-outbox.${database || 'postgres'}.${config.slot}`
 }
 
+/**
+ * The checkpoint topic: by default one per transactional id. A topic shared with other ids would
+ * let another worker's open transaction hold back what a read_committed reader sees of ours.
+ */
+export function checkpointTopic(config: WorkerConfig): string {
+  return config.checkpointTopic ?? `${transactionalId(config)}.checkpoint`
+}
+
 /** Checks of the exactly-once options; undefined when fine, else the problem and its fix. */
 export function exactlyOnceProblem(
   config: WorkerConfig,
@@ -78,9 +110,13 @@ export function exactlyOnceProblem(
   // Transactions are built on kafkajs so far (TransactionalPublisher has one implementation).
   if (config.kafkaClient !== 'kafkajs')
     return `${name('delivery')} exactly-once needs the kafkajs client for now, but ${name('kafkaClient')} is ${config.kafkaClient}: leave it unset or set it to kafkajs, or use at-least-once delivery`
-  if (!/^[a-zA-Z0-9._-]{1,249}$/.test(config.checkpointTopic) || /^\.\.?$/.test(config.checkpointTopic))
-    return `${name('checkpointTopic')} "${config.checkpointTopic}" is not a valid Kafka topic name (letters, digits, ".", "_", "-"; at most 249)`
   if (config.transactionalId !== undefined && config.transactionalId.trim() === '')
     return `${name('transactionalId')} is empty: leave it unset for the default (from the database and slot) or give an id`
+  const topic = checkpointTopic(config)
+  if (!/^[a-zA-Z0-9._-]{1,249}$/.test(topic) || /^\.\.?$/.test(topic)) {
+    if (config.checkpointTopic !== undefined)
+      return `${name('checkpointTopic')} "${topic}" is not a valid Kafka topic name (letters, digits, ".", "_", "-"; at most 249)`
+    return `the default checkpoint topic "${topic}" (the transactional id and ".checkpoint") is not a valid Kafka topic name (letters, digits, ".", "_", "-"; at most 249): set ${name('checkpointTopic')}, or a ${name('transactionalId')} made of those characters`
+  }
   return undefined
 }

@@ -1,26 +1,33 @@
-import { randomUUID } from 'node:crypto'
+import { Admin as PlatformaticAdmin } from '@platformatic/kafka'
 import { type Admin, Kafka, type Producer } from 'kafkajs'
 import type { WorkerConfig } from '../../operations/config.js'
 import { OutboxSetupError } from '../../operations/errors.js'
 import type { Logger } from '../../operations/logger.js'
-import type { Lsn } from '../../stream/lsn.js'
 import { FencedSockets, kafkaClientConfig } from '../kafkajs-publisher.js'
+import { platformaticClientOptions } from '../platformatic-publisher.js'
 import type { KafkaRecord } from '../records.js'
-import { parseCheckpoint, transactionalId } from './checkpoint.js'
-import type { TransactionalPublisher } from './transactional-publisher.js'
+import { type Checkpoint, checkpointTopic, parseCheckpoint, transactionalId } from './checkpoint.js'
+import { readLatest } from './checkpoint-read.js'
+import { classifyTransactionError, type TransactionalPublisher } from './transactional-publisher.js'
 
-/** How long reading the checkpoint may take before the session gives up and retries. */
-const READ_TIMEOUT_MS = 60_000
+/**
+ * Kafka aborts a transaction still open after this long. A PostgreSQL transaction is one Kafka
+ * transaction, so it must be sent within it (see the README); a worker that dies for good holds
+ * read_committed consumers of its topics back at most this long. Below the broker's default
+ * transaction.max.timeout.ms (15 min).
+ */
+export const TRANSACTION_TIMEOUT_MS = 300_000
 
 /**
  * The kafkajs transactional publisher of one session: a producer with the worker's
  * transactional id (idempotent, acks=all, one request in flight, as kafkajs requires). After a
- * failure the producer is dropped and its sockets reset, as the at-least-once publisher does; the
- * next one initializes the id again, which aborts whatever the dropped one left open.
+ * failure the producer is dropped and its sockets reset, as the at-least-once publisher does, and
+ * the session ends: only connect(), at the start of a session that has just taken the slot,
+ * initializes the id (a worker that lost the slot must never fence the one that took it).
  */
 export function createKafkajsTransactionalPublisher(config: WorkerConfig, logger: Logger): TransactionalPublisher {
   const id = transactionalId(config)
-  const topic = config.checkpointTopic
+  const topic = checkpointTopic(config)
   const producerSockets = new FencedSockets()
   const otherSockets = new FencedSockets()
   const kafka = new Kafka({ ...kafkaClientConfig(config, logger), socketFactory: producerSockets.factory })
@@ -35,6 +42,7 @@ export function createKafkajsTransactionalPublisher(config: WorkerConfig, logger
       idempotent: true,
       maxInFlightRequests: 1,
       allowAutoTopicCreation: true,
+      transactionTimeout: TRANSACTION_TIMEOUT_MS,
     })
     await fresh.connect()
     // kafkajs initializes the transactional id on the first transaction: do it now, so that
@@ -60,13 +68,9 @@ export function createKafkajsTransactionalPublisher(config: WorkerConfig, logger
 
   /** Sends the chunks in one transaction, a request each; `commit` false aborts it (a probe). */
   const transact = async (chunks: KafkaRecord[][], commit: boolean) => {
-    let p: Producer
-    try {
-      p = await connected()
-    } catch (error) {
-      await drop()
-      throw error
-    }
+    const p = producer
+    if (!p) throw new Error('the transactional producer was dropped after a failure: the session ends')
+    const started = Date.now()
     const transaction = await p.transaction()
     try {
       for (const chunk of chunks) await transaction.sendBatch({ acks: -1, topicMessages: byTopic(chunk) })
@@ -81,7 +85,7 @@ export function createKafkajsTransactionalPublisher(config: WorkerConfig, logger
         () => false,
       )
       if (!aborted) await drop()
-      throw error
+      throw timedOut(error, Date.now() - started) ?? error
     }
   }
 
@@ -95,8 +99,14 @@ export function createKafkajsTransactionalPublisher(config: WorkerConfig, logger
         throw error
       }
     },
-    async readCheckpoint(): Promise<Lsn | undefined> {
-      const value = await readLatest(otherKafka, await connectedAdmin(), topic, id)
+    async readCheckpoint(): Promise<Checkpoint | undefined> {
+      const value = await readLatest(
+        otherKafka,
+        await connectedAdmin(),
+        (partitions) => highWatermarks(config, topic, partitions),
+        topic,
+        id,
+      )
       return value === undefined ? undefined : parseCheckpoint(value, topic)
     },
     commitTransaction: (chunks, checkpoint) => transact([...chunks, [checkpoint]], true),
@@ -125,6 +135,27 @@ function byTopic(records: KafkaRecord[]) {
 }
 
 /**
+ * Compacted, with small segments: compaction never cleans the active segment, so with Kafka's
+ * default (1 GiB, 7 days) every checkpoint ever written would be re-read at each start.
+ */
+const CHECKPOINT_TOPIC_CONFIG = [
+  { name: 'cleanup.policy', value: 'compact' },
+  { name: 'segment.ms', value: String(10 * 60_000) },
+  { name: 'segment.bytes', value: String(16 * 1024 * 1024) },
+]
+
+/**
+ * Kafka aborted the transaction because it outlived TRANSACTION_TIMEOUT_MS: the producer's epoch
+ * is bumped, which looks like fencing, but no other worker took over. Retried with back-off.
+ */
+function timedOut(error: unknown, elapsedMs: number): Error | undefined {
+  if (elapsedMs < TRANSACTION_TIMEOUT_MS || classifyTransactionError(error).kind !== 'fenced') return undefined
+  return new Error(
+    `the Kafka transaction took ${Math.round(elapsedMs / 1000)} s, longer than the transaction timeout (${TRANSACTION_TIMEOUT_MS / 1000} s), and Kafka aborted it: a PostgreSQL transaction this large cannot be delivered exactly once (see the README, "Exactly-once delivery"): ${(error as Error).message}`,
+  )
+}
+
+/**
  * Creates the checkpoint topic, compacted, when it is missing. A compacted topic keeps each
  * worker's latest checkpoint for good; a plain one would lose it to retention (then the next
  * start after a replay would publish duplicates).
@@ -134,65 +165,35 @@ async function ensureCheckpointTopic(admin: Admin, topic: string): Promise<void>
   try {
     await admin.createTopics({
       waitForLeaders: true,
-      topics: [{ topic, numPartitions: 1, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] }],
+      topics: [{ topic, numPartitions: 1, configEntries: CHECKPOINT_TOPIC_CONFIG }],
     })
   } catch (error) {
     if ((error as { type?: string }).type === 'TOPIC_ALREADY_EXISTS') return
     const denied = JSON.stringify(error, Object.getOwnPropertyNames(error)).includes('AUTHORIZATION_FAILED')
     if (!denied) throw error
     throw new OutboxSetupError(
-      `the checkpoint topic "${topic}" does not exist and this worker may not create it: create it with cleanup.policy=compact (kafka-topics.sh --create --topic ${topic} --partitions 1 --config cleanup.policy=compact), or grant CREATE, or name another with --checkpoint-topic`,
+      `the checkpoint topic "${topic}" does not exist and this worker may not create it: create it compacted (kafka-topics.sh --create --topic ${topic} --partitions 1 --config cleanup.policy=compact --config segment.ms=600000 --config segment.bytes=16777216), or grant CREATE, or name another with --checkpoint-topic`,
       { code: 'OUTBOX_CHECKPOINT_TOPIC', cause: error },
     )
   }
 }
 
 /**
- * The newest committed value for `key` in `topic`, read with read_committed from the beginning up
- * to the end offsets Kafka gave before the read. kafkajs reads only through consumer groups: a
- * group of its own, never committed, so no offsets are left behind.
+ * Each partition's high watermark (read_uncommitted ListOffsets, latest), which kafkajs cannot
+ * ask for: its admin lists offsets read_committed, which stop at another producer's open
+ * transaction. A client of its own, closed at once.
  */
-async function readLatest(kafka: Kafka, admin: Admin, topic: string, key: string): Promise<string | undefined> {
-  const offsets = await admin.fetchTopicOffsets(topic)
-  const remaining = new Map<number, bigint>()
-  for (const { partition, high, low } of offsets) if (BigInt(high) > BigInt(low)) remaining.set(partition, BigInt(high))
-  if (remaining.size === 0) return undefined
-  const consumer = kafka.consumer({
-    groupId: `${key}.checkpoint-read.${randomUUID()}`,
-    readUncommitted: false,
-    maxWaitTimeInMs: 100,
-    sessionTimeout: 10_000,
-    rebalanceTimeout: 10_000,
-    heartbeatInterval: 1_000,
-  })
-  let latest: string | undefined
-  let timer: NodeJS.Timeout | undefined
+async function highWatermarks(config: WorkerConfig, topic: string, partitions: number[]): Promise<Map<number, bigint>> {
+  const admin = new PlatformaticAdmin(platformaticClientOptions(config))
   try {
-    const caughtUp = new Promise<void>((resolve, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(new Error(`reading the checkpoint topic "${topic}" did not reach its end in ${READ_TIMEOUT_MS} ms`)),
-        READ_TIMEOUT_MS,
-      )
-      // Emitted after every fetched batch, also one holding only transaction markers.
-      consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
-        const end = remaining.get(payload.partition)
-        if (end !== undefined && BigInt(payload.lastOffset) >= end - 1n) remaining.delete(payload.partition)
-        if (remaining.size === 0) resolve()
-      })
+    const listed = await admin.listOffsets({
+      isolationLevel: 0, // READ_UNCOMMITTED
+      topics: [{ name: topic, partitions: partitions.map((partitionIndex) => ({ partitionIndex, timestamp: -1n })) }],
     })
-    await consumer.connect()
-    await consumer.subscribe({ topic, fromBeginning: true })
-    await consumer.run({
-      autoCommit: false,
-      eachMessage: async ({ message }) => {
-        if (message.key?.toString('utf8') === key) latest = message.value?.toString('utf8')
-      },
-    })
-    await caughtUp
-    return latest
+    const result = new Map<number, bigint>()
+    for (const t of listed) for (const p of t.partitions) result.set(p.partitionIndex, p.offset)
+    return result
   } finally {
-    clearTimeout(timer)
-    await consumer.disconnect().catch(() => {})
+    await admin.close().catch(() => {})
   }
 }

@@ -5,9 +5,15 @@ import type { Metrics } from '../../operations/metrics.js'
 import { formatLsn, type Lsn } from '../../stream/lsn.js'
 import type { DeliveryHooks, DeliveryItem } from '../delivery.js'
 import { type KafkaRecord, poisonReason, toDeadLetter } from '../records.js'
-import { alreadyInKafka, checkpointRecord, transactionalId } from './checkpoint.js'
+import { alreadyInKafka, checkpointRecord, checkpointTopic, transactionalId } from './checkpoint.js'
+import { checkCheckpoint } from './checkpoint-check.js'
 import { chunkRecords, findRefused } from './refused.js'
-import { classifyTransactionError, type TransactionalPublisher } from './transactional-publisher.js'
+import { identifyServer, type ServerIdentity } from './server-identity.js'
+import {
+  classifyTransactionError,
+  type TransactionalPublisher,
+  transactionalIdDenied,
+} from './transactional-publisher.js'
 
 export interface TransactionalDeliveryHooks extends DeliveryHooks {
   /**
@@ -43,6 +49,8 @@ export class TransactionalDelivery {
   /** Read once per session, after the producer has fenced any other holder of the id. */
   private checkpoint: Lsn | undefined
   private checkpointRead = false
+  /** The PostgreSQL history this session streams, written into every checkpoint. */
+  private identity: ServerIdentity | undefined
   kafkaConnected = true
   /** Exactly-once retries a missing topic until it exists (see the README). */
   readonly blockedTopics: string[] = []
@@ -53,10 +61,16 @@ export class TransactionalDelivery {
     private readonly metrics: Metrics,
     private readonly logger: Logger,
     private readonly hooks: TransactionalDeliveryHooks,
+    private readonly identify: () => Promise<ServerIdentity> = () => identifyServer(config),
   ) {}
 
+  /**
+   * Nothing left that can be sent: a graceful stop waits for this. A transaction whose COMMIT is
+   * unread (reading has stopped) is never sent, so it is left out: nothing of it is confirmed,
+   * and the next session reads it again from the slot.
+   */
   get idle(): boolean {
-    return this.queue.length === 0 && !this.busy
+    return !this.busy && (this.queue.length === 0 || this.waitingForCommit)
   }
 
   /**
@@ -146,7 +160,21 @@ export class TransactionalDelivery {
   private async attempt(batch: Batch, deadLetters: DeadLetters): Promise<void> {
     if (this.checkpointRead === false) {
       await this.publisher.connect()
-      this.checkpoint = await this.publisher.readCheckpoint()
+      const read = await this.publisher.readCheckpoint()
+      // After the read: the server's WAL position is then past every commit the checkpoint can hold.
+      const identity = await this.identify()
+      const use = checkCheckpoint(read, identity, {
+        slot: this.config.slot,
+        topic: checkpointTopic(this.config),
+        transactionalId: transactionalId(this.config),
+      })
+      if ('ignored' in use && use.ignored)
+        this.logger.warn(
+          { checkpoint: read && formatLsn(read.lsn) },
+          `exactly-once: ${use.ignored}: it is not used to skip anything, so transactions replayed now may be published twice (at-least-once this time)`,
+        )
+      this.identity = identity
+      this.checkpoint = use.skipUpTo
       this.checkpointRead = true
       this.logger.info(
         { checkpoint: this.checkpoint === undefined ? 'none' : formatLsn(this.checkpoint) },
@@ -165,7 +193,10 @@ export class TransactionalDelivery {
     })
     for (;;) {
       try {
-        await this.publisher.commitTransaction(chunkRecords(records, this.config), checkpointRecord(this.config, last))
+        await this.publisher.commitTransaction(
+          chunkRecords(records, this.config),
+          checkpointRecord(this.config, last, this.identity as ServerIdentity),
+        )
         break
       } catch (error) {
         const { kind, type } = classifyTransactionError(error)
@@ -197,27 +228,38 @@ export class TransactionalDelivery {
     const { kind } = classifyTransactionError(error)
     this.metrics.publishErrors.inc({ kind })
     if (error instanceof OutboxPoisonEventError || error instanceof OutboxSetupError || kind === 'fatal') throw error
+    if (transactionalIdDenied(error)) throw this.denied(error)
     this.setKafkaConnected(false)
     if (kind === 'fenced') {
       this.logger.error(
-        { ...errorFields(error), transactionalId: transactionalId(this.config) },
-        'fenced: another worker has taken over this transactional id (or this worker may not use it): this session ends, confirming nothing more',
+        { ...errorFields(error), transactionalId: transactionalId(this.config), retryInMs: this.config.retryMaxMs },
+        'fenced: another worker has taken over this transactional id: this session ends, confirming nothing more',
       )
     } else {
       this.logger.warn(
         { ...errorFields(error), retryInMs: this.config.retryMaxMs },
         'Kafka transaction failed: the session ends and restarts from the confirmed position, skipping what the checkpoint shows Kafka has',
       )
-      // Not at once: during a Kafka outage, a new replication connection every moment helps no one.
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, this.config.retryMaxMs)
-        this.abort.signal.addEventListener('abort', () => {
-          clearTimeout(timer)
-          resolve()
-        })
-      })
     }
+    // Not at once: during a Kafka outage, or while the worker that fenced this one holds the
+    // slot, a new replication connection every moment helps no one.
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, this.config.retryMaxMs)
+      this.abort.signal.addEventListener('abort', () => {
+        clearTimeout(timer)
+        resolve()
+      })
+    })
     if (!this.abort.signal.aborted) this.hooks.ended(error)
+  }
+
+  /** The fix for a missing ACL: what exactly-once needs, in kafka-acls.sh's words. */
+  private denied(error: unknown): OutboxSetupError {
+    const id = transactionalId(this.config)
+    return new OutboxSetupError(
+      `Kafka does not let this worker use the transactional id "${id}" (TRANSACTIONAL_ID_AUTHORIZATION_FAILED): grant its principal WRITE and DESCRIBE on the transactional id "${id}", READ, WRITE and DESCRIBE on the checkpoint topic "${checkpointTopic(this.config)}", and READ on the consumer groups prefixed "${id}.checkpoint-read." (see the README, "Exactly-once delivery"), or set --transactional-id to one it may use`,
+      { code: 'OUTBOX_KAFKA_ACL', cause: error },
+    )
   }
 
   private deadLetter(record: KafkaRecord, reason: string, deadLetters: DeadLetters): KafkaRecord {

@@ -1,6 +1,6 @@
-import type { Lsn } from '../../stream/lsn.js'
 import { classifyPublishError, type PublishErrorKind } from '../publisher.js'
 import type { KafkaRecord } from '../records.js'
+import type { Checkpoint } from './checkpoint.js'
 
 /**
  * What exactly-once delivery needs from a Kafka client: a transactional producer and a
@@ -12,8 +12,8 @@ import type { KafkaRecord } from '../records.js'
  */
 export interface TransactionalPublisher {
   connect(): Promise<void>
-  /** The latest committed checkpoint LSN for this transactional id, undefined when none. */
-  readCheckpoint(): Promise<Lsn | undefined>
+  /** The latest committed checkpoint of this transactional id, undefined when none. */
+  readCheckpoint(): Promise<Checkpoint | undefined>
   /**
    * One Kafka transaction: the records (one request per chunk, in order; see chunkRecords), then
    * the checkpoint record, then commit. Resolves once
@@ -33,11 +33,26 @@ export type TransactionalPublisherFactory = () => TransactionalPublisher
 
 /**
  * Another producer with our transactional id has initialized since ours (a worker took over the
- * slot), or we may not use the id. Kafka error types, and their codes for clients that do not
- * know the newer ones by name (kafkajs predates PRODUCER_FENCED).
+ * slot). Kafka error types, and their codes for clients that do not know the newer ones by name
+ * (kafkajs predates PRODUCER_FENCED).
  */
-const FENCED_TYPES = new Set(['PRODUCER_FENCED', 'INVALID_PRODUCER_EPOCH', 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED'])
-const FENCED_CODES = new Set([47, 53, 90])
+const FENCED_TYPES = new Set(['PRODUCER_FENCED', 'INVALID_PRODUCER_EPOCH'])
+const FENCED_CODES = new Set([47, 90])
+
+/** The worker may not use its transactional id (an ACL is missing): no retry can help. */
+export function transactionalIdDenied(error: unknown): boolean {
+  const seen = new Set<unknown>()
+  let current: unknown = error
+  while (current && typeof current === 'object' && !seen.has(current)) {
+    seen.add(current)
+    const { type, code } = current as { type?: unknown; code?: unknown }
+    if (type === 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED' || code === 53) return true
+    current =
+      (current as { cause?: unknown; originalError?: unknown }).cause ??
+      (current as { originalError?: unknown }).originalError
+  }
+  return false
+}
 
 export type TransactionErrorKind = PublishErrorKind | 'fenced'
 

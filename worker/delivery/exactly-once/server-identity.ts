@@ -1,0 +1,33 @@
+import pg from 'pg'
+import type { WorkerConfig } from '../../operations/config.js'
+import { type Lsn, parseLsn } from '../../stream/lsn.js'
+
+/** Which PostgreSQL history a checkpoint belongs to, and how far that history has got. */
+export interface ServerIdentity {
+  /** pg_control's system identifier: new for every initdb, kept by physical copies. */
+  system: string
+  /** Bumped by every promotion and point-in-time recovery: the history forks there. */
+  timeline: number
+  /** The server's current WAL flush position: no commit of this history is beyond it. */
+  walPosition: Lsn
+}
+
+/**
+ * IDENTIFY_SYSTEM on a replication connection: what the worker's REPLICATION role may always do
+ * (pg_control_system() needs more). A connection of its own, closed at once.
+ */
+export async function identifyServer(config: WorkerConfig): Promise<ServerIdentity> {
+  const client = new pg.Client({ connectionString: config.databaseUrl, replication: 'database' } as pg.ClientConfig)
+  client.on('error', () => {})
+  await client.connect()
+  try {
+    const { rows } = await client.query<{ systemid: string; timeline: number | string; xlogpos: string }>(
+      'IDENTIFY_SYSTEM',
+    )
+    const row = rows[0]
+    if (!row) throw new Error('IDENTIFY_SYSTEM returned no row')
+    return { system: String(row.systemid), timeline: Number(row.timeline), walPosition: parseLsn(row.xlogpos) }
+  } finally {
+    await client.end().catch(() => {})
+  }
+}
