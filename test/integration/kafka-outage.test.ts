@@ -3,7 +3,7 @@
  * reading once its buffer is full (bounded memory), must report not-ready, and must deliver
  * everything once Kafka is back. Uses a broker of its own, since it stops it.
  */
-import { afterAll, beforeAll, expect, inject, test } from 'vitest'
+import { afterAll, afterEach, beforeAll, beforeEach, expect, inject, test } from 'vitest'
 import { createTestDatabase, type TestDatabase, uniqueName } from '../helpers/database.js'
 import { collectTopics } from '../helpers/kafka.js'
 import { KAFKA_CLIENTS } from '../helpers/kafka-clients.js'
@@ -23,11 +23,19 @@ let db: TestDatabase
 let worker: WorkerProcess | undefined
 
 beforeAll(async () => {
-  ;[kafka, db] = await Promise.all([startLocalKafka(), createTestDatabase(inject('databaseUrl'))])
+  kafka = await startLocalKafka()
+})
+// A database per client: a new slot publishes what the table holds (the initial snapshot), so a
+// second run on the first one's table would receive its events too.
+beforeEach(async () => {
+  db = await createTestDatabase(inject('databaseUrl'))
+})
+afterEach(async () => {
+  await worker?.kill()
+  worker = undefined
+  await db?.dispose()
 })
 afterAll(async () => {
-  await worker?.kill()
-  await db?.dispose()
   await kafka?.dispose()
 })
 
