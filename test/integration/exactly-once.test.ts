@@ -13,6 +13,7 @@ import { silentLogger } from '../../worker/operations/logger.js'
 import { parseLsn } from '../../worker/stream/lsn.js'
 import { type TestDatabase, uniqueName } from '../helpers/database.js'
 import { type ReceivedMessage, testKafka } from '../helpers/kafka.js'
+import { proxyDatabaseUrl } from '../helpers/proxied-services.js'
 import { relayTestFixture } from '../helpers/relay-fixture.js'
 import { confirmedLsn, currentLsn, insertEvents, waitForConfirmed } from '../helpers/worker.js'
 
@@ -274,3 +275,18 @@ test('a small transaction, then one larger than --buffer-events behind it: readi
   await consumer.waitFor(3002)
   expect(consumer.messages).toHaveLength(3002)
 }, 120_000)
+
+test('the server check at session start ends in a PostgreSQL error when PostgreSQL stops answering, never in a hang', async () => {
+  const { url, proxy } = await proxyDatabaseUrl(db.url)
+  try {
+    proxy.blackhole()
+    const started = Date.now()
+    await expect(identifyServer({ ...DEFAULTS, databaseUrl: url, kafkaBrokers: [] })).rejects.toThrow(
+      /PostgreSQL: IDENTIFY_SYSTEM on a replication connection failed/,
+    )
+    // The connect timeout (10 s), not the test's: a delivery waiting on it would end its session.
+    expect(Date.now() - started).toBeLessThan(30_000)
+  } finally {
+    await proxy.close()
+  }
+})

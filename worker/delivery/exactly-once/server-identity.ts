@@ -17,17 +17,38 @@ export interface ServerIdentity {
  * (pg_control_system() needs more). A connection of its own, closed at once.
  */
 export async function identifyServer(config: WorkerConfig): Promise<ServerIdentity> {
-  const client = new pg.Client({ connectionString: config.databaseUrl, replication: 'database' } as pg.ClientConfig)
+  // Bounded like every other connection of the worker: a network that drops the answer must end
+  // in an error (and a new session), never in a delivery that waits forever.
+  const client = new pg.Client({
+    connectionString: config.databaseUrl,
+    replication: 'database',
+    connectionTimeoutMillis: 10_000,
+    keepAlive: true,
+    query_timeout: 15_000,
+  } as pg.ClientConfig)
   client.on('error', () => {})
-  await client.connect()
   try {
+    await client.connect()
     const { rows } = await client.query<{ systemid: string; timeline: number | string; xlogpos: string }>(
       'IDENTIFY_SYSTEM',
     )
     const row = rows[0]
     if (!row) throw new Error('IDENTIFY_SYSTEM returned no row')
     return { system: String(row.systemid), timeline: Number(row.timeline), walPosition: parseLsn(row.xlogpos) }
+  } catch (error) {
+    throw new PostgresIdentityError(error)
   } finally {
     await client.end().catch(() => {})
+  }
+}
+
+/** IDENTIFY_SYSTEM failed: a PostgreSQL problem, not a Kafka one (logged and counted as such). */
+export class PostgresIdentityError extends Error {
+  constructor(cause: unknown) {
+    super(
+      `PostgreSQL: IDENTIFY_SYSTEM on a replication connection failed (exactly-once opens one briefly at each session start: max_wal_senders must leave room for it): ${(cause as Error)?.message ?? String(cause)}`,
+      { cause },
+    )
+    this.name = 'PostgresIdentityError'
   }
 }

@@ -8,7 +8,7 @@ import { type KafkaRecord, poisonReason, toDeadLetter } from '../records.js'
 import { alreadyInKafka, checkpointRecord, checkpointTopic, transactionalId } from './checkpoint.js'
 import { checkCheckpoint } from './checkpoint-check.js'
 import { chunkRecords, findRefused } from './refused.js'
-import { identifyServer, type ServerIdentity } from './server-identity.js'
+import { identifyServer, PostgresIdentityError, type ServerIdentity } from './server-identity.js'
 import {
   classifyTransactionError,
   type TransactionalPublisher,
@@ -229,13 +229,19 @@ export class TransactionalDelivery {
     this.metrics.publishErrors.inc({ kind })
     if (error instanceof OutboxPoisonEventError || error instanceof OutboxSetupError || kind === 'fatal') throw error
     if (transactionalIdDenied(error)) throw this.denied(error)
-    this.setKafkaConnected(false)
-    if (kind === 'fenced') {
+    if (error instanceof PostgresIdentityError) {
+      this.logger.warn(
+        { ...errorFields(error), retryInMs: this.config.retryMaxMs },
+        'exactly-once: could not identify the PostgreSQL server: the session ends and restarts',
+      )
+    } else if (kind === 'fenced') {
+      this.setKafkaConnected(false)
       this.logger.error(
         { ...errorFields(error), transactionalId: transactionalId(this.config), retryInMs: this.config.retryMaxMs },
         'fenced: another worker has taken over this transactional id: this session ends, confirming nothing more',
       )
     } else {
+      this.setKafkaConnected(false)
       this.logger.warn(
         { ...errorFields(error), retryInMs: this.config.retryMaxMs },
         'Kafka transaction failed: the session ends and restarts from the confirmed position, skipping what the checkpoint shows Kafka has',
