@@ -248,12 +248,14 @@ test.each<[string, { slot?: string; lsn?: string; system?: string }, RegExp]>([
 
     const worker = await startWorker(exactlyOnce(transactionalId))
     await worker.waitForLog(/"msg":"streaming"/)
-    const start = await confirmedLsn(db, slot)
+    // A keepalive may confirm event-free WAL up to the inserts, never past them: PostgreSQL sends
+    // only flushed WAL, so the position flushed before them bounds what can be confirmed.
+    const beforeInserts = await currentLsn(db)
     await insertBatches(2, 5, 'new')
     expect(await worker.exited).toBe(3)
     expect(worker.output.join('\n')).toMatch(message)
     expect(worker.output.join('\n')).toMatch(/new --transactional-id/)
-    expect(await confirmedLsn(db, slot)).toBe(start)
+    expect(await confirmedLsn(db, slot)).toBeLessThanOrEqual(beforeInserts)
   },
   120_000,
 )
