@@ -91,7 +91,9 @@ export const DEFAULTS: Omit<WorkerConfig, 'databaseUrl' | 'kafkaBrokers'> = {
   snapshot: 'initial',
   failoverSlot: false,
   dlqTopicTemplate: '{topic}.dlq',
-  kafkaClient: 'platformatic',
+  // @platformatic/kafka is faster, but stalled once after a broker restart in the fault suite
+  // (README, "Kafka clients"): kafkajs stays the default until that is understood.
+  kafkaClient: 'kafkajs',
   kafkaClientId: 'prisma-outbox',
   kafkaSsl: false,
   kafkaSslCaFile: undefined,
