@@ -89,12 +89,28 @@ export async function collectTopics(
   }
 }
 
-/** Creates the topics (4 partitions, like the broker's auto-created ones) unless they exist. */
+/**
+ * Creates the topics (4 partitions, like the broker's auto-created ones) unless they exist, and
+ * returns once every partition has a leader. kafkajs's own `waitForLeaders` retries only
+ * LEADER_NOT_AVAILABLE; a KRaft broker that has not applied the new topic's metadata yet answers
+ * UNKNOWN_TOPIC_OR_PARTITION instead (seen failing CI's PostgreSQL 14 cell), so this polls itself.
+ */
 export async function ensureTopics(brokers: string[], topics: string[]): Promise<void> {
   const admin = testKafka(brokers).admin()
   await admin.connect()
   try {
-    await admin.createTopics({ waitForLeaders: true, topics: topics.map((topic) => ({ topic, numPartitions: 4 })) })
+    await admin.createTopics({ waitForLeaders: false, topics: topics.map((topic) => ({ topic, numPartitions: 4 })) })
+    const deadline = Date.now() + 30_000
+    for (;;) {
+      try {
+        const { topics: found } = await admin.fetchTopicMetadata({ topics })
+        if (found.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0))) return
+      } catch (error) {
+        if (!(error as { retriable?: boolean }).retriable || Date.now() > deadline) throw error
+      }
+      if (Date.now() > deadline) throw new Error(`topics ${topics.join(', ')} have no leaders after 30 s`)
+      await new Promise((r) => setTimeout(r, 100))
+    }
   } finally {
     await admin.disconnect()
   }
