@@ -49,6 +49,16 @@ export class WorkerSupervisor {
     return this.exits.filter((e) => !e.expected).length
   }
 
+  /** The last lines each running worker wrote: what a stalled scenario prints to be diagnosed. */
+  recentOutput(lines: number): string {
+    return this.live
+      .map(
+        (w) =>
+          `worker ${this.indexes.get(w)} (pid ${w.child.pid}), last ${lines} lines:\n${w.output.slice(-lines).join('\n')}`,
+      )
+      .join('\n')
+  }
+
   async stop(): Promise<void> {
     this.stopping = true
     clearInterval(this.sampler)

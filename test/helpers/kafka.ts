@@ -1,4 +1,4 @@
-import { type IHeaders, Kafka, type KafkaMessage, logLevel } from 'kafkajs'
+import { type Consumer, type IHeaders, Kafka, type KafkaMessage, logLevel } from 'kafkajs'
 
 export interface ReceivedMessage {
   topic: string
@@ -39,39 +39,75 @@ function toReceived(topic: string, partition: number, message: KafkaMessage): Re
 /**
  * Consumes the topics into `messages` (from the beginning unless told otherwise), until stopped.
  * `waitFor(n)` resolves once n messages have arrived (or rejects after the timeout).
+ *
+ * This is the checker of every delivery test, so it must outlive the faults it watches. A kafkajs
+ * consumer that meets an error it deems not retriable (seen after a broker restart) stops for
+ * good, silently: the tests then saw a worker that had delivered everything as one that stalled.
+ * So a crashed consumer is replaced by a new one of the same group, and a record read twice (the
+ * new consumer starts from the last committed offset) is kept once: `messages` is what Kafka
+ * holds, one entry per record, whatever the checker went through.
  */
 export async function collectTopics(
   brokers: string[],
   topics: RegExp | string[],
   options: { fromBeginning?: boolean } = {},
 ) {
-  const consumer = testKafka(brokers).consumer({
-    groupId: `test-${Math.random().toString(36).slice(2)}`,
-    // What exactly-once asks of consumers (and kafkajs's default): aborted transactions unseen.
-    readUncommitted: false,
-    maxWaitTimeInMs: 100,
-    metadataMaxAge: 1000,
-    // After a broker restart the group must be rejoined; with kafkajs's defaults (30 s session,
-    // 60 s rebalance) the fault tests would wait on the checker, not on the relay.
-    sessionTimeout: 6000,
-    rebalanceTimeout: 6000,
-    heartbeatInterval: 1000,
-  })
+  const groupId = `test-${Math.random().toString(36).slice(2)}`
   const messages: ReceivedMessage[] = []
+  const seen = new Set<string>()
+  let consumer: Consumer | undefined
+  let stopped = false
   if (Array.isArray(topics)) await ensureTopics(brokers, topics)
-  await consumer.connect()
-  await consumer.subscribe({
-    topics: Array.isArray(topics) ? topics : [topics],
-    fromBeginning: options.fromBeginning ?? true,
-  })
-  // Resolve only once partitions are assigned: until then nothing is fetched, and a latency
-  // measured from a commit made meanwhile would include the group join.
-  const joined = new Promise<void>((resolve) => consumer.on(consumer.events.GROUP_JOIN, () => resolve()))
-  await consumer.run({
-    eachMessage: async ({ topic, partition, message }) => {
-      messages.push(toReceived(topic, partition, message))
-    },
-  })
+
+  const startConsumer = async (): Promise<Promise<void>> => {
+    const fresh = testKafka(brokers).consumer({
+      groupId,
+      // What exactly-once asks of consumers (and kafkajs's default): aborted transactions unseen.
+      readUncommitted: false,
+      maxWaitTimeInMs: 100,
+      metadataMaxAge: 1000,
+      // After a broker restart the group must be rejoined; with kafkajs's defaults (30 s session,
+      // 60 s rebalance) the fault tests would wait on the checker, not on the relay.
+      sessionTimeout: 6000,
+      rebalanceTimeout: 6000,
+      heartbeatInterval: 1000,
+    })
+    consumer = fresh
+    fresh.on(fresh.events.CRASH, ({ payload }) => {
+      if (payload.restart || stopped) return // kafkajs restarts it itself
+      process.stderr.write(`test consumer ${groupId} crashed (${payload.error.message}); starting a new one\n`)
+      const replace = async () => {
+        while (!stopped) {
+          try {
+            await startConsumer()
+            return
+          } catch {
+            await new Promise((r) => setTimeout(r, 1000))
+          }
+        }
+      }
+      void replace()
+    })
+    await fresh.connect()
+    await fresh.subscribe({
+      topics: Array.isArray(topics) ? topics : [topics],
+      fromBeginning: options.fromBeginning ?? true,
+    })
+    // Resolve only once partitions are assigned: until then nothing is fetched, and a latency
+    // measured from a commit made meanwhile would include the group join.
+    const joined = new Promise<void>((resolve) => fresh.on(fresh.events.GROUP_JOIN, () => resolve()))
+    await fresh.run({
+      eachMessage: async ({ topic, partition, message }) => {
+        const at = `${topic}/${partition}/${message.offset}`
+        if (seen.has(at)) return
+        seen.add(at)
+        messages.push(toReceived(topic, partition, message))
+      },
+    })
+    return joined
+  }
+
+  const joined = await startConsumer()
   await Promise.race([joined, new Promise((r) => setTimeout(r, 30_000))])
   return {
     messages,
@@ -85,7 +121,10 @@ export async function collectTopics(
       }
       return messages
     },
-    stop: () => consumer.disconnect(),
+    stop: async () => {
+      stopped = true
+      await consumer?.disconnect()
+    },
   }
 }
 

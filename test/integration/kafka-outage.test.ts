@@ -103,7 +103,14 @@ test.each(
     'every committed event delivered',
     async () => new Set(consumer.messages.map((m) => m.headers.id)).size >= committed.length,
     90_000,
-  )
+  ).catch(async (error) => {
+    // Whose stall: the worker's (published less) or the checking consumer's (received less)?
+    const published = await worker?.metric('outbox_events_published_total').catch(() => undefined)
+    const received = new Set(consumer.messages.map((m) => m.headers.id)).size
+    throw new Error(
+      `${(error as Error).message}: committed ${committed.length}, worker published ${published}, consumer received ${received}\n--- worker output ---\n${worker?.output.slice(-40).join('\n')}`,
+    )
+  })
   await waitForConfirmed(db, slot, endLsn)
   expect(new Set(consumer.messages.map((m) => m.headers.id))).toEqual(new Set(committed))
   await waitUntil('ready again', () => worker?.ready() ?? Promise.resolve(false), 10_000)
