@@ -2,11 +2,11 @@
  * The relay end to end, with the worker as a separate process (its real CLI), real PostgreSQL and
  * real Kafka: delivery, ordering, confirm rules, crash and takeover.
  */
-import { afterEach, describe, expect, test } from 'vitest'
+import { afterEach, describe, expect, inject, test } from 'vitest'
 import { toOutboxRow } from '../../src/event.js'
 import type { OutboxEvent } from '../../src/index.js'
 import { type TestDatabase, uniqueName } from '../helpers/database.js'
-import type { ReceivedMessage } from '../helpers/kafka.js'
+import { type ReceivedMessage, testKafka } from '../helpers/kafka.js'
 import { KAFKA_CLIENTS } from '../helpers/kafka-clients.js'
 import { type AppClient, createAppClient } from '../helpers/prisma.js'
 import { relayTestFixture } from '../helpers/relay-fixture.js'
@@ -343,6 +343,51 @@ describe.each(KAFKA_CLIENTS)('with %s', (client) => {
       } finally {
         await strict.$disconnect()
       }
+    })
+
+    test('events whose timestamp the topic refuses (INVALID_TIMESTAMP) arrive in order, stamped when sent, their own time in a header', async () => {
+      // Kafka refuses records older than the topic's message.timestamp.before.max.ms (or newer
+      // than ...after.max.ms, one hour by default since Kafka 4.0). The same record is refused
+      // every time, so retrying it as it is would hold up everything behind it for good; these
+      // are good events all the same, so they are not dead-lettered either. The dead-letter
+      // topic has the limit too (a broker-wide setting would give it to every topic).
+      const limited = [{ name: 'message.timestamp.before.max.ms', value: '3600000' }]
+      const admin = testKafka(inject('kafkaBrokers')).admin()
+      await admin.connect()
+      await admin.createTopics({
+        topics: [
+          { topic: `${prefix}.order`, numPartitions: 1, configEntries: limited },
+          { topic: `${prefix}.order.dlq`, numPartitions: 1, configEntries: limited },
+        ],
+      })
+      await admin.disconnect()
+      const worker = await startWorker()
+      await worker.waitForLog(/"msg":"streaming"/)
+      const consumer = await consume([`${prefix}.order`, `${prefix}.order.dlq`])
+      const sentAfter = Date.now()
+      const rows = await db.query<{ id: string; created: string }>(
+        `INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, created_at)
+         SELECT gen_random_uuid(), 'order', 'ts', 'order.created', jsonb_build_object('seq', i),
+                CASE WHEN i = 2 THEN now() - interval '2 days' ELSE now() END
+           FROM generate_series(1, 3) AS i
+         RETURNING id, (extract(epoch FROM created_at) * 1000)::bigint::text AS created`,
+      )
+      const ids = rows.map((r) => r.id)
+      await waitUntil(
+        'the three events',
+        async () => ids.every((id) => consumer.messages.some((m) => m.headers.id === id)),
+        30_000,
+      )
+      // In order (first deliveries), none dead-lettered.
+      const firsts = [...new Set(consumer.messages.map((m) => m.headers.id))]
+      expect(firsts).toEqual(ids)
+      expect(consumer.messages.every((m) => m.topic === `${prefix}.order`)).toBe(true)
+      const old = consumer.messages.filter((m) => m.headers.id === ids[1])
+      for (const copy of old) {
+        expect(copy.timestamp).toBeGreaterThanOrEqual(sentAfter)
+        expect(copy.headers.originalTimestamp).toBe(rows[1]?.created)
+      }
+      expect(await worker.metric('outbox_events_dead_lettered_total')).toBe(0)
     })
 
     test('with --on-poison stop the worker exits 4 without confirming, and delivers once the cause is fixed', async () => {

@@ -21,6 +21,19 @@ describe('dead-letter records always fit under the limit', () => {
     expect(recordBytes(dead)).toBeLessThanOrEqual(2000)
   })
 
+  test('a dead letter is stamped with the time it is written, the event time kept in originalTimestamp', () => {
+    // A dead-letter topic may refuse old timestamps as its topic did (a broker-wide limit).
+    const before = Date.now()
+    const dead = toDeadLetter(
+      toKafkaRecord({ ...row, createdAt: 1_000 }, '{aggregateType}'),
+      'refused',
+      '{topic}.dlq',
+      2000,
+    )
+    expect(Number(dead.timestamp)).toBeGreaterThanOrEqual(before)
+    expect(dead.headers.originalTimestamp).toBe('1000')
+  })
+
   test('oversize headers: only the reserved headers stay, plus error, and a header says so', () => {
     const record = toKafkaRecord({ ...row, headers: { huge: 'h'.repeat(30_000) } }, '{aggregateType}')
     const dead = toDeadLetter(record, 'message too large', '{topic}.dlq', 20_000)
@@ -31,6 +44,7 @@ describe('dead-letter records always fit under the limit', () => {
       aggregateId: row.aggregateId,
       error: 'message too large',
       originalTopic: 'order',
+      originalTimestamp: '0',
       truncated: 'value,headers',
     })
     expect(recordBytes(dead)).toBeLessThanOrEqual(20_000)

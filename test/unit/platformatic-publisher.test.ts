@@ -45,6 +45,7 @@ describe('classifyPublishError on @platformatic/kafka errors', () => {
     ['MESSAGE_TOO_LARGE in a produce response', produceError(10), 'refused', 'MESSAGE_TOO_LARGE'],
     ['RECORD_LIST_TOO_LARGE in a produce response', produceError(18), 'refused', 'RECORD_LIST_TOO_LARGE'],
     ['INVALID_RECORD in a produce response', produceError(87), 'refused', 'INVALID_RECORD'],
+    ['INVALID_TIMESTAMP in a produce response', produceError(32), 'timestamp', 'INVALID_TIMESTAMP'],
     ['INVALID_TOPIC_EXCEPTION after retries', afterRetries(produceError(17)), 'refused', 'INVALID_TOPIC_EXCEPTION'],
     ['UNKNOWN_TOPIC_OR_PARTITION after retries', afterRetries(produceError(3)), 'topic', 'UNKNOWN_TOPIC_OR_PARTITION'],
     ['TOPIC_AUTHORIZATION_FAILED', produceError(29), 'topic', 'TOPIC_AUTHORIZATION_FAILED'],

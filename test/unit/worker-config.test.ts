@@ -176,6 +176,8 @@ describe('Kafka error classification (by error type, through the cause chain)', 
   test.each([
     [{ type: 'MESSAGE_TOO_LARGE' }, 'refused'],
     [{ name: 'KafkaJSNumberOfRetriesExceeded', cause: { type: 'INVALID_TOPIC_EXCEPTION' } }, 'refused'],
+    // A record older (or newer) than the topic accepts: sent again stamped now, not dead-lettered.
+    [{ name: 'KafkaJSNonRetriableError', cause: { type: 'INVALID_TIMESTAMP' } }, 'timestamp'],
     // A topic one may not write is a topic problem (wait, then dead-letter), not a crash loop.
     [{ originalError: { type: 'TOPIC_AUTHORIZATION_FAILED' } }, 'topic'],
     [{ type: 'UNKNOWN_TOPIC_OR_PARTITION' }, 'topic'],

@@ -5,7 +5,7 @@ import { errorFields, type Logger } from '../operations/logger.js'
 import type { Metrics } from '../operations/metrics.js'
 import type { TrackedTransaction } from '../stream/lsn-tracker.js'
 import { classifyPublishError, type Publisher } from './publisher.js'
-import { type KafkaRecord, poisonReason, toDeadLetter } from './records.js'
+import { type KafkaRecord, poisonReason, restamped, toDeadLetter } from './records.js'
 import { TopicAvailability } from './topic-availability.js'
 
 /** One record on its way to Kafka, with the transaction to acknowledge once Kafka has it. */
@@ -33,6 +33,8 @@ type SendResult =
   | { kind: 'topics'; topics: string[] }
   /** A topic of several was refused: send each topic on its own to find which. */
   | { kind: 'split-by-topic' }
+  /** A record's time is outside what its topic accepts: send the batch again, stamped now. */
+  | { kind: 'timestamp' }
 
 /**
  * The sending half of a session: takes records in stream order, batches them, sends them with
@@ -155,9 +157,25 @@ export class Delivery {
    * Sends items until Kafka has them all. A refused batch is halved until the culprit is alone
    * (that one is poison); records for topics that stayed unavailable past the wait are poison.
    */
-  private async sendAll(items: DeliveryItem[]): Promise<void> {
-    const result = await this.sendWithRetry(items.map((i) => i.record))
+  private async sendAll(items: DeliveryItem[], stampedNow = false): Promise<void> {
+    const result = await this.sendWithRetry(
+      items.map((i) => i.record),
+      stampedNow,
+    )
     if (result.kind === 'ok') return
+    if (result.kind === 'timestamp') {
+      // Good events all the same (a backlog older than the topic's limit, or a clock ahead of the
+      // broker's): sent again, in order, stamped with the time they are sent. Not dead-lettered.
+      this.logger.warn(
+        { records: items.length },
+        "Kafka refused a record's timestamp (INVALID_TIMESTAMP: the row's created_at is outside the topic's message.timestamp.before.max.ms / after.max.ms): sending the batch again stamped with the current time, each record's own time in its originalTimestamp header",
+      )
+      const now = Date.now()
+      return this.sendAll(
+        items.map((item) => ({ ...item, record: restamped(item.record, now) })),
+        true,
+      )
+    }
     if (result.kind === 'split-by-topic') {
       // Each topic's records keep their order; records of different topics have none in Kafka.
       const byTopic = new Map<string, DeliveryItem[]>()
@@ -188,7 +206,7 @@ export class Delivery {
    * Sends until Kafka acknowledges, retrying retriable errors forever with capped exponential
    * backoff and jitter. Resolves to what happened; throws on fatal errors and when aborted.
    */
-  private async sendWithRetry(records: KafkaRecord[]): Promise<SendResult> {
+  private async sendWithRetry(records: KafkaRecord[], stampedNow = false): Promise<SendResult> {
     const topics = [...new Set(records.map((r) => r.topic))]
     const { signal } = this.abort
     // p-retry runs the attempt even when the signal is already aborted: a closed delivery
@@ -211,6 +229,8 @@ export class Delivery {
           this.metrics.publishErrors.inc({ kind })
           if (kind === 'refused') return { kind: 'refused', type: type ?? 'refused' }
           if (kind === 'fatal') throw new AbortError(error as Error)
+          // Stamped now and still refused: the broker's clock is far off; retried like an outage.
+          if (kind === 'timestamp' && !stampedNow) return { kind: 'timestamp' }
           // Kafka answering a metadata request means it is up: then a topic may be the problem.
           const answered = await this.topics.check(topics)
           this.setKafkaConnected(answered)
@@ -249,7 +269,8 @@ export class Delivery {
     this.logger.error({ id, topic: item.record.topic, reason, onPoison: this.config.onPoison }, 'poison event')
     if (this.config.onPoison === 'stop') throw new OutboxPoisonEventError(id, reason)
     const dead = toDeadLetter(item.record, reason, this.config.dlqTopicTemplate, this.config.maxMessageBytes)
-    const result = await this.sendWithRetry([dead])
+    // A dead letter is stamped with the time it is written (toDeadLetter): never 'timestamp'.
+    const result = await this.sendWithRetry([dead], true)
     if (result.kind === 'refused')
       throw new OutboxPoisonEventError(
         id,

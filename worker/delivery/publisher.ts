@@ -27,9 +27,12 @@ export type PublisherFactory = () => Publisher
  * - refused: Kafka refused the batch because of what is in it (too large, an invalid record or
  *   topic): split it until the culprit is alone, and that one is poison;
  * - topic: a topic is missing or not authorized: retried, while the relay finds out which;
+ * - timestamp: a record's time (the row's created_at) is outside what the topic accepts
+ *   (message.timestamp.before.max.ms / after.max.ms): the same record is refused every time, so
+ *   the batch is sent again stamped with the time it is sent;
  * - fatal: configuration no retry will fix.
  */
-export type PublishErrorKind = 'retriable' | 'refused' | 'topic' | 'fatal'
+export type PublishErrorKind = 'retriable' | 'refused' | 'topic' | 'timestamp' | 'fatal'
 
 /** Kafka error types caused by the records of a request, that retrying cannot fix. */
 const REFUSED_TYPES = new Set([
@@ -40,6 +43,7 @@ const REFUSED_TYPES = new Set([
 ])
 /** A topic of the request cannot be written: it may be created (or authorized) any moment. */
 const TOPIC_TYPES = new Set(['UNKNOWN_TOPIC_OR_PARTITION', 'TOPIC_AUTHORIZATION_FAILED'])
+const TIMESTAMP_TYPES = new Set(['INVALID_TIMESTAMP'])
 /** Configuration problems no retry will fix: the worker stops and says so. */
 const FATAL_TYPES = new Set([
   'CLUSTER_AUTHORIZATION_FAILED',
@@ -72,6 +76,7 @@ export function classifyPublishError(error: unknown): { kind: PublishErrorKind; 
       if (typeof type !== 'string') continue
       if (REFUSED_TYPES.has(type)) return { kind: 'refused', type }
       if (TOPIC_TYPES.has(type)) return { kind: 'topic', type }
+      if (TIMESTAMP_TYPES.has(type)) return { kind: 'timestamp', type }
       if (FATAL_TYPES.has(type)) return { kind: 'fatal', type }
     }
     pending.push(fields.cause, fields.originalError)

@@ -58,6 +58,18 @@ export function toKafkaRecord(record: OutboxRecord, topicTemplate: string): Kafk
   }
 }
 
+/**
+ * The record stamped with the time it is sent, for a topic that refused its own time
+ * (INVALID_TIMESTAMP): that time is kept in the `originalTimestamp` header (ms since epoch).
+ */
+export function restamped(record: KafkaRecord, now: number): KafkaRecord {
+  return {
+    ...record,
+    timestamp: String(now),
+    headers: { ...record.headers, originalTimestamp: record.headers.originalTimestamp ?? record.timestamp },
+  }
+}
+
 /** Bytes Kafka counts for a record; `emit` measures events the same way (src/record-size.ts). */
 export function recordBytes(record: KafkaRecord): number {
   return kafkaRecordBytes(record.key, record.value === null ? 0 : Buffer.byteLength(record.value), record.headers)
@@ -101,10 +113,13 @@ export function toDeadLetter(
     .replace(/[^a-zA-Z0-9._-]/g, '_')
     .slice(0, 249)
   if (topic === '' || topic === '.' || topic === '..') topic = 'outbox.dlq'
+  // Stamped with the time it is written, the event's own in originalTimestamp: a dead-letter
+  // topic may refuse old timestamps too (message.timestamp.before.max.ms set broker-wide).
+  const stamped = restamped(record, Date.now())
   const dead: KafkaRecord = {
-    ...record,
+    ...stamped,
     topic,
-    headers: { ...record.headers, error: reason, originalTopic: record.topic },
+    headers: { ...stamped.headers, error: reason, originalTopic: record.topic },
   }
   const truncated: string[] = []
   const fits = () => recordBytes(dead) <= maxMessageBytes
@@ -113,7 +128,11 @@ export function toDeadLetter(
     truncated.push('value')
   }
   if (!fits()) {
-    dead.headers = { error: reason, originalTopic: record.topic }
+    dead.headers = {
+      error: reason,
+      originalTopic: record.topic,
+      originalTimestamp: stamped.headers.originalTimestamp as string,
+    }
     for (const name of RESERVED_HEADERS) {
       const value = record.headers[name]
       if (value !== undefined) dead.headers[name] = value
