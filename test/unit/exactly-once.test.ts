@@ -175,7 +175,7 @@ describe('options', () => {
     )
   })
   test('exactly-once uses kafkajs unless a client is chosen; choosing another is refused, naming the fix', () => {
-    expect(resolveConfig(base).kafkaClient).toBe('kafkajs')
+    expect(resolveConfig(base).kafkaClient).toBe('platformatic')
     expect(resolveConfig({ ...base, delivery: 'exactly-once' }).kafkaClient).toBe('kafkajs')
     expect(() => resolveConfig({ ...base, delivery: 'exactly-once', kafkaClient: 'platformatic' })).toThrow(
       /exactly-once needs the kafkajs client for now, but kafkaClient is platformatic: leave it unset or set it to kafkajs/,
