@@ -62,6 +62,8 @@ export interface ScenarioResult {
   delivery: Delivery
   verdict: Verdict
   recoverMs: number
+  /** The slot was confirmed past the last commit once the writers stopped. */
+  confirmedAll: boolean
   peakRssMb: number
   unexpectedExits: number
   durationS: number
@@ -197,7 +199,16 @@ export async function runScenario(
       // The verdict reports what is missing; the workers' own words say why.
       process.stderr.write(`${name}: not every committed event arrived in 180 s\n${supervisor.recentOutput(60)}\n`)
     })
-    await waitForConfirmed(db, slot, finalLsn, 60_000).catch(() => {})
+    // Kafka having every event is not enough: the slot must be confirmed past them too, or a worker
+    // stalled for minutes could pass on the fresh consumer's re-read below.
+    const confirmedAll = await waitForConfirmed(db, slot, finalLsn, 60_000).then(
+      () => true,
+      () => false,
+    )
+    if (!confirmedAll)
+      process.stderr.write(
+        `${name}: the slot was not confirmed past the last commit within 60 s\n${supervisor.recentOutput(60)}\n`,
+      )
     await new Promise((r) => setTimeout(r, 500))
     let verdict = check(history, consumer.messages, (t) => dlqTopics.includes(t))
     if (verdict.lost > 0) {
@@ -227,6 +238,7 @@ export async function runScenario(
       delivery,
       verdict,
       recoverMs: recoveries.length > 0 ? Math.max(...recoveries) : 0,
+      confirmedAll,
       peakRssMb: Math.round(supervisor.peakRssBytes / 1024 / 1024),
       unexpectedExits: supervisor.unexpectedExits,
       durationS: Math.round((Date.now() - started) / 1000),
@@ -274,6 +286,7 @@ export function expectGuarantees(results: ScenarioResult[], result: ScenarioResu
   if (result.delivery === 'exactly-once') expect(v.duplicates).toBe(0)
   expect(v.misrouted).toBe(0)
   expect(result.unexpectedExits).toBe(0)
+  expect(result.confirmedAll).toBe(true)
   expect(result.peakRssMb).toBeLessThan(300)
 }
 

@@ -80,6 +80,7 @@ export async function collectTopics(
         while (!stopped) {
           try {
             await startConsumer()
+            if (stopped) await consumer?.disconnect() // stop() ran while it started
             return
           } catch {
             await new Promise((r) => setTimeout(r, 1000))
