@@ -153,3 +153,50 @@ describe('delivery when a topic cannot be written, and after close', () => {
     await running
   })
 })
+
+describe('a record whose timestamp its topic refuses (INVALID_TIMESTAMP)', () => {
+  const quick: WorkerConfig = { ...config, retryInitialMs: 1, retryMaxMs: 5 }
+
+  test('is sent again in order, stamped at each attempt, its own time (not a row header of that name) kept', async () => {
+    const sent: KafkaRecord[][] = []
+    const sentAt: number[] = []
+    const publisher: Publisher = {
+      connect: async () => {},
+      disconnect: async () => {},
+      unavailableTopics: async () => [],
+      send: async (records) => {
+        sent.push(records)
+        sentAt.push(Date.now())
+        if (sent.length === 1) throw Object.assign(new Error('Timestamp out of range'), { type: 'INVALID_TIMESTAMP' })
+        // The restamped batch meets an outage first: a retry must not reuse a stamp grown stale.
+        if (sent.length <= 3) {
+          await new Promise((r) => setTimeout(r, 20))
+          throw Object.assign(new Error('Not enough in-sync replicas'), { type: 'NOT_ENOUGH_REPLICAS' })
+        }
+      },
+    }
+    const acknowledged: DeliveryItem[] = []
+    const delivery = new Delivery(quick, publisher, createMetrics(), silentLogger, {
+      acknowledged: (items) => acknowledged.push(...items),
+      deadLettered: () => {},
+    })
+    const first = item('t', 'a', 10)
+    first.record.headers.originalTimestamp = '999' // a row's own header of that name
+    delivery.enqueue(first)
+    delivery.enqueue(item('t', 'b', 10))
+    const running = delivery.run()
+    while (acknowledged.length < 2) await new Promise((r) => setTimeout(r, 5))
+    await delivery.close()
+    await running
+    expect(sent).toHaveLength(4)
+    for (const [attempt, records] of sent.slice(1).entries()) {
+      expect(records.map((r) => r.key)).toEqual(['a', 'b'])
+      for (const r of records) {
+        expect(r.headers.originalTimestamp).toBe('0')
+        // Stamped for this attempt: at most a moment before it was sent.
+        expect(Number(r.timestamp)).toBeGreaterThanOrEqual((sentAt[attempt + 1] as number) - 15)
+      }
+    }
+    expect(acknowledged.map((i) => i.record.key)).toEqual(['a', 'b'])
+  })
+})

@@ -167,7 +167,7 @@ export class Delivery {
       // Good events all the same (a backlog older than the topic's limit, or a clock ahead of the
       // broker's): sent again, in order, stamped with the time they are sent. Not dead-lettered.
       this.logger.warn(
-        { records: items.length },
+        { records: items.length, topics: [...new Set(items.map((i) => i.record.topic))] },
         "Kafka refused a record's timestamp (INVALID_TIMESTAMP: the row's created_at is outside the topic's message.timestamp.before.max.ms / after.max.ms): sending the batch again stamped with the current time, each record's own time in its originalTimestamp header",
       )
       const now = Date.now()
@@ -215,7 +215,12 @@ export class Delivery {
     return await pRetry(
       async (): Promise<SendResult> => {
         if (signal.aborted) throw new AbortError('delivery closed')
-        const sending = this.publisher.send(records)
+        // Records stamped with the time they are sent are stamped again at each attempt: a
+        // stamp from before a long outage could fall outside the topic's limit in turn.
+        const now = Date.now()
+        const sending = this.publisher.send(
+          stampedNow ? records.map((r) => ({ ...r, timestamp: String(now) })) : records,
+        )
         this.inFlight = sending.catch(() => {})
         try {
           await sending
@@ -281,6 +286,7 @@ export class Delivery {
         id,
         `${reason}; and so is its dead-letter topic: ${unavailableReason(dead.topic)}`,
       )
+    if (result.kind !== 'ok') throw new Error(`a dead letter's send ended as ${result.kind}, not acknowledged`)
     this.metrics.eventsDeadLettered.inc()
     this.hooks.deadLettered({ id, topic: item.record.topic, reason })
   }

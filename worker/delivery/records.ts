@@ -58,16 +58,23 @@ export function toKafkaRecord(record: OutboxRecord, topicTemplate: string): Kafk
   }
 }
 
+/** Records this worker stamped anew: their originalTimestamp header is ours, not the row's. */
+const stampedByUs = new WeakSet<KafkaRecord>()
+
 /**
  * The record stamped with the time it is sent, for a topic that refused its own time
- * (INVALID_TIMESTAMP): that time is kept in the `originalTimestamp` header (ms since epoch).
+ * (INVALID_TIMESTAMP), and for dead letters: the event's own time is kept in the
+ * `originalTimestamp` header (ms since epoch). A row header of that name gives way to it.
  */
 export function restamped(record: KafkaRecord, now: number): KafkaRecord {
-  return {
+  const original = stampedByUs.has(record) ? record.headers.originalTimestamp : record.timestamp
+  const stamped = {
     ...record,
     timestamp: String(now),
-    headers: { ...record.headers, originalTimestamp: record.headers.originalTimestamp ?? record.timestamp },
+    headers: { ...record.headers, originalTimestamp: original ?? record.timestamp },
   }
+  stampedByUs.add(stamped)
+  return stamped
 }
 
 /** Bytes Kafka counts for a record; `emit` measures events the same way (src/record-size.ts). */
