@@ -365,12 +365,13 @@ describe.each(KAFKA_CLIENTS)('with %s', (client) => {
       await worker.waitForLog(/"msg":"streaming"/)
       const consumer = await consume([`${prefix}.order`, `${prefix}.order.dlq`])
       const sentAfter = Date.now()
+      // created_at in whole ms, cut as the worker cuts it (a JS Date), not rounded.
       const rows = await db.query<{ id: string; created: string }>(
         `INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, created_at)
          SELECT gen_random_uuid(), 'order', 'ts', 'order.created', jsonb_build_object('seq', i),
                 CASE WHEN i = 2 THEN now() - interval '2 days' ELSE now() END
            FROM generate_series(1, 3) AS i
-         RETURNING id, (extract(epoch FROM created_at) * 1000)::bigint::text AS created`,
+         RETURNING id, floor(extract(epoch FROM created_at) * 1000)::bigint::text AS created`,
       )
       const ids = rows.map((r) => r.id)
       await waitUntil(
