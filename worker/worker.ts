@@ -58,6 +58,9 @@ export interface OutboxWorker extends EventEmitter {
   [Symbol.asyncDispose](): Promise<void>
 }
 
+/** What prepare() found: the slot ready to stream, or being created by another worker. */
+type Prepared = { kind: 'ready'; startLsn: bigint; receiveTimeoutMs: number } | { kind: 'creating-elsewhere' }
+
 export function createWorker(options: CreateWorkerOptions): OutboxWorker {
   const { logger: injected, createPublisher, ...rest } = options
   return new Worker(resolveConfig(rest), injected ?? silentLogger, createPublisher)
@@ -200,7 +203,7 @@ class Worker extends EventEmitter implements OutboxWorker {
    * Checks the database and creates the slot; returns the slot's confirmed position and how long
    * the replication connection may stay silent before it is presumed dead.
    */
-  private async prepare({ createSlot = true } = {}): Promise<{ startLsn: bigint; receiveTimeoutMs: number }> {
+  private async prepare({ createSlot = true } = {}): Promise<Prepared> {
     const client = new pg.Client({
       connectionString: this.config.databaseUrl,
       connectionTimeoutMillis: 5000,
@@ -210,12 +213,16 @@ class Worker extends EventEmitter implements OutboxWorker {
     await client.connect()
     try {
       await prepareDatabase(client, this.config)
-      await this.settleSlot(client, createSlot)
+      if ((await this.settleSlot(client, createSlot)) === 'creating-elsewhere') return { kind: 'creating-elsewhere' }
       const slot = await slotInfo(client, this.config.slot)
       const { rows } = await client.query(
         `SELECT setting::int AS ms FROM pg_settings WHERE name = 'wal_sender_timeout'`,
       )
-      return { startLsn: slot.confirmedFlushLsn ?? 0n, receiveTimeoutMs: receiveTimeout(rows[0]?.ms ?? 60_000) }
+      return {
+        kind: 'ready',
+        startLsn: slot.confirmedFlushLsn ?? 0n,
+        receiveTimeoutMs: receiveTimeout(rows[0]?.ms ?? 60_000),
+      }
     } finally {
       await client.end().catch(() => {})
     }
@@ -225,12 +232,13 @@ class Worker extends EventEmitter implements OutboxWorker {
    * Uses, creates or re-creates the slot as its state and --on-slot-lost say; throws the slot's
    * problem (exit 3) otherwise. Only the first start creates a slot that never existed: one that
    * disappears later was lost, and re-creating it silently would hide the events it missed.
+   * `creating-elsewhere`: another worker is creating the slot (its initial snapshot under way).
    */
-  private async settleSlot(client: pg.Client, mayCreate: boolean): Promise<void> {
+  private async settleSlot(client: pg.Client, mayCreate: boolean): Promise<'settled' | 'creating-elsewhere'> {
     const { slot, onSlotLost } = this.config
     const state = await readSlotState(client, slot)
     const action = slotAction(state, { slot, known: this.slotKnown, mayCreate, onSlotLost })
-    if (action === 'later') return
+    if (action === 'later') return 'settled'
     if (action === 'recreate') {
       const what = state.kind === 'invalidated' ? `was invalidated (${state.reason})` : 'disappeared'
       const again =
@@ -241,16 +249,18 @@ class Worker extends EventEmitter implements OutboxWorker {
       if (state.kind === 'invalidated') await dropInvalidatedSlot(client, slot)
     }
     if (action === 'create' || action === 'recreate') {
-      this.slotCreation = createSlot({
+      const creation = createSlot({
         config: this.config,
         createPublisher: this.createPublisher,
         metrics: this.metrics,
         logger: this.logger,
         signal: this.stopController.signal,
       })
-      await this.slotCreation
+      this.slotCreation = creation
+      if ((await creation) === 'busy') return 'creating-elsewhere'
     }
     this.slotKnown = true
+    return 'settled'
   }
 
   /**
@@ -261,7 +271,7 @@ class Worker extends EventEmitter implements OutboxWorker {
   private async runLoop(): Promise<void> {
     let failures = 0
     while (!this.stopController.signal.aborted) {
-      let prepared: { startLsn: bigint; receiveTimeoutMs: number }
+      let prepared: Prepared
       try {
         // A reconnect's set-up can be slow (a struggling server): stop() does not wait for it.
         prepared = await Promise.race([this.prepare(), this.stopped()])
@@ -272,6 +282,11 @@ class Worker extends EventEmitter implements OutboxWorker {
         continue
       }
       if (this.stopController.signal.aborted) return
+      if (prepared.kind === 'creating-elsewhere') {
+        this.standBy('another worker is creating the slot and publishing its initial snapshot: standing by')
+        await this.pause(this.config.standbyPollMs)
+        continue
+      }
       const { startLsn, receiveTimeoutMs } = prepared
       const publisher = this.createPublisher()
       const session = new ReplicationSession(
@@ -304,11 +319,7 @@ class Worker extends EventEmitter implements OutboxWorker {
         case 'fatal':
           throw outcome.error
         case 'slot-busy':
-          if (this.state !== 'standby') {
-            this.setState('standby')
-            this.logger.info({ slot: this.config.slot }, 'slot is held by another worker: standing by')
-            this.emit('standby')
-          }
+          this.standBy('slot is held by another worker: standing by')
           await this.pause(this.config.standbyPollMs)
           break
         case 'ended':
@@ -317,6 +328,13 @@ class Worker extends EventEmitter implements OutboxWorker {
           break
       }
     }
+  }
+
+  private standBy(why: string): void {
+    if (this.state === 'standby') return
+    this.setState('standby')
+    this.logger.info({ slot: this.config.slot }, why)
+    this.emit('standby')
   }
 
   private async reconnectAfter(error: unknown, failures: number): Promise<void> {

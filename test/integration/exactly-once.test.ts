@@ -15,7 +15,7 @@ import { type TestDatabase, uniqueName } from '../helpers/database.js'
 import { type ReceivedMessage, testKafka } from '../helpers/kafka.js'
 import { proxyDatabaseUrl } from '../helpers/proxied-services.js'
 import { relayTestFixture } from '../helpers/relay-fixture.js'
-import { confirmedLsn, currentLsn, insertEvents, slotReplays, waitForConfirmed } from '../helpers/worker.js'
+import { currentLsn, insertEvents, slotReplays, waitForConfirmed } from '../helpers/worker.js'
 
 let db: TestDatabase
 let slot: string

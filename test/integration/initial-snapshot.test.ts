@@ -1,8 +1,9 @@
 /**
  * The first deploy: events committed before the worker first created its slot, and while it
  * started, all reach Kafka, in order per aggregate (the initial snapshot, then the stream from
- * the slot's consistent point). A snapshot that does not complete leaves no slot behind, so the
- * next start redoes it.
+ * the slot's consistent point), whoever wrote them. A snapshot that does not complete, however the
+ * worker ends, leaves no slot behind, so the next start redoes it; a second worker started beside
+ * the first waits for its snapshot instead of streaming past it.
  */
 import { v7 as uuidv7 } from 'uuid'
 import { expect, inject, test } from 'vitest'
@@ -27,10 +28,13 @@ async function emit(aggregateId: string, n: number, topic?: string): Promise<str
   return id
 }
 
+/** The slot, or the temporary one its snapshot is taken from (`<slot>_snapshot_…`). */
 async function slotExists(): Promise<boolean> {
-  const rows = await adminQuery(inject('databaseUrl'), 'SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [
-    slot,
-  ])
+  const rows = await adminQuery(
+    inject('databaseUrl'),
+    `SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 OR slot_name LIKE $1 || '_snapshot_%'`,
+    [slot],
+  )
   return rows.length > 0
 }
 
@@ -79,7 +83,7 @@ test('a snapshot that does not complete leaves no slot: the next start publishes
   const poison = await emit('a', 2, 'not a valid topic!')
   const failing = await startWorker({ OUTBOX_ON_POISON: 'stop' })
   expect(await failing.exited).toBe(4)
-  expect(failing.output.join('\n')).toContain('initial snapshot did not complete: dropping the new slot')
+  expect(failing.output.join('\n')).toContain('initial snapshot did not complete: no slot was made')
   expect(await slotExists()).toBe(false)
 
   await db.query('DELETE FROM outbox WHERE id = $1', [poison])
@@ -118,5 +122,112 @@ test('a role that may not read the outbox table: exit 3 naming GRANT SELECT and 
     expect(await slotExists()).toBe(false)
   } finally {
     await adminQuery(inject('databaseUrl'), `DROP ROLE ${role}`)
+  }
+})
+
+/**
+ * A backlog written the way another service writes the table: random UUIDs, plain SQL, several
+ * rows per transaction, 20 aggregates. `n` in the payload is the commit order (one writer at a time).
+ */
+let written = 0
+async function writeBacklog(rows: number, perTransaction = 1): Promise<void> {
+  for (let done = 0; done < rows; done += perTransaction) {
+    const count = Math.min(perTransaction, rows - done)
+    await db.query(
+      `INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload)
+       SELECT gen_random_uuid(), 'order', 'agg' || ((i * 7) % 20), 'order.created', jsonb_build_object('n', i)
+         FROM generate_series($1::int, $2::int) AS i ORDER BY i`,
+      [written, written + count - 1],
+    )
+    written += count
+  }
+}
+
+/** What Kafka holds, per aggregate, as the `n` of each record in the order the topic has them. */
+function perAggregate(messages: { key: string | null; value: string | null }[]): Map<string, number[]> {
+  const byKey = new Map<string, number[]>()
+  for (const m of messages) {
+    const list = byKey.get(m.key ?? '') ?? []
+    list.push(JSON.parse(m.value ?? '{}').n)
+    byKey.set(m.key ?? '', list)
+  }
+  return byKey
+}
+
+/** Each aggregate's events, first copies only, in commit order; every one of `total` present. */
+function expectFirstCopiesInOrder(messages: { key: string | null; value: string | null }[], total: number): void {
+  const seen = new Set<number>()
+  for (const [key, ns] of perAggregate(messages)) {
+    const firsts = ns.filter((n) => !seen.has(n) && seen.add(n))
+    expect(firsts, `aggregate ${key}`).toEqual([...firsts].sort((a, b) => a - b))
+  }
+  expect(seen.size).toBe(total)
+}
+
+test('snapshot order: rows another writer made (random UUIDs, plain SQL, several per transaction) arrive in commit order per aggregate', async () => {
+  written = 0
+  await writeBacklog(200)
+  await writeBacklog(300, 30)
+  const consumer = await consume([`${prefix}.order`])
+  const worker = await startWorker()
+  await worker.waitForLog(/initial snapshot: published 500 rows/, 60_000)
+  await consumer.waitFor(500)
+  for (const [key, ns] of perAggregate(consumer.messages)) {
+    expect(ns, `aggregate ${key}`).toEqual([...ns].sort((a, b) => a - b))
+  }
+})
+
+test('kill -9 during the initial snapshot, at several points: the next start publishes every row', async () => {
+  written = 0
+  await writeBacklog(30_000, 1000)
+  const consumer = await consume([`${prefix}.order`])
+  for (const killAfter of [1000, 8000]) {
+    const worker = await startWorker()
+    await worker.waitForLog(/initial snapshot: publishing/, 60_000)
+    await waitUntil(`${killAfter} records in Kafka`, async () => consumer.messages.length >= killAfter, 60_000, 20)
+    await worker.kill('SIGKILL')
+    // The fault happened mid-snapshot: the worker never said it finished.
+    expect(worker.output.join('\n')).not.toMatch(/initial snapshot: published \d+ rows/)
+    // And left no slot that the next start would stream past the rest of the snapshot from.
+    await waitUntil('no slot left behind', async () => !(await slotExists()), 10_000)
+  }
+  const worker = await startWorker()
+  await worker.waitForLog(/"msg":"streaming"/, 90_000)
+  await waitUntil(
+    'every row delivered',
+    async () => new Set(consumer.messages.map((m) => m.headers.id)).size >= written,
+    60_000,
+  )
+  expectFirstCopiesInOrder(consumer.messages, written)
+})
+
+test('two workers started together on a fresh slot, writers busy meanwhile: nothing lost, nothing reordered per aggregate', async () => {
+  written = 0
+  await writeBacklog(20_000, 1000)
+  const consumer = await consume([`${prefix}.order`])
+  let writing = true
+  const writer = (async () => {
+    while (writing) await writeBacklog(5)
+  })()
+  const [a, b] = await Promise.all([startWorker(), startWorker()])
+  await waitUntil(
+    'one worker streaming, the other standing by',
+    async () =>
+      [a, b].some((w) => w.output.some((l) => l.includes('"msg":"streaming"'))) &&
+      [a, b].some((w) => w.output.some((l) => l.includes('standing by'))),
+    90_000,
+  )
+  await new Promise((r) => setTimeout(r, 1000)) // writes under the streaming worker too
+  writing = false
+  await writer
+  await waitUntil(
+    `all ${written} events delivered`,
+    async () => new Set(consumer.messages.map((m) => m.headers.id)).size >= written,
+    60_000,
+  )
+  // One snapshot, then the stream: every event once, in commit order per aggregate.
+  expect(consumer.messages.length).toBe(written)
+  for (const [key, ns] of perAggregate(consumer.messages)) {
+    expect(ns, `aggregate ${key}`).toEqual([...ns].sort((x, y) => x - y))
   }
 })

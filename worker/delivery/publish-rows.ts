@@ -22,10 +22,14 @@ export interface RowFilter {
 }
 
 /**
- * Publishes the outbox rows `reader` sees, in id order (UUIDv7: emit order), a page at a time,
- * through the same delivery as streamed events (batching, retries, dead letters). Each page is
- * acknowledged by Kafka before the next is read, so memory stays bounded. Returns how many rows
- * were published. `reader` must run its queries with RAW_TEXT_TYPES.
+ * Publishes the outbox rows `reader` sees, a page at a time, through the same delivery as
+ * streamed events (batching, retries, dead letters). Each page is acknowledged by Kafka before the
+ * next is read, so memory stays bounded. Returns how many rows were published.
+ *
+ * `order: 'id'` (republish): id order, which is emit order for the UUIDv7 ids `emit` makes, and
+ * lets a filter start from an id. `order: 'commit'` (the initial snapshot, which must keep each
+ * aggregate's order whoever wrote the rows): see commitOrder; it reads through a cursor, so
+ * `reader` must be inside a transaction.
  */
 export async function publishRows(
   reader: pg.Client,
@@ -36,6 +40,7 @@ export async function publishRows(
     logger: Logger
     signal: AbortSignal
     filter?: RowFilter
+    order?: 'id' | 'commit'
     /** Log line for progress, every page. */
     progress: string
   },
@@ -68,9 +73,36 @@ export async function publishRows(
   stopped.catch(() => {})
   let published = 0
   try {
-    let afterId: string | undefined
+    const pages = options.order === 'commit' ? pagesInCommitOrder(reader, from) : pagesInIdOrder(reader, from, filter)
     for (;;) {
       if (signal.aborted) throw new Error('stopped during publishing of table rows')
+      const result = await pages.next()
+      if (result.rows.length === 0) break
+      const items = result.rows.map((row) => toItem(row, result.fields, config.topicTemplate))
+      const acknowledged = new Promise<void>((resolve) => {
+        pending = { left: items.length, done: resolve }
+      })
+      for (const item of items) delivery.enqueue(item)
+      await Promise.race([acknowledged, ended, stopped])
+      published += items.length
+      logger.info({ published }, options.progress)
+      if (result.rows.length < PAGE_ROWS) break
+    }
+  } finally {
+    await delivery.close()
+    await running.catch(() => {})
+  }
+  return published
+}
+
+interface Pages {
+  next(): Promise<pg.QueryResult<Record<string, string | null>>>
+}
+
+function pagesInIdOrder(reader: pg.Client, from: string, filter: RowFilter): Pages {
+  let afterId: string | undefined
+  return {
+    async next() {
       const conditions: string[] = []
       const params: unknown[] = []
       if (afterId !== undefined) conditions.push(`id > $${params.push(afterId)}::uuid`)
@@ -82,23 +114,41 @@ export async function publishRows(
         values: params,
         types: RAW_TEXT_TYPES,
       })
-      if (result.rows.length === 0) break
-      const items = result.rows.map((row) => toItem(row, result.fields, config.topicTemplate))
-      const acknowledged = new Promise<void>((resolve) => {
-        pending = { left: items.length, done: resolve }
-      })
-      for (const item of items) delivery.enqueue(item)
-      await Promise.race([acknowledged, ended, stopped])
-      published += items.length
-      afterId = String(result.rows[result.rows.length - 1].id)
-      logger.info({ published }, options.progress)
-      if (result.rows.length < PAGE_ROWS) break
-    }
-  } finally {
-    await delivery.close()
-    await running.catch(() => {})
+      if (result.rows.length > 0) afterId = String(result.rows[result.rows.length - 1]?.id)
+      return result
+    },
   }
-  return published
+}
+
+/**
+ * The order the stream would have sent the rows in, as near as a table read can tell: by their
+ * transaction's commit, then as each transaction wrote them. An id says nothing of that unless
+ * `emit` made it (random UUIDs, another language, raw SQL), so the order comes from the rows'
+ * transactions instead:
+ * - With track_commit_timestamp on, by commit time: exact for writes to one aggregate that are
+ *   serialized (the later transaction waits for the earlier's commit, so it commits later).
+ *   Rows from before the setting was on have no commit time and come first.
+ * - Otherwise by transaction id (`age(xmin)`, which survives xid wraparound): the order in which
+ *   the transactions first wrote, which is commit order unless a transaction that wrote earlier
+ *   commits after one that wrote later.
+ * Within a transaction, by physical position (ctid): the order rows were written, as long as the
+ * transaction's rows did not move on to space freed earlier in the table.
+ */
+function pagesInCommitOrder(reader: pg.Client, from: string): Pages {
+  let declared = false
+  return {
+    async next() {
+      if (!declared) {
+        const { rows } = await reader.query(`SELECT current_setting('track_commit_timestamp') = 'on' AS tracked`)
+        const byCommitTime = rows[0]?.tracked === true ? 'pg_xact_commit_timestamp(xmin) NULLS FIRST, ' : ''
+        await reader.query(
+          `DECLARE outbox_rows NO SCROLL CURSOR FOR SELECT * FROM ${from} ORDER BY ${byCommitTime}age(xmin) DESC, ctid`,
+        )
+        declared = true
+      }
+      return reader.query({ text: `FETCH ${PAGE_ROWS} FROM outbox_rows`, types: RAW_TEXT_TYPES })
+    },
+  }
 }
 
 function toItem(row: Record<string, string | null>, fields: pg.FieldDef[], topicTemplate: string): DeliveryItem {
