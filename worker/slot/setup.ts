@@ -10,6 +10,7 @@ export const SQLSTATE = {
   insufficientPrivilege: '42501',
   objectInUse: '55006',
   undefinedObject: '42704',
+  configurationLimitExceeded: '53400',
 } as const
 
 export function sqlState(error: unknown): string | undefined {

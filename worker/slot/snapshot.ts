@@ -97,6 +97,12 @@ export async function createSlot(creation: SlotCreation): Promise<SlotCreationOu
         'initial snapshot did not complete: no slot was made, so the next start redoes the snapshot',
       )
     }
+    if (sqlState(error) === SQLSTATE.configurationLimitExceeded) {
+      throw new OutboxSetupError(
+        `PostgreSQL has no free replication slot for the initial snapshot (${(error as Error).message}): it needs one temporary slot while it runs, besides the worker's own; raise max_replication_slots (a restart) or drop slots no one uses (outbox-worker status lists them)`,
+        { code: 'OUTBOX_NO_FREE_SLOT', cause: error },
+      )
+    }
     if (sqlState(error) === SQLSTATE.insufficientPrivilege) {
       throw new OutboxSetupError(
         `the database role may not read the outbox table ${config.table} for the initial snapshot (${(error as Error).message}): GRANT SELECT ON ${config.table} TO the worker's role, or start with --snapshot never (OUTBOX_SNAPSHOT=never)`,
