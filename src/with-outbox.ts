@@ -1,6 +1,7 @@
 import { OutboxError } from './errors.js'
 import { inlineParams } from './inline-sql.js'
 import { EMIT_SQL_MARKER } from './sql.js'
+import { transactionEnd } from './transaction-end.js'
 
 // The parts of Prisma's driver adapter interface (@prisma/driver-adapter-utils) this wrapper
 // touches, written structurally so the generated client's own types flow through unchanged.
@@ -12,10 +13,17 @@ interface SqlQuery {
 interface AdapterTransaction {
   readonly options: { usePhantomQuery: boolean }
   executeRaw(query: SqlQuery): Promise<number>
+  queryRaw(query: SqlQuery): Promise<ResultSet>
+  commit(): Promise<void>
   rollback(): Promise<void>
   createSavepoint?(name: string): Promise<void>
   rollbackToSavepoint?(name: string): Promise<void>
   releaseSavepoint?(name: string): Promise<void>
+}
+interface ResultSet {
+  columnNames: string[]
+  columnTypes: unknown[]
+  rows: unknown[][]
 }
 interface Adapter {
   startTransaction(...args: never[]): Promise<AdapterTransaction>
@@ -32,11 +40,20 @@ interface AdapterFactory {
  * one simple-query message `<held statements>; COMMIT`. The transaction then costs what it costs
  * without the outbox, plus the server's work on the event.
  *
- * Prisma's transaction manager ends a transaction by sending `COMMIT` or `ROLLBACK` through the
- * transaction's `executeRaw` (adapters with `usePhantomQuery: false`, such as @prisma/adapter-pg),
- * and nested `$transaction` calls through `createSavepoint` / `rollbackToSavepoint` /
- * `releaseSavepoint`: those are the calls intercepted here. Everything else, including
- * `connectToShadowDb`, `provider`, `adapterName` and whatever else the adapter offers, passes through.
+ * Prisma 7.10 ends a transaction by sending `COMMIT` or `ROLLBACK` through the transaction's
+ * `executeRaw` and then calling its `commit()` or `rollback()` (adapters with `usePhantomQuery:
+ * false`, such as @prisma/adapter-pg, whose `commit()` only releases the connection), and nested
+ * `$transaction` calls through `createSavepoint` / `rollbackToSavepoint` / `releaseSavepoint`.
+ * The wrapper fails closed on every other way, so rows never commit without their events:
+ * - any statement sent through `executeRaw` or `queryRaw` that commits (COMMIT or END, however
+ *   spelled, see transaction-end.ts) carries the held statements; one that rolls back drops them;
+ * - `commit()` called while statements are still held sends them with a COMMIT first (a Prisma
+ *   version that ends the transaction with `commit()` alone);
+ * - a statement it cannot follow (PREPARE TRANSACTION, several statements one of which ends the
+ *   transaction, ROLLBACK TO SAVEPOINT in raw SQL, …) is refused while statements are held, and
+ *   the transaction can then only roll back.
+ * Everything else, including `connectToShadowDb`, `provider`, `adapterName` and whatever else the
+ * adapter offers, passes through.
  *
  * What changes for the app: a failing event statement fails the COMMIT (the `$transaction` rejects
  * and nothing commits), and a read of the outbox inside the transaction does not see held events.
@@ -69,6 +86,47 @@ function holdingEmits(tx: AdapterTransaction): AdapterTransaction {
   const held: string[] = []
   const savepoints: { name: string; mark: number }[] = []
   const indexOf = (name: string) => savepoints.findLastIndex((s) => s.name === name)
+  // Set when a statement was refused. Like a failed statement in PostgreSQL, it leaves the
+  // transaction able only to roll back: an app that catches the error and carries on must not
+  // commit what came before and after it without the refused statement.
+  let refused: OutboxError | undefined
+  const forget = () => {
+    held.length = 0
+    savepoints.length = 0
+    refused = undefined
+  }
+
+  /** Ends the transaction with `ending`, a statement that commits, sent after the held ones. */
+  async function commitHeld(ending: string): Promise<void> {
+    if (refused) {
+      await rollbackQuietly(tx)
+      throw refused
+    }
+    const statements = held.splice(0)
+    savepoints.length = 0
+    await commitWith(tx, statements, ending)
+  }
+
+  /**
+   * Before `query` (any statement but an emit) is sent: true when it commits and was sent here,
+   * after the held statements; throws when it is refused.
+   */
+  async function sentWithHeld(query: SqlQuery): Promise<boolean> {
+    // Nothing held: nothing to send or to lose, whatever the statement does.
+    if (held.length === 0 && !refused) return false
+    const ending = transactionEnd(query.sql)
+    if (ending === undefined) return false
+    if (ending === 'rollback') {
+      forget()
+      return false
+    }
+    if (ending === 'commit') {
+      await commitHeld(query.sql)
+      return true
+    }
+    refused = ending === 'prepare' ? cannotPrepare() : cannotFollow()
+    throw refused
+  }
 
   const overrides: Partial<AdapterTransaction> = {
     async executeRaw(query) {
@@ -77,12 +135,27 @@ function holdingEmits(tx: AdapterTransaction): AdapterTransaction {
         // What the statement would have reported: one row (or message) per event.
         return (query.args.find(Array.isArray) as unknown[] | undefined)?.length ?? 1
       }
-      if (query.sql === 'COMMIT' && held.length > 0) return commitWith(tx, held.splice(0))
-      if (query.sql === 'ROLLBACK') held.length = 0
-      return tx.executeRaw(query)
+      // What COMMIT reports: no rows.
+      return (await sentWithHeld(query)) ? 0 : tx.executeRaw(query)
+    },
+    async queryRaw(query) {
+      return (await sentWithHeld(query)) ? { columnNames: [], columnTypes: [], rows: [] } : tx.queryRaw(query)
+    },
+    async commit() {
+      // Prisma 7.10 has sent COMMIT through executeRaw, with the held statements, before this.
+      if (held.length > 0 || refused) {
+        try {
+          await commitHeld('COMMIT')
+        } catch (error) {
+          // The transaction is over: hand the connection back, as commit() would have.
+          await tx.rollback().catch(() => {})
+          throw error
+        }
+      }
+      return tx.commit()
     },
     async rollback() {
-      held.length = 0
+      forget()
       return tx.rollback()
     },
   }
@@ -115,16 +188,16 @@ function holdingEmits(tx: AdapterTransaction): AdapterTransaction {
 }
 
 /**
- * Sends the held statements and COMMIT as one message. When one fails, PostgreSQL skips the rest
- * of the message, COMMIT included, and leaves the transaction aborted: it is rolled back here
- * before the error goes on, so the connection returns to the pool clean.
+ * Sends the held statements and `ending` (COMMIT, or however the app spelled it) as one message.
+ * When one fails, PostgreSQL skips the rest of the message, the ending included, and leaves the
+ * transaction aborted: it is rolled back here before the error goes on, so the connection returns
+ * to the pool clean.
  */
-async function commitWith(tx: AdapterTransaction, statements: string[]): Promise<number> {
+async function commitWith(tx: AdapterTransaction, statements: string[], ending: string): Promise<void> {
   try {
-    await tx.executeRaw({ sql: `${statements.join(';\n')};\nCOMMIT`, args: [], argTypes: [] })
-    return 0
+    await tx.executeRaw({ sql: `${statements.join(';\n')};\n${ending}`, args: [], argTypes: [] })
   } catch (error) {
-    await tx.executeRaw({ sql: 'ROLLBACK', args: [], argTypes: [] }).catch(() => {})
+    await rollbackQuietly(tx)
     // Our statements are well formed; a syntax error means the adapter prepared the message,
     // and a prepared statement cannot hold several commands.
     if ((error as { cause?: { originalCode?: unknown } })?.cause?.originalCode === SYNTAX_ERROR) {
@@ -139,6 +212,29 @@ async function commitWith(tx: AdapterTransaction, statements: string[]): Promise
 }
 
 const SYNTAX_ERROR = '42601'
+
+async function rollbackQuietly(tx: AdapterTransaction): Promise<void> {
+  await tx.executeRaw({ sql: 'ROLLBACK', args: [], argTypes: [] }).catch(() => {})
+}
+
+// The statement itself is left out of both messages: raw SQL can carry values that are not for logs.
+function cannotPrepare(): OutboxError {
+  return new OutboxError(
+    'withOutbox cannot hold events across PREPARE TRANSACTION: this transaction has events waiting for its COMMIT, ' +
+      'so nothing of it will commit. Use the adapter without withOutbox for two-phase commit',
+    { code: 'OUTBOX_TRANSACTION_CONTROL' },
+  )
+}
+
+function cannotFollow(): OutboxError {
+  return new OutboxError(
+    'withOutbox cannot tell how a raw statement starting with COMMIT, END, ROLLBACK, ABORT or PREPARE ends this ' +
+      'transaction, which has events waiting for its COMMIT, so nothing of it will commit. Send COMMIT or ROLLBACK ' +
+      'as a statement of its own (or let $transaction end the transaction), and make savepoints with nested ' +
+      '$transaction calls rather than raw SAVEPOINT / ROLLBACK TO',
+    { code: 'OUTBOX_TRANSACTION_CONTROL' },
+  )
+}
 
 /**
  * `target` with some members replaced. Every other member is the target's own, methods bound to

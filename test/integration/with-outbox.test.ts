@@ -39,6 +39,72 @@ async function orders(): Promise<number> {
 }
 const walIds = async () => insertsInto(await takeSlotChanges(db, slot)).map((r) => r.aggregateid)
 
+/**
+ * Each committed transaction the slot holds: how many orders it inserted, and its events. Needs
+ * the publication `orders_and_outbox`, made before the transactions.
+ */
+async function walTransactions(): Promise<{ orders: number; events: unknown[] }[]> {
+  const committed: { orders: number; events: unknown[] }[] = []
+  let current = { orders: 0, events: [] as unknown[] }
+  for (const message of await takeSlotChanges(db, slot, 'orders_and_outbox')) {
+    if (message.tag === 'begin') current = { orders: 0, events: [] }
+    if (message.tag === 'insert' && message.relation.name === 'orders') current.orders++
+    if (message.tag === 'insert' && message.relation.name === 'outbox') current.events.push(message.new.aggregateid)
+    if (message.tag === 'commit') committed.push(current)
+  }
+  return committed
+}
+
+interface SqlQuery {
+  sql: string
+  args: unknown[]
+  argTypes: unknown[]
+}
+interface Tx {
+  executeRaw(query: SqlQuery): Promise<number>
+  queryRaw(query: SqlQuery): Promise<unknown>
+  commit(): Promise<void>
+  rollback(): Promise<void>
+}
+const sql = (text: string): SqlQuery => ({ sql: text, args: [], argTypes: [] })
+
+/**
+ * `factory` whose transactions have the methods `replace(tx)` returns in place of their own: a
+ * stand-in for a Prisma version, or an adapter, that ends transactions another way.
+ */
+function replacingInTransactions<F extends PrismaPg>(factory: F, replace: (tx: Tx) => Partial<Tx>): F {
+  const layer = <T extends object>(target: T, overrides: object): T =>
+    new Proxy(target, {
+      get(object, property) {
+        if (Object.hasOwn(overrides, property)) return (overrides as Record<PropertyKey, unknown>)[property]
+        const value = Reflect.get(object, property, object)
+        return typeof value === 'function' ? value.bind(object) : value
+      },
+    })
+  return layer(factory, {
+    async connect() {
+      const adapter = await factory.connect()
+      return layer(adapter, {
+        async startTransaction(...args: Parameters<typeof adapter.startTransaction>) {
+          const tx = (await adapter.startTransaction(...args)) as unknown as Tx
+          return layer(tx, replace(tx))
+        },
+      })
+    },
+  })
+}
+
+/** A client with the outbox extension on `factory`, disconnected after the test. */
+const extraClients: { $disconnect(): Promise<void> }[] = []
+function clientOn(factory: PrismaPg): AppClient {
+  const client = new PrismaClient({ adapter: factory }).$extends(outbox())
+  extraClients.push(client)
+  return client as unknown as AppClient
+}
+afterEach(async () => {
+  await Promise.all(extraClients.splice(0).map((c) => c.$disconnect()))
+})
+
 describe('a committed transaction', () => {
   test('sends its events with the COMMIT: three statements on the wire instead of four', async () => {
     const pool = new pg.Pool({ connectionString: db.url, max: 1 })
@@ -184,6 +250,175 @@ describe('nested transactions (savepoints)', () => {
     })
     expect(await walIds()).toEqual(['outer-1', 'kept', 'kept-after', 'outer-2'])
     expect(await orders()).toBe(0)
+  })
+})
+
+describe('a transaction ended other than by COMMIT through executeRaw', () => {
+  beforeEach(async () => {
+    await db.query('CREATE PUBLICATION orders_and_outbox FOR TABLE orders, outbox')
+  })
+
+  // An adapter whose commit() commits: it sends COMMIT itself (as an adapter that does not leave
+  // COMMIT to Prisma would), then releases the connection.
+  const committingAdapter = () =>
+    replacingInTransactions(new PrismaPg({ connectionString: db.url, max: 1 }), (tx) => ({
+      async commit() {
+        await tx.executeRaw(sql('COMMIT'))
+        await tx.commit()
+      },
+    }))
+  // Stands in for a Prisma version that ends the transaction with commit() alone: the COMMIT that
+  // Prisma 7.10 sends through executeRaw first is swallowed.
+  const commitOnly = (factory: PrismaPg) =>
+    replacingInTransactions(factory, (tx) => ({
+      executeRaw: async (query) => (query.sql === 'COMMIT' ? 0 : tx.executeRaw(query)),
+    }))
+
+  test('by commit(): the events commit with the rows, in one transaction', async () => {
+    const client = clientOn(commitOnly(withOutbox(committingAdapter())))
+    await client.$transaction(async (tx) => {
+      await tx.order.create({ data: { customer: 'ada', total: '1.00' } })
+      await tx.outbox.emit(event('a'))
+    })
+    expect(await walTransactions()).toEqual([{ orders: 1, events: ['a'] }])
+  })
+
+  test('by commit(), with a failing event: $transaction rejects, nothing commits, the connection is released clean', async () => {
+    await db.query(`ALTER TABLE outbox ADD CONSTRAINT no_bad CHECK (aggregateid <> 'bad')`)
+    const client = clientOn(commitOnly(withOutbox(committingAdapter())))
+    await expect(
+      client.$transaction(async (tx) => {
+        await tx.order.create({ data: { customer: 'ada', total: '1.00' } })
+        await tx.outbox.emit(event('bad'))
+      }),
+    ).rejects.toMatchObject({ cause: { originalCode: '23514' } })
+    expect(await orders()).toBe(0)
+    expect(await rows()).toEqual([])
+    // The one connection went back to the pool, outside any transaction.
+    expect(await client.$queryRawUnsafe('SELECT txid_current_if_assigned() AS xid')).toEqual([{ xid: null }])
+    await client.$transaction(async (tx) => tx.outbox.emit(event('next')))
+    expect(await walTransactions()).toEqual([{ orders: 0, events: ['next'] }])
+  })
+
+  test('by COMMIT spelled otherwise: the events commit with the rows, in one transaction', async () => {
+    const spellings = [
+      'commit',
+      'COMMIT;',
+      'END',
+      'COMMIT WORK',
+      ' \n Commit Transaction ;\n',
+      'end work;',
+      'COMMIT AND NO CHAIN',
+    ]
+    let spelling = 'COMMIT'
+    const client = clientOn(
+      replacingInTransactions(withOutbox(new PrismaPg({ connectionString: db.url, max: 1 })), (tx) => ({
+        executeRaw: (query) => tx.executeRaw(query.sql === 'COMMIT' ? sql(spelling) : query),
+      })),
+    )
+    for (spelling of spellings) {
+      await client.$transaction(async (tx) => {
+        await tx.order.create({ data: { customer: 'ada', total: '1.00' } })
+        await tx.outbox.emit(event(spelling))
+      })
+    }
+    expect(await walTransactions()).toEqual(spellings.map((s) => ({ orders: 1, events: [s] })))
+  })
+
+  test('by ROLLBACK spelled otherwise: the held events are dropped, the connection is clean', async () => {
+    let spelling = 'ROLLBACK'
+    const client = clientOn(
+      replacingInTransactions(withOutbox(new PrismaPg({ connectionString: db.url, max: 1 })), (tx) => ({
+        executeRaw: (query) => tx.executeRaw(query.sql === 'ROLLBACK' ? sql(spelling) : query),
+      })),
+    )
+    for (spelling of ['rollback', 'ROLLBACK;', 'ABORT', 'rollback work', ' Abort Transaction ;']) {
+      await expect(
+        client.$transaction(async (tx) => {
+          await tx.order.create({ data: { customer: 'ada', total: '1.00' } })
+          await tx.outbox.emit(event(spelling))
+          throw new Error('declined')
+        }),
+      ).rejects.toThrow('declined')
+    }
+    await client.$transaction(async (tx) => tx.outbox.emit(event('next')))
+    expect(await walTransactions()).toEqual([{ orders: 0, events: ['next'] }])
+  })
+
+  test("by the app's own COMMIT or END, through $executeRaw or $queryRaw: the events commit with the rows", async () => {
+    await prisma.$transaction(async (tx) => {
+      await tx.order.create({ data: { customer: 'ada', total: '1.00' } })
+      await tx.outbox.emit(event('a'))
+      await tx.$executeRawUnsafe('commit')
+    })
+    await prisma.$transaction(async (tx) => {
+      await tx.order.create({ data: { customer: 'bob', total: '1.00' } })
+      await tx.outbox.emit(event('b'))
+      await tx.$queryRawUnsafe('END;')
+    })
+    expect(await walTransactions()).toEqual([
+      { orders: 1, events: ['a'] },
+      { orders: 1, events: ['b'] },
+    ])
+  })
+
+  test('by COMMIT AND CHAIN: the events so far commit with it; later ones with the next COMMIT', async () => {
+    await prisma.$transaction(async (tx) => {
+      await tx.order.create({ data: { customer: 'ada', total: '1.00' } })
+      await tx.outbox.emit(event('first'))
+      await tx.$executeRawUnsafe('COMMIT AND CHAIN')
+      await tx.order.create({ data: { customer: 'bob', total: '1.00' } })
+      await tx.outbox.emit(event('second'))
+    })
+    expect(await walTransactions()).toEqual([
+      { orders: 1, events: ['first'] },
+      { orders: 1, events: ['second'] },
+    ])
+  })
+
+  test('by ROLLBACK AND CHAIN: the events so far are dropped; later ones commit', async () => {
+    await prisma.$transaction(async (tx) => {
+      await tx.order.create({ data: { customer: 'ada', total: '1.00' } })
+      await tx.outbox.emit(event('dropped'))
+      await tx.$executeRawUnsafe('rollback and chain')
+      await tx.order.create({ data: { customer: 'bob', total: '1.00' } })
+      await tx.outbox.emit(event('kept'))
+    })
+    expect(await walTransactions()).toEqual([{ orders: 1, events: ['kept'] }])
+  })
+
+  test.each([
+    ['COMMIT among other statements', 'UPDATE orders SET customer = customer; COMMIT'],
+    ['PREPARE TRANSACTION', "PREPARE TRANSACTION 'p1'"],
+    ['a savepoint rolled back in raw SQL', 'ROLLBACK TO SAVEPOINT s1'],
+  ])('by %s, with events held: refused with OUTBOX_TRANSACTION_CONTROL, nothing commits', async (_, statement) => {
+    const attempt = prisma.$transaction(async (tx) => {
+      await tx.$executeRawUnsafe('SAVEPOINT s1')
+      await tx.order.create({ data: { customer: 'ada', total: '1.00' } })
+      await tx.outbox.emit(event('a'))
+      await tx.$executeRawUnsafe(statement)
+    })
+    // Prisma hands the adapter's error on in its own (PrismaClientKnownRequestError), with our code.
+    await expect(attempt).rejects.toMatchObject({ code: 'OUTBOX_TRANSACTION_CONTROL' })
+    await expect(attempt).rejects.toThrow(/withOutbox cannot .* nothing of it will commit/)
+    expect(await orders()).toBe(0)
+    expect(await rows()).toEqual([])
+    expect(await prisma.$queryRawUnsafe('SELECT txid_current_if_assigned() AS xid')).toEqual([{ xid: null }])
+  })
+
+  test('a refused statement whose error the app catches: the COMMIT rolls back and rethrows it', async () => {
+    const attempt = prisma.$transaction(async (tx) => {
+      await tx.order.create({ data: { customer: 'ada', total: '1.00' } })
+      await tx.outbox.emit(event('a'))
+      await tx.$executeRawUnsafe('SELECT 1; COMMIT').catch(() => {})
+      await tx.order.create({ data: { customer: 'bob', total: '1.00' } })
+    })
+    await expect(attempt).rejects.toBeInstanceOf(OutboxError)
+    await expect(attempt).rejects.toMatchObject({ code: 'OUTBOX_TRANSACTION_CONTROL' })
+    expect(await orders()).toBe(0)
+    expect(await rows()).toEqual([])
+    await prisma.$transaction(async (tx) => tx.outbox.emit(event('next')))
+    expect(await walTransactions()).toEqual([{ orders: 0, events: ['next'] }])
   })
 })
 
