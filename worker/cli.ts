@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { OutboxError } from '../src/errors.js'
 import { configFrom, parseCommandLine } from './operations/args.js'
 import { packageRoot } from './operations/assets.js'
-import { DEFAULTS, OPTIONS, type WorkerConfig } from './operations/config.js'
+import { DEFAULTS, OPTIONS, SHUTDOWN_WATCHDOG_EXTRA_MS, type WorkerConfig } from './operations/config.js'
 import { EXIT, OutboxConfigError, OutboxPoisonEventError, OutboxSetupError } from './operations/errors.js'
 import { initApp } from './operations/init.js'
 import { createLogger, logProcessWarnings } from './operations/logger.js'
@@ -64,7 +64,7 @@ async function run(config: WorkerConfig): Promise<never> {
     setTimeout(() => {
       logger.error({}, 'shutdown took too long: exiting')
       process.exit(EXIT.failure)
-    }, config.shutdownTimeoutMs + 10_000).unref()
+    }, config.shutdownTimeoutMs + SHUTDOWN_WATCHDOG_EXTRA_MS).unref()
     void worker.stop()
   }
   process.on('SIGTERM', onSignal)

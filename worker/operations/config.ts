@@ -125,6 +125,13 @@ export const DEFAULTS: Omit<WorkerConfig, 'databaseUrl' | 'kafkaBrokers'> = {
   missingTableTimeoutMs: 60_000,
 }
 
+/**
+ * After SIGTERM the CLI exits by itself this long past shutdownTimeoutMs, whatever is still under
+ * way (closing connections, an initial snapshot ending): the longest a graceful stop takes. A
+ * container's grace period must exceed shutdownTimeoutMs plus this.
+ */
+export const SHUTDOWN_WATCHDOG_EXTRA_MS = 10_000
+
 const text = (t: string) => t
 const int = (t: string, name: string) => {
   if (!/^\d+$/.test(t.trim())) throw new OutboxConfigError(`${name} must be a whole number, got "${t}"`)
