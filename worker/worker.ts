@@ -13,7 +13,7 @@ import { ReplicationSession } from './session.js'
 import { deleteExpiredRows } from './slot/retention.js'
 import { prepareDatabase, slotInfo } from './slot/setup.js'
 import { dropInvalidatedSlot, readSlotState, slotAction } from './slot/slot-state.js'
-import { createSlot } from './slot/snapshot.js'
+import { createSlot, slotCreationUnderWay } from './slot/snapshot.js'
 import { formatLsn } from './stream/lsn.js'
 
 export type WorkerState =
@@ -239,6 +239,8 @@ class Worker extends EventEmitter implements OutboxWorker {
     const state = await readSlotState(client, slot)
     const action = slotAction(state, { slot, known: this.slotKnown, mayCreate, onSlotLost })
     if (action === 'later') return 'settled'
+    // A slot whose creator still holds the lock is not finished (its FAILOVER not yet set).
+    if (action === 'use' && !this.slotKnown && (await slotCreationUnderWay(client, slot))) return 'creating-elsewhere'
     if (action === 'recreate') {
       const what = state.kind === 'invalidated' ? `was invalidated (${state.reason})` : 'disappeared'
       const again =

@@ -5,10 +5,13 @@
  * worker ends, leaves no slot behind, so the next start redoes it; a second worker started beside
  * the first waits for its snapshot instead of streaming past it.
  */
+import pg from 'pg'
 import { v7 as uuidv7 } from 'uuid'
 import { expect, inject, test } from 'vitest'
-import { adminQuery, type TestDatabase, uniqueName } from '../helpers/database.js'
+import { adminQuery, createTestDatabase, type TestDatabase, uniqueName } from '../helpers/database.js'
 import { relayTestFixture } from '../helpers/relay-fixture.js'
+import { spawnWorker } from '../helpers/worker.js'
+import { startLocalPostgres } from '../services/local-postgres.js'
 import { waitUntil } from '../services/ports.js'
 
 let db: TestDatabase
@@ -230,4 +233,75 @@ test('two workers started together on a fresh slot, writers busy meanwhile: noth
   for (const [key, ns] of perAggregate(consumer.messages)) {
     expect(ns, `aggregate ${key}`).toEqual([...ns].sort((x, y) => x - y))
   }
+})
+
+test('with track_commit_timestamp on: transactions that took their ids in one order and committed in the other, and emit()s in a savepoint, arrive in commit order', async () => {
+  // A server of its own: the setting needs a restart, and the suite's server keeps the default.
+  const server = await startLocalPostgres({ settings: ['track_commit_timestamp = on'] })
+  const own = await createTestDatabase(server.url)
+  const early = new pg.Client({ connectionString: own.url })
+  await early.connect()
+  try {
+    const insert = (
+      client: { query(sql: string, params: unknown[]): Promise<unknown> },
+      aggregate: string,
+      n: number,
+      id = 'gen_random_uuid()',
+    ) =>
+      client.query(
+        `INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) VALUES (${id}, 'order', $1, 'order.created', $2)`,
+        [aggregate, JSON.stringify({ n })],
+      )
+    // `early` takes its transaction id first and commits last.
+    await early.query('BEGIN')
+    await early.query('SELECT pg_current_xact_id()')
+    await insert(own, 'a', 1)
+    await insert(early, 'a', 2)
+    await early.query('COMMIT')
+    // emit() in a nested $transaction: a savepoint, whose rows carry a later transaction id.
+    const inSavepoint = new pg.Client({ connectionString: own.url })
+    await inSavepoint.connect()
+    try {
+      await inSavepoint.query('BEGIN')
+      await insert(inSavepoint, 'b', 1, `'${uuidv7()}'`)
+      await inSavepoint.query('SAVEPOINT s')
+      await insert(inSavepoint, 'b', 2, `'${uuidv7()}'`)
+      await inSavepoint.query('RELEASE SAVEPOINT s')
+      await insert(inSavepoint, 'b', 3, `'${uuidv7()}'`)
+      await inSavepoint.query('COMMIT')
+    } finally {
+      await inSavepoint.end()
+    }
+    const consumer = await consume([`${prefix}.order`])
+    const worker = await spawnWorker({
+      DATABASE_URL: own.url,
+      KAFKA_BROKERS: inject('kafkaBrokers').join(','),
+      OUTBOX_SLOT: slot,
+      OUTBOX_TOPIC: `${prefix}.{aggregateType}`,
+    })
+    try {
+      await consumer.waitFor(5)
+      expect(Object.fromEntries(perAggregate(consumer.messages))).toEqual({ a: [1, 2], b: [1, 2, 3] })
+    } finally {
+      await worker.kill()
+    }
+  } finally {
+    await early.end()
+    await own.dispose()
+    await server.dispose()
+  }
+})
+
+test('a database whose sessions may not idle in a transaction (idle_in_transaction_session_timeout) still completes a snapshot that outlasts it', async () => {
+  written = 0
+  await writeBacklog(20_000, 1000)
+  await db.query(`ALTER DATABASE "${db.name}" SET idle_in_transaction_session_timeout = '200ms'`)
+  const consumer = await consume([`${prefix}.order`])
+  const started = Date.now()
+  const worker = await startWorker()
+  await worker.waitForLog(/initial snapshot: published 20000 rows/, 60_000)
+  // Long enough that the server would have ended an idle session in a transaction many times over.
+  expect(Date.now() - started).toBeGreaterThan(1000)
+  await waitUntil('every row', async () => new Set(consumer.messages.map((m) => m.headers.id)).size >= written, 30_000)
+  expect(worker.output.join('\n')).not.toMatch(/did not complete/)
 })

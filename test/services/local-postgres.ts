@@ -32,10 +32,13 @@ function serverUser(): { uid: number; gid: number } | undefined {
 }
 
 /**
- * A throwaway PostgreSQL server (`wal_level=logical` unless told otherwise) on a free loopback port, in a fresh
+ * A throwaway PostgreSQL server (`wal_level=logical` unless told otherwise; `settings` are lines
+ * added to postgresql.conf) on a free loopback port, in a fresh
  * data directory that is removed afterwards (also when the test run is killed; see guardian.ts).
  */
-export async function startLocalPostgres(options: { walLevel?: 'logical' | 'replica' } = {}): Promise<LocalPostgres> {
+export async function startLocalPostgres(
+  options: { walLevel?: 'logical' | 'replica'; settings?: string[] } = {},
+): Promise<LocalPostgres> {
   const bin = await postgresBinDir()
   const user = serverUser()
   const dir = mkdtempSync('/tmp/prisma-outbox-pg-')
@@ -63,6 +66,7 @@ export async function startLocalPostgres(options: { walLevel?: 'logical' | 'repl
       // the walsender as soon as a transaction commits (as in production).
       'fsync = off',
       'full_page_writes = off',
+      ...(options.settings ?? []),
       '',
     ].join('\n'),
   )

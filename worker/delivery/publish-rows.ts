@@ -65,15 +65,17 @@ export async function publishRows(
   })
   ended.catch(() => {})
   // A stop does not wait for a page that Kafka may never acknowledge (delivery retries forever).
+  let abort = () => {}
   const stopped = new Promise<never>((_, reject) => {
-    const abort = () => reject(new Error('stopped while publishing table rows'))
+    abort = () => reject(new Error('stopped while publishing table rows'))
     if (signal.aborted) abort()
     else signal.addEventListener('abort', abort, { once: true })
   })
   stopped.catch(() => {})
   let published = 0
   try {
-    const pages = options.order === 'commit' ? pagesInCommitOrder(reader, from) : pagesInIdOrder(reader, from, filter)
+    const pages =
+      options.order === 'commit' ? pagesInCommitOrder(reader, from, logger) : pagesInIdOrder(reader, from, filter)
     for (;;) {
       if (signal.aborted) throw new Error('stopped during publishing of table rows')
       const result = await pages.next()
@@ -89,6 +91,7 @@ export async function publishRows(
       if (result.rows.length < PAGE_ROWS) break
     }
   } finally {
+    signal.removeEventListener('abort', abort) // the signal is the worker's: it outlives this call
     await delivery.close()
     await running.catch(() => {})
   }
@@ -127,23 +130,32 @@ function pagesInIdOrder(reader: pg.Client, from: string, filter: RowFilter): Pag
  * transactions instead:
  * - With track_commit_timestamp on, by commit time: exact for writes to one aggregate that are
  *   serialized (the later transaction waits for the earlier's commit, so it commits later).
- *   Rows from before the setting was on have no commit time and come first.
+ *   Rows from before the setting was on have no commit time and come first. Within one commit
+ *   time (one transaction, savepoints included), `emit`'s UUIDv7 ids first, in id order: the
+ *   order they were emitted, which a savepoint's own transaction id would not keep.
  * - Otherwise by transaction id (`age(xmin)`, which survives xid wraparound): the order in which
  *   the transactions first wrote, which is commit order unless a transaction that wrote earlier
- *   commits after one that wrote later.
- * Within a transaction, by physical position (ctid): the order rows were written, as long as the
- * transaction's rows did not move on to space freed earlier in the table.
+ *   commits after one that wrote later; a savepoint's rows come after the rest of its transaction.
+ * Then by physical position (ctid): the order rows were written, as long as the transaction's
+ * rows did not move on to space freed earlier in the table.
  */
-function pagesInCommitOrder(reader: pg.Client, from: string): Pages {
+function pagesInCommitOrder(reader: pg.Client, from: string, logger: Logger): Pages {
   let declared = false
   return {
     async next() {
       if (!declared) {
         const { rows } = await reader.query(`SELECT current_setting('track_commit_timestamp') = 'on' AS tracked`)
-        const byCommitTime = rows[0]?.tracked === true ? 'pg_xact_commit_timestamp(xmin) NULLS FIRST, ' : ''
-        await reader.query(
-          `DECLARE outbox_rows NO SCROLL CURSOR FOR SELECT * FROM ${from} ORDER BY ${byCommitTime}age(xmin) DESC, ctid`,
-        )
+        const tracked = rows[0]?.tracked === true
+        if (!tracked) {
+          logger.info(
+            {},
+            'track_commit_timestamp is off: rows are published in the order their transactions first wrote, which is commit order unless a transaction that wrote first committed after one that wrote later (see "The first deploy" in the README)',
+          )
+        }
+        const order = tracked
+          ? `pg_xact_commit_timestamp(xmin) NULLS FIRST, CASE WHEN substr(id::text, 15, 1) = '7' THEN id END, age(xmin) DESC, ctid`
+          : 'age(xmin) DESC, ctid'
+        await reader.query(`DECLARE outbox_rows NO SCROLL CURSOR FOR SELECT * FROM ${from} ORDER BY ${order}`)
         declared = true
       }
       return reader.query({ text: `FETCH ${PAGE_ROWS} FROM outbox_rows`, types: RAW_TEXT_TYPES })

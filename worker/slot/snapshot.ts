@@ -36,27 +36,15 @@ export type SlotCreationOutcome = 'created' | 'exists' | 'busy'
  * snapshot row is the temporary slot copied to the real name: same consistent point, permanent.
  * An interrupted snapshot leaves nothing behind, and the next start redoes it from the beginning.
  *
- * One worker at a time makes the slot: a session advisory lock on the slot's name, held until the
- * copy exists. Another worker that finds it taken stands by (`busy`); the lock goes with the
- * connection too, so a killed worker's is released with its temporary slot.
+ * One worker at a time makes the slot, with or without a snapshot: a session advisory lock on the
+ * slot's name, held until the slot is complete. Another worker that finds it taken stands by
+ * (`busy`); the lock goes with the connection too, so a killed worker's is released with its
+ * temporary slot.
  */
 export async function createSlot(creation: SlotCreation): Promise<SlotCreationOutcome> {
-  const { config, logger } = creation
-  if (config.snapshot !== 'initial') {
-    const replication = await replicationClient(config)
-    try {
-      const made = await createReplicationSlot(replication, config, { name: config.slot, temporary: false })
-      if (!made) return 'exists'
-      logger.info({ slot: config.slot }, 'created replication slot')
-      return 'created'
-    } finally {
-      await replication.end().catch(() => {})
-    }
-  }
-  if (creation.signal.aborted) throw new Error('stopped before the initial snapshot')
-  const control = new pg.Client({ connectionString: config.databaseUrl, keepAlive: true })
-  control.on('error', () => {})
-  await control.connect()
+  const { config, logger, signal } = creation
+  if (signal.aborted) throw new Error('stopped before the slot was created')
+  const control = await snapshotClient(config, false)
   let replication: pg.Client | undefined
   // A stop must not wait for a query that waits on a lock or on Kafka: closing the connections
   // ends it, and with them the lock and the temporary slot.
@@ -64,56 +52,119 @@ export async function createSlot(creation: SlotCreation): Promise<SlotCreationOu
     void control.end().catch(() => {})
     void replication?.end().catch(() => {})
   }
-  creation.signal.addEventListener('abort', closeAll, { once: true })
+  signal.addEventListener('abort', closeAll, { once: true })
+  let snapshotStarted = false
   try {
-    const { rows } = await control.query(
-      `SELECT pg_try_advisory_lock(hashtextextended('prisma-outbox slot ' || $1, 0)) AS locked`,
-      [config.slot],
-    )
-    if (rows[0]?.locked !== true) return 'busy'
-    // Made while this worker waited for the lock, or by a worker without a snapshot.
+    const { rows } = await control.query(`SELECT pg_try_advisory_lock(${LOCK_KEY}) AS locked`, [config.slot])
+    if (rows[0]?.locked !== true) {
+      logger.debug({ slot: config.slot, holder: await lockHolder(control, config.slot) }, 'slot creation under way')
+      return 'busy'
+    }
+    // Made while this worker waited for the lock.
     if ((await readSlotState(control, config.slot)).kind !== 'missing') return 'exists'
-    replication = await replicationClient(config)
+    replication = await snapshotClient(config, true)
+    if (config.snapshot !== 'initial') {
+      try {
+        await createReplicationSlot(replication, config, { name: config.slot, temporary: false })
+      } catch (error) {
+        if (sqlState(error) === SQLSTATE.duplicateObject) return 'exists' // a worker without the lock
+        throw error
+      }
+      logger.info({ slot: config.slot }, 'created replication slot')
+      return 'created'
+    }
     const temporary = `${config.slot.slice(0, 40)}_snapshot_${randomBytes(4).toString('hex')}`
     const made = await createReplicationSlot(replication, config, { name: temporary, temporary: true })
-    if (!made?.snapshotName) throw new Error(`PostgreSQL exported no snapshot for the temporary slot ${temporary}`)
+    if (!made.snapshotName) throw new Error(`PostgreSQL exported no snapshot for the temporary slot ${temporary}`)
+    snapshotStarted = true
     await publishSnapshot(control, made.snapshotName, creation)
-    try {
-      await control.query('SELECT pg_copy_logical_replication_slot($1, $2, false)', [temporary, config.slot])
-    } catch (error) {
-      // Only a worker that takes no lock (an older version, --snapshot never) can get here first.
-      if (sqlState(error) !== SQLSTATE.duplicateObject) throw error
-      logger.warn({ slot: config.slot }, 'another worker created the slot while this one published the snapshot')
-      return 'exists'
-    }
-    // A temporary slot cannot be a failover slot, so the permanent copy is made one.
+    await copyToRealName(control, temporary, config.slot)
+    snapshotStarted = false // the slot exists: nothing is redone from here on
+    // A temporary slot cannot be a failover slot, so the copy is made one. Standbys do not use
+    // the slot before the lock is released (slotCreationUnderWay), so it is not active yet.
     if (config.failoverSlot) await replication.query(`ALTER_REPLICATION_SLOT ${config.slot} (FAILOVER true)`)
     logger.info({ slot: config.slot }, 'created replication slot')
     return 'created'
   } catch (error) {
-    if (replication) {
+    if (snapshotStarted) {
       logger.warn(
         { slot: config.slot },
         'initial snapshot did not complete: no slot was made, so the next start redoes the snapshot',
       )
     }
-    if (sqlState(error) === SQLSTATE.configurationLimitExceeded) {
+    throw setupProblem(error, config) ?? error
+  } finally {
+    signal.removeEventListener('abort', closeAll)
+    closeAll() // drops the temporary slot and releases the lock
+  }
+}
+
+/** The lock every worker takes to create the slot (any --snapshot): per database, by slot name. */
+const LOCK_KEY = `hashtextextended('prisma-outbox slot ' || $1, 0)`
+
+/** Whether another worker holds the creation lock: its slot may exist before its FAILOVER is set. */
+export async function slotCreationUnderWay(client: pg.Client, slot: string): Promise<boolean> {
+  return (await lockHolder(client, slot)) !== undefined
+}
+
+/**
+ * Who holds the creation lock, for the log of a replica standing by: a worker frozen mid-snapshot
+ * (SIGSTOP, a stuck node) holds every replica back until its connection ends, and this names it.
+ */
+async function lockHolder(client: pg.Client, slot: string): Promise<Record<string, unknown> | undefined> {
+  const { rows } = await client.query(
+    `WITH k AS (SELECT ${LOCK_KEY} AS key)
+     SELECT a.pid, a.application_name, host(a.client_addr) AS client_addr, a.backend_start, a.state
+       FROM k, pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+      WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+        AND l.classid = ((k.key >> 32) & 4294967295)::oid AND l.objid = (k.key & 4294967295)::oid`,
+    [slot],
+  )
+  return rows[0]
+}
+
+/**
+ * The step that makes the slot real: a permanent copy of the temporary one (same consistent
+ * point). Under the lock nobody else creates the slot, except a worker that takes no lock (a
+ * version before it): then its slot starts at another point than this snapshot ended, and events
+ * in between may be missing or out of order.
+ */
+async function copyToRealName(control: pg.Client, temporary: string, slot: string): Promise<void> {
+  try {
+    await control.query('SELECT pg_copy_logical_replication_slot($1, $2, false)', [temporary, slot])
+  } catch (error) {
+    if (sqlState(error) === SQLSTATE.duplicateObject) {
       throw new OutboxSetupError(
-        `PostgreSQL has no free replication slot for the initial snapshot (${(error as Error).message}): it needs one temporary slot while it runs, besides the worker's own; raise max_replication_slots (a restart) or drop slots no one uses (outbox-worker status lists them)`,
-        { code: 'OUTBOX_NO_FREE_SLOT', cause: error },
+        `replication slot "${slot}" was created by another worker that does not wait for the initial snapshot (an older prisma-outbox version?) while this one published it: events committed around that moment may be missing or out of order. Stop every worker, upgrade them all, drop the slot (SELECT pg_drop_replication_slot('${slot}')) and start again; or keep the slot and republish (outbox-worker republish --since <the time of this start>)`,
+        { code: 'OUTBOX_SLOT_RACE', cause: error },
       )
     }
-    if (sqlState(error) === SQLSTATE.insufficientPrivilege) {
+    if (sqlState(error) === SQLSTATE.undefinedObject) {
       throw new OutboxSetupError(
-        `the database role may not read the outbox table ${config.table} for the initial snapshot (${(error as Error).message}): GRANT SELECT ON ${config.table} TO the worker's role, or start with --snapshot never (OUTBOX_SNAPSHOT=never)`,
-        { code: 'OUTBOX_SNAPSHOT_PRIVILEGE', cause: error },
+        `the temporary slot ${temporary} that holds the initial snapshot's position was dropped before the snapshot finished (its connection was ended: a server-side timeout, or pg_terminate_backend): nothing was committed as delivered; the next start redoes the snapshot`,
+        { code: 'OUTBOX_SNAPSHOT_INTERRUPTED', cause: error },
       )
     }
     throw error
-  } finally {
-    creation.signal.removeEventListener('abort', closeAll)
-    closeAll() // drops the temporary slot and releases the lock
   }
+}
+
+/** The setup problems slot creation can meet, as errors that name the fix; undefined for others. */
+function setupProblem(error: unknown, config: WorkerConfig): OutboxSetupError | undefined {
+  if (sqlState(error) === SQLSTATE.configurationLimitExceeded) {
+    return new OutboxSetupError(
+      `PostgreSQL has no free replication slot (${(error as Error).message}): the worker needs its own, and while the initial snapshot runs one temporary slot more; raise max_replication_slots (a restart) or drop slots no one uses (outbox-worker status lists them)`,
+      { code: 'OUTBOX_NO_FREE_SLOT', cause: error },
+    )
+  }
+  if (sqlState(error) === SQLSTATE.insufficientPrivilege) {
+    return new OutboxSetupError(
+      `the database role may not read the outbox table ${config.table} for the initial snapshot (${(error as Error).message}): GRANT SELECT ON ${config.table} TO the worker's role, or start with --snapshot never (OUTBOX_SNAPSHOT=never)`,
+      { code: 'OUTBOX_SNAPSHOT_PRIVILEGE', cause: error },
+    )
+  }
+  return undefined
 }
 
 /** Publishes the rows the exported snapshot sees, in commit order (publish-rows.ts), acknowledged. */
@@ -138,11 +189,35 @@ async function publishSnapshot(reader: pg.Client, snapshotName: string, creation
   )
 }
 
-async function replicationClient(config: WorkerConfig): Promise<pg.Client> {
+/**
+ * Both of the snapshot's connections sit idle in a transaction for as long as Kafka takes with
+ * each page (the exported snapshot keeps the walsender's open too), and the first page waits
+ * for a sort of the whole table: a role's or database's idle_in_transaction_session_timeout or
+ * statement_timeout would end them mid-snapshot, and every attempt would publish the table again
+ * and fail again. So both are off here. The server's TCP keepalives are short instead: a worker
+ * whose host is gone must not hold the lock (and every replica on standby) for the hours of
+ * the system default.
+ */
+const SNAPSHOT_SESSION = {
+  application_name: 'prisma-outbox initial snapshot',
+  connectionTimeoutMillis: 10_000,
+  keepAlive: true,
+  options: [
+    'idle_in_transaction_session_timeout=0',
+    'statement_timeout=0',
+    'tcp_keepalives_idle=10',
+    'tcp_keepalives_interval=5',
+    'tcp_keepalives_count=3',
+  ]
+    .map((setting) => `-c ${setting}`)
+    .join(' '),
+}
+
+async function snapshotClient(config: WorkerConfig, replication: boolean): Promise<pg.Client> {
   const client = new pg.Client({
     connectionString: config.databaseUrl,
-    replication: 'database',
-    keepAlive: true,
+    ...SNAPSHOT_SESSION,
+    ...(replication ? { replication: 'database' } : {}),
   } as pg.ClientConfig)
   client.on('error', () => {})
   await client.connect()
@@ -153,13 +228,13 @@ async function replicationClient(config: WorkerConfig): Promise<pg.Client> {
  * CREATE_REPLICATION_SLOT through the replication protocol. A temporary slot exports a snapshot
  * that sees exactly the transactions committed before the slot's consistent point: what the slot
  * will never stream. It lives until this connection runs another command or closes (the reader
- * imports it first). Returns undefined when a slot of that name exists already.
+ * imports it first).
  */
 async function createReplicationSlot(
   replication: pg.Client,
   config: Pick<WorkerConfig, 'failoverSlot'>,
   slot: { name: string; temporary: boolean },
-): Promise<{ snapshotName: string | null } | undefined> {
+): Promise<{ snapshotName: string | null }> {
   const version = Number((await replication.query('SHOW server_version_num')).rows[0].server_version_num)
   if (config.failoverSlot && version < 170000) {
     throw new OutboxSetupError(
@@ -176,11 +251,6 @@ async function createReplicationSlot(
     version < 150000
       ? `CREATE_REPLICATION_SLOT ${slot.name} ${kind} pgoutput ${exportSnapshot ? 'EXPORT_SNAPSHOT' : 'NOEXPORT_SNAPSHOT'}`
       : `CREATE_REPLICATION_SLOT ${slot.name} ${kind} pgoutput (SNAPSHOT '${exportSnapshot ? 'export' : 'nothing'}'${failover ? ', FAILOVER' : ''})`
-  try {
-    const { rows } = await replication.query(command)
-    return { snapshotName: rows[0]?.snapshot_name ?? null }
-  } catch (error) {
-    if (sqlState(error) === SQLSTATE.duplicateObject) return undefined
-    throw error
-  }
+  const { rows } = await replication.query(command)
+  return { snapshotName: rows[0]?.snapshot_name ?? null }
 }
