@@ -6,7 +6,7 @@ import type { PublisherFactory } from './delivery/publisher.js'
 import { resolveConfig, type WorkerConfig, type WorkerOptions } from './operations/config.js'
 import { loginRefused, OutboxPoisonEventError, OutboxSetupError } from './operations/errors.js'
 import { startHealthServer } from './operations/http.js'
-import { errorFields, type Logger, silentLogger } from './operations/logger.js'
+import { errorFields, type Logger, redactingLogger, silentLogger } from './operations/logger.js'
 import { createMetrics, type Metrics } from './operations/metrics.js'
 import { redact } from './operations/redact.js'
 import { ReplicationSession } from './session.js'
@@ -27,7 +27,7 @@ export type WorkerState =
   | 'failed'
 
 export interface CreateWorkerOptions extends WorkerOptions {
-  /** Where logs go; default: nowhere (the CLI passes its pino logger). */
+  /** Where logs go, passwords redacted; default: nowhere (the CLI passes its pino logger). */
   logger?: Logger
   /**
    * Makes the publisher of each replication session (a new one per session), replacing the
@@ -60,7 +60,8 @@ export interface OutboxWorker extends EventEmitter {
 
 export function createWorker(options: CreateWorkerOptions): OutboxWorker {
   const { logger: injected, createPublisher, ...rest } = options
-  return new Worker(resolveConfig(rest), injected ?? silentLogger, createPublisher)
+  // Whatever the logger, it receives no password (see redactingLogger).
+  return new Worker(resolveConfig(rest), injected ? redactingLogger(injected) : silentLogger, createPublisher)
 }
 
 class Worker extends EventEmitter implements OutboxWorker {
