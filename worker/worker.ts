@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
 import { createPublisher as createConfiguredPublisher } from './delivery/create-publisher.js'
 import type { PublisherFactory } from './delivery/publisher.js'
-import { resolveConfig, type WorkerConfig, type WorkerOptions } from './operations/config.js'
+import { resolveConfig, statusIntervalProblem, type WorkerConfig, type WorkerOptions } from './operations/config.js'
 import { loginRefused, OutboxPoisonEventError, OutboxSetupError } from './operations/errors.js'
 import { startHealthServer } from './operations/http.js'
 import { errorFields, type Logger, redactingLogger, silentLogger } from './operations/logger.js'
@@ -216,7 +216,10 @@ class Worker extends EventEmitter implements OutboxWorker {
       const { rows } = await client.query(
         `SELECT setting::int AS ms FROM pg_settings WHERE name = 'wal_sender_timeout'`,
       )
-      return { startLsn: slot.confirmedFlushLsn ?? 0n, receiveTimeoutMs: receiveTimeout(rows[0]?.ms ?? 60_000) }
+      const walSenderTimeoutMs: number = rows[0]?.ms ?? 60_000
+      const problem = statusIntervalProblem(this.config.statusIntervalMs, walSenderTimeoutMs)
+      if (problem) throw new OutboxSetupError(problem, { code: 'OUTBOX_STATUS_INTERVAL' })
+      return { startLsn: slot.confirmedFlushLsn ?? 0n, receiveTimeoutMs: receiveTimeout(walSenderTimeoutMs) }
     } finally {
       await client.end().catch(() => {})
     }

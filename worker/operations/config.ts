@@ -323,7 +323,7 @@ export const OPTIONS: OptionSpec[] = [
     flag: 'status-interval-ms',
     env: 'OUTBOX_STATUS_INTERVAL_MS',
     parse: int,
-    description: 'status updates to PostgreSQL at least this often; keep below wal_sender_timeout',
+    description: "status updates to PostgreSQL at least this often; at most half the server's wal_sender_timeout",
   },
   {
     key: 'standbyPollMs',
@@ -552,6 +552,20 @@ export function resolveConfig(options: ConfigInput, { requireKafka = true, names
     )
   }
   return config
+}
+
+/**
+ * The status interval against the server's wal_sender_timeout, which only the server knows (the
+ * worker reads it before each session). While reading is paused (a full buffer, Kafka slow), the
+ * status updates are all the server hears from the worker, and it ends a walsender silent for
+ * wal_sender_timeout: the session would end under load, again and again. At most half leaves
+ * room for one late update (a busy event loop, a slow round trip), as PostgreSQL's own standbys
+ * keep (wal_receiver_status_interval 10 s, wal_sender_timeout 60 s). Refused, not clamped: the
+ * worker runs as configured or says why not. undefined when fine, or when the timeout is off (0).
+ */
+export function statusIntervalProblem(statusIntervalMs: number, walSenderTimeoutMs: number): string | undefined {
+  if (walSenderTimeoutMs <= 0 || statusIntervalMs <= walSenderTimeoutMs / 2) return undefined
+  return `--status-interval-ms (OUTBOX_STATUS_INTERVAL_MS) is ${statusIntervalMs} ms, but the server's wal_sender_timeout is ${walSenderTimeoutMs} ms: PostgreSQL would end the replication connection between two status updates while reading is paused. Set the status interval to at most half of wal_sender_timeout (${Math.floor(walSenderTimeoutMs / 2)} ms), or raise wal_sender_timeout`
 }
 
 function oneOf(name: string, value: string, allowed: string[]): void {
