@@ -2,6 +2,8 @@ import { EventEmitter } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
 import { createPublisher as createConfiguredPublisher } from './delivery/create-publisher.js'
+import { kafkaTopicExists, resolveTransactionalId } from './delivery/exactly-once/default-id.js'
+import { identifyServer } from './delivery/exactly-once/server-identity.js'
 import type { PublisherFactory } from './delivery/publisher.js'
 import { resolveConfig, statusIntervalProblem, type WorkerConfig, type WorkerOptions } from './operations/config.js'
 import { loginRefused, OutboxPoisonEventError, OutboxSetupError } from './operations/errors.js'
@@ -85,7 +87,8 @@ class Worker extends EventEmitter implements OutboxWorker {
   private slotCreation: Promise<unknown> | undefined
 
   constructor(
-    readonly config: WorkerConfig,
+    /** Replaced once at start when exactly-once's default transactional id is resolved. */
+    public config: WorkerConfig,
     private readonly logger: Logger,
     createPublisher: PublisherFactory | undefined,
   ) {
@@ -135,6 +138,15 @@ class Worker extends EventEmitter implements OutboxWorker {
       // behind, pinning WAL for a worker that never ran.
       await this.untilReachable('PostgreSQL', () => this.prepare({ createSlot: false }))
       await this.untilReachable('Kafka', () => this.probeKafka())
+      if (this.config.delivery === 'exactly-once' && this.config.transactionalId === undefined) {
+        // Resolved once, for every session of this worker (and shown in worker.config).
+        const server = await this.untilReachable('PostgreSQL', () => identifyServer(this.config))
+        const id = await this.untilReachable('Kafka', () =>
+          resolveTransactionalId(this.config, server, kafkaTopicExists(this.config, this.logger)),
+        )
+        this.config = { ...this.config, transactionalId: id }
+        this.logger.info({ transactionalId: id }, 'exactly-once: the default transactional id of this slot')
+      }
       await this.untilReachable('PostgreSQL', () => this.prepare())
       this.metrics.kafkaConnected.set(1)
       this.startRetention()

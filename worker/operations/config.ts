@@ -14,7 +14,7 @@ export interface WorkerConfig {
   onPoison: 'dlq' | 'stop'
   /** at-least-once, or exactly-once through Kafka transactions (see worker/delivery/exactly-once). */
   delivery: 'at-least-once' | 'exactly-once'
-  /** Exactly-once: the producer's transactional.id; undefined = derived from the database and slot. */
+  /** Exactly-once: the producer's transactional.id; undefined = the slot's default, resolved at start (exactly-once/default-id.ts). */
   transactionalId: string | undefined
   /** Exactly-once: the compacted topic of this worker's last delivered commit LSN; undefined = `<transactional id>.checkpoint`. */
   checkpointTopic: string | undefined
@@ -199,7 +199,7 @@ export const OPTIONS: OptionSpec[] = [
     flag: 'transactional-id',
     env: 'OUTBOX_TRANSACTIONAL_ID',
     parse: text,
-    description: 'exactly-once: Kafka transactional.id (default prisma-outbox.<database>.<slot>)',
+    description: 'exactly-once: Kafka transactional.id (default prisma-outbox.<system identifier>.<database>.<slot>)',
   },
   {
     key: 'checkpointTopic',
