@@ -231,7 +231,10 @@ class Worker extends EventEmitter implements OutboxWorker {
       const walSenderTimeoutMs: number = rows[0]?.ms ?? 60_000
       const problem = statusIntervalProblem(this.config.statusIntervalMs, walSenderTimeoutMs)
       if (problem) throw new OutboxSetupError(problem, { code: 'OUTBOX_STATUS_INTERVAL' })
-      return { startLsn: slot.confirmedFlushLsn ?? 0n, receiveTimeoutMs: receiveTimeout(walSenderTimeoutMs) }
+      return {
+        startLsn: slot.confirmedFlushLsn ?? 0n,
+        receiveTimeoutMs: receiveTimeout(walSenderTimeoutMs, this.config.statusIntervalMs),
+      }
     } finally {
       await client.end().catch(() => {})
     }
@@ -457,12 +460,18 @@ class Worker extends EventEmitter implements OutboxWorker {
 }
 
 /**
- * How long the replication connection may be silent before it is presumed dead (half-open).
- * It must end before the server's wal_sender_timeout frees the slot for another worker, while
- * this one could still publish; and it must outlast the server's own silence, which can reach
- * half of wal_sender_timeout while it decodes a large transaction. Three quarters sits between.
- * With the timeout off (0), the server never frees the slot by itself: a minute, then.
+ * How long the replication connection may be silent before it is presumed dead (half-open); from
+ * then on nothing more is sent to Kafka and the session ends, so it must come before the server's
+ * wal_sender_timeout can free the slot for another worker. The server counts from the last status
+ * update it received, which may be a whole status interval older than the last message this
+ * worker received (status updates go out every interval; data and keepalives come in meanwhile):
+ * the slot can be freed wal_sender_timeout - status interval after that message. A tenth of
+ * wal_sender_timeout is kept for the rest: a send in flight reaching Kafka, a late timer, the
+ * network's delay. statusIntervalProblem keeps the interval at most a third, so this stays above
+ * half of wal_sender_timeout, the longest the server itself may be silent (decoding a large
+ * transaction). With the timeout off (0), the server never frees the slot by itself: a minute.
  */
-export function receiveTimeout(walSenderTimeoutMs: number): number {
-  return walSenderTimeoutMs > 0 ? Math.round(walSenderTimeoutMs * 0.75) : 60_000
+export function receiveTimeout(walSenderTimeoutMs: number, statusIntervalMs: number): number {
+  if (walSenderTimeoutMs <= 0) return 60_000
+  return Math.round(walSenderTimeoutMs - statusIntervalMs - walSenderTimeoutMs / 10)
 }

@@ -95,7 +95,7 @@ test('a status interval the server would not wait for (wal_sender_timeout) is re
   expect(error).toBeInstanceOf(OutboxSetupError)
   expect(error).toMatchObject({ code: 'OUTBOX_STATUS_INTERVAL' })
   expect((error as Error).message).toBe(
-    "--status-interval-ms (OUTBOX_STATUS_INTERVAL_MS) is 4000 ms, but the server's wal_sender_timeout is 4000 ms: PostgreSQL would end the replication connection between two status updates while reading is paused. Set the status interval to at most half of wal_sender_timeout (2000 ms), or raise wal_sender_timeout",
+    "--status-interval-ms (OUTBOX_STATUS_INTERVAL_MS) is 4000 ms, but the server's wal_sender_timeout is 4000 ms: PostgreSQL would end the replication connection between two status updates while reading is paused, or before this worker notices a dead connection. Set the status interval to at most a third of wal_sender_timeout (1333 ms), or raise wal_sender_timeout",
   )
   expect(await db.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [slot])).toHaveLength(0)
 })

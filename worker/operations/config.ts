@@ -323,7 +323,7 @@ export const OPTIONS: OptionSpec[] = [
     flag: 'status-interval-ms',
     env: 'OUTBOX_STATUS_INTERVAL_MS',
     parse: int,
-    description: "status updates to PostgreSQL at least this often; at most half the server's wal_sender_timeout",
+    description: "status updates to PostgreSQL at least this often; at most a third of the server's wal_sender_timeout",
   },
   {
     key: 'standbyPollMs',
@@ -556,16 +556,17 @@ export function resolveConfig(options: ConfigInput, { requireKafka = true, names
 
 /**
  * The status interval against the server's wal_sender_timeout, which only the server knows (the
- * worker reads it before each session). While reading is paused (a full buffer, Kafka slow), the
- * status updates are all the server hears from the worker, and it ends a walsender silent for
- * wal_sender_timeout: the session would end under load, again and again. At most half leaves
- * room for one late update (a busy event loop, a slow round trip), as PostgreSQL's own standbys
- * keep (wal_receiver_status_interval 10 s, wal_sender_timeout 60 s). Refused, not clamped: the
- * worker runs as configured or says why not. undefined when fine, or when the timeout is off (0).
+ * worker reads it before each session). The server ends a walsender that has not heard from the
+ * worker for wal_sender_timeout, and while reading is paused (a full buffer, Kafka slow) the status
+ * updates are all it hears. The interval also shortens the worker's own receive timeout (see
+ * receiveTimeout in worker.ts), which must stay above half of wal_sender_timeout: at most a third
+ * keeps both. Refused, not clamped: the worker runs as configured or says why not. undefined
+ * when fine, or when the timeout is off (0).
  */
 export function statusIntervalProblem(statusIntervalMs: number, walSenderTimeoutMs: number): string | undefined {
-  if (walSenderTimeoutMs <= 0 || statusIntervalMs <= walSenderTimeoutMs / 2) return undefined
-  return `--status-interval-ms (OUTBOX_STATUS_INTERVAL_MS) is ${statusIntervalMs} ms, but the server's wal_sender_timeout is ${walSenderTimeoutMs} ms: PostgreSQL would end the replication connection between two status updates while reading is paused. Set the status interval to at most half of wal_sender_timeout (${Math.floor(walSenderTimeoutMs / 2)} ms), or raise wal_sender_timeout`
+  const most = Math.floor(walSenderTimeoutMs / 3)
+  if (walSenderTimeoutMs <= 0 || statusIntervalMs <= most) return undefined
+  return `--status-interval-ms (OUTBOX_STATUS_INTERVAL_MS) is ${statusIntervalMs} ms, but the server's wal_sender_timeout is ${walSenderTimeoutMs} ms: PostgreSQL would end the replication connection between two status updates while reading is paused, or before this worker notices a dead connection. Set the status interval to at most a third of wal_sender_timeout (${most} ms), or raise wal_sender_timeout`
 }
 
 function oneOf(name: string, value: string, allowed: string[]): void {
