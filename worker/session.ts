@@ -95,7 +95,7 @@ export class ReplicationSession {
             ...deliveryHooks,
             ended: (error) => this.finish({ kind: 'ended', error }),
           })
-        : new Delivery(config, publisher, metrics, logger, deliveryHooks)
+        : new Delivery(config, this.fenced(publisher), metrics, logger, deliveryHooks)
     this.watch = new PublicationWatch(config, logger, {
       changed: (problem) => this.onTableProblem(problem),
       replaced: () => this.onTableReplaced(),
@@ -154,6 +154,24 @@ export class ReplicationSession {
     // Let the status update leave before the socket is destroyed (it would be dropped).
     await new Promise((r) => setTimeout(r, 100))
     this.finish({ kind: 'stopped' })
+  }
+
+  /**
+   * The publisher, refusing every send once the replication connection is past its receive
+   * deadline: from then on the server may hand the slot to another worker, and a record sent
+   * after that worker's would reorder the stream. (Exactly-once needs no such gate: the worker
+   * that takes the slot fences this one's transactional id before it reads the checkpoint.)
+   */
+  private fenced(publisher: Publisher): Publisher {
+    return {
+      connect: () => publisher.connect(),
+      send: (records) =>
+        this.stream.alive()
+          ? publisher.send(records)
+          : Promise.reject(new Error('the replication connection is presumed dead: nothing more is sent')),
+      unavailableTopics: (topics) => publisher.unavailableTopics(topics),
+      disconnect: () => publisher.disconnect(),
+    }
   }
 
   private classifyStreamError(error: unknown): SessionOutcome {

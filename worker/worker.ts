@@ -2,11 +2,13 @@ import { EventEmitter } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
 import { createPublisher as createConfiguredPublisher } from './delivery/create-publisher.js'
+import { kafkaTopicExists, resolveTransactionalId } from './delivery/exactly-once/default-id.js'
+import { identifyServer } from './delivery/exactly-once/server-identity.js'
 import type { PublisherFactory } from './delivery/publisher.js'
-import { resolveConfig, type WorkerConfig, type WorkerOptions } from './operations/config.js'
+import { resolveConfig, statusIntervalProblem, type WorkerConfig, type WorkerOptions } from './operations/config.js'
 import { loginRefused, OutboxPoisonEventError, OutboxSetupError } from './operations/errors.js'
 import { startHealthServer } from './operations/http.js'
-import { errorFields, type Logger, silentLogger } from './operations/logger.js'
+import { errorFields, type Logger, redactingLogger, silentLogger } from './operations/logger.js'
 import { createMetrics, type Metrics } from './operations/metrics.js'
 import { redact } from './operations/redact.js'
 import { ReplicationSession } from './session.js'
@@ -27,7 +29,7 @@ export type WorkerState =
   | 'failed'
 
 export interface CreateWorkerOptions extends WorkerOptions {
-  /** Where logs go; default: nowhere (the CLI passes its pino logger). */
+  /** Where logs go, passwords redacted; default: nowhere (the CLI passes its pino logger). */
   logger?: Logger
   /**
    * Makes the publisher of each replication session (a new one per session), replacing the
@@ -63,7 +65,8 @@ type Prepared = { kind: 'ready'; startLsn: bigint; receiveTimeoutMs: number } | 
 
 export function createWorker(options: CreateWorkerOptions): OutboxWorker {
   const { logger: injected, createPublisher, ...rest } = options
-  return new Worker(resolveConfig(rest), injected ?? silentLogger, createPublisher)
+  // Whatever the logger, it receives no password (see redactingLogger).
+  return new Worker(resolveConfig(rest), injected ? redactingLogger(injected) : silentLogger, createPublisher)
 }
 
 class Worker extends EventEmitter implements OutboxWorker {
@@ -87,7 +90,8 @@ class Worker extends EventEmitter implements OutboxWorker {
   private slotCreation: Promise<unknown> | undefined
 
   constructor(
-    readonly config: WorkerConfig,
+    /** Replaced once at start when exactly-once's default transactional id is resolved. */
+    public config: WorkerConfig,
     private readonly logger: Logger,
     createPublisher: PublisherFactory | undefined,
   ) {
@@ -137,6 +141,15 @@ class Worker extends EventEmitter implements OutboxWorker {
       // behind, pinning WAL for a worker that never ran.
       await this.untilReachable('PostgreSQL', () => this.prepare({ createSlot: false }))
       await this.untilReachable('Kafka', () => this.probeKafka())
+      if (this.config.delivery === 'exactly-once' && this.config.transactionalId === undefined) {
+        // Resolved once, for every session of this worker (and shown in worker.config).
+        const server = await this.untilReachable('PostgreSQL', () => identifyServer(this.config))
+        const id = await this.untilReachable('Kafka', () =>
+          resolveTransactionalId(this.config, server, kafkaTopicExists(this.config, this.logger)),
+        )
+        this.config = { ...this.config, transactionalId: id }
+        this.logger.info({ transactionalId: id }, 'exactly-once: the default transactional id of this slot')
+      }
       await this.untilReachable('PostgreSQL', () => this.prepare())
       this.metrics.kafkaConnected.set(1)
       this.startRetention()
@@ -218,10 +231,13 @@ class Worker extends EventEmitter implements OutboxWorker {
       const { rows } = await client.query(
         `SELECT setting::int AS ms FROM pg_settings WHERE name = 'wal_sender_timeout'`,
       )
+      const walSenderTimeoutMs: number = rows[0]?.ms ?? 60_000
+      const problem = statusIntervalProblem(this.config.statusIntervalMs, walSenderTimeoutMs)
+      if (problem) throw new OutboxSetupError(problem, { code: 'OUTBOX_STATUS_INTERVAL' })
       return {
         kind: 'ready',
         startLsn: slot.confirmedFlushLsn ?? 0n,
-        receiveTimeoutMs: receiveTimeout(rows[0]?.ms ?? 60_000),
+        receiveTimeoutMs: receiveTimeout(walSenderTimeoutMs, this.config.statusIntervalMs),
       }
     } finally {
       await client.end().catch(() => {})
@@ -461,12 +477,18 @@ class Worker extends EventEmitter implements OutboxWorker {
 }
 
 /**
- * How long the replication connection may be silent before it is presumed dead (half-open).
- * It must end before the server's wal_sender_timeout frees the slot for another worker, while
- * this one could still publish; and it must outlast the server's own silence, which can reach
- * half of wal_sender_timeout while it decodes a large transaction. Three quarters sits between.
- * With the timeout off (0), the server never frees the slot by itself: a minute, then.
+ * How long the replication connection may be silent before it is presumed dead (half-open); from
+ * then on nothing more is sent to Kafka and the session ends, so it must come before the server's
+ * wal_sender_timeout can free the slot for another worker. The server counts from the last status
+ * update it received, which may be a whole status interval older than the last message this
+ * worker received (status updates go out every interval; data and keepalives come in meanwhile):
+ * the slot can be freed wal_sender_timeout - status interval after that message. A tenth of
+ * wal_sender_timeout is kept for the rest: a send in flight reaching Kafka, a late timer, the
+ * network's delay. statusIntervalProblem keeps the interval at most a third, so this stays above
+ * half of wal_sender_timeout, the longest the server itself may be silent (decoding a large
+ * transaction). With the timeout off (0), the server never frees the slot by itself: a minute.
  */
-export function receiveTimeout(walSenderTimeoutMs: number): number {
-  return walSenderTimeoutMs > 0 ? Math.round(walSenderTimeoutMs * 0.75) : 60_000
+export function receiveTimeout(walSenderTimeoutMs: number, statusIntervalMs: number): number {
+  if (walSenderTimeoutMs <= 0) return 60_000
+  return Math.round(walSenderTimeoutMs - statusIntervalMs - walSenderTimeoutMs / 10)
 }

@@ -316,6 +316,7 @@ function noProxy(): FaultProxy {
     blackhole: cannot,
     refuse: cannot,
     restore: () => {},
+    links: () => [],
     stats: () => ({
       accepted: 0,
       open: 0,

@@ -32,6 +32,8 @@ export interface FaultProxy {
   /** Ends blackhole and refuse; what a partition held is delivered (see `restore` below). */
   restore(): void
   stats(): FaultProxyStats
+  /** The connections open now, to partition one of them alone. */
+  links(): ProxiedLink[]
   /** Stops listening and resets every connection. */
   close(): Promise<void>
 }
@@ -48,6 +50,16 @@ export interface FaultProxyStats {
   bytesToUpstream: number
   bytesFromUpstream: number
   bytesToClient: number
+}
+
+/** One proxied connection. */
+export interface ProxiedLink {
+  /** The client's first chunk (for PostgreSQL, the startup packet: it names a replication connection). */
+  readonly head: Buffer | undefined
+  /** When the client last sent something (ms since the epoch), 0 if never. */
+  readonly lastFromClient: number
+  /** Partitions this connection alone, as blackhole() does all of them; restore() heals it. */
+  blackhole(): void
 }
 
 type Item = { due: number } & ({ kind: 'data'; chunk: Buffer } | { kind: 'end' } | { kind: 'reset' })
@@ -137,6 +149,10 @@ export async function startFaultProxy(options: {
     upstream: Socket | undefined
     toUpstream: Lane
     toClient: Lane
+    head: Buffer | undefined
+    lastFromClient: number
+    /** Partitioned alone (ProxiedLink.blackhole). */
+    cut: boolean
   }
   const links = new Set<Link>()
 
@@ -182,7 +198,7 @@ export async function startFaultProxy(options: {
       toUpstream: new Lane(
         () => link.client,
         () => link.upstream,
-        () => blackholed || link.upstream === undefined,
+        () => blackholed || link.cut || link.upstream === undefined,
         (n) => {
           stats.bytesToUpstream += n
         },
@@ -190,16 +206,23 @@ export async function startFaultProxy(options: {
       toClient: new Lane(
         () => link.upstream,
         () => link.client,
-        () => blackholed,
+        () => blackholed || link.cut,
         (n) => {
           stats.bytesToClient += n
         },
       ),
+      head: undefined,
+      lastFromClient: 0,
+      cut: false,
     }
     links.add(link)
     stats.open++
     feed(client, link.toUpstream, (n) => {
       stats.bytesFromClient += n
+    })
+    client.on('data', (chunk: Buffer) => {
+      link.head ??= chunk
+      link.lastFromClient = Date.now()
     })
     client.on('close', () => forget(link))
     // During a partition the upstream must see nothing, not even a connection attempt.
@@ -250,12 +273,25 @@ export async function startFaultProxy(options: {
       blackholed = false
       refusing = false
       for (const link of links) {
+        link.cut = false
         if (link.upstream === undefined) connectUpstream(link)
         link.toUpstream.pump()
         link.toClient.pump()
       }
     },
     stats: () => ({ ...stats }),
+    links: () =>
+      [...links].map((link) => ({
+        get head() {
+          return link.head
+        },
+        get lastFromClient() {
+          return link.lastFromClient
+        },
+        blackhole() {
+          link.cut = true
+        },
+      })),
     async close() {
       refusing = true
       const closed = new Promise<void>((resolve) => server.close(() => resolve()))

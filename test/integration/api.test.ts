@@ -78,3 +78,24 @@ test('start() rejects with OutboxSetupError when the database is not set up, and
   expect(worker.state).toBe('failed')
   await worker.stop() // still safe to call
 })
+
+test('a status interval the server would not wait for (wal_sender_timeout) is refused at start, naming both and the fix; no slot is made', async () => {
+  // A setting of this database only (its walsenders honour it too): nothing else on the cluster feels it.
+  await db.query(`ALTER DATABASE "${db.name}" SET wal_sender_timeout = '4s'`)
+  const slot = uniqueName('slot')
+  const worker = createWorker({
+    databaseUrl: db.url,
+    kafkaBrokers: inject('kafkaBrokers'),
+    slot,
+    healthPort: 0,
+    statusIntervalMs: 4000,
+  })
+  const error = await worker.start().catch((e: unknown) => e)
+  await worker.stop()
+  expect(error).toBeInstanceOf(OutboxSetupError)
+  expect(error).toMatchObject({ code: 'OUTBOX_STATUS_INTERVAL' })
+  expect((error as Error).message).toBe(
+    "--status-interval-ms (OUTBOX_STATUS_INTERVAL_MS) is 4000 ms, but the server's wal_sender_timeout is 4000 ms: PostgreSQL would end the replication connection between two status updates while reading is paused, or before this worker notices a dead connection. Set the status interval to at most a third of wal_sender_timeout (1333 ms), or raise wal_sender_timeout",
+  )
+  expect(await db.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [slot])).toHaveLength(0)
+})

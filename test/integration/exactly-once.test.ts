@@ -8,6 +8,7 @@ import { checkpointRecord } from '../../worker/delivery/exactly-once/checkpoint.
 import { createKafkajsTransactionalPublisher } from '../../worker/delivery/exactly-once/kafkajs-transactional.js'
 import { identifyServer } from '../../worker/delivery/exactly-once/server-identity.js'
 import { classifyTransactionError } from '../../worker/delivery/exactly-once/transactional-publisher.js'
+import { createWorker } from '../../worker/index.js'
 import { DEFAULTS, type WorkerConfig } from '../../worker/operations/config.js'
 import { silentLogger } from '../../worker/operations/logger.js'
 import { parseLsn } from '../../worker/stream/lsn.js'
@@ -288,4 +289,44 @@ test('the server check at session start ends in a PostgreSQL error when PostgreS
   } finally {
     await proxy.close()
   }
+})
+
+test("the default transactional id is the slot's, however DATABASE_URL spells the database: two spellings share one id and checkpoint", async () => {
+  // A role named like the database: a URL without a database name connects to the user's own.
+  await db.query(`CREATE ROLE "${db.name}" LOGIN REPLICATION SUPERUSER`)
+  const direct = new URL(db.url)
+  const spellings = [db.url, `postgresql://${db.name}@localhost:${direct.port}?application_name=another-spelling`]
+  const consumer = await consume([`${prefix}.order`])
+  const ids: (string | undefined)[] = []
+  try {
+    for (const [n, databaseUrl] of spellings.entries()) {
+      const worker = createWorker({
+        databaseUrl,
+        kafkaBrokers: inject('kafkaBrokers'),
+        slot,
+        topicTemplate: `${prefix}.{aggregateType}`,
+        delivery: 'exactly-once',
+        healthPort: 0,
+      })
+      try {
+        await worker.start()
+        await insertEvents(db, [{ aggregateId: `s${n}` }])
+        await consumer.waitFor(n + 1, 30_000)
+        ids.push(worker.config.transactionalId)
+      } finally {
+        await worker.stop()
+      }
+    }
+  } finally {
+    await db.query(`DROP ROLE "${db.name}"`)
+  }
+  const { system } = await identifyServer({ ...DEFAULTS, databaseUrl: db.url, kafkaBrokers: [] })
+  const expected = `prisma-outbox.${system}.${db.name}.${slot}`
+  // What Kafka holds: one checkpoint topic for this slot, that of the id both workers used.
+  const admin = testKafka(inject('kafkaBrokers')).admin()
+  await admin.connect()
+  const checkpointTopics = (await admin.listTopics()).filter((t) => t.endsWith(`.${slot}.checkpoint`))
+  await admin.disconnect()
+  expect(checkpointTopics).toEqual([`${expected}.checkpoint`])
+  expect(ids).toEqual([expected, expected])
 })

@@ -129,6 +129,84 @@ test('a half-open replication connection: the worker gives up before a standby c
   expect(await zombie.metric('outbox_events_published_total')).toBe(publishedByZombie)
 })
 
+test('only the replication connection half-open, the server last hearing from the worker a status interval before the cut: the worker publishes nothing once a standby has taken over', async () => {
+  // wal_sender_timeout of this database only (its walsenders honour it); the status interval at
+  // the most the worker accepts (a third), the case where the server stops hearing first.
+  const walSenderTimeoutMs = 24_000
+  const statusIntervalMs = walSenderTimeoutMs / 3
+  await db.query(`ALTER DATABASE "${db.name}" SET wal_sender_timeout = '${walSenderTimeoutMs}ms'`)
+  const proxied = await proxyDatabaseUrl(db.url)
+  cleanups.push(() => proxied.proxy.close())
+  const consumer = await consume([`${prefix}.order`])
+  const zombie = await startWorker({
+    DATABASE_URL: proxied.url,
+    OUTBOX_STATUS_INTERVAL_MS: String(statusIntervalMs),
+    OUTBOX_RETRY_MAX_MS: '200',
+    // Reconnects to Kafka within a second once it is back.
+    OUTBOX_KAFKA_CLIENT: 'kafkajs',
+    // Its catalog check would end it only if one happened to run between the takeover and its
+    // next send: the receive deadline is what must close the window, so the check stays out.
+    OUTBOX_TABLE_CHECK_INTERVAL: '1h',
+    // Once its session has ended it finds the slot busy: the standby, not it, takes the slot next.
+    OUTBOX_STANDBY_POLL_MS: '120000',
+  })
+  await zombie.waitForLog(/"msg":"streaming"/)
+  const standby = await startWorker({ KAFKA_BROKERS: kafka.directBrokers.join(',') })
+  await standby.waitForLog(/standing by/)
+
+  // Events all the time: the worker hears from the server up to the cut.
+  let writing = true
+  let n = 0
+  const writer = (async () => {
+    while (writing) {
+      await insertEvents(db, [{ aggregateId: 'z', payload: { n: n++ } }])
+      await new Promise((r) => setTimeout(r, 100))
+    }
+  })()
+  cleanups.push(async () => {
+    writing = false
+    await writer
+  })
+  await consumer.waitFor(3, 20_000)
+  // Kafka unreachable for the worker (refused, nothing held in flight): no acknowledgement, so
+  // no confirmation; only its periodic status updates reach the server.
+  kafka.proxy.refuse()
+  kafka.proxy.resetAll()
+  const replication = proxied.proxy.links().find((l) => l.head?.includes('replication\0database'))
+  if (!replication) throw new Error('no replication connection through the proxy')
+  // Cut just before the next status update: the server last heard from the worker a status
+  // interval before the cut, while the worker hears from the server until the cut.
+  const seen = replication.lastFromClient
+  await waitUntil('a status update', async () => replication.lastFromClient > seen, statusIntervalMs * 2, 10)
+  await new Promise((r) => setTimeout(r, replication.lastFromClient + statusIntervalMs - 300 - Date.now()))
+  replication.blackhole()
+  const cutAt = Date.now()
+
+  await standby.waitForLog(/"msg":"streaming"/, walSenderTimeoutMs * 2)
+  const tookOverAfterMs = Date.now() - cutAt
+  const publishedByZombie = await zombie.metric('outbox_events_published_total')
+  // Kafka back: a worker that has not given up publishes what it holds, as it would in production.
+  kafka.proxy.restore()
+  await new Promise((r) => setTimeout(r, 4000))
+  // Then the replication connection heals: what the partition held is delivered (the server's
+  // end of the connection, then its new walsender's data to a worker still reading).
+  const { bytesToClient } = proxied.proxy.stats()
+  proxied.proxy.restore()
+  await waitUntil('the partition healed', async () => proxied.proxy.stats().bytesToClient > bytesToClient, 10_000)
+  await new Promise((r) => setTimeout(r, 1000))
+  writing = false
+  await writer
+  const last = await insertEvents(db, [{ aggregateId: 'z', payload: { n: n++ } }])
+  await waitUntil('the standby delivers', async () => consumer.messages.some((m) => m.headers.id === last[0]), 20_000)
+  // The case meant: the server freed the slot a status interval early (it last heard from the
+  // worker that long before the cut), by its timeout.
+  expect(tookOverAfterMs).toBeGreaterThan(walSenderTimeoutMs - statusIntervalMs - 1000)
+  expect(tookOverAfterMs).toBeLessThan(walSenderTimeoutMs - statusIntervalMs / 2)
+  // Healed for the worker too: it reaches PostgreSQL again (and finds the slot taken).
+  await zombie.waitForLog(/standing by/, 10_000)
+  expect(await zombie.metric('outbox_events_published_total')).toBe(publishedByZombie)
+}, 120_000)
+
 test('stop() while reconnecting resolves within the shutdown timeout (it used to go on to stream)', async () => {
   const proxied = await proxyDatabaseUrl(db.url)
   cleanups.push(() => proxied.proxy.close())

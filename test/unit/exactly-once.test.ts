@@ -62,10 +62,12 @@ import {
   alreadyInKafka,
   type Checkpoint,
   checkpointRecord,
+  defaultTransactionalId,
   parseCheckpoint,
   transactionalId,
 } from '../../worker/delivery/exactly-once/checkpoint.js'
 import { checkCheckpoint } from '../../worker/delivery/exactly-once/checkpoint-check.js'
+import { resolveTransactionalId } from '../../worker/delivery/exactly-once/default-id.js'
 import { createKafkajsTransactionalPublisher } from '../../worker/delivery/exactly-once/kafkajs-transactional.js'
 import type { ServerIdentity } from '../../worker/delivery/exactly-once/server-identity.js'
 import { TransactionalDelivery } from '../../worker/delivery/exactly-once/transactional-delivery.js'
@@ -82,11 +84,13 @@ import { ReplicationSession } from '../../worker/session.js'
 import { type Lsn, parseLsn } from '../../worker/stream/lsn.js'
 import { LsnTracker } from '../../worker/stream/lsn-tracker.js'
 
+/** As sessions get it: the default transactional id resolved at start (default-id.ts). */
 const config: WorkerConfig = {
   ...DEFAULTS,
   delivery: 'exactly-once',
   databaseUrl: 'postgresql://x@h/shop',
   kafkaBrokers: ['k:9092'],
+  transactionalId: 'prisma-outbox.7301.shop.prisma_outbox',
 }
 
 /** The PostgreSQL the tests' worker streams; checkpoints of `ours` are of this history. */
@@ -108,19 +112,48 @@ describe('the skip rule: a transaction is in Kafka when its commit end LSN is at
 })
 
 describe('the checkpoint record', () => {
-  test('keyed by the transactional id, derived from the database and slot unless given, in a topic of its own', () => {
-    expect(transactionalId(config)).toBe('prisma-outbox.shop.prisma_outbox')
+  test('keyed by the transactional id, in a topic of its own', () => {
     expect(transactionalId({ ...config, transactionalId: 'mine' })).toBe('mine')
+    expect(() => transactionalId({ ...config, transactionalId: undefined })).toThrow(/resolved when the worker starts/)
     const record = checkpointRecord(config, parseLsn('A/1B'), server)
-    expect(record.topic).toBe('prisma-outbox.shop.prisma_outbox.checkpoint')
+    expect(record.topic).toBe('prisma-outbox.7301.shop.prisma_outbox.checkpoint')
     expect(checkpointRecord({ ...config, checkpointTopic: 'cp' }, 1n, server).topic).toBe('cp')
-    expect(record.key).toBe('prisma-outbox.shop.prisma_outbox')
+    expect(record.key).toBe('prisma-outbox.7301.shop.prisma_outbox')
     expect(parseCheckpoint(record.value as string, record.topic)).toEqual({
       lsn: parseLsn('A/1B'),
       slot: 'prisma_outbox',
       system: server.system,
       timeline: server.timeline,
     })
+  })
+  test("the default transactional id is the slot's: the system, its database and the slot, not how DATABASE_URL spells them", () => {
+    const shop = { system: '7301', database: 'shop' }
+    expect(defaultTransactionalId(shop, 'prisma_outbox')).toBe('prisma-outbox.7301.shop.prisma_outbox')
+    expect(defaultTransactionalId(shop, 'other_slot')).not.toBe(defaultTransactionalId(shop, 'prisma_outbox'))
+    expect(defaultTransactionalId({ ...shop, system: '7302' }, 'prisma_outbox')).not.toBe(
+      defaultTransactionalId(shop, 'prisma_outbox'),
+    )
+  })
+  test('upgrading: a checkpoint of the former default (from DATABASE_URL) stops the start, naming both ids and the choice', async () => {
+    const unresolved = { ...config, transactionalId: undefined }
+    const shop = { system: '7301', database: 'shop' }
+    const topics = new Set(['prisma-outbox.shop.prisma_outbox.checkpoint'])
+    const exists = async (topic: string) => topics.has(topic)
+    const error = await resolveTransactionalId(unresolved, shop, exists).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(OutboxSetupError)
+    expect((error as Error).message).toContain(
+      'set --transactional-id (OUTBOX_TRANSACTIONAL_ID) to "prisma-outbox.shop.prisma_outbox" to keep it',
+    )
+    expect((error as Error).message).toContain(
+      'or to "prisma-outbox.7301.shop.prisma_outbox" to start an empty checkpoint',
+    )
+    // Once the new id has its checkpoint topic, the former one is history.
+    topics.add('prisma-outbox.7301.shop.prisma_outbox.checkpoint')
+    expect(await resolveTransactionalId(unresolved, shop, exists)).toBe('prisma-outbox.7301.shop.prisma_outbox')
+    // A database name no topic may carry: the fix, at start.
+    await expect(resolveTransactionalId(unresolved, { ...shop, database: 'my shop' }, exists)).rejects.toThrow(
+      /the default checkpoint topic "prisma-outbox\.7301\.my shop\.prisma_outbox\.checkpoint" .* set --checkpoint-topic/,
+    )
   })
   test('a record that is not a checkpoint is an error naming the topic and the fix', () => {
     expect(() => parseCheckpoint('hello', 'cp')).toThrow(/checkpoint topic "cp".*--checkpoint-topic/)
@@ -318,6 +351,7 @@ const sessionConfig: WorkerConfig = {
   delivery: 'exactly-once',
   databaseUrl: 'postgresql://x@127.0.0.1:1/shop',
   kafkaBrokers: ['127.0.0.1:1'],
+  transactionalId: config.transactionalId,
 }
 
 function reviewRecord(value: string): KafkaRecord {

@@ -132,6 +132,24 @@ test('blackhole delivers nothing and leaves both ends open; restore delivers wha
   await until('normal forwarding', () => c.received() === 'beforepushedduringafter')
 })
 
+test('one connection partitioned alone (found by its first bytes): the others go on; restore heals it', async () => {
+  const cut = await client()
+  const other = await client()
+  cut.socket.write('replication')
+  other.socket.write('query')
+  await until('the echoes', () => cut.received() === 'replication' && other.received() === 'query')
+  const link = proxy.links().find((l) => l.head?.toString() === 'replication')
+  expect(link?.lastFromClient).toBeGreaterThan(0)
+  link?.blackhole()
+  cut.socket.write('-held')
+  other.socket.write('-passes')
+  await until('the other echo', () => other.received() === 'query-passes')
+  await sleep(300)
+  expect(cut.received()).toBe('replication')
+  proxy.restore()
+  await until('the held bytes', () => cut.received() === 'replication-held')
+})
+
 test('a FIN does not cross a blackhole', async () => {
   const c = await client()
   c.socket.write('x')

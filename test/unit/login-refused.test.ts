@@ -3,9 +3,10 @@
  * stand-in server answers every connection the way PostgreSQL answers a refused login (an
  * ErrorResponse with the SQLSTATE), so no real server with password authentication is needed.
  */
-import { createServer, type Server } from 'node:net'
+import type { Server } from 'node:net'
 import { afterEach, expect, test } from 'vitest'
 import { createWorker, OutboxSetupError } from '../../worker/index.js'
+import { refusingServer as refusingOn } from '../helpers/refusing-server.js'
 
 let server: Server | undefined
 afterEach(async () => {
@@ -14,20 +15,9 @@ afterEach(async () => {
 
 /** Listens on a free port and refuses every login with `sqlstate` and `message`. */
 async function refusingServer(sqlstate: string, message: string): Promise<number> {
-  server = createServer((socket) => {
-    socket.once('data', () => {
-      const fields = Buffer.concat([
-        ...['SFATAL', 'VFATAL', `C${sqlstate}`, `M${message}`].map((f) => Buffer.from(`${f}\0`)),
-        Buffer.from([0]),
-      ])
-      const header = Buffer.alloc(5)
-      header.write('E', 0)
-      header.writeInt32BE(fields.length + 4, 1)
-      socket.end(Buffer.concat([header, fields]))
-    })
-  })
-  await new Promise<void>((resolve) => server?.listen(0, '127.0.0.1', resolve))
-  return (server?.address() as { port: number }).port
+  const refusing = await refusingOn(sqlstate, message)
+  server = refusing.server
+  return refusing.port
 }
 
 function workerOn(port: number) {

@@ -14,7 +14,7 @@ export interface WorkerConfig {
   onPoison: 'dlq' | 'stop'
   /** at-least-once, or exactly-once through Kafka transactions (see worker/delivery/exactly-once). */
   delivery: 'at-least-once' | 'exactly-once'
-  /** Exactly-once: the producer's transactional.id; undefined = derived from the database and slot. */
+  /** Exactly-once: the producer's transactional.id; undefined = the slot's default, resolved at start (exactly-once/default-id.ts). */
   transactionalId: string | undefined
   /** Exactly-once: the compacted topic of this worker's last delivered commit LSN; undefined = `<transactional id>.checkpoint`. */
   checkpointTopic: string | undefined
@@ -206,7 +206,7 @@ export const OPTIONS: OptionSpec[] = [
     flag: 'transactional-id',
     env: 'OUTBOX_TRANSACTIONAL_ID',
     parse: text,
-    description: 'exactly-once: Kafka transactional.id (default prisma-outbox.<database>.<slot>)',
+    description: 'exactly-once: Kafka transactional.id (default prisma-outbox.<system identifier>.<database>.<slot>)',
   },
   {
     key: 'checkpointTopic',
@@ -330,7 +330,7 @@ export const OPTIONS: OptionSpec[] = [
     flag: 'status-interval-ms',
     env: 'OUTBOX_STATUS_INTERVAL_MS',
     parse: int,
-    description: 'status updates to PostgreSQL at least this often; keep below wal_sender_timeout',
+    description: "status updates to PostgreSQL at least this often; at most a third of the server's wal_sender_timeout",
   },
   {
     key: 'standbyPollMs',
@@ -559,6 +559,21 @@ export function resolveConfig(options: ConfigInput, { requireKafka = true, names
     )
   }
   return config
+}
+
+/**
+ * The status interval against the server's wal_sender_timeout, which only the server knows (the
+ * worker reads it before each session). The server ends a walsender that has not heard from the
+ * worker for wal_sender_timeout, and while reading is paused (a full buffer, Kafka slow) the status
+ * updates are all it hears. The interval also shortens the worker's own receive timeout (see
+ * receiveTimeout in worker.ts), which must stay above half of wal_sender_timeout: at most a third
+ * keeps both. Refused, not clamped: the worker runs as configured or says why not. undefined
+ * when fine, or when the timeout is off (0).
+ */
+export function statusIntervalProblem(statusIntervalMs: number, walSenderTimeoutMs: number): string | undefined {
+  const most = Math.floor(walSenderTimeoutMs / 3)
+  if (walSenderTimeoutMs <= 0 || statusIntervalMs <= most) return undefined
+  return `--status-interval-ms (OUTBOX_STATUS_INTERVAL_MS) is ${statusIntervalMs} ms, but the server's wal_sender_timeout is ${walSenderTimeoutMs} ms: PostgreSQL would end the replication connection between two status updates while reading is paused, or before this worker notices a dead connection. Set the status interval to at most a third of wal_sender_timeout (${most} ms), or raise wal_sender_timeout`
 }
 
 function oneOf(name: string, value: string, allowed: string[]): void {

@@ -1,4 +1,5 @@
 import { OutboxError } from '../../src/errors.js'
+import { redact } from './redact.js'
 
 /**
  * Exit codes of `outbox-worker`, one per kind of failure, so a supervisor can tell a bad
@@ -47,7 +48,7 @@ export function loginRefused(error: unknown): OutboxSetupError | undefined {
     code === '28P01'
       ? 'check the user and password in DATABASE_URL'
       : 'check the user and password in DATABASE_URL, and that pg_hba.conf lets this user connect from this host'
-  return new OutboxSetupError(`PostgreSQL refused the login (${(error as Error).message}): ${fix}`, {
+  return new OutboxSetupError(`PostgreSQL refused the login (${redact((error as Error).message)}): ${fix}`, {
     code: 'OUTBOX_LOGIN_REFUSED',
     cause: error,
   })

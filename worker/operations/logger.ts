@@ -65,6 +65,34 @@ export function errorFields(error: unknown): Record<string, unknown> {
   return fields
 }
 
+/**
+ * `logger`, with every message and every text inside its fields passed through redact(). The
+ * worker wraps whatever logger it is given in this, once, so the rule holds for any logger: a
+ * driver's message (an error's text, its cause) can quote a connection string with its password.
+ */
+export function redactingLogger(logger: Logger): Logger {
+  const wrap = (level: 'debug' | 'info' | 'warn' | 'error') => (fields: object, message: string) =>
+    logger[level](redactFields(fields) as object, redact(String(message)))
+  return {
+    debug: wrap('debug'),
+    info: wrap('info'),
+    warn: wrap('warn'),
+    error: wrap('error'),
+    child: (fields) => redactingLogger(logger.child(redactFields(fields) as object)),
+  }
+}
+
+/** Texts redacted, in plain objects and arrays at any depth; an Error becomes its redacted fields. */
+function redactFields(value: unknown, depth = 0): unknown {
+  if (typeof value === 'string') return redact(value)
+  if (value instanceof Error) return redactFields(errorFields(value), depth)
+  if (depth > 8 || value === null || typeof value !== 'object') return value
+  if (Array.isArray(value)) return value.map((item) => redactFields(item, depth + 1))
+  const proto = Object.getPrototypeOf(value)
+  if (proto !== Object.prototype && proto !== null) return value
+  return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, redactFields(item, depth + 1)]))
+}
+
 /** A logger that drops everything: the default for the programmatic API when none is given. */
 export const silentLogger: Logger = {
   debug() {},

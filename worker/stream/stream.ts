@@ -118,7 +118,11 @@ export class ReplicationStream {
     // paused, and the server's reply (a keepalive) lets an idle slot advance and proves the
     // connection is alive.
     this.timers.push(setInterval(() => this.sendStatus(true), this.config.statusIntervalMs))
-    this.timers.push(setInterval(() => this.checkAlive(), Math.max(50, Math.floor(this.receiveTimeoutMs / 4))))
+    // Often: the session must end close to the deadline, not up to a fraction of it later (sends
+    // are also refused past it: alive()).
+    this.timers.push(
+      setInterval(() => this.checkAlive(), Math.max(50, Math.min(1000, Math.floor(this.receiveTimeoutMs / 20)))),
+    )
   }
 
   /** Stops handling messages at once, then closes the connection. */
@@ -183,6 +187,16 @@ export class ReplicationStream {
       )
   }
 
+  /**
+   * Whether the connection may still be taken to hold the slot: false (and the stream ends) once
+   * the receive deadline has passed. Asked before every send to Kafka: a send started later could
+   * arrive after the server has handed the slot to another worker.
+   */
+  alive(): boolean {
+    this.checkAlive()
+    return !this.closed
+  }
+
   private end(error: unknown): void {
     if (this.closed) return
     this.closed = true
@@ -225,7 +239,8 @@ export class ReplicationStream {
    * A half-open connection (a network partition, a dead load balancer) sends nothing and errors
    * never. The server answers every status update that asks for a reply, so silence for longer
    * than the receive timeout means the connection is dead: end it, before the server's
-   * wal_sender_timeout frees the slot for another worker while this one still publishes.
+   * wal_sender_timeout frees the slot for another worker while this one still publishes (see
+   * receiveTimeout in worker.ts for how far before).
    * While reading is paused, silence is ours, not the server's: then the catalog must keep
    * showing this connection as the slot's holder (slotHolder), or the session ends all the same.
    */

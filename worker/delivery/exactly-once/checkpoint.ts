@@ -77,18 +77,35 @@ export function parseCheckpoint(value: string, topic: string): Checkpoint {
 }
 
 /**
- * The transactional id: stable for one database and slot, so that a worker taking over the slot
- * fences the one before it (Kafka lets one producer per transactional id commit). The database
- * name comes from DATABASE_URL; two databases of the same name on different servers that share
- * a Kafka cluster need --transactional-id set apart.
+ * The transactional id: the one given, or the slot's default, which the worker resolves once at
+ * start (resolveTransactionalId), before any session.
  */
 export function transactionalId(config: WorkerConfig): string {
   if (config.transactionalId) return config.transactionalId
+  throw new Error('the default transactional id is resolved when the worker starts, before any session')
+}
+
+/**
+ * The default transactional id: the slot's own identity, so that every worker of the slot shares
+ * it (Kafka lets one producer per transactional id commit: a worker taking over fences the one
+ * before) however its DATABASE_URL reaches the database (host name or IP, port, parameters,
+ * user, a database name left to default). The PostgreSQL system identifier (kept by a promoted
+ * standby, so a failover keeps the id and its checkpoint), the slot's database, and the slot.
+ */
+export function defaultTransactionalId(server: { system: string; database: string }, slot: string): string {
+  return `prisma-outbox.${server.system}.${server.database}.${slot}`
+}
+
+/**
+ * The default of earlier versions, from DATABASE_URL's path (so two spellings of one database
+ * could get two ids). Only to find a checkpoint written under it when upgrading.
+ */
+export function formerDefaultTransactionalId(config: WorkerConfig): string {
   let database = ''
   try {
     database = decodeURIComponent(new URL(config.databaseUrl).pathname.replace(/^\//, ''))
   } catch {
-    // resolveConfig has checked the URL; an empty name still gives a usable id
+    // resolveConfig has checked the URL
   }
   return `prisma-outbox.${database || 'postgres'}.${config.slot}`
 }
@@ -112,11 +129,22 @@ export function exactlyOnceProblem(
     return `${name('delivery')} exactly-once needs the kafkajs client for now, but ${name('kafkaClient')} is ${config.kafkaClient}: leave it unset or set it to kafkajs, or use at-least-once delivery`
   if (config.transactionalId !== undefined && config.transactionalId.trim() === '')
     return `${name('transactionalId')} is empty: leave it unset for the default (from the database and slot) or give an id`
+  // The default id (and so the default topic) is known only at start: checked then (default-id.ts).
+  if (config.transactionalId === undefined && config.checkpointTopic === undefined) return undefined
   const topic = checkpointTopic(config)
-  if (!/^[a-zA-Z0-9._-]{1,249}$/.test(topic) || /^\.\.?$/.test(topic)) {
+  if (!validTopicName(topic)) {
     if (config.checkpointTopic !== undefined)
       return `${name('checkpointTopic')} "${topic}" is not a valid Kafka topic name (letters, digits, ".", "_", "-"; at most 249)`
-    return `the default checkpoint topic "${topic}" (the transactional id and ".checkpoint") is not a valid Kafka topic name (letters, digits, ".", "_", "-"; at most 249): set ${name('checkpointTopic')}, or a ${name('transactionalId')} made of those characters`
+    return defaultTopicProblem(topic, name)
   }
   return undefined
+}
+
+export function validTopicName(topic: string): boolean {
+  return /^[a-zA-Z0-9._-]{1,249}$/.test(topic) && !/^\.\.?$/.test(topic)
+}
+
+/** The default checkpoint topic is no valid topic name (the id has other characters): the fix. */
+export function defaultTopicProblem(topic: string, name: (key: keyof WorkerConfig) => string): string {
+  return `the default checkpoint topic "${topic}" (the transactional id and ".checkpoint") is not a valid Kafka topic name (letters, digits, ".", "_", "-"; at most 249): set ${name('checkpointTopic')}, or a ${name('transactionalId')} made of those characters`
 }

@@ -16,7 +16,7 @@ export interface ServerIdentity {
  * IDENTIFY_SYSTEM on a replication connection: what the worker's REPLICATION role may always do
  * (pg_control_system() needs more). A connection of its own, closed at once.
  */
-export async function identifyServer(config: WorkerConfig): Promise<ServerIdentity> {
+export async function identifyServer(config: WorkerConfig): Promise<ServerIdentity & { database: string }> {
   // Bounded like every other connection of the worker: a network that drops the answer must end
   // in an error (and a new session), never in a delivery that waits forever.
   const client = new pg.Client({
@@ -29,12 +29,21 @@ export async function identifyServer(config: WorkerConfig): Promise<ServerIdenti
   client.on('error', () => {})
   try {
     await client.connect()
-    const { rows } = await client.query<{ systemid: string; timeline: number | string; xlogpos: string }>(
-      'IDENTIFY_SYSTEM',
-    )
+    const { rows } = await client.query<{
+      systemid: string
+      timeline: number | string
+      xlogpos: string
+      dbname: string
+    }>('IDENTIFY_SYSTEM')
     const row = rows[0]
     if (!row) throw new Error('IDENTIFY_SYSTEM returned no row')
-    return { system: String(row.systemid), timeline: Number(row.timeline), walPosition: parseLsn(row.xlogpos) }
+    return {
+      system: String(row.systemid),
+      timeline: Number(row.timeline),
+      walPosition: parseLsn(row.xlogpos),
+      // The database this connection (and so the slot) belongs to, however DATABASE_URL named it.
+      database: String(row.dbname),
+    }
   } catch (error) {
     throw new PostgresIdentityError(error)
   } finally {
