@@ -5,7 +5,13 @@ import { createPublisher as createConfiguredPublisher } from './delivery/create-
 import { kafkaTopicExists, resolveTransactionalId } from './delivery/exactly-once/default-id.js'
 import { identifyServer } from './delivery/exactly-once/server-identity.js'
 import type { PublisherFactory } from './delivery/publisher.js'
-import { resolveConfig, statusIntervalProblem, type WorkerConfig, type WorkerOptions } from './operations/config.js'
+import {
+  DEFAULTS,
+  resolveConfig,
+  statusIntervalProblem,
+  type WorkerConfig,
+  type WorkerOptions,
+} from './operations/config.js'
 import { loginRefused, OutboxPoisonEventError, OutboxSetupError } from './operations/errors.js'
 import { startHealthServer } from './operations/http.js'
 import { errorFields, type Logger, redactingLogger, silentLogger } from './operations/logger.js'
@@ -61,7 +67,9 @@ export interface OutboxWorker extends EventEmitter {
 }
 
 /** What prepare() found: the slot ready to stream, or being created by another worker. */
-type Prepared = { kind: 'ready'; startLsn: bigint; receiveTimeoutMs: number } | { kind: 'creating-elsewhere' }
+type Prepared =
+  | { kind: 'ready'; startLsn: bigint; receiveTimeoutMs: number; statusIntervalMs: number }
+  | { kind: 'creating-elsewhere' }
 
 export function createWorker(options: CreateWorkerOptions): OutboxWorker {
   const { logger: injected, createPublisher, ...rest } = options
@@ -232,16 +240,33 @@ class Worker extends EventEmitter implements OutboxWorker {
         `SELECT setting::int AS ms FROM pg_settings WHERE name = 'wal_sender_timeout'`,
       )
       const walSenderTimeoutMs: number = rows[0]?.ms ?? 60_000
-      const problem = statusIntervalProblem(this.config.statusIntervalMs, walSenderTimeoutMs)
-      if (problem) throw new OutboxSetupError(problem, { code: 'OUTBOX_STATUS_INTERVAL' })
+      const statusIntervalMs = this.statusInterval(walSenderTimeoutMs)
       return {
         kind: 'ready',
         startLsn: slot.confirmedFlushLsn ?? 0n,
-        receiveTimeoutMs: receiveTimeout(walSenderTimeoutMs, this.config.statusIntervalMs),
+        receiveTimeoutMs: receiveTimeout(walSenderTimeoutMs, statusIntervalMs),
+        statusIntervalMs,
       }
     } finally {
       await client.end().catch(() => {})
     }
+  }
+
+  /**
+   * The status interval this session uses: at most a third of wal_sender_timeout (see
+   * statusIntervalProblem). The default is shortened to fit, quietly: nobody chose it. A value the
+   * operator set is refused at start (exit 3, naming both); once running, a wal_sender_timeout
+   * lowered by a reload shortens it with a warning instead of stopping a worker that streams.
+   */
+  private statusInterval(walSenderTimeoutMs: number): number {
+    const configured = this.config.statusIntervalMs
+    const problem = statusIntervalProblem(configured, walSenderTimeoutMs)
+    if (!problem) return configured
+    const fitting = Math.max(1, Math.floor(walSenderTimeoutMs / 3))
+    if (configured === DEFAULTS.statusIntervalMs) return fitting
+    if (this.state === 'starting') throw new OutboxSetupError(problem, { code: 'OUTBOX_STATUS_INTERVAL' })
+    this.logger.warn({ statusIntervalMs: fitting }, `${problem}; using ${fitting} ms until then`)
+    return fitting
   }
 
   /**
@@ -305,10 +330,10 @@ class Worker extends EventEmitter implements OutboxWorker {
         await this.pause(this.config.standbyPollMs)
         continue
       }
-      const { startLsn, receiveTimeoutMs } = prepared
+      const { startLsn, receiveTimeoutMs, statusIntervalMs } = prepared
       const publisher = this.createPublisher()
       const session = new ReplicationSession(
-        this.config,
+        { ...this.config, statusIntervalMs },
         startLsn,
         receiveTimeoutMs,
         publisher,

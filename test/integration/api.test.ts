@@ -4,6 +4,7 @@ import { createWorker, type Logger, OutboxSetupError } from '../../worker/index.
 import { createTestDatabase, type TestDatabase, uniqueName } from '../helpers/database.js'
 import { collectTopics } from '../helpers/kafka.js'
 import { currentLsn, insertEvents, waitForConfirmed } from '../helpers/worker.js'
+import { waitUntil } from '../services/ports.js'
 
 let db: TestDatabase
 beforeEach(async () => {
@@ -98,4 +99,20 @@ test('a status interval the server would not wait for (wal_sender_timeout) is re
     "--status-interval-ms (OUTBOX_STATUS_INTERVAL_MS) is 4000 ms, but the server's wal_sender_timeout is 4000 ms: PostgreSQL would end the replication connection between two status updates while reading is paused, or before this worker notices a dead connection. Set the status interval to at most a third of wal_sender_timeout (1333 ms), or raise wal_sender_timeout",
   )
   expect(await db.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [slot])).toHaveLength(0)
+})
+
+test('the default status interval is shortened to fit a short wal_sender_timeout: the worker streams', async () => {
+  await db.query(`ALTER DATABASE "${db.name}" SET wal_sender_timeout = '6s'`)
+  const worker = createWorker({
+    databaseUrl: db.url,
+    kafkaBrokers: inject('kafkaBrokers'),
+    slot: uniqueName('slot'),
+    healthPort: 0,
+  })
+  try {
+    await worker.start()
+    await waitUntil('streaming', async () => worker.state === 'streaming', 20_000)
+  } finally {
+    await worker.stop()
+  }
 })
