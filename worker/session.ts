@@ -99,7 +99,7 @@ export class ReplicationSession {
     this.watch = new PublicationWatch(config, logger, {
       changed: (problem) => this.onTableProblem(problem),
       replaced: () => this.onTableReplaced(),
-      slotHolder: (pid) => this.stream.slotHolder(pid),
+      slotHolder: (pid, replyAgeMs) => this.stream.slotHolder(pid, replyAgeMs),
     })
   }
 

@@ -1,7 +1,7 @@
 import { expect, test } from 'vitest'
 import { DEFAULTS, type WorkerConfig } from '../../worker/operations/config.js'
 import { createMetrics } from '../../worker/operations/metrics.js'
-import { ReplicationStream } from '../../worker/stream/stream.js'
+import { ReplicationStream, serverTcpSettings } from '../../worker/stream/stream.js'
 
 const config: WorkerConfig = { ...DEFAULTS, databaseUrl: 'postgresql://x@127.0.0.1:1/db', kafkaBrokers: ['k:9092'] }
 
@@ -40,4 +40,60 @@ test('a silent, unpaused stream ends after the receive timeout; a recent message
   inside.lastReceived = Date.now() - 2000
   inside.checkAlive()
   expect(String(ended[0])).toMatch(/no message from PostgreSQL for \d+ ms/)
+})
+
+test('a paused stream is judged by when the server last heard from it, not by the catalog showing it still holds the slot', () => {
+  const ended: unknown[] = []
+  const s = new ReplicationStream(config, 0n, 1000, createMetrics(), {
+    started: () => {},
+    record: () => {},
+    undecodable: () => {},
+    tableLeft: () => {},
+    tableReplaced: () => {},
+    confirmed: () => {},
+    delivered: () => {},
+    ended: (error) => ended.push(error),
+  })
+  const inside = s as unknown as { lastReceived: number; checkAlive(): void; backendPid(): number }
+  inside.backendPid = () => 42
+  s.streaming = true
+  s.pause()
+  inside.lastReceived = Date.now() - 10 * 60_000
+  // The server heard from it just now: alive.
+  s.slotHolder(42, 10)
+  inside.checkAlive()
+  expect(ended).toHaveLength(0)
+  // Still its slot, but the server has not heard from it for longer than the receive timeout
+  // (a half-open connection): the server frees the slot at its own deadline, so this ends first.
+  const fresh = new ReplicationStream(config, 0n, 1000, createMetrics(), {
+    started: () => {},
+    record: () => {},
+    undecodable: () => {},
+    tableLeft: () => {},
+    tableReplaced: () => {},
+    confirmed: () => {},
+    delivered: () => {},
+    ended: (error) => ended.push(error),
+  })
+  const freshInside = fresh as unknown as { lastReceived: number; checkAlive(): void; backendPid(): number }
+  freshInside.backendPid = () => 42
+  fresh.streaming = true
+  fresh.pause()
+  freshInside.lastReceived = Date.now() - 10 * 60_000
+  fresh.slotHolder(42, 5000)
+  freshInside.checkAlive()
+  expect(ended).toHaveLength(1)
+  expect(String(ended[0])).toMatch(/reading paused/)
+})
+
+test("the server's TCP timeouts on the replication connection cannot end it before the worker's receive deadline", () => {
+  for (const receiveTimeoutMs of [1_300, 13_600, 44_000, 60_000]) {
+    const settings = Object.fromEntries(
+      [...serverTcpSettings(receiveTimeoutMs).matchAll(/-c (\w+)=(\d+)/g)].map((m) => [m[1], Number(m[2])]),
+    )
+    const keepaliveMs =
+      (settings.tcp_keepalives_idle + settings.tcp_keepalives_interval * settings.tcp_keepalives_count) * 1000
+    expect(keepaliveMs).toBeGreaterThan(receiveTimeoutMs)
+    expect(settings.tcp_user_timeout).toBeGreaterThan(receiveTimeoutMs)
+  }
 })

@@ -15,6 +15,8 @@ export interface CatalogState {
   identity: string | undefined
   /** The backend holding the slot, if any. */
   slotPid: number | null
+  /** How long ago (ms, by the server's clock) that backend last received a status update. */
+  replyAgeMs: number | null
 }
 
 /**
@@ -30,7 +32,10 @@ export async function readCatalog(client: pg.Client, config: WorkerConfig): Prom
   const { rows } = await client.query(
     `SELECT c.oid::text AS table_oid, p.oid IS NOT NULL AS publication_exists, p.pubinsert AS publishes_inserts,
             p.puballtables AS all_tables, r.oid::text AS membership_oid, COALESCE(${filters}, false) AS filtered,
-            (SELECT active_pid FROM pg_replication_slots WHERE slot_name = $4) AS slot_pid
+            (SELECT active_pid FROM pg_replication_slots WHERE slot_name = $4) AS slot_pid,
+            (SELECT (extract(epoch FROM clock_timestamp() - r.reply_time) * 1000)::float8
+               FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid
+              WHERE s.slot_name = $4) AS reply_age_ms
        FROM (SELECT 1) AS one
        LEFT JOIN pg_namespace n ON n.nspname = $2
        LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = $3 AND c.relkind IN ('r', 'p')
@@ -58,6 +63,7 @@ export async function readCatalog(client: pg.Client, config: WorkerConfig): Prom
     problem,
     identity: problem ? undefined : `${row.table_oid}/${row.membership_oid ?? 'all'}`,
     slotPid: row.slot_pid,
+    replyAgeMs: row.reply_age_ms === null ? null : Number(row.reply_age_ms),
   }
 }
 
@@ -69,8 +75,11 @@ export interface PublicationWatchHooks {
    * events inserted in between may never have been streamed.
    */
   replaced(): void
-  /** The slot's holder, as the catalog says (for a session whose stream is paused). */
-  slotHolder(pid: number | null): void
+  /**
+   * The slot's holder, as the catalog says, and how long ago its walsender last heard from it
+   * (pg_stat_replication.reply_time, by the server's clock), for a session whose stream is paused.
+   */
+  slotHolder(pid: number | null, replyAgeMs: number | null): void
 }
 
 /** Runs readCatalog every --table-check-interval on a connection of its own. */
@@ -133,7 +142,7 @@ export class PublicationWatch {
       const state = await readCatalog(this.client, this.config)
       if (this.stopped) return
       this.failures = 0
-      this.hooks.slotHolder(state.slotPid)
+      this.hooks.slotHolder(state.slotPid, state.replyAgeMs)
       if (state.problem !== this.problem) {
         this.problem = state.problem
         if (state.problem) this.problemSinceIdentity = true

@@ -46,7 +46,7 @@ export class ReplicationStream {
   private closed = false
   private paused = false
   private lastReceived = Date.now()
-  /** When the catalog last showed this connection holding the slot (see checkAlive). */
+  /** When, as far as the catalog shows, the server last heard from this connection (checkAlive). */
   private lastVerified = 0
   /** Why confirming is held (the table left the publication), if it is. */
   private heldBecause: string | undefined
@@ -63,7 +63,12 @@ export class ReplicationStream {
   ) {
     this.service = new LogicalReplicationService(
       // A half-open connection must not hang the connect either; keepalives help the kernel notice.
-      { connectionString: config.databaseUrl, connectionTimeoutMillis: 10_000, keepAlive: true },
+      {
+        connectionString: config.databaseUrl,
+        connectionTimeoutMillis: 10_000,
+        keepAlive: true,
+        options: serverTcpSettings(receiveTimeoutMs),
+      },
       // Never let the library confirm anything: it would confirm what was received, not delivered.
       { acknowledge: { auto: false, timeoutSeconds: 0 } },
     )
@@ -174,14 +179,19 @@ export class ReplicationStream {
 
   /**
    * The catalog's word on who holds the slot. Another backend means this connection is dead
-   * (the server freed the slot): end, whether or not the socket has noticed.
+   * (the server freed the slot): end, whether or not the socket has noticed. Our own backend
+   * holding it proves only that the slot was not yet freed; what the server counts its
+   * wal_sender_timeout from is the last status update it received from us (`replyAgeMs` ago), so
+   * that is the sign of life a paused stream is judged by. The difference is taken on the
+   * server's clock, so the two clocks need not agree.
    */
-  slotHolder(pid: number | null): void {
+  slotHolder(pid: number | null, replyAgeMs: number | null): void {
     if (this.closed || !this.streaming) return
     const own = this.backendPid()
     if (own === undefined) return
-    if (pid === own) this.lastVerified = Date.now()
-    else
+    if (pid === own) {
+      if (replyAgeMs !== null) this.lastVerified = Math.max(this.lastVerified, Date.now() - Math.max(0, replyAgeMs))
+    } else
       this.end(
         new Error(`the slot is now held by ${pid === null ? 'no one' : `backend ${pid}`}: this connection is dead`),
       )
@@ -292,4 +302,23 @@ export class ReplicationStream {
   private backendPid(): number | undefined {
     return (this.service as unknown as { _client?: { processID?: number | null } })._client?.processID ?? undefined
   }
+}
+
+/**
+ * The server's TCP settings for this connection. Set by a DBA to notice dead clients sooner
+ * (tcp_keepalives_*, tcp_user_timeout), they would let the server end a half-open connection,
+ * and free the slot for a standby, before this worker's receive deadline, while it still
+ * publishes: two workers at once. So on this connection they can fire only after the deadline
+ * (by about 15 s); with wal_sender_timeout off they still free a dead worker's slot that long after.
+ */
+export function serverTcpSettings(receiveTimeoutMs: number): string {
+  const idleSeconds = Math.ceil(receiveTimeoutMs / 1000)
+  return [
+    `tcp_keepalives_idle=${idleSeconds}`,
+    'tcp_keepalives_interval=5',
+    'tcp_keepalives_count=3',
+    `tcp_user_timeout=${receiveTimeoutMs + 15_000}`,
+  ]
+    .map((setting) => `-c ${setting}`)
+    .join(' ')
 }
