@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
 import { createPublisher as createConfiguredPublisher } from './delivery/create-publisher.js'
-import { kafkaTopicExists, resolveTransactionalId } from './delivery/exactly-once/default-id.js'
+import { kafkaCheckpointLookup, resolveTransactionalId } from './delivery/exactly-once/default-id.js'
 import { identifyServer } from './delivery/exactly-once/server-identity.js'
 import type { PublisherFactory } from './delivery/publisher.js'
 import { resolveConfig, statusIntervalProblem, type WorkerConfig, type WorkerOptions } from './operations/config.js'
@@ -145,7 +145,7 @@ class Worker extends EventEmitter implements OutboxWorker {
         // Resolved once, for every session of this worker (and shown in worker.config).
         const server = await this.untilReachable('PostgreSQL', () => identifyServer(this.config))
         const id = await this.untilReachable('Kafka', () =>
-          resolveTransactionalId(this.config, server, kafkaTopicExists(this.config, this.logger)),
+          resolveTransactionalId(this.config, server, kafkaCheckpointLookup(this.config, this.logger)),
         )
         this.config = { ...this.config, transactionalId: id }
         this.logger.info({ transactionalId: id }, 'exactly-once: the default transactional id of this slot')
