@@ -10,7 +10,6 @@ import { loginRefused, OutboxPoisonEventError, OutboxSetupError } from './operat
 import { startHealthServer } from './operations/http.js'
 import { errorFields, type Logger, redactingLogger, silentLogger } from './operations/logger.js'
 import { createMetrics, type Metrics } from './operations/metrics.js'
-import { redact } from './operations/redact.js'
 import { ReplicationSession } from './session.js'
 import { deleteExpiredRows } from './slot/retention.js'
 import { prepareDatabase, slotInfo } from './slot/setup.js'
@@ -192,7 +191,7 @@ class Worker extends EventEmitter implements OutboxWorker {
             what === 'Kafka'
               ? 'check KAFKA_BROKERS and that the brokers are up'
               : 'check DATABASE_URL and that the server is up'
-          throw new OutboxSetupError(`cannot reach ${where} (${redact((error as Error).message)}): ${fix}`, {
+          throw new OutboxSetupError(`cannot reach ${where} (${(error as Error).message}): ${fix}`, {
             code: 'OUTBOX_UNREACHABLE',
             cause: error,
           })
