@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
 import { createPublisher as createConfiguredPublisher } from './delivery/create-publisher.js'
-import { kafkaTopicExists, resolveTransactionalId } from './delivery/exactly-once/default-id.js'
+import { kafkaCheckpointLookup, resolveTransactionalId } from './delivery/exactly-once/default-id.js'
 import { identifyServer } from './delivery/exactly-once/server-identity.js'
 import type { PublisherFactory } from './delivery/publisher.js'
 import {
@@ -16,7 +16,6 @@ import { loginRefused, OutboxPoisonEventError, OutboxSetupError } from './operat
 import { startHealthServer } from './operations/http.js'
 import { errorFields, type Logger, redactingLogger, silentLogger } from './operations/logger.js'
 import { createMetrics, type Metrics } from './operations/metrics.js'
-import { redact } from './operations/redact.js'
 import { ReplicationSession } from './session.js'
 import { deleteExpiredRows } from './slot/retention.js'
 import { prepareDatabase, slotInfo } from './slot/setup.js'
@@ -153,7 +152,7 @@ class Worker extends EventEmitter implements OutboxWorker {
         // Resolved once, for every session of this worker (and shown in worker.config).
         const server = await this.untilReachable('PostgreSQL', () => identifyServer(this.config))
         const id = await this.untilReachable('Kafka', () =>
-          resolveTransactionalId(this.config, server, kafkaTopicExists(this.config, this.logger)),
+          resolveTransactionalId(this.config, server, kafkaCheckpointLookup(this.config, this.logger)),
         )
         this.config = { ...this.config, transactionalId: id }
         this.logger.info({ transactionalId: id }, 'exactly-once: the default transactional id of this slot')
@@ -200,7 +199,7 @@ class Worker extends EventEmitter implements OutboxWorker {
             what === 'Kafka'
               ? 'check KAFKA_BROKERS and that the brokers are up'
               : 'check DATABASE_URL and that the server is up'
-          throw new OutboxSetupError(`cannot reach ${where} (${redact((error as Error).message)}): ${fix}`, {
+          throw new OutboxSetupError(`cannot reach ${where} (${(error as Error).message}): ${fix}`, {
             code: 'OUTBOX_UNREACHABLE',
             cause: error,
           })

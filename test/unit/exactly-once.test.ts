@@ -138,7 +138,7 @@ describe('the checkpoint record', () => {
     const unresolved = { ...config, transactionalId: undefined }
     const shop = { system: '7301', database: 'shop' }
     const topics = new Set(['prisma-outbox.shop.prisma_outbox.checkpoint'])
-    const exists = async (topic: string) => topics.has(topic)
+    const exists = { topicExists: async (topic: string) => topics.has(topic), latest: async () => undefined }
     const error = await resolveTransactionalId(unresolved, shop, exists).catch((e: unknown) => e)
     expect(error).toBeInstanceOf(OutboxSetupError)
     expect((error as Error).message).toContain(
@@ -154,6 +154,41 @@ describe('the checkpoint record', () => {
     await expect(resolveTransactionalId(unresolved, { ...shop, database: 'my shop' }, exists)).rejects.toThrow(
       /the default checkpoint topic "prisma-outbox\.7301\.my shop\.prisma_outbox\.checkpoint" .* set --checkpoint-topic/,
     )
+  })
+  test('upgrading with --checkpoint-topic: a checkpoint keyed by the former default in that topic stops the start too', async () => {
+    // The topic is the operator's, so it exists either way: what tells is whose key it holds.
+    const unresolved = { ...config, transactionalId: undefined, checkpointTopic: 'my.cp' }
+    const shop = { system: '7301', database: 'shop' }
+    const former = 'prisma-outbox.shop.prisma_outbox'
+    const current = 'prisma-outbox.7301.shop.prisma_outbox'
+    const keys = new Map([[former, '{"lsn":"0/1"}']])
+    const asked: string[] = []
+    const kafka = {
+      topicExists: async (topic: string) => topic === 'my.cp',
+      latest: async (topic: string, key: string) => {
+        asked.push(`${topic}/${key}`)
+        return keys.get(key)
+      },
+    }
+    const error = await resolveTransactionalId(unresolved, shop, kafka).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(OutboxSetupError)
+    expect((error as OutboxSetupError).code).toBe('OUTBOX_TRANSACTIONAL_ID_CHANGED')
+    expect((error as Error).message).toContain(
+      `set --transactional-id (OUTBOX_TRANSACTIONAL_ID) to "${former}" to keep it`,
+    )
+    expect((error as Error).message).toContain(`or to "${current}" to start an empty checkpoint`)
+    expect((error as Error).message).toContain('topic "my.cp"')
+    expect(asked).toContain(`my.cp/${former}`)
+    // Once the new id has its own checkpoint there, the former one is history.
+    keys.set(current, '{"lsn":"0/2"}')
+    expect(await resolveTransactionalId(unresolved, shop, kafka)).toBe(current)
+    // A fresh install: the topic holds nobody's checkpoint.
+    keys.clear()
+    expect(await resolveTransactionalId(unresolved, shop, kafka)).toBe(current)
+    // Not created yet: nothing to read (reading a missing topic would fail).
+    asked.length = 0
+    expect(await resolveTransactionalId(unresolved, shop, { ...kafka, topicExists: async () => false })).toBe(current)
+    expect(asked).toEqual([])
   })
   test('a record that is not a checkpoint is an error naming the topic and the fix', () => {
     expect(() => parseCheckpoint('hello', 'cp')).toThrow(/checkpoint topic "cp".*--checkpoint-topic/)

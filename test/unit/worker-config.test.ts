@@ -129,6 +129,13 @@ describe('redaction', () => {
       'use postgresql://<user>:<password>@<host>:5432/<database>',
     ],
     ['postgresql://app:<password>x@db/x', 'postgresql://app:***@db/x'],
+    // A raw '@' in the password: the userinfo runs to the last '@' before the host.
+    ['connect postgres://app:p@ss@db:5432/shop failed', 'connect postgres://app:***@db:5432/shop failed'],
+    // A user name with an '@' (user@server, as some hosted PostgreSQL want it).
+    ['postgres://app@srv:pw@db/x', 'postgres://app@srv:***@db/x'],
+    // A SASL password in a client's options, printed as JSON or by util.inspect.
+    ['{"username":"app","password":"pw"}', '{"username":"app","password":"***"}'],
+    ["{ username: 'app', password: 'pw' }", "{ username: 'app', password: '***' }"],
   ])('%s', (input, output) => {
     expect(redact(input)).toBe(output)
   })

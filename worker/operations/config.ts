@@ -1,6 +1,7 @@
 import { topicNameProblem } from '../../src/topic.js'
 import { exactlyOnceProblem } from '../delivery/exactly-once/checkpoint.js'
 import { OutboxConfigError } from './errors.js'
+import { rememberSecrets } from './redact.js'
 
 /** Every worker option, resolved and validated. Built once by resolveConfig and used everywhere after. */
 export interface WorkerConfig {
@@ -465,6 +466,8 @@ export function resolveConfig(options: ConfigInput, { requireKafka = true, names
   const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined))
   const config = { ...DEFAULTS, ...defined } as WorkerConfig
   if (typeof config.kafkaBrokers === 'string') config.kafkaBrokers = list(config.kafkaBrokers)
+  // Before any check, whose message may quote an option: from here on nothing prints them.
+  rememberSecrets(config)
   const fromCli = names !== undefined
   const spec = (key: Key) => OPTIONS.find((o) => o.key === key) as OptionSpec
   /** The option as the user wrote it. */

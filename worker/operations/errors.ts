@@ -1,5 +1,5 @@
 import { OutboxError } from '../../src/errors.js'
-import { redact } from './redact.js'
+import { redact, redactError } from './redact.js'
 
 /**
  * Exit codes of `outbox-worker`, one per kind of failure, so a supervisor can tell a bad
@@ -24,7 +24,13 @@ export class OutboxConfigError extends OutboxError {
  * The database or Kafka is not set up for the worker (wal_level, publication, permissions,
  * unreachable at start). The message names the fix.
  */
-export class OutboxSetupError extends OutboxError {}
+export class OutboxSetupError extends OutboxError {
+  // Its message is printed (exit 3) and its cause often a driver's error quoting DATABASE_URL:
+  // both redacted here, once, whoever builds one.
+  constructor(message: string, options: { code: string; retriable?: boolean; cause?: unknown }) {
+    super(redact(message), { ...options, cause: redactError(options.cause) })
+  }
+}
 
 /** An event Kafka will never accept (too large, invalid topic), with `--on-poison stop`. */
 export class OutboxPoisonEventError extends OutboxError {
@@ -48,7 +54,7 @@ export function loginRefused(error: unknown): OutboxSetupError | undefined {
     code === '28P01'
       ? 'check the user and password in DATABASE_URL'
       : 'check the user and password in DATABASE_URL, and that pg_hba.conf lets this user connect from this host'
-  return new OutboxSetupError(`PostgreSQL refused the login (${redact((error as Error).message)}): ${fix}`, {
+  return new OutboxSetupError(`PostgreSQL refused the login (${(error as Error).message}): ${fix}`, {
     code: 'OUTBOX_LOGIN_REFUSED',
     cause: error,
   })

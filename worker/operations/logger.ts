@@ -1,6 +1,6 @@
 import { pino } from 'pino'
 import pretty from 'pino-pretty'
-import { redact } from './redact.js'
+import { redact, SECRET_KEY } from './redact.js'
 
 /**
  * The logging surface the worker uses. Any logger with these methods can be injected (pino,
@@ -34,7 +34,11 @@ export function createLogger(level: string, format: 'auto' | 'json' | 'pretty'):
       destination.write(redact(line))
     },
   }
-  return pino({ level, base: { name: 'outbox-worker' }, timestamp: pino.stdTimeFunctions.isoTime }, redacting)
+  // Fields redacted before pino serializes them (a secret-named field, a URL object), and its
+  // lines again after (what pino adds itself, such as an error's stack).
+  return redactingLogger(
+    pino({ level, base: { name: 'outbox-worker' }, timestamp: pino.stdTimeFunctions.isoTime }, redacting),
+  )
 }
 
 /**
@@ -82,15 +86,43 @@ export function redactingLogger(logger: Logger): Logger {
   }
 }
 
-/** Texts redacted, in plain objects and arrays at any depth; an Error becomes its redacted fields. */
+/** Beyond this depth a field is printed as redacted text rather than walked. */
+const MAX_DEPTH = 8
+
+/**
+ * `value` with nothing secret left, as a logger will print it: texts redacted, in plain objects
+ * and arrays; a field named like a secret (SECRET_KEY) masked; an Error becomes its redacted
+ * fields; anything else (a URL, a Buffer, a class instance, a field nested too deep) becomes
+ * redacted text, since a logger would print it its own way, unredacted.
+ */
 function redactFields(value: unknown, depth = 0): unknown {
   if (typeof value === 'string') return redact(value)
+  if (value === null || typeof value !== 'object') return value
   if (value instanceof Error) return redactFields(errorFields(value), depth)
-  if (depth > 8 || value === null || typeof value !== 'object') return value
-  if (Array.isArray(value)) return value.map((item) => redactFields(item, depth + 1))
   const proto = Object.getPrototypeOf(value)
-  if (proto !== Object.prototype && proto !== null) return value
-  return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, redactFields(item, depth + 1)]))
+  const plain = Array.isArray(value) || proto === Object.prototype || proto === null
+  if (!plain || depth > MAX_DEPTH) return redact(asText(value))
+  if (Array.isArray(value)) return value.map((item) => redactFields(item, depth + 1))
+  return Object.fromEntries(
+    Object.entries(value).map(([key, item]) => [
+      redact(key),
+      SECRET_KEY.test(key) ? '***' : redactFields(item, depth + 1),
+    ]),
+  )
+}
+
+/** An object as text: its JSON (a URL's href, a Date's ISO form), bytes as UTF-8. */
+function asText(value: object): string {
+  if (ArrayBuffer.isView(value)) return Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('utf8')
+  try {
+    const json = JSON.stringify(value, (_, item) =>
+      ArrayBuffer.isView(item) || (item as { type?: unknown })?.type === 'Buffer' ? '[bytes]' : item,
+    )
+    if (json !== undefined && json !== '{}') return json.startsWith('"') ? (JSON.parse(json) as string) : json
+  } catch {
+    // a cycle, a BigInt: its own text will do
+  }
+  return String(value)
 }
 
 /** A logger that drops everything: the default for the programmatic API when none is given. */

@@ -1,4 +1,4 @@
-import { Kafka } from 'kafkajs'
+import { type Admin, Kafka } from 'kafkajs'
 import type { WorkerConfig } from '../../operations/config.js'
 import { OutboxSetupError } from '../../operations/errors.js'
 import type { Logger } from '../../operations/logger.js'
@@ -9,6 +9,8 @@ import {
   formerDefaultTransactionalId,
   validTopicName,
 } from './checkpoint.js'
+import { readLatest } from './checkpoint-read.js'
+import { highWatermarks } from './kafkajs-transactional.js'
 
 /** The option names of the worker's messages at start (the CLI's; createWorker's users know them too). */
 const flag = (key: keyof WorkerConfig) =>
@@ -16,44 +18,74 @@ const flag = (key: keyof WorkerConfig) =>
     ? '--checkpoint-topic (OUTBOX_CHECKPOINT_TOPIC)'
     : '--transactional-id (OUTBOX_TRANSACTIONAL_ID)'
 
+/** What resolveTransactionalId asks Kafka: whether a topic exists, the newest value of a key in one. */
+export interface CheckpointLookup {
+  topicExists(topic: string): Promise<boolean>
+  latest(topic: string, key: string): Promise<string | undefined>
+}
+
 /**
  * The default transactional id of this slot (see defaultTransactionalId), from the server's
  * identity, checked once at start:
  * - its checkpoint topic must be a valid topic name (the database's name is part of it);
- * - upgrading from a version whose default came from DATABASE_URL: when the former default's
- *   checkpoint topic exists and the new one does not, the worker stops (exit 3) instead of
- *   starting an empty checkpoint, which would publish the slot's replay a second time and let
- *   workers of the two versions run unfenced. The operator chooses: keep the former id, or start anew.
+ * - upgrading from a version whose default came from DATABASE_URL: when the former default has a
+ *   checkpoint and the new one has none, the worker stops (exit 3) instead of starting an empty
+ *   checkpoint, which would publish the slot's replay a second time and let workers of the two
+ *   versions run unfenced. The operator chooses: keep the former id, or start anew. By default
+ *   each id has a topic of its own, so the topics tell; a --checkpoint-topic is shared by both
+ *   ids (records are keyed by id), so its keys tell.
  */
 export async function resolveTransactionalId(
   config: WorkerConfig,
   server: { system: string; database: string },
-  topicExists: (topic: string) => Promise<boolean>,
+  kafka: CheckpointLookup,
 ): Promise<string> {
   const id = defaultTransactionalId(server, config.slot)
-  if (config.checkpointTopic !== undefined) return id
+  const former = formerDefaultTransactionalId(config)
+  if (config.checkpointTopic !== undefined) {
+    const topic = config.checkpointTopic
+    // A topic not created yet holds nobody's checkpoint (and cannot be read).
+    if (former === id || !(await kafka.topicExists(topic))) return id
+    if ((await kafka.latest(topic, former)) !== undefined && (await kafka.latest(topic, id)) === undefined)
+      throw idChanged(id, former, `in topic "${topic}", keyed "${former}"`)
+    return id
+  }
   const topic = `${id}.checkpoint`
   if (!validTopicName(topic))
     throw new OutboxSetupError(defaultTopicProblem(topic, flag), { code: 'OUTBOX_INVALID_CONFIG' })
-  const former = formerDefaultTransactionalId(config)
-  if (former !== id && !(await topicExists(topic)) && (await topicExists(`${former}.checkpoint`))) {
-    throw new OutboxSetupError(
-      `the default transactional id is now the slot's own, "${id}", but a checkpoint of the former default "${former}" exists (topic "${former}.checkpoint"): set ${flag('transactionalId')} to "${former}" to keep it (nothing is published twice, and workers of the earlier version are fenced as before), or to "${id}" to start an empty checkpoint (what the slot replays next is published again; stop every worker of the earlier version first). See the README, "Exactly-once delivery"`,
-      { code: 'OUTBOX_TRANSACTIONAL_ID_CHANGED' },
-    )
-  }
+  if (former !== id && !(await kafka.topicExists(topic)) && (await kafka.topicExists(`${former}.checkpoint`)))
+    throw idChanged(id, former, `topic "${former}.checkpoint"`)
   return id
 }
 
-/** Whether a topic exists, asked with a kafkajs admin of its own (exactly-once is built on kafkajs). */
-export function kafkaTopicExists(config: WorkerConfig, logger: Logger): (topic: string) => Promise<boolean> {
-  return async (topic) => {
-    const admin = new Kafka(kafkaClientConfig(config, logger)).admin()
+function idChanged(id: string, former: string, where: string): OutboxSetupError {
+  return new OutboxSetupError(
+    `the default transactional id is now the slot's own, "${id}", but a checkpoint of the former default "${former}" exists (${where}): set ${flag('transactionalId')} to "${former}" to keep it (nothing is published twice, and workers of the earlier version are fenced as before), or to "${id}" to start an empty checkpoint (what the slot replays next is published again; stop every worker of the earlier version first). See the README, "Exactly-once delivery"`,
+    { code: 'OUTBOX_TRANSACTIONAL_ID_CHANGED' },
+  )
+}
+
+/**
+ * Kafka as resolveTransactionalId asks it, with clients of its own (exactly-once is built on
+ * kafkajs). No transactional id is initialized: read_committed, the read waits for a transaction
+ * a worker of the earlier version may have open, as a session's checkpoint read does.
+ */
+export function kafkaCheckpointLookup(config: WorkerConfig, logger: Logger): CheckpointLookup {
+  const withAdmin = async <T>(use: (kafka: Kafka, admin: Admin) => Promise<T>): Promise<T> => {
+    const kafka = new Kafka(kafkaClientConfig(config, logger))
+    const admin = kafka.admin()
     try {
       await admin.connect()
-      return (await admin.listTopics()).includes(topic)
+      return await use(kafka, admin)
     } finally {
       await admin.disconnect().catch(() => {})
     }
+  }
+  return {
+    topicExists: (topic) => withAdmin(async (_, admin) => (await admin.listTopics()).includes(topic)),
+    latest: (topic, key) =>
+      withAdmin((kafka, admin) =>
+        readLatest(kafka, admin, (partitions) => highWatermarks(config, topic, partitions), topic, key),
+      ),
   }
 }

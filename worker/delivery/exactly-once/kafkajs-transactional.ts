@@ -183,7 +183,11 @@ async function ensureCheckpointTopic(admin: Admin, topic: string): Promise<void>
  * ask for: its admin lists offsets read_committed, which stop at another producer's open
  * transaction. A client of its own, closed at once.
  */
-async function highWatermarks(config: WorkerConfig, topic: string, partitions: number[]): Promise<Map<number, bigint>> {
+export async function highWatermarks(
+  config: WorkerConfig,
+  topic: string,
+  partitions: number[],
+): Promise<Map<number, bigint>> {
   const admin = new PlatformaticAdmin(platformaticClientOptions(config))
   try {
     const listed = await admin.listOffsets({
