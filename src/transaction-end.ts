@@ -89,15 +89,22 @@ function isIdentChar(char: string | undefined): boolean {
 }
 
 /**
- * Past the string literal opening at `sql[quote]`. A doubled quote reads as two adjacent
- * literals, which splits nothing differently; in an E'' literal a backslash also escapes.
+ * Past the string literal opening at `sql[quote]`. In a plain literal a doubled quote reads as two
+ * adjacent literals, which splits nothing differently. In an E'' literal it does not: the doubled
+ * quote is still inside, where the next backslash escapes (E'a''\'' is one literal), so both are
+ * read as PostgreSQL reads them.
  */
 function stringEnd(sql: string, quote: number): number {
   const escapes = /[eE]/.test(sql[quote - 1] ?? '') && !isIdentChar(sql[quote - 2])
   if (!escapes) return closingEnd(sql, quote + 1, "'")
   let i = quote + 1
-  while (i < sql.length && sql[i] !== "'") i += sql[i] === '\\' ? 2 : 1
-  return Math.min(i + 1, sql.length)
+  while (i < sql.length) {
+    if (sql[i] === '\\') i += 2
+    else if (sql[i] !== "'") i++
+    else if (sql[i + 1] === "'") i += 2
+    else return i + 1
+  }
+  return sql.length
 }
 
 /** Past the first `closing` at or after `from` (the end of `sql` when there is none). */

@@ -57,6 +57,8 @@ describe('transactionEnd', () => {
     "SELECT E'\\''; COMMIT",
     // An identifier ending in $x$ starts no dollar quote.
     'SELECT a$x$ FROM t; COMMIT; SELECT $x$',
+    // E'a''\'' is one literal (a doubled quote, then an escaped one): the COMMIT after it is real.
+    "SELECT E'a''\\''; COMMIT; SELECT ''",
   ])('%j is unclear', (sql) => {
     expect(transactionEnd(sql)).toBe('unclear')
   })
