@@ -14,15 +14,18 @@
  *   transaction (COMMIT inside a DO block, a procedure or a function is refused by PostgreSQL
  *   within a transaction block).
  *
- * Errors in reading fall on the side of `unclear`: a semicolon inside an E'' string whose quote is
- * escaped with a backslash, for instance, is taken to start a statement.
+ * Errors in reading fall on the side of `unclear`. Backslashes are where readings part: an E''
+ * string escapes with them, and so does a plain '' string in a session with
+ * standard_conforming_strings off, which the text alone does not tell. So text with an ending word
+ * and a backslash inside any string is `unclear`, however it splits (see `statementsOf`).
  */
 export type TransactionEnd = 'commit' | 'rollback' | 'prepare' | 'unclear'
 
 export function transactionEnd(sql: string): TransactionEnd | undefined {
   // Most statements hold none of the words: no need to read them through.
   if (!ANY_ENDING_WORD.test(sql)) return undefined
-  const statements = statementsOf(sql)
+  const { statements, backslashInString } = statementsOf(sql)
+  if (backslashInString) return 'unclear'
   const ending = statements.filter((s) => ENDING_WORD.test(s))
   if (ending.length === 0) return undefined
   const only = statements.length === 1 ? statements[0] : undefined
@@ -50,9 +53,15 @@ function isExactly(pattern: RegExp, statement: string): boolean {
  * The statements of `sql`, each from its first word (past leading whitespace and comments) to the
  * semicolon that ends it; empty statements left out. Semicolons inside quotes, dollar quotes and
  * comments do not end a statement.
+ *
+ * `backslashInString`: a string literal holds a backslash. Plain strings are read here with
+ * standard_conforming_strings on; with it off, PostgreSQL reads them as E'' strings. The two
+ * readings differ only at a backslash inside a string, so up to the first one the split is right
+ * whatever the setting, and past it the caller must not trust it.
  */
-function statementsOf(sql: string): string[] {
+function statementsOf(sql: string): { statements: string[]; backslashInString: boolean } {
   const statements: string[] = []
+  let backslashInString = false
   let start = skipBlank(sql, 0)
   let i = start
   while (i < sql.length) {
@@ -62,7 +71,9 @@ function statementsOf(sql: string): string[] {
       i = skipBlank(sql, i + 1)
       start = i
     } else if (char === "'") {
-      i = stringEnd(sql, i)
+      const end = stringEnd(sql, i)
+      if (sql.slice(i, end).includes('\\')) backslashInString = true
+      i = end
     } else if (char === '"') {
       i = closingEnd(sql, i + 1, '"')
     } else if (char === '$' && !isIdentChar(sql[i - 1])) {
@@ -78,7 +89,7 @@ function statementsOf(sql: string): string[] {
     }
   }
   if (i > start) statements.push(sql.slice(start, i))
-  return statements
+  return { statements, backslashInString }
 }
 
 // $$ or $tag$; `$1` is a parameter, and a `$` inside an identifier (`a$b$`) starts nothing.

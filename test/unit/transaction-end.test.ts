@@ -59,6 +59,11 @@ describe('transactionEnd', () => {
     'SELECT a$x$ FROM t; COMMIT; SELECT $x$',
     // E'a''\'' is one literal (a doubled quote, then an escaped one): the COMMIT after it is real.
     "SELECT E'a''\\''; COMMIT; SELECT ''",
+    // With standard_conforming_strings off, '\'' is one literal and the COMMIT after it is real.
+    "SELECT '\\''; COMMIT; SELECT ''",
+    // Read as PostgreSQL does with the setting on, nothing here commits; the session's setting is
+    // not known, so any backslash in a string near an ending word leaves the text unclear.
+    "UPDATE t SET note = 'C:\\dir; commit'",
   ])('%j is unclear', (sql) => {
     expect(transactionEnd(sql)).toBe('unclear')
   })
@@ -76,6 +81,7 @@ describe('transactionEnd', () => {
     'SAVEPOINT s1',
     'RELEASE SAVEPOINT s1',
     'commit_log',
+    "SELECT E'a''b\\n', 'C:\\dir'",
     '',
   ])('%j ends nothing', (sql) => {
     expect(transactionEnd(sql)).toBeUndefined()
