@@ -3,9 +3,11 @@
  * PostgreSQL reads it, for withOutbox: the events it holds must go with the statement that
  * commits, and be dropped with the one that rolls back.
  *
- * - `commit`: exactly one statement, COMMIT or END [WORK | TRANSACTION] [AND [NO] CHAIN], in any
- *   case, with any whitespace, comments and semicolons around it.
- * - `rollback`: the same with ROLLBACK or ABORT.
+ * - `commit`: exactly one statement, COMMIT or END [WORK | TRANSACTION] [AND NO CHAIN], in any
+ *   case, with any whitespace, comments and semicolons around it. The session is then outside any
+ *   transaction, and PostgreSQL commits each later statement on its own.
+ * - `commit and chain`: the same with AND CHAIN, which starts a new transaction at once.
+ * - `rollback`, `rollback and chain`: the same with ROLLBACK or ABORT.
  * - `prepare`: exactly one statement, PREPARE TRANSACTION.
  * - `unclear`: any other text in which a statement begins with COMMIT, END, ROLLBACK, ABORT or
  *   PREPARE: several statements, ROLLBACK TO SAVEPOINT, COMMIT PREPARED, a comment between the
@@ -19,7 +21,7 @@
  * standard_conforming_strings off, which the text alone does not tell. So text with an ending word
  * and a backslash inside any string is `unclear`, however it splits (see `statementsOf`).
  */
-export type TransactionEnd = 'commit' | 'rollback' | 'prepare' | 'unclear'
+export type TransactionEnd = 'commit' | 'commit and chain' | 'rollback' | 'rollback and chain' | 'prepare' | 'unclear'
 
 export function transactionEnd(sql: string): TransactionEnd | undefined {
   // Most statements hold none of the words: no need to read them through.
@@ -30,8 +32,10 @@ export function transactionEnd(sql: string): TransactionEnd | undefined {
   if (ending.length === 0) return undefined
   const only = statements.length === 1 ? statements[0] : undefined
   if (only !== undefined) {
-    if (isExactly(COMMIT, only)) return 'commit'
-    if (isExactly(ROLLBACK, only)) return 'rollback'
+    const commit = exactly(COMMIT, only)
+    if (commit) return commit.groups?.chain ? 'commit and chain' : 'commit'
+    const rollback = exactly(ROLLBACK, only)
+    if (rollback) return rollback.groups?.chain ? 'rollback and chain' : 'rollback'
     if (PREPARE.test(only)) return 'prepare'
   }
   return 'unclear'
@@ -39,14 +43,16 @@ export function transactionEnd(sql: string): TransactionEnd | undefined {
 
 const ENDING_WORD = /^(?:commit|end|rollback|abort|prepare)\b/i
 const ANY_ENDING_WORD = /\b(?:commit|end|rollback|abort|prepare)\b/i
-const COMMIT = /(?:commit|end)(?:\s+(?:work|transaction))?(?:\s+and\s+(?:no\s+)?chain)?/iy
-const ROLLBACK = /(?:rollback|abort)(?:\s+(?:work|transaction))?(?:\s+and\s+(?:no\s+)?chain)?/iy
+// `chain` is set for AND CHAIN, not for AND NO CHAIN: read from the match, never from a comment.
+const COMMIT = /(?:commit|end)(?:\s+(?:work|transaction))?(?:\s+and\s+(?:no\s+chain|(?<chain>chain)))?/iy
+const ROLLBACK = /(?:rollback|abort)(?:\s+(?:work|transaction))?(?:\s+and\s+(?:no\s+chain|(?<chain>chain)))?/iy
 const PREPARE = /^prepare\s+transaction\b/i
 
-/** `statement` is `pattern` followed by nothing but whitespace and comments. */
-function isExactly(pattern: RegExp, statement: string): boolean {
+/** The match of `pattern` when `statement` is it followed by nothing but whitespace and comments. */
+function exactly(pattern: RegExp, statement: string): RegExpExecArray | undefined {
   pattern.lastIndex = 0
-  return pattern.test(statement) && skipBlank(statement, pattern.lastIndex) === statement.length
+  const match = pattern.exec(statement)
+  return match && skipBlank(statement, pattern.lastIndex) === statement.length ? match : undefined
 }
 
 /**

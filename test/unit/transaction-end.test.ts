@@ -14,10 +14,10 @@ describe('transactionEnd', () => {
     'COMMIT WORK',
     'COMMIT TRANSACTION',
     'END TRANSACTION',
-    'COMMIT AND CHAIN',
     'commit work and no chain',
     '/* traced */ COMMIT /* traced */',
     '/* outer /* nested */ still a comment */ COMMIT',
+    'COMMIT /* and chain */',
     'COMMIT -- done',
     ';COMMIT',
   ])('%j commits', (sql) => {
@@ -30,9 +30,17 @@ describe('transactionEnd', () => {
     'ABORT',
     'abort work',
     'ROLLBACK TRANSACTION',
-    ' Rollback And Chain ;',
+    'rollback and no chain',
   ])('%j rolls back', (sql) => {
     expect(transactionEnd(sql)).toBe('rollback')
+  })
+
+  test.each(['COMMIT AND CHAIN', 'end work and\n chain;'])('%j commits and chains', (sql) => {
+    expect(transactionEnd(sql)).toBe('commit and chain')
+  })
+
+  test.each([' Rollback And Chain ;', 'ABORT TRANSACTION AND CHAIN'])('%j rolls back and chains', (sql) => {
+    expect(transactionEnd(sql)).toBe('rollback and chain')
   })
 
   test.each(["PREPARE TRANSACTION 'p1'", "prepare transaction 'p;1';"])('%j prepares', (sql) => {
