@@ -267,10 +267,11 @@ function cannotPrepare(): OutboxError {
 
 function cannotFollow(): OutboxError {
   return new OutboxError(
-    'withOutbox cannot tell how a raw statement starting with COMMIT, END, ROLLBACK, ABORT or PREPARE ends this ' +
-      'transaction, which has events waiting for its COMMIT, so nothing of it will commit. Send COMMIT or ROLLBACK ' +
-      'as a statement of its own (or let $transaction end the transaction), and make savepoints with nested ' +
-      '$transaction calls rather than raw SAVEPOINT / ROLLBACK TO',
+    'withOutbox cannot tell how a raw statement holding COMMIT, END, ROLLBACK, ABORT or PREPARE ends this ' +
+      'transaction (among several statements, beside a string with a backslash, or ROLLBACK TO), which has events ' +
+      'waiting for its COMMIT, so nothing of it will commit. Send COMMIT or ROLLBACK as a statement of its own (or ' +
+      'let $transaction end the transaction), pass values with backslashes as parameters, and make savepoints ' +
+      'with nested $transaction calls rather than raw SAVEPOINT / ROLLBACK TO',
     { code: 'OUTBOX_TRANSACTION_CONTROL' },
   )
 }
