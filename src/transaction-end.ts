@@ -3,9 +3,11 @@
  * PostgreSQL reads it, for withOutbox: the events it holds must go with the statement that
  * commits, and be dropped with the one that rolls back.
  *
- * - `commit`: exactly one statement, COMMIT or END [WORK | TRANSACTION] [AND [NO] CHAIN], in any
- *   case, with any whitespace, comments and semicolons around it.
- * - `rollback`: the same with ROLLBACK or ABORT.
+ * - `commit`: exactly one statement, COMMIT or END [WORK | TRANSACTION] [AND NO CHAIN], in any
+ *   case, with any whitespace, comments and semicolons around it. The session is then outside any
+ *   transaction, and PostgreSQL commits each later statement on its own.
+ * - `commit and chain`: the same with AND CHAIN, which starts a new transaction at once.
+ * - `rollback`, `rollback and chain`: the same with ROLLBACK or ABORT.
  * - `prepare`: exactly one statement, PREPARE TRANSACTION.
  * - `unclear`: any other text in which a statement begins with COMMIT, END, ROLLBACK, ABORT or
  *   PREPARE: several statements, ROLLBACK TO SAVEPOINT, COMMIT PREPARED, a comment between the
@@ -14,21 +16,26 @@
  *   transaction (COMMIT inside a DO block, a procedure or a function is refused by PostgreSQL
  *   within a transaction block).
  *
- * Errors in reading fall on the side of `unclear`: a semicolon inside an E'' string whose quote is
- * escaped with a backslash, for instance, is taken to start a statement.
+ * Errors in reading fall on the side of `unclear`. Backslashes are where readings part: an E''
+ * string escapes with them, and so does a plain '' string in a session with
+ * standard_conforming_strings off, which the text alone does not tell. So text with an ending word
+ * and a backslash inside any string is `unclear`, however it splits (see `statementsOf`).
  */
-export type TransactionEnd = 'commit' | 'rollback' | 'prepare' | 'unclear'
+export type TransactionEnd = 'commit' | 'commit and chain' | 'rollback' | 'rollback and chain' | 'prepare' | 'unclear'
 
 export function transactionEnd(sql: string): TransactionEnd | undefined {
   // Most statements hold none of the words: no need to read them through.
   if (!ANY_ENDING_WORD.test(sql)) return undefined
-  const statements = statementsOf(sql)
+  const { statements, backslashInString } = statementsOf(sql)
+  if (backslashInString) return 'unclear'
   const ending = statements.filter((s) => ENDING_WORD.test(s))
   if (ending.length === 0) return undefined
   const only = statements.length === 1 ? statements[0] : undefined
   if (only !== undefined) {
-    if (isExactly(COMMIT, only)) return 'commit'
-    if (isExactly(ROLLBACK, only)) return 'rollback'
+    const commit = exactly(COMMIT, only)
+    if (commit) return commit.groups?.chain ? 'commit and chain' : 'commit'
+    const rollback = exactly(ROLLBACK, only)
+    if (rollback) return rollback.groups?.chain ? 'rollback and chain' : 'rollback'
     if (PREPARE.test(only)) return 'prepare'
   }
   return 'unclear'
@@ -36,23 +43,31 @@ export function transactionEnd(sql: string): TransactionEnd | undefined {
 
 const ENDING_WORD = /^(?:commit|end|rollback|abort|prepare)\b/i
 const ANY_ENDING_WORD = /\b(?:commit|end|rollback|abort|prepare)\b/i
-const COMMIT = /(?:commit|end)(?:\s+(?:work|transaction))?(?:\s+and\s+(?:no\s+)?chain)?/iy
-const ROLLBACK = /(?:rollback|abort)(?:\s+(?:work|transaction))?(?:\s+and\s+(?:no\s+)?chain)?/iy
+// `chain` is set for AND CHAIN, not for AND NO CHAIN: read from the match, never from a comment.
+const COMMIT = /(?:commit|end)(?:\s+(?:work|transaction))?(?:\s+and\s+(?:no\s+chain|(?<chain>chain)))?/iy
+const ROLLBACK = /(?:rollback|abort)(?:\s+(?:work|transaction))?(?:\s+and\s+(?:no\s+chain|(?<chain>chain)))?/iy
 const PREPARE = /^prepare\s+transaction\b/i
 
-/** `statement` is `pattern` followed by nothing but whitespace and comments. */
-function isExactly(pattern: RegExp, statement: string): boolean {
+/** The match of `pattern` when `statement` is it followed by nothing but whitespace and comments. */
+function exactly(pattern: RegExp, statement: string): RegExpExecArray | undefined {
   pattern.lastIndex = 0
-  return pattern.test(statement) && skipBlank(statement, pattern.lastIndex) === statement.length
+  const match = pattern.exec(statement)
+  return match && skipBlank(statement, pattern.lastIndex) === statement.length ? match : undefined
 }
 
 /**
  * The statements of `sql`, each from its first word (past leading whitespace and comments) to the
  * semicolon that ends it; empty statements left out. Semicolons inside quotes, dollar quotes and
  * comments do not end a statement.
+ *
+ * `backslashInString`: a string literal holds a backslash. Plain strings are read here with
+ * standard_conforming_strings on; with it off, PostgreSQL reads them as E'' strings. The two
+ * readings differ only at a backslash inside a string, so up to the first one the split is right
+ * whatever the setting, and past it the caller must not trust it.
  */
-function statementsOf(sql: string): string[] {
+function statementsOf(sql: string): { statements: string[]; backslashInString: boolean } {
   const statements: string[] = []
+  let backslashInString = false
   let start = skipBlank(sql, 0)
   let i = start
   while (i < sql.length) {
@@ -62,7 +77,9 @@ function statementsOf(sql: string): string[] {
       i = skipBlank(sql, i + 1)
       start = i
     } else if (char === "'") {
-      i = stringEnd(sql, i)
+      const end = stringEnd(sql, i)
+      if (sql.slice(i, end).includes('\\')) backslashInString = true
+      i = end
     } else if (char === '"') {
       i = closingEnd(sql, i + 1, '"')
     } else if (char === '$' && !isIdentChar(sql[i - 1])) {
@@ -78,7 +95,7 @@ function statementsOf(sql: string): string[] {
     }
   }
   if (i > start) statements.push(sql.slice(start, i))
-  return statements
+  return { statements, backslashInString }
 }
 
 // $$ or $tag$; `$1` is a parameter, and a `$` inside an identifier (`a$b$`) starts nothing.
@@ -89,15 +106,22 @@ function isIdentChar(char: string | undefined): boolean {
 }
 
 /**
- * Past the string literal opening at `sql[quote]`. A doubled quote reads as two adjacent
- * literals, which splits nothing differently; in an E'' literal a backslash also escapes.
+ * Past the string literal opening at `sql[quote]`. In a plain literal a doubled quote reads as two
+ * adjacent literals, which splits nothing differently. In an E'' literal it does not: the doubled
+ * quote is still inside, where the next backslash escapes (E'a''\'' is one literal), so both are
+ * read as PostgreSQL reads them.
  */
 function stringEnd(sql: string, quote: number): number {
   const escapes = /[eE]/.test(sql[quote - 1] ?? '') && !isIdentChar(sql[quote - 2])
   if (!escapes) return closingEnd(sql, quote + 1, "'")
   let i = quote + 1
-  while (i < sql.length && sql[i] !== "'") i += sql[i] === '\\' ? 2 : 1
-  return Math.min(i + 1, sql.length)
+  while (i < sql.length) {
+    if (sql[i] === '\\') i += 2
+    else if (sql[i] !== "'") i++
+    else if (sql[i + 1] === "'") i += 2
+    else return i + 1
+  }
+  return sql.length
 }
 
 /** Past the first `closing` at or after `from` (the end of `sql` when there is none). */

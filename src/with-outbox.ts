@@ -51,7 +51,10 @@ interface AdapterFactory {
  *   version that ends the transaction with `commit()` alone);
  * - a statement it cannot follow (PREPARE TRANSACTION, several statements one of which ends the
  *   transaction, ROLLBACK TO SAVEPOINT in raw SQL, …) is refused while statements are held, and
- *   the transaction can then only roll back.
+ *   the transaction can then only roll back;
+ * - once the transaction has ended before Prisma ends it (the app's own COMMIT or ROLLBACK without
+ *   AND CHAIN, a statement it cannot follow sent while nothing was held, a failed COMMIT), later
+ *   emits are sent at once, as without the wrapper.
  * Everything else, including `connectToShadowDb`, `provider`, `adapterName` and whatever else the
  * adapter offers, passes through.
  *
@@ -95,16 +98,42 @@ function holdingEmits(tx: AdapterTransaction): AdapterTransaction {
     savepoints.length = 0
     refused = undefined
   }
+  // Set once the session may have left the transaction before Prisma ends it. PostgreSQL then
+  // commits each later statement on its own, and nothing of Prisma's ROLLBACK (the callback threw)
+  // or a crash undoes the rows: an event held for an end that no longer comes would be lost while
+  // its row stays. So later emits are sent at once, where the app put them, and the server does
+  // with them what it does with the rows around them, as without the wrapper; even a BEGIN the app
+  // sends next is then followed. Refusing later statements instead would keep nothing together:
+  // a row written after the COMMIT is already committed when its emit comes, and apps that work
+  // without the wrapper would fail with it.
+  let ended = false
+  const end = () => {
+    forget()
+    ended = true
+  }
 
-  /** Ends the transaction with `ending`, a statement that commits, sent after the held ones. */
-  async function commitHeld(ending: string): Promise<void> {
+  /**
+   * Ends the transaction with `ending`, a statement that commits, sent after the held ones; with
+   * `chain` (AND CHAIN) a new transaction begins, whose emits are held in turn.
+   */
+  async function commitHeld(ending: string, chain: boolean): Promise<void> {
     if (refused) {
+      const error = refused
+      // Rolled back below: the session is outside any transaction even if the app carries on.
+      end()
       await rollbackQuietly(tx)
-      throw refused
+      throw error
     }
     const statements = held.splice(0)
     savepoints.length = 0
-    await commitWith(tx, statements, ending)
+    try {
+      await commitWith(tx, statements, ending)
+    } catch (error) {
+      // commitWith rolled back, AND CHAIN or not: no transaction is open any more.
+      end()
+      throw error
+    }
+    if (!chain) end()
   }
 
   /**
@@ -112,16 +141,26 @@ function holdingEmits(tx: AdapterTransaction): AdapterTransaction {
    * after the held statements; throws when it is refused.
    */
   async function sentWithHeld(query: SqlQuery): Promise<boolean> {
-    // Nothing held: nothing to send or to lose, whatever the statement does.
-    if (held.length === 0 && !refused) return false
+    if (ended) return false
     const ending = transactionEnd(query.sql)
     if (ending === undefined) return false
-    if (ending === 'rollback') {
+    if (ending === 'rollback and chain') {
       forget()
       return false
     }
-    if (ending === 'commit') {
-      await commitHeld(query.sql)
+    if (ending === 'rollback') {
+      end()
+      return false
+    }
+    if (held.length === 0 && !refused) {
+      // Nothing held: nothing to send or to lose now. But, AND CHAIN aside, the statement may
+      // leave the session outside the transaction (COMMIT, PREPARE TRANSACTION, text that may hold
+      // either), and later emits must not wait for an end that would not come.
+      if (ending !== 'commit and chain') end()
+      return false
+    }
+    if (ending === 'commit' || ending === 'commit and chain') {
+      await commitHeld(query.sql, ending === 'commit and chain')
       return true
     }
     refused = ending === 'prepare' ? cannotPrepare() : cannotFollow()
@@ -130,7 +169,7 @@ function holdingEmits(tx: AdapterTransaction): AdapterTransaction {
 
   const overrides: Partial<AdapterTransaction> = {
     async executeRaw(query) {
-      if (query.sql.startsWith(EMIT_SQL_MARKER)) {
+      if (query.sql.startsWith(EMIT_SQL_MARKER) && !ended) {
         held.push(inlineParams(query.sql, query.args))
         // What the statement would have reported: one row (or message) per event.
         return (query.args.find(Array.isArray) as unknown[] | undefined)?.length ?? 1
@@ -145,7 +184,7 @@ function holdingEmits(tx: AdapterTransaction): AdapterTransaction {
       // Prisma 7.10 has sent COMMIT through executeRaw, with the held statements, before this.
       if (held.length > 0 || refused) {
         try {
-          await commitHeld('COMMIT')
+          await commitHeld('COMMIT', false)
         } catch (error) {
           // The transaction is over: hand the connection back, as commit() would have.
           await tx.rollback().catch(() => {})
@@ -155,7 +194,7 @@ function holdingEmits(tx: AdapterTransaction): AdapterTransaction {
       return tx.commit()
     },
     async rollback() {
-      forget()
+      end()
       return tx.rollback()
     },
   }
@@ -228,10 +267,11 @@ function cannotPrepare(): OutboxError {
 
 function cannotFollow(): OutboxError {
   return new OutboxError(
-    'withOutbox cannot tell how a raw statement starting with COMMIT, END, ROLLBACK, ABORT or PREPARE ends this ' +
-      'transaction, which has events waiting for its COMMIT, so nothing of it will commit. Send COMMIT or ROLLBACK ' +
-      'as a statement of its own (or let $transaction end the transaction), and make savepoints with nested ' +
-      '$transaction calls rather than raw SAVEPOINT / ROLLBACK TO',
+    'withOutbox cannot tell how a raw statement holding COMMIT, END, ROLLBACK, ABORT or PREPARE ends this ' +
+      'transaction (among several statements, beside a string with a backslash, or ROLLBACK TO), which has events ' +
+      'waiting for its COMMIT, so nothing of it will commit. Send COMMIT or ROLLBACK as a statement of its own (or ' +
+      'let $transaction end the transaction), pass values with backslashes as parameters, and make savepoints ' +
+      'with nested $transaction calls rather than raw SAVEPOINT / ROLLBACK TO',
     { code: 'OUTBOX_TRANSACTION_CONTROL' },
   )
 }

@@ -387,6 +387,48 @@ describe('a transaction ended other than by COMMIT through executeRaw', () => {
     expect(await walTransactions()).toEqual([{ orders: 1, events: ['kept'] }])
   })
 
+  // After a COMMIT or ROLLBACK without AND CHAIN the session is outside any transaction: PostgreSQL
+  // commits each later statement on its own, so each later event must commit as its statement runs,
+  // not wait for an end that no longer comes (Prisma's ROLLBACK here rolls back nothing).
+  test.each([
+    ['COMMIT, with events held', 'COMMIT', ['before'], [{ orders: 1, events: ['before'] }]],
+    ['COMMIT, with none held', 'COMMIT', [], [{ orders: 1, events: [] }]],
+    ['ROLLBACK, with events held', 'ROLLBACK', ['before'], []],
+    ['END among other statements, with none held', 'SELECT 1; END', [], [{ orders: 1, events: [] }]],
+  ])("by the app's own %s: later rows and events commit as they run, as PostgreSQL runs them", async (_, ending, before, ended) => {
+    const attempt = prisma.$transaction(async (tx) => {
+      await tx.order.create({ data: { customer: 'ada', total: '1.00' } })
+      for (const id of before) await tx.outbox.emit(event(id))
+      await tx.$executeRawUnsafe(ending)
+      await tx.order.create({ data: { customer: 'bob', total: '1.00' } })
+      await tx.outbox.emit(event('after'))
+      throw new Error('declined')
+    })
+    await expect(attempt).rejects.toThrow('declined')
+    expect(await walTransactions()).toEqual([...ended, { orders: 1, events: [] }, { orders: 0, events: ['after'] }])
+    // The connection is clean: the next transaction holds its events for its COMMIT again.
+    await prisma.$transaction(async (tx) => tx.outbox.emit(event('next')))
+    expect(await walTransactions()).toEqual([{ orders: 0, events: ['next'] }])
+  })
+
+  test("by the app's own COMMIT after a refused statement: it rolls back, and later rows and events commit as they run", async () => {
+    let commitError: unknown
+    await prisma.$transaction(async (tx) => {
+      await tx.order.create({ data: { customer: 'ada', total: '1.00' } })
+      await tx.outbox.emit(event('before'))
+      await tx.$executeRawUnsafe('SELECT 1; COMMIT').catch(() => {})
+      // Like COMMIT in an aborted transaction: it rolls back, and the session leaves the transaction.
+      commitError = await tx.$executeRawUnsafe('COMMIT').catch((e: unknown) => e)
+      await tx.order.create({ data: { customer: 'bob', total: '1.00' } })
+      await tx.outbox.emit(event('after'))
+    })
+    expect(commitError).toMatchObject({ code: 'OUTBOX_TRANSACTION_CONTROL' })
+    expect(await walTransactions()).toEqual([
+      { orders: 1, events: [] },
+      { orders: 0, events: ['after'] },
+    ])
+  })
+
   test.each([
     ['COMMIT among other statements', 'UPDATE orders SET customer = customer; COMMIT'],
     ['PREPARE TRANSACTION', "PREPARE TRANSACTION 'p1'"],

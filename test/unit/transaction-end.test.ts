@@ -14,10 +14,10 @@ describe('transactionEnd', () => {
     'COMMIT WORK',
     'COMMIT TRANSACTION',
     'END TRANSACTION',
-    'COMMIT AND CHAIN',
     'commit work and no chain',
     '/* traced */ COMMIT /* traced */',
     '/* outer /* nested */ still a comment */ COMMIT',
+    'COMMIT /* and chain */',
     'COMMIT -- done',
     ';COMMIT',
   ])('%j commits', (sql) => {
@@ -30,9 +30,17 @@ describe('transactionEnd', () => {
     'ABORT',
     'abort work',
     'ROLLBACK TRANSACTION',
-    ' Rollback And Chain ;',
+    'rollback and no chain',
   ])('%j rolls back', (sql) => {
     expect(transactionEnd(sql)).toBe('rollback')
+  })
+
+  test.each(['COMMIT AND CHAIN', 'end work and\n chain;'])('%j commits and chains', (sql) => {
+    expect(transactionEnd(sql)).toBe('commit and chain')
+  })
+
+  test.each([' Rollback And Chain ;', 'ABORT TRANSACTION AND CHAIN'])('%j rolls back and chains', (sql) => {
+    expect(transactionEnd(sql)).toBe('rollback and chain')
   })
 
   test.each(["PREPARE TRANSACTION 'p1'", "prepare transaction 'p;1';"])('%j prepares', (sql) => {
@@ -57,6 +65,13 @@ describe('transactionEnd', () => {
     "SELECT E'\\''; COMMIT",
     // An identifier ending in $x$ starts no dollar quote.
     'SELECT a$x$ FROM t; COMMIT; SELECT $x$',
+    // E'a''\'' is one literal (a doubled quote, then an escaped one): the COMMIT after it is real.
+    "SELECT E'a''\\''; COMMIT; SELECT ''",
+    // With standard_conforming_strings off, '\'' is one literal and the COMMIT after it is real.
+    "SELECT '\\''; COMMIT; SELECT ''",
+    // Read as PostgreSQL does with the setting on, nothing here commits; the session's setting is
+    // not known, so any backslash in a string near an ending word leaves the text unclear.
+    "UPDATE t SET note = 'C:\\dir; commit'",
   ])('%j is unclear', (sql) => {
     expect(transactionEnd(sql)).toBe('unclear')
   })
@@ -74,6 +89,7 @@ describe('transactionEnd', () => {
     'SAVEPOINT s1',
     'RELEASE SAVEPOINT s1',
     'commit_log',
+    "SELECT E'a''b\\n', 'C:\\dir'",
     '',
   ])('%j ends nothing', (sql) => {
     expect(transactionEnd(sql)).toBeUndefined()
