@@ -27,6 +27,23 @@ export interface LocalKafka {
   dispose(): Promise<void>
 }
 
+/** A broker that is a local process can also be frozen. */
+export interface PausableKafka extends LocalKafka {
+  /**
+   * Freezes the broker (SIGSTOP): its sockets stay open and nothing answers, as with a hung
+   * broker. Resolves once the kernel shows it stopped; `resume()` (SIGCONT) waits until it runs.
+   */
+  pause(): Promise<void>
+  resume(): Promise<void>
+  /** The broker process's id while it runs. */
+  readonly pid: number | undefined
+  /**
+   * A second broker (broker only; this one stays the controller) joining the cluster, for
+   * topics with two replicas. Stopping it shrinks their in-sync replicas to one.
+   */
+  addBroker(): Promise<{ stop(): Promise<void>; start(): Promise<void> }>
+}
+
 /** The Kafka version pinned in kafka-pom.xml: one place to change it. */
 export function pinnedKafkaVersion(): string {
   const match = /<kafka\.version>([^<]+)<\/kafka\.version>/.exec(readFileSync(pomFile, 'utf8'))
@@ -81,7 +98,7 @@ export interface LocalKafkaOptions {
  * A throwaway single-node Kafka (KRaft, combined broker and controller) on free loopback ports,
  * in a fresh directory that is removed afterwards (also when the test run is killed).
  */
-export async function startLocalKafka(options: LocalKafkaOptions = {}): Promise<LocalKafka> {
+export async function startLocalKafka(options: LocalKafkaOptions = {}): Promise<PausableKafka> {
   const jars = kafkaJarsDir()
   const dir = mkdtempSync('/tmp/prisma-outbox-kafka-')
   const disarm = guardServiceDir(join(dir, 'pid'), dir)
@@ -141,24 +158,28 @@ export async function startLocalKafka(options: LocalKafkaOptions = {}): Promise<
     throw new Error(`formatting Kafka storage failed:\n${stderr}`)
   }
 
-  const broker = new ManagedProcess({
-    name: 'kafka',
-    command: 'java',
-    args: [
-      '-Xms256m',
-      '-Xmx1g',
-      '-XX:+UseG1GC',
-      '-Djava.awt.headless=true',
-      `-Dlog4j.configuration=file:${join(dir, 'log4j.properties')}`,
-      '-cp',
-      classpath,
-      'kafka.Kafka',
-      config,
-    ],
-    logFile: join(dir, 'stdout.log'),
-    pidFile: join(dir, 'pid'),
-    stopSignal: 'SIGTERM',
-  })
+  const brokerProcess = (properties: string, name: string, heap: string) =>
+    new ManagedProcess({
+      name,
+      command: 'java',
+      args: [
+        '-Xms256m',
+        `-Xmx${heap}`,
+        '-XX:+UseG1GC',
+        '-Djava.awt.headless=true',
+        `-Dlog4j.configuration=file:${join(dir, 'log4j.properties')}`,
+        '-cp',
+        classpath,
+        'kafka.Kafka',
+        properties,
+      ],
+      logFile: join(dir, `${name}.stdout.log`),
+      pidFile: join(dir, name === 'kafka' ? 'pid' : `${name}.pid`),
+      stopSignal: 'SIGTERM',
+    })
+  const broker = brokerProcess(config, 'kafka', '1g')
+  const extra: ManagedProcess[] = []
+  const disarmExtra: (() => void)[] = []
   const brokers = [`127.0.0.1:${options.advertisedPort ?? brokerPort}`]
   const directBrokers = [`127.0.0.1:${directPort}`]
 
@@ -180,11 +201,89 @@ export async function startLocalKafka(options: LocalKafkaOptions = {}): Promise<
     version: pinnedKafkaVersion(),
     start,
     stop: () => broker.stop(),
+    get pid() {
+      return broker.pid
+    },
+    async pause() {
+      broker.pause()
+      await waitUntil('the broker process stopped (SIGSTOP)', async () => processState(broker.pid) === 'T', 5000, 20)
+    },
+    async resume() {
+      broker.resume()
+      await waitUntil('the broker process running (SIGCONT)', async () => processState(broker.pid) !== 'T', 5000, 20)
+    },
+    async addBroker() {
+      const nodeId = 2 + extra.length
+      const [port, direct] = [await freePort(), await freePort()]
+      const properties = join(dir, `server-${nodeId}.properties`)
+      writeFileSync(
+        properties,
+        [
+          'process.roles=broker',
+          `node.id=${nodeId}`,
+          `controller.quorum.voters=1@127.0.0.1:${controllerPort}`,
+          `listeners=PLAINTEXT://127.0.0.1:${port},DIRECT://127.0.0.1:${direct}`,
+          `advertised.listeners=PLAINTEXT://127.0.0.1:${port},DIRECT://127.0.0.1:${direct}`,
+          'controller.listener.names=CONTROLLER',
+          'inter.broker.listener.name=DIRECT',
+          'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,DIRECT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+          `log.dirs=${join(dir, `data-${nodeId}`)}`,
+          'num.partitions=4',
+          'offsets.topic.replication.factor=1',
+          'transaction.state.log.replication.factor=1',
+          'transaction.state.log.min.isr=1',
+          '',
+        ].join('\n'),
+      )
+      execFileSync(
+        'java',
+        ['-cp', classpath, 'kafka.tools.StorageTool', 'format', `--cluster-id=${clusterId}`, '-c', properties],
+        { stdio: 'pipe' },
+      )
+      const second = brokerProcess(properties, `kafka-${nodeId}`, '512m')
+      extra.push(second)
+      // Killed with the test run, however it ends, like the first broker.
+      disarmExtra.push(guardServiceDir(join(dir, `kafka-${nodeId}.pid`), dir))
+      const registered = async () => {
+        const admin = new Kafka({
+          clientId: 'prisma-outbox-probe',
+          brokers: directBrokers,
+          logLevel: logLevel.NOTHING,
+        }).admin()
+        try {
+          await admin.connect()
+          return (await admin.describeCluster()).brokers.some((b) => b.nodeId === nodeId)
+        } finally {
+          await admin.disconnect().catch(() => {})
+        }
+      }
+      const startSecond = async () => {
+        second.start()
+        await waitUntil(`Kafka broker ${nodeId} to join the cluster`, registered, 60_000, 250)
+      }
+      await startSecond()
+      return { start: startSecond, stop: () => second.stop() }
+    },
     async dispose() {
+      broker.resume() // a stopped process would not act on SIGTERM
+      for (const other of extra) await other.stop()
       await broker.stop()
+      for (const disarmOne of disarmExtra) disarmOne()
       rmSync(dir, { recursive: true, force: true })
       disarm()
     },
+  }
+}
+
+/** The process's state letter from /proc (T: stopped by a signal), or undefined when it is gone. */
+export function processState(pid: number | undefined): string | undefined {
+  if (pid === undefined) return undefined
+  try {
+    // "pid (comm) S ...": the command may hold spaces and parentheses, the state follows the last ")".
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]
+  } catch {
+    return undefined
   }
 }
 

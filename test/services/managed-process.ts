@@ -54,6 +54,20 @@ export class ManagedProcess {
     clearTimeout(timer)
   }
 
+  /** The process's id while it runs. */
+  get pid(): number | undefined {
+    return this.running ? this.child?.pid : undefined
+  }
+
+  /** A process that hangs without closing its sockets (SIGSTOP), and its return (SIGCONT). */
+  pause(): void {
+    this.signalGroup('SIGSTOP')
+  }
+
+  resume(): void {
+    this.signalGroup('SIGCONT')
+  }
+
   /** What a crash looks like: SIGKILL, no shutdown work. */
   async kill(): Promise<void> {
     if (!this.running) return
