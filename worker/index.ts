@@ -6,4 +6,10 @@ export { initApp } from './operations/init.js'
 export type { Logger } from './operations/logger.js'
 export { formatStatus, readStatus, type StatusReport } from './slot/status.js'
 export { formatLsn, type Lsn, parseLsn } from './stream/lsn.js'
-export { type CreateWorkerOptions, createWorker, type OutboxWorker, type WorkerState } from './worker.js'
+export {
+  type CreateWorkerOptions,
+  createWorker,
+  type OutboxWorker,
+  type WorkerState,
+  type WorkerStatus,
+} from './worker.js'

@@ -9,7 +9,7 @@ import type { Logger } from './operations/logger.js'
 import type { Metrics } from './operations/metrics.js'
 import { PublicationWatch } from './slot/publication-watch.js'
 import { SQLSTATE, sqlState } from './slot/setup.js'
-import type { Lsn } from './stream/lsn.js'
+import { type Lsn, parseLsn } from './stream/lsn.js'
 import { ReplicationStream } from './stream/stream.js'
 
 export type SessionOutcome =
@@ -17,6 +17,15 @@ export type SessionOutcome =
   | { kind: 'slot-busy' }
   | { kind: 'ended'; error: unknown }
   | { kind: 'fatal'; error: unknown }
+
+/**
+ * Whether this session's events flow, and if not, why and what fixes it (for /readyz and /status).
+ */
+export interface SessionHealth {
+  flowing: boolean
+  reason?: string
+  fix?: string
+}
 
 export interface SessionEvents {
   streaming(): void
@@ -46,6 +55,19 @@ export class ReplicationSession {
   private stopping = false
   private finished = false
   private tableProblemTimer: NodeJS.Timeout | undefined
+  private ageTimer: NodeJS.Timeout | undefined
+  /**
+   * Since when events have waited with nothing acknowledged: set when the buffer fills from
+   * empty, moved by every acknowledgement, cleared when it empties. Its age is how long delivery
+   * has made no progress (a send pending or failing), whatever the Kafka client does meanwhile.
+   */
+  private waitingSince: number | undefined
+  /**
+   * Delivered something, or everything committed before the session started: until then it has
+   * not shown that events flow (a session of an exactly-once restart loop never does).
+   */
+  private provenFlowing = false
+  private problem: string | undefined
   private finish!: (outcome: SessionOutcome) => void
   private readonly outcome = new Promise<SessionOutcome>((resolve) => {
     this.finish = (outcome) => {
@@ -61,6 +83,13 @@ export class ReplicationSession {
     private readonly config: WorkerConfig,
     startLsn: Lsn,
     receiveTimeoutMs: number,
+    /**
+     * After a failed session: the server's WAL position when this one began. It is not ready
+     * until it has delivered something or confirmed past this (everything older delivered), so a
+     * loop of sessions that each fail on the same events never looks ready. Undefined: no proof
+     * needed (the first session, a takeover).
+     */
+    private readonly walAtStart: Lsn | undefined,
     publisher: Publisher,
     private readonly metrics: Metrics,
     private readonly logger: Logger,
@@ -100,17 +129,71 @@ export class ReplicationSession {
       changed: (problem) => this.onTableProblem(problem),
       replaced: () => this.onTableReplaced(),
       slotHolder: (pid, replyAgeMs) => this.stream.slotHolder(pid, replyAgeMs),
+      walPosition: (lsn) => this.stream.serverPosition(parseLsn(lsn)),
     })
   }
 
-  /** Streaming, Kafka reachable, and nothing holding delivery up. */
-  get ready(): boolean {
-    return (
-      this.stream.streaming &&
-      this.delivery.kafkaConnected &&
-      !this.stream.held &&
-      this.delivery.blockedTopics.length === 0
-    )
+  /**
+   * Whether committed events flow through this session: it streams, nothing holds delivery up
+   * (the table out of the publication, a missing topic), no send has been pending or failing for
+   * longer than --ready-send-timeout, and it has shown it delivers (see provenFlowing).
+   */
+  health(now = Date.now()): SessionHealth {
+    if (!this.stream.streaming)
+      return { flowing: false, reason: 'the replication stream is not started', fix: 'wait, or see the log' }
+    if (this.stream.held)
+      return {
+        flowing: false,
+        reason: this.problem ?? 'the outbox table left the publication',
+        fix: 'see the README, "The table left the publication"',
+      }
+    const blocked = this.delivery.blockedTopics
+    if (blocked.length > 0)
+      return {
+        flowing: false,
+        reason: `Kafka topics that do not exist or may not be written: ${blocked.join(', ')}`,
+        fix: 'create them (and their .dlq topics) or grant WRITE and DESCRIBE on them',
+      }
+    const stalledMs = this.waitingSince === undefined ? 0 : now - this.waitingSince
+    if (stalledMs > this.config.readySendTimeoutMs) {
+      const error = this.delivery.lastError
+      return {
+        flowing: false,
+        reason: `Kafka has acknowledged nothing for ${Math.round(stalledMs / 1000)} s while ${this.buffered.events} events wait (${error ? `last send failed: ${error.type ?? error.message}` : 'a send is pending'})`,
+        fix: error?.type?.startsWith('NOT_ENOUGH_REPLICAS')
+          ? "bring the topic's in-sync replicas up to its min.insync.replicas (or lower that setting)"
+          : 'check that the Kafka brokers are up and reachable, and the log for the send errors',
+      }
+    }
+    if (!this.flowing)
+      return {
+        flowing: false,
+        reason: 'this session has not delivered yet (events committed before it started are still pending)',
+        fix: 'wait; if it lasts, see lastError and the log',
+      }
+    return { flowing: true }
+  }
+
+  /** Delivered since it started, or nothing from before its start is left to deliver. */
+  get flowing(): boolean {
+    if (this.walAtStart === undefined) return true
+    if (!this.provenFlowing && this.stream.safeLsn >= this.walAtStart) this.provenFlowing = true
+    return this.provenFlowing
+  }
+
+  /** The last send error of this session's delivery, if it has not succeeded since. */
+  get lastSendError(): { message: string; type: string | undefined; at: number } | undefined {
+    return this.delivery.lastError
+  }
+
+  get bufferedEvents(): number {
+    return this.buffered.events
+  }
+
+  /** Seconds since the commit of the oldest unacknowledged event; 0 when none. */
+  oldestUnackedAgeSeconds(now = Date.now()): number {
+    const oldest = this.stream.oldestPendingCommitTime
+    return oldest === undefined ? 0 : Math.max(0, now - oldest) / 1000
   }
 
   /** Every event committed before this time (ms) is delivered; 0 when not known (see retention). */
@@ -123,10 +206,12 @@ export class ReplicationSession {
     this.metrics.tablePublished.set(1)
     this.stream.start()
     this.watch.start()
+    this.ageTimer = setInterval(() => this.metrics.oldestUnackedEventAge.set(this.oldestUnackedAgeSeconds()), 1000)
     const publishing = this.delivery.run().catch((error: unknown) => this.finish({ kind: 'fatal', error }))
 
     const outcome = await this.outcome
     clearTimeout(this.tableProblemTimer)
+    clearInterval(this.ageTimer)
     await Promise.all([this.stream.close(), this.watch.stop(), this.delivery.close()])
     await publishing
     this.metrics.streaming.set(0)
@@ -181,6 +266,7 @@ export class ReplicationSession {
   }
 
   private enqueue(item: DeliveryItem): void {
+    this.waitingSince ??= Date.now()
     this.delivery.enqueue(item)
     this.buffered.events++
     this.buffered.bytes += item.bytes
@@ -208,6 +294,9 @@ export class ReplicationSession {
     }
     this.metrics.eventsPublished.inc(items.length)
     this.metrics.bufferedEvents.set(this.buffered.events)
+    this.metrics.oldestUnackedEventAge.set(this.oldestUnackedAgeSeconds(now))
+    if (items.length > 0) this.provenFlowing = true
+    this.waitingSince = this.buffered.events > 0 ? now : undefined
     this.events.published(items.length)
     const drained =
       this.buffered.events <= this.config.bufferEvents / 2 && this.buffered.bytes <= this.config.bufferBytes / 2
@@ -243,6 +332,7 @@ export class ReplicationSession {
   private onTableProblem(problem: string | undefined): void {
     if (this.finished) return
     this.stream.holdConfirming(problem)
+    this.problem = problem
     this.metrics.tablePublished.set(problem ? 0 : 1)
     if (!problem) {
       clearTimeout(this.tableProblemTimer)

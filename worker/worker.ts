@@ -16,7 +16,9 @@ import { loginRefused, OutboxPoisonEventError, OutboxSetupError } from './operat
 import { startHealthServer } from './operations/http.js'
 import { errorFields, type Logger, redactingLogger, silentLogger } from './operations/logger.js'
 import { createMetrics, type Metrics } from './operations/metrics.js'
-import { ReplicationSession } from './session.js'
+import { liveness, type Role, readiness, roleOf, type WorkerFacts } from './operations/probes.js'
+import { redact } from './operations/redact.js'
+import { ReplicationSession, type SessionOutcome } from './session.js'
 import { deleteExpiredRows } from './slot/retention.js'
 import { prepareDatabase, slotInfo } from './slot/setup.js'
 import { dropInvalidatedSlot, readSlotState, slotAction } from './slot/slot-state.js'
@@ -60,14 +62,49 @@ export interface OutboxWorker extends EventEmitter {
   stop(): Promise<void>
   /** Settles when the worker ends: resolves after stop(), rejects on a fatal error. */
   readonly done: Promise<void>
-  /** Streaming the slot and the last Kafka send succeeded. */
+  /** Does its part: an active worker whose events flow, or a standby that can take over (docs/probes.md). */
   isReady(): boolean
+  /** The run loop makes progress (an outage does not count against it; docs/probes.md). */
+  isLive(): boolean
+  /** What `/status` answers. */
+  status(): Promise<WorkerStatus>
   [Symbol.asyncDispose](): Promise<void>
 }
 
-/** What prepare() found: the slot ready to stream, or being created by another worker. */
+/** The `/status` document (docs/probes.md describes each field). */
+export interface WorkerStatus {
+  role: Role
+  state: WorkerState
+  live: boolean
+  ready: boolean
+  /** Why it is not ready (or not live), and what fixes it; null when both are fine. */
+  reason: string | null
+  fix: string | null
+  lastError: { message: string; fix: string; at: string } | null
+  slot: string
+  confirmedLsn: string | null
+  slotLagBytes: number
+  oldestUnackedEventAgeSeconds: number
+  bufferedEvents: number
+  eventsPublished: number
+  eventsDeadLettered: number
+  topicsUnavailable: string[]
+  heartbeatAgeSeconds: number
+}
+
+/**
+ * What prepare() found: the slot ready to stream (with the server's WAL position and the slot's
+ * lag at that moment), or being created by another worker.
+ */
 type Prepared =
-  | { kind: 'ready'; startLsn: bigint; receiveTimeoutMs: number; statusIntervalMs: number }
+  | {
+      kind: 'ready'
+      startLsn: bigint
+      receiveTimeoutMs: number
+      statusIntervalMs: number
+      walLsn: bigint
+      lagBytes: number | null
+    }
   | { kind: 'creating-elsewhere' }
 
 export function createWorker(options: CreateWorkerOptions): OutboxWorker {
@@ -95,6 +132,10 @@ class Worker extends EventEmitter implements OutboxWorker {
   private slotKnown = false
   /** The slot's creation and initial snapshot under way: the worker ends only after it settles. */
   private slotCreation: Promise<unknown> | undefined
+  /** When this worker, standing by, last checked the database and the slot successfully. */
+  private standbyCheckedAt: number | undefined
+  private lastError: { message: string; fix: string; at: number } | undefined
+  private confirmedLsn: string | undefined
 
   constructor(
     /** Replaced once at start when exactly-once's default transactional id is resolved. */
@@ -112,7 +153,61 @@ class Worker extends EventEmitter implements OutboxWorker {
   }
 
   isReady(): boolean {
-    return this.state === 'streaming' && this.session?.ready === true
+    return readiness(this.facts(), this.config).ok
+  }
+
+  isLive(): boolean {
+    return liveness(this.facts(), this.config).ok
+  }
+
+  private facts(now = Date.now()): WorkerFacts {
+    return {
+      state: this.state,
+      now,
+      heartbeatAt: this.metrics.heartbeat.at,
+      standbyCheckedAt: this.standbyCheckedAt,
+      session: this.state === 'streaming' ? this.session?.health(now) : undefined,
+      lastError: this.lastError,
+    }
+  }
+
+  async status(): Promise<WorkerStatus> {
+    const now = Date.now()
+    const facts = this.facts(now)
+    const live = liveness(facts, this.config)
+    const ready = readiness(facts, this.config)
+    const sendError = this.session?.lastSendError
+    const lastError = sendError
+      ? {
+          message: `Kafka send failed${sendError.type ? ` (${sendError.type})` : ''}: ${redact(sendError.message)}`,
+          fix: ready.fix ?? 'none needed yet: the send is retried',
+          at: new Date(sendError.at).toISOString(),
+        }
+      : this.lastError && { ...this.lastError, at: new Date(this.lastError.at).toISOString() }
+    const value = async (metric: { get(): Promise<{ values: { value: number }[] }> }) =>
+      (await metric.get()).values[0]?.value ?? 0
+    const topics = (await this.metrics.topicUnavailable.get()).values
+      .filter((v) => v.value === 1)
+      .map((v) => String(v.labels.topic))
+    const problem = !live.ok ? live : !ready.ok ? ready : undefined
+    return {
+      role: roleOf(this.state),
+      state: this.state,
+      live: live.ok,
+      ready: ready.ok,
+      reason: problem?.reason ?? null,
+      fix: problem?.fix ?? null,
+      lastError: lastError ?? null,
+      slot: this.config.slot,
+      confirmedLsn: this.confirmedLsn ?? null,
+      slotLagBytes: await value(this.metrics.slotLagBytes),
+      oldestUnackedEventAgeSeconds: this.session?.oldestUnackedAgeSeconds(now) ?? 0,
+      bufferedEvents: this.session?.bufferedEvents ?? 0,
+      eventsPublished: await value(this.metrics.eventsPublished),
+      eventsDeadLettered: await value(this.metrics.eventsDeadLettered),
+      topicsUnavailable: topics,
+      heartbeatAgeSeconds: (now - this.metrics.heartbeat.at) / 1000,
+    }
   }
 
   start(): Promise<void> {
@@ -138,6 +233,8 @@ class Worker extends EventEmitter implements OutboxWorker {
           port: this.config.healthPort,
           metrics: this.metrics,
           isReady: () => this.isReady(),
+          isLive: () => this.isLive(),
+          status: () => this.status(),
           logger: this.logger,
         })
         this.healthPort = server.port
@@ -179,6 +276,7 @@ class Worker extends EventEmitter implements OutboxWorker {
   private async untilReachable<T>(what: 'PostgreSQL' | 'Kafka', attempt: () => Promise<T>): Promise<T> {
     const deadline = Date.now() + this.config.startupTimeoutMs
     for (let tries = 0; ; tries++) {
+      this.metrics.heartbeat.beat()
       try {
         // stop() must not wait for a connection attempt that may take seconds to time out.
         return await Promise.race([attempt(), this.stopped()])
@@ -236,7 +334,8 @@ class Worker extends EventEmitter implements OutboxWorker {
       if ((await this.settleSlot(client, createSlot)) === 'creating-elsewhere') return { kind: 'creating-elsewhere' }
       const slot = await slotInfo(client, this.config.slot)
       const { rows } = await client.query(
-        `SELECT setting::int AS ms FROM pg_settings WHERE name = 'wal_sender_timeout'`,
+        `SELECT setting::int AS ms, pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_flush_lsn() END, '0/0')::text AS wal
+           FROM pg_settings WHERE name = 'wal_sender_timeout'`,
       )
       const walSenderTimeoutMs: number = rows[0]?.ms ?? 60_000
       const statusIntervalMs = this.statusInterval(walSenderTimeoutMs)
@@ -245,6 +344,8 @@ class Worker extends EventEmitter implements OutboxWorker {
         startLsn: slot.confirmedFlushLsn ?? 0n,
         receiveTimeoutMs: receiveTimeout(walSenderTimeoutMs, statusIntervalMs),
         statusIntervalMs,
+        walLsn: BigInt(rows[0]?.wal ?? '0'),
+        lagBytes: slot.lagBytes,
       }
     } finally {
       await client.end().catch(() => {})
@@ -312,7 +413,10 @@ class Worker extends EventEmitter implements OutboxWorker {
    */
   private async runLoop(): Promise<void> {
     let failures = 0
+    /** The last session failed and none has delivered since (see ReplicationSession's walAtStart). */
+    let recovering = false
     while (!this.stopController.signal.aborted) {
+      this.metrics.heartbeat.beat()
       let prepared: Prepared
       try {
         // A reconnect's set-up can be slow (a struggling server): stop() does not wait for it.
@@ -320,40 +424,55 @@ class Worker extends EventEmitter implements OutboxWorker {
       } catch (error) {
         if (this.stopController.signal.aborted) return
         if (error instanceof OutboxSetupError) throw error
+        recovering = true
         await this.reconnectAfter(error, failures++)
         continue
       }
       if (this.stopController.signal.aborted) return
+      this.metrics.heartbeat.beat()
       if (prepared.kind === 'creating-elsewhere') {
         this.standBy('another worker is creating the slot and publishing its initial snapshot: standing by')
         await this.pause(this.config.standbyPollMs)
         continue
       }
-      const { startLsn, receiveTimeoutMs, statusIntervalMs } = prepared
+      const { startLsn, receiveTimeoutMs, statusIntervalMs, walLsn } = prepared
+      // What the slot says now, true whether this worker streams next or stands by (the other
+      // gauges of a session are reset when it ends).
+      this.metrics.confirmedLsn.set(Number(startLsn))
+      this.metrics.slotLagBytes.set(prepared.lagBytes ?? 0)
+      this.confirmedLsn = formatLsn(startLsn)
       const publisher = this.createPublisher()
-      const session = new ReplicationSession(
+      const session: ReplicationSession = new ReplicationSession(
         { ...this.config, statusIntervalMs },
         startLsn,
         receiveTimeoutMs,
+        recovering ? walLsn : undefined,
         publisher,
         this.metrics,
         this.logger,
         {
           streaming: () => {
             failures = 0
+            // Its delivery starts as connected (the start-up check reached Kafka), until a send fails.
+            this.metrics.kafkaConnected.set(1)
             this.setState('streaming')
             this.logger.info({ slot: this.config.slot, from: formatLsn(startLsn), receiveTimeoutMs }, 'streaming')
             this.emit('streaming')
           },
           published: (count) => this.emit('published', count),
-          confirmed: (lsn) => this.emit('confirmed', lsn),
+          confirmed: (lsn) => {
+            this.confirmedLsn = lsn
+            this.emit('confirmed', lsn)
+          },
           delivered: () => this.retentionWhenDue(),
           deadLettered: (info) => this.emit('deadLettered', info),
         },
       )
       this.session = session
-      const outcome = await session.run()
+      const outcome: SessionOutcome = await session.run()
       this.session = undefined
+      recovering = outcome.kind === 'ended' || (recovering && !session.flowing)
+      this.metrics.resetSessionGauges({ standby: false })
       if (this.stopController.signal.aborted && outcome.kind !== 'fatal') return
       switch (outcome.kind) {
         case 'stopped':
@@ -372,7 +491,11 @@ class Worker extends EventEmitter implements OutboxWorker {
     }
   }
 
+  /** The database and the slot were checked just now, and the slot is another worker's. */
   private standBy(why: string): void {
+    this.standbyCheckedAt = Date.now()
+    this.metrics.heartbeat.beat()
+    this.metrics.resetSessionGauges({ standby: true })
     if (this.state === 'standby') return
     this.setState('standby')
     this.logger.info({ slot: this.config.slot }, why)
@@ -384,6 +507,12 @@ class Worker extends EventEmitter implements OutboxWorker {
     const delay =
       Math.min(this.config.retryMaxMs, this.config.retryInitialMs * 2 ** failures) * (0.5 + Math.random() / 2)
     this.setState('reconnecting')
+    this.metrics.heartbeat.beat()
+    this.lastError = {
+      message: redact((error as Error)?.message ?? String(error)),
+      fix: 'none needed if it passes: the worker reconnects by itself; if it lasts, check that PostgreSQL (DATABASE_URL) and Kafka (KAFKA_BROKERS) are up, and the log',
+      at: Date.now(),
+    }
     this.logger.warn({ ...errorFields(error), retryInMs: Math.round(delay) }, 'replication stream lost; reconnecting')
     this.emit('reconnecting', error)
     await this.pause(delay)

@@ -126,7 +126,7 @@ test('zombie: the streaming worker cut off from PostgreSQL while the standby tak
         async (ctx) => {
           await waitUntil('a worker streaming', async () => (await ctx.supervisor.active()) !== undefined, 30_000)
           if ((await ctx.supervisor.active()) !== ctx.supervisor.worker(0)) await ctx.supervisor.killActive('SIGKILL')
-          await waitUntil('worker 0 streaming', async () => (await ctx.supervisor.worker(0)?.ready()) === true, 30_000)
+          await waitUntil('worker 0 streaming', async () => (await ctx.supervisor.worker(0)?.active()) === true, 30_000)
           await ctx.sleep(1000)
           // Its Kafka transaction cannot finish either: it is caught holding one open.
           ctx.pgProxy.blackhole()
@@ -135,7 +135,7 @@ test('zombie: the streaming worker cut off from PostgreSQL while the standby tak
             async () =>
               (await ctx.supervisor
                 .worker(1)
-                ?.ready()
+                ?.active()
                 .catch(() => false)) === true,
             30_000,
           )

@@ -130,7 +130,7 @@ test('the streaming worker partitioned from PostgreSQL (half-open): the standby 
           // The partition must cut off the streaming worker: make worker 0 (behind the proxy) stream.
           await waitUntil('a worker streaming', async () => (await ctx.supervisor.active()) !== undefined, 30_000)
           if ((await ctx.supervisor.active()) !== ctx.supervisor.worker(0)) await ctx.supervisor.killActive('SIGKILL')
-          await waitUntil('worker 0 streaming', async () => (await ctx.supervisor.worker(0)?.ready()) === true, 30_000)
+          await waitUntil('worker 0 streaming', async () => (await ctx.supervisor.worker(0)?.active()) === true, 30_000)
           await ctx.sleep(1000)
           ctx.pgProxy.blackhole()
           await waitUntil(
@@ -138,7 +138,7 @@ test('the streaming worker partitioned from PostgreSQL (half-open): the standby 
             async () =>
               (await ctx.supervisor
                 .worker(1)
-                ?.ready()
+                ?.active()
                 .catch(() => false)) === true,
             30_000,
           )

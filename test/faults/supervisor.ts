@@ -30,9 +30,9 @@ export class WorkerSupervisor {
     return this.live.find((w) => this.indexes.get(w) === index)
   }
 
-  /** The worker currently streaming (its /readyz says so), or undefined. */
+  /** The worker currently streaming (its /status says role "active"), or undefined. */
   async active(): Promise<WorkerProcess | undefined> {
-    for (const worker of this.live) if (await worker.ready().catch(() => false)) return worker
+    for (const worker of this.live) if (await worker.active().catch(() => false)) return worker
     return undefined
   }
 

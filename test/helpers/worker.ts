@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { join } from 'node:path'
+import type { WorkerStatus } from '../../worker/worker.js'
 import { freePort, waitUntil } from '../services/ports.js'
 import type { TestDatabase } from './database.js'
 
@@ -14,7 +15,14 @@ export interface WorkerProcess {
   waitForLog(pattern: RegExp, timeoutMs?: number): Promise<void>
   kill(signal?: NodeJS.Signals): Promise<number | null>
   metric(name: string): Promise<number | undefined>
+  /** /readyz answered 200. */
   ready(): Promise<boolean>
+  /** /healthz answered 200. */
+  live(): Promise<boolean>
+  /** The /status document (see docs/probes.md). */
+  status(): Promise<WorkerStatus>
+  /** This worker holds the slot and streams (/status role "active"). */
+  active(): Promise<boolean>
 }
 
 /**
@@ -42,6 +50,9 @@ export async function spawnWorker(
       OUTBOX_STATUS_INTERVAL_MS: '500',
       OUTBOX_STANDBY_POLL_MS: '300',
       OUTBOX_STARTUP_TIMEOUT_MS: '5000',
+      // Readiness leaves 200 this long after Kafka stops acknowledging, so tests of a stall wait
+      // seconds, not the default 30.
+      OUTBOX_READY_SEND_TIMEOUT: '3s',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -69,6 +80,16 @@ export async function spawnWorker(
     metric,
     async ready() {
       return (await fetch(`http://127.0.0.1:${healthPort}/readyz`).catch(() => undefined))?.status === 200
+    },
+    async live() {
+      return (await fetch(`http://127.0.0.1:${healthPort}/healthz`).catch(() => undefined))?.status === 200
+    },
+    async status() {
+      return (await (await fetch(`http://127.0.0.1:${healthPort}/status`)).json()) as WorkerStatus
+    },
+    async active() {
+      const response = await fetch(`http://127.0.0.1:${healthPort}/status`).catch(() => undefined)
+      return response?.ok === true && ((await response.json()) as WorkerStatus).role === 'active'
     },
     async waitForLog(pattern, timeoutMs = 30_000) {
       await waitUntil(

@@ -83,8 +83,8 @@ test('two workers on one slot: one streams, the other stands by and takes over a
   await first.waitForLog(/"msg":"streaming"/)
   const second = await startWorker()
   await second.waitForLog(/"msg":"slot is held by another worker: standing by"/)
-  expect(await second.ready()).toBe(false)
-  expect(await first.ready()).toBe(true)
+  expect(await second.active()).toBe(false)
+  expect(await first.active()).toBe(true)
 
   const consumer = await consume([`${prefix}.order`])
   const before = await insertEvents(db, [{ aggregateId: 'x', payload: { seq: 1 } }])

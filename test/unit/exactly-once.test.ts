@@ -429,6 +429,7 @@ describe('session flow control with exactly-once (worker/session.ts enqueue/ackn
       cfg,
       0n,
       60_000,
+      0n,
       { connect: async () => {}, send: async () => {}, unavailableTopics: async () => [], disconnect: async () => {} },
       createMetrics(),
       silentLogger,

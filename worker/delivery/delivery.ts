@@ -55,6 +55,8 @@ export class Delivery {
   /** The publisher's send in progress, which can outlive an aborted retry loop. */
   private inFlight: Promise<unknown> = Promise.resolve()
   kafkaConnected = true
+  /** The last failed send, until a send succeeds: what /status shows as the reason. */
+  lastError: { message: string; type: string | undefined; at: number } | undefined
 
   constructor(
     private readonly config: WorkerConfig,
@@ -215,6 +217,7 @@ export class Delivery {
     return await pRetry(
       async (): Promise<SendResult> => {
         if (signal.aborted) throw new AbortError('delivery closed')
+        this.metrics.heartbeat.beat()
         // Records stamped with the time they are sent are stamped again at each attempt: a
         // stamp from before a long outage could fall outside the topic's limit in turn.
         const now = Date.now()
@@ -225,6 +228,7 @@ export class Delivery {
         try {
           await sending
           this.setKafkaConnected(true)
+          this.lastError = undefined
           this.topics.written(topics)
           this.metrics.batchSize.observe(records.length)
           return { kind: 'ok' }
@@ -232,13 +236,17 @@ export class Delivery {
           if (signal.aborted) throw new AbortError('delivery closed')
           const { kind, type } = classifyPublishError(error)
           this.metrics.publishErrors.inc({ kind })
+          this.metrics.heartbeat.beat()
+          this.lastError = { message: (error as Error).message ?? String(error), type, at: Date.now() }
           if (kind === 'refused') return { kind: 'refused', type: type ?? 'refused' }
           if (kind === 'fatal') throw new AbortError(error as Error)
           // Stamped now and still refused: the broker's clock is far off; retried like an outage.
           if (kind === 'timestamp' && !stampedNow) return { kind: 'timestamp' }
           // Kafka answering a metadata request means it is up: then a topic may be the problem.
           const answered = await this.topics.check(topics)
-          this.setKafkaConnected(answered)
+          // A send failed: whether metadata answers does not make events flow (NOT_ENOUGH_REPLICAS
+          // answers metadata and refuses every send).
+          this.setKafkaConnected(false)
           if (kind === 'topic' && answered && !topics.some((t) => this.topics.blocked.includes(t))) {
             // Listed, yet refused: this worker may see the topic but not write to it.
             if (topics.length > 1) return { kind: 'split-by-topic' }
@@ -261,7 +269,13 @@ export class Delivery {
         signal: this.abort.signal,
         onFailedAttempt: (failure) => {
           this.logger.warn(
-            { ...errorFields(failure), attempt: failure.attemptNumber, records: records.length },
+            {
+              ...errorFields(failure),
+              // Kafka's own error type: a client's wrapper (AggregateError) does not name it.
+              type: classifyPublishError(failure).type,
+              attempt: failure.attemptNumber,
+              records: records.length,
+            },
             'Kafka send failed; retrying with backoff (nothing is confirmed meanwhile)',
           )
         },

@@ -51,6 +51,9 @@ export async function publishRows(
   let pending: { left: number; done: () => void } | undefined
   const delivery = new Delivery(config, publisher, metrics, logger, {
     acknowledged: (items) => {
+      // Rows published from the table are events delivered like streamed ones (the initial
+      // snapshot's count as the worker's own).
+      metrics.eventsPublished.inc(items.length)
       if (!pending) return
       pending.left -= items.length
       if (pending.left <= 0) pending.done()

@@ -61,6 +61,9 @@ const FATAL_TYPES = new Set([
 export function classifyPublishError(error: unknown): { kind: PublishErrorKind; type: string | undefined } {
   const seen = new Set<unknown>()
   const pending: unknown[] = [error]
+  // A retriable error's own type (NOT_ENOUGH_REPLICAS, REQUEST_TIMED_OUT...) is what /status
+  // shows as the reason sends fail.
+  let firstType: string | undefined
   while (pending.length > 0) {
     const current = pending.shift()
     if (!current || typeof current !== 'object' || seen.has(current)) continue
@@ -74,6 +77,7 @@ export function classifyPublishError(error: unknown): { kind: PublishErrorKind; 
     }
     for (const type of [fields.type, fields.apiId]) {
       if (typeof type !== 'string') continue
+      firstType ??= type
       if (REFUSED_TYPES.has(type)) return { kind: 'refused', type }
       if (TOPIC_TYPES.has(type)) return { kind: 'topic', type }
       if (TIMESTAMP_TYPES.has(type)) return { kind: 'timestamp', type }
@@ -82,5 +86,5 @@ export function classifyPublishError(error: unknown): { kind: PublishErrorKind; 
     pending.push(fields.cause, fields.originalError)
     if (Array.isArray(fields.errors)) pending.push(...fields.errors)
   }
-  return { kind: 'retriable', type: undefined }
+  return { kind: 'retriable', type: firstType }
 }

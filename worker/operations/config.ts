@@ -56,6 +56,13 @@ export interface WorkerConfig {
   tableCheckIntervalMs: number
   /** How long the table may be out of the publication before the worker exits 3. */
   missingTableTimeoutMs: number
+  /**
+   * Readiness: events waiting with nothing acknowledged by Kafka for this long make `/readyz` 503
+   * (a send pending or failing). See docs/probes.md.
+   */
+  readySendTimeoutMs: number
+  /** Liveness: no sign of progress from the run loop for this long makes `/healthz` 503 (wedged). */
+  livenessTimeoutMs: number
 }
 
 /** Any subset of the options, brokers as a list or comma-separated text; the rest come from DEFAULTS. */
@@ -124,6 +131,13 @@ export const DEFAULTS: Omit<WorkerConfig, 'databaseUrl' | 'kafkaBrokers'> = {
   missingTopicTimeoutMs: 60_000,
   tableCheckIntervalMs: 5_000,
   missingTableTimeoutMs: 60_000,
+  // Longer than a partition leader election and several retries at the 5 s retry cap, so one
+  // failed send does not flip readiness; short enough that a stall shows within two probe periods.
+  readySendTimeoutMs: 30_000,
+  // Far above the longest step of a healthy loop (a check of a hung PostgreSQL gives up after
+  // 5 s to connect + 15 s per query; status updates every 10 s; retries every 5 s at most): a
+  // restart for a loop that is merely slow would cost more than it saves.
+  livenessTimeoutMs: 120_000,
 }
 
 /**
@@ -424,6 +438,20 @@ export const OPTIONS: OptionSpec[] = [
     parse: parseDuration,
     description: 'exit 3 when the outbox table stays out of the publication this long',
   },
+  {
+    key: 'readySendTimeoutMs',
+    flag: 'ready-send-timeout',
+    env: 'OUTBOX_READY_SEND_TIMEOUT',
+    parse: parseDuration,
+    description: '/readyz turns 503 when events wait this long with nothing acknowledged by Kafka',
+  },
+  {
+    key: 'livenessTimeoutMs',
+    flag: 'liveness-timeout',
+    env: 'OUTBOX_LIVENESS_TIMEOUT',
+    parse: parseDuration,
+    description: '/healthz turns 503 when the run loop shows no progress this long (wedged; outages do not count)',
+  },
 ]
 
 /** `7d`, `12h`, `30m`, `45s`, `500ms` or a plain number of ms. */
@@ -448,6 +476,8 @@ const POSITIVE: Key[] = [
   'missingTopicTimeoutMs',
   'tableCheckIntervalMs',
   'missingTableTimeoutMs',
+  'readySendTimeoutMs',
+  'livenessTimeoutMs',
 ]
 
 export interface ResolveOptions {
@@ -555,6 +585,14 @@ export function resolveConfig(options: ConfigInput, { requireKafka = true, names
     const value = config[key] as number
     if (!Number.isSafeInteger(value) || value <= 0)
       throw new OutboxConfigError(`${name(key)} must be a positive whole number, got ${value}`)
+  }
+  // A healthy loop goes this long between signs of progress (a status update, a standby check, a
+  // retry): a liveness bound at or below it would restart healthy workers.
+  const step = Math.max(config.statusIntervalMs, config.standbyPollMs, config.retryMaxMs)
+  if (config.livenessTimeoutMs <= step * 2) {
+    throw new OutboxConfigError(
+      `${name('livenessTimeoutMs')} (${config.livenessTimeoutMs} ms) must be more than twice the longest step of the loop (${step} ms, the largest of ${name('statusIntervalMs')}, ${name('standbyPollMs')} and ${name('retryMaxMs')}): raise it or lower those`,
+    )
   }
   if (!Number.isInteger(config.healthPort) || config.healthPort < 0 || config.healthPort > 65535) {
     throw new OutboxConfigError(

@@ -1,33 +1,50 @@
 import { createServer, type Server } from 'node:http'
 import { OutboxConfigError } from './errors.js'
 import type { Logger } from './logger.js'
-import type { Metrics } from './metrics.js'
+import { type Metrics, processMetrics } from './metrics.js'
 
 /**
- * `/healthz`: the process is alive. `/readyz`: this worker streams the slot and Kafka accepts
- * its sends (a standby is alive but not ready). `/metrics`: Prometheus text.
+ * `/healthz`: the run loop makes progress (liveness). `/readyz`: the worker does its part, an
+ * active one whose events flow or a standby that can take over (readiness). `/status`: the
+ * worker's state as JSON. `/metrics`: Prometheus text, the worker's and the process's. The rules
+ * are in probes.ts; docs/probes.md is their table.
  */
 export async function startHealthServer(options: {
   host: string
   port: number
   metrics: Metrics
   isReady: () => boolean
+  isLive: () => boolean
+  status: () => Promise<unknown>
   logger: Logger
 }): Promise<{ port: number; close(): Promise<void> }> {
   const server: Server = createServer((request, response) => {
     const path = (request.url ?? '/').split('?')[0]
+    const failed = (error: Error) => response.writeHead(500, { 'content-type': 'text/plain' }).end(error.message)
     if (path === '/healthz') {
-      response.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n')
+      const live = options.isLive()
+      response.writeHead(live ? 200 : 503, { 'content-type': 'text/plain' }).end(live ? 'ok\n' : 'wedged\n')
     } else if (path === '/readyz') {
       const ready = options.isReady()
       response.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : 'not ready\n')
+    } else if (path === '/status') {
+      options
+        .status()
+        .then(
+          (status) =>
+            response.writeHead(200, { 'content-type': 'application/json' }).end(`${JSON.stringify(status, null, 2)}\n`),
+          failed,
+        )
     } else if (path === '/metrics') {
-      options.metrics.registry.metrics().then(
-        (text) => response.writeHead(200, { 'content-type': options.metrics.registry.contentType }).end(text),
-        (error: Error) => response.writeHead(500).end(error.message),
+      const registry = options.metrics.registry
+      Promise.all([registry.metrics(), processMetrics().metrics()]).then(
+        ([worker, process]) => response.writeHead(200, { 'content-type': registry.contentType }).end(worker + process),
+        failed,
       )
     } else {
-      response.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz, /readyz or /metrics\n')
+      response
+        .writeHead(404, { 'content-type': 'text/plain' })
+        .end('not found: try /healthz, /readyz, /status or /metrics\n')
     }
   })
   await new Promise<void>((resolve, reject) => {
@@ -36,7 +53,7 @@ export async function startHealthServer(options: {
   })
   const address = server.address()
   const port = typeof address === 'object' && address ? address.port : options.port
-  options.logger.info({ port }, 'health server listening: /healthz /readyz /metrics')
+  options.logger.info({ port }, 'health server listening: /healthz /readyz /status /metrics')
   return {
     port,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),

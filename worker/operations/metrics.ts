@@ -1,10 +1,43 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+
+/**
+ * Node's process metrics (CPU, memory, event-loop lag, GC), collected once per process into a
+ * registry of their own: they describe the process, not a worker, so several workers in one
+ * process share them. In each worker's registry they would be collected once per worker (a GC
+ * observer and an event-loop monitor each, never released), and an app that merges the workers'
+ * registries would get the same names twice, which prom-client refuses.
+ */
+let processRegistry: Registry | undefined
+export function processMetrics(): Registry {
+  if (!processRegistry) {
+    processRegistry = new Registry()
+    collectDefaultMetrics({ register: processRegistry })
+  }
+  return processRegistry
+}
+
+/**
+ * The run loop's sign of progress, for liveness (see docs/probes.md): beaten by each step of the
+ * loop, each status update of a streaming session and each Kafka send attempt (so a worker
+ * retrying an outage is alive). Kept with the metrics because the initial snapshot's publishing
+ * is handed only those.
+ */
+export class Heartbeat {
+  at = Date.now()
+  constructor(private readonly gauge: Gauge) {
+    gauge.set(this.at / 1000)
+  }
+  beat(): void {
+    this.at = Date.now()
+    this.gauge.set(this.at / 1000)
+  }
+}
 
 /** The worker's Prometheus metrics, in a registry of its own (several workers can share a process). */
 export function createMetrics() {
   const registry = new Registry()
   const registers = [registry]
-  return {
+  const metrics = {
     registry,
     eventsPublished: new Counter({
       name: 'outbox_events_published_total',
@@ -82,9 +115,44 @@ export function createMetrics() {
     }),
     kafkaConnected: new Gauge({
       name: 'outbox_kafka_connected',
-      help: '1 when the last Kafka send succeeded, 0 after a failure until the next success',
+      help: 'While this worker streams: 1 when its last Kafka send (or its start-up check) succeeded, 0 after a failure until the next success; 0 when not streaming (no producer)',
       registers,
     }),
+    oldestUnackedEventAge: new Gauge({
+      name: 'outbox_oldest_unacked_event_age_seconds',
+      help: 'Seconds since the commit of the oldest event received and not yet acknowledged by Kafka; 0 when none',
+      registers,
+    }),
+    heartbeatTimestamp: new Gauge({
+      name: 'outbox_heartbeat_timestamp_seconds',
+      help: "Unix time of the run loop's last sign of progress (liveness: /healthz is 503 once it is older than --liveness-timeout)",
+      registers,
+    }),
+  }
+  return {
+    ...metrics,
+    heartbeat: new Heartbeat(metrics.heartbeatTimestamp),
+    /**
+     * The gauges that describe one session, back to what is true when none runs: before a new
+     * session (which must not show the last one's values) and on a standby, which also forgets
+     * the topics found unavailable (exactly-once keeps them across its restarting sessions, and
+     * at-least-once clears its own when its session ends). Slot lag and the confirmed LSN are
+     * not reset: the run loop sets them from each check of the slot.
+     */
+    resetSessionGauges({ standby }: { standby: boolean }): void {
+      for (const gauge of [
+        metrics.streaming,
+        metrics.bufferedEvents,
+        metrics.pendingTransactions,
+        metrics.oldestUnackedEventAge,
+        metrics.kafkaConnected,
+      ])
+        gauge.set(0)
+      if (standby) {
+        metrics.topicUnavailable.reset()
+        metrics.tablePublished.set(1)
+      }
+    },
   }
 }
 

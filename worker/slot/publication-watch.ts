@@ -17,6 +17,8 @@ export interface CatalogState {
   slotPid: number | null
   /** How long ago (ms, by the server's clock) that backend last received a status update. */
   replyAgeMs: number | null
+  /** The server's flushed WAL position (replayed, on a server in recovery), as text. */
+  walLsn: string
 }
 
 /**
@@ -35,7 +37,8 @@ export async function readCatalog(client: pg.Client, config: WorkerConfig): Prom
             (SELECT active_pid FROM pg_replication_slots WHERE slot_name = $4) AS slot_pid,
             (SELECT (extract(epoch FROM clock_timestamp() - r.reply_time) * 1000)::float8
                FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid
-              WHERE s.slot_name = $4) AS reply_age_ms
+              WHERE s.slot_name = $4) AS reply_age_ms,
+            (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_flush_lsn() END)::text AS wal_lsn
        FROM (SELECT 1) AS one
        LEFT JOIN pg_namespace n ON n.nspname = $2
        LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = $3 AND c.relkind IN ('r', 'p')
@@ -64,6 +67,7 @@ export async function readCatalog(client: pg.Client, config: WorkerConfig): Prom
     identity: problem ? undefined : `${row.table_oid}/${row.membership_oid ?? 'all'}`,
     slotPid: row.slot_pid,
     replyAgeMs: row.reply_age_ms === null ? null : Number(row.reply_age_ms),
+    walLsn: row.wal_lsn,
   }
 }
 
@@ -80,6 +84,8 @@ export interface PublicationWatchHooks {
    * (pg_stat_replication.reply_time, by the server's clock), for a session whose stream is paused.
    */
   slotHolder(pid: number | null, replyAgeMs: number | null): void
+  /** The server's WAL position (text), for the slot lag while reading is paused. */
+  walPosition(lsn: string): void
 }
 
 /** Runs readCatalog every --table-check-interval on a connection of its own. */
@@ -143,6 +149,7 @@ export class PublicationWatch {
       if (this.stopped) return
       this.failures = 0
       this.hooks.slotHolder(state.slotPid, state.replyAgeMs)
+      if (state.walLsn) this.hooks.walPosition(state.walLsn)
       if (state.problem !== this.problem) {
         this.problem = state.problem
         if (state.problem) this.problemSinceIdentity = true

@@ -54,6 +54,11 @@ export class LsnTracker {
     return this.safeTime
   }
 
+  /** Commit time (ms) of the oldest transaction with records not yet fully acknowledged. */
+  get oldestPendingCommitTime(): number | undefined {
+    return this.transactions[0]?.commitTime
+  }
+
   /** Transactions with records that are not yet fully acknowledged. */
   get pending(): number {
     return this.transactions.length

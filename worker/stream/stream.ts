@@ -94,6 +94,25 @@ export class ReplicationStream {
     return this.tracker.pending
   }
 
+  /** Commit time (ms) of the oldest event received and not yet acknowledged, if any. */
+  get oldestPendingCommitTime(): number | undefined {
+    return this.tracker.oldestPendingCommitTime
+  }
+
+  /** The position up to which everything is delivered (or had nothing for the outbox). */
+  get safeLsn(): Lsn {
+    return this.tracker.safeLsn
+  }
+
+  /**
+   * The server's WAL position, read from the catalog: while reading is paused no message brings
+   * it, and the lag must keep growing with the WAL that is written meanwhile.
+   */
+  serverPosition(lsn: Lsn): void {
+    if (this.closed) return
+    this.serverLsn = maxLsn(this.serverLsn, lsn)
+  }
+
   start(): void {
     const { service } = this
     service.on('data', (lsn: string, message: Pgoutput.Message) => this.onData(lsn, message))
@@ -122,7 +141,14 @@ export class ReplicationStream {
     // Status updates with reply requested: they keep the connection alive while reading is
     // paused, and the server's reply (a keepalive) lets an idle slot advance and proves the
     // connection is alive.
-    this.timers.push(setInterval(() => this.sendStatus(true), this.config.statusIntervalMs))
+    this.timers.push(
+      setInterval(() => {
+        // The session's sign of progress for liveness: the timer runs while the session does,
+        // whether Kafka or PostgreSQL answer (an outage is not a wedge).
+        if (!this.closed) this.metrics.heartbeat.beat()
+        this.sendStatus(true)
+      }, this.config.statusIntervalMs),
+    )
     // Often: the session must end close to the deadline, not up to a fraction of it later (sends
     // are also refused past it: alive()).
     this.timers.push(

@@ -111,6 +111,11 @@ export function createKafkajsTransactionalPublisher(config: WorkerConfig, logger
     },
     commitTransaction: (chunks, checkpoint) => transact([...chunks, [checkpoint]], true),
     probe: (records) => transact([records], false),
+    async unavailableTopics(topics) {
+      // A metadata request for all topics lists those that exist and this client may see.
+      const existing = new Set(await (await connectedAdmin()).listTopics())
+      return topics.filter((t) => !existing.has(t))
+    },
     async disconnect() {
       producerSockets.seal()
       otherSockets.seal()

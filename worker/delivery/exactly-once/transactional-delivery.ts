@@ -52,6 +52,10 @@ export class TransactionalDelivery {
   /** The PostgreSQL history this session streams, written into every checkpoint. */
   private identity: ServerIdentity | undefined
   kafkaConnected = true
+  /** The failure that ends this session, for /status. */
+  lastError: { message: string; type: string | undefined; at: number } | undefined
+  /** Topics of the transaction in progress: the ones to ask about when it fails. */
+  private sendingTopics: string[] = []
   /** Exactly-once retries a missing topic until it exists (see the README). */
   readonly blockedTopics: string[] = []
 
@@ -191,7 +195,9 @@ export class TransactionalDelivery {
       const reason = item.poison ?? poisonReason(item.record, this.config.maxMessageBytes)
       return reason ? this.deadLetter(item.record, reason, deadLetters) : item.record
     })
+    this.sendingTopics = [...new Set(records.map((r) => r.topic))]
     for (;;) {
+      this.metrics.heartbeat.beat()
       try {
         await this.publisher.commitTransaction(
           chunkRecords(records, this.config),
@@ -221,12 +227,17 @@ export class TransactionalDelivery {
     }
     this.checkpoint = last
     this.metrics.batchSize.observe(records.length)
+    // Committed: these topics exist. Set by an earlier session of the restart loop (see failed).
+    for (const topic of this.sendingTopics) this.metrics.topicUnavailable.remove({ topic })
   }
 
   /** Rejects on what stops the worker; otherwise logs, waits a moment and ends the session. */
   private async failed(error: unknown): Promise<void> {
-    const { kind } = classifyTransactionError(error)
+    const { kind, type } = classifyTransactionError(error)
     this.metrics.publishErrors.inc({ kind })
+    this.metrics.heartbeat.beat()
+    this.lastError = { message: (error as Error).message ?? String(error), type, at: Date.now() }
+    if (kind === 'topic') await this.reportUnavailableTopics()
     if (error instanceof OutboxPoisonEventError || error instanceof OutboxSetupError || kind === 'fatal') throw error
     if (transactionalIdDenied(error)) throw this.denied(error)
     if (error instanceof PostgresIdentityError) {
@@ -257,6 +268,30 @@ export class TransactionalDelivery {
       })
     })
     if (!this.abort.signal.aborted) this.hooks.ended(error)
+  }
+
+  /**
+   * A missing topic restarts the session until the topic exists: name it in
+   * outbox_topic_unavailable{topic} as at-least-once does. The gauge outlives the session (each
+   * restart would otherwise clear it) and is cleared by a transaction that commits to the topic.
+   */
+  private async reportUnavailableTopics(): Promise<void> {
+    const topics = this.sendingTopics
+    if (!this.publisher.unavailableTopics || topics.length === 0) return
+    let missing: string[]
+    try {
+      missing = await this.publisher.unavailableTopics(topics)
+    } catch (error) {
+      this.logger.debug(errorFields(error), 'could not ask Kafka which topics exist')
+      return
+    }
+    for (const topic of missing) {
+      this.metrics.topicUnavailable.set({ topic }, 1)
+      this.logger.error(
+        { topic },
+        `Kafka topic "${topic}" does not exist or this worker may not write to it: create it (and its .dlq topic) or grant WRITE and DESCRIBE on it; exactly-once delivery restarts the session until it can`,
+      )
+    }
   }
 
   /** The fix for a missing ACL: what exactly-once needs, in kafka-acls.sh's words. */

@@ -26,6 +26,8 @@ export interface TransactionalPublisher {
    * making them visible. Used to find a refused record by halving.
    */
   probe(records: KafkaRecord[]): Promise<void>
+  /** Which of these topics do not exist (or may not be seen): named after a failed transaction. */
+  unavailableTopics?(topics: string[]): Promise<string[]>
   disconnect(): Promise<void>
 }
 
