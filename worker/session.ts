@@ -154,15 +154,21 @@ export class ReplicationSession {
         reason: `Kafka topics that do not exist or may not be written: ${blocked.join(', ')}`,
         fix: 'create them (and their .dlq topics) or grant WRITE and DESCRIBE on them',
       }
+    if (this.delivery instanceof TransactionalDelivery && this.delivery.ending) {
+      const error = this.delivery.lastError
+      return {
+        flowing: false,
+        reason: `a Kafka transaction failed${error?.type ? ` (${error.type})` : ''}: the session ends and restarts`,
+        fix: sendFix(error?.type),
+      }
+    }
     const stalledMs = this.waitingSince === undefined ? 0 : now - this.waitingSince
     if (stalledMs > this.config.readySendTimeoutMs) {
       const error = this.delivery.lastError
       return {
         flowing: false,
         reason: `Kafka has acknowledged nothing for ${Math.round(stalledMs / 1000)} s while ${this.buffered.events} events wait (${error ? `last send failed: ${error.type ?? error.message}` : 'a send is pending'})`,
-        fix: error?.type?.startsWith('NOT_ENOUGH_REPLICAS')
-          ? "bring the topic's in-sync replicas up to its min.insync.replicas (or lower that setting)"
-          : 'check that the Kafka brokers are up and reachable, and the log for the send errors',
+        fix: sendFix(error?.type),
       }
     }
     if (!this.flowing)
@@ -359,4 +365,11 @@ export class ReplicationSession {
       )
     }
   }
+}
+
+/** What to do about sends that keep failing, by Kafka's error type. */
+function sendFix(type: string | undefined): string {
+  return type?.startsWith('NOT_ENOUGH_REPLICAS')
+    ? "bring the topic's in-sync replicas up to its min.insync.replicas (or lower that setting)"
+    : 'check that the Kafka brokers are up and reachable, and the log for the send errors'
 }

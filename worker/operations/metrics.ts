@@ -2,10 +2,11 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 
 /**
  * Node's process metrics (CPU, memory, event-loop lag, GC), collected once per process into a
- * registry of their own: they describe the process, not a worker, so several workers in one
- * process share them. In each worker's registry they would be collected once per worker (a GC
- * observer and an event-loop monitor each, never released), and an app that merges the workers'
- * registries would get the same names twice, which prom-client refuses.
+ * registry of their own and served next to each worker's: they describe the process, not a
+ * worker. Collected into each worker's registry, every worker would add a GC observer and an
+ * event-loop monitor that are never released (an app or a test suite that creates workers again
+ * and again would pile them up), and worker.metrics.registry would hold series that are not the
+ * worker's.
  */
 let processRegistry: Registry | undefined
 export function processMetrics(): Registry {

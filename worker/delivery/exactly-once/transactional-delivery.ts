@@ -23,6 +23,9 @@ export interface TransactionalDeliveryHooks extends DeliveryHooks {
   ended(error: unknown): void
 }
 
+/** How often the topics of a transaction under way are asked about (see reportUnavailableTopics). */
+const TOPIC_CHECK_MS = 5_000
+
 /** A Kafka transaction holds whole PostgreSQL transactions up to --batch-size events (or one larger). */
 type Batch = DeliveryItem[]
 type DeadLetters = Map<KafkaRecord, { id: string; topic: string; reason: string }>
@@ -52,12 +55,19 @@ export class TransactionalDelivery {
   /** The PostgreSQL history this session streams, written into every checkpoint. */
   private identity: ServerIdentity | undefined
   kafkaConnected = true
+  /** A transaction failed: the session is ending (and the next one starts from the slot). */
+  ending = false
   /** The failure that ends this session, for /status. */
   lastError: { message: string; type: string | undefined; at: number } | undefined
   /** Topics of the transaction in progress: the ones to ask about when it fails. */
   private sendingTopics: string[] = []
-  /** Exactly-once retries a missing topic until it exists (see the README). */
-  readonly blockedTopics: string[] = []
+  /** Topics of the transaction in progress that Kafka says do not exist (or may not be seen). */
+  private readonly missingTopics = new Set<string>()
+
+  /** Exactly-once waits for a missing topic until it exists (see the README): delivery is held up by them. */
+  get blockedTopics(): string[] {
+    return [...this.missingTopics]
+  }
 
   constructor(
     private readonly config: WorkerConfig,
@@ -198,6 +208,9 @@ export class TransactionalDelivery {
     this.sendingTopics = [...new Set(records.map((r) => r.topic))]
     for (;;) {
       this.metrics.heartbeat.beat()
+      // A transaction to a missing topic may wait (the client retrying its metadata) rather than
+      // fail: ask Kafka about its topics every few seconds while it is under way.
+      const watch = setInterval(() => void this.reportUnavailableTopics(), TOPIC_CHECK_MS)
       try {
         await this.publisher.commitTransaction(
           chunkRecords(records, this.config),
@@ -223,12 +236,15 @@ export class TransactionalDelivery {
             )
           records[index] = this.deadLetter(record, `Kafka refused it: ${refusedType}`, deadLetters)
         }
+      } finally {
+        clearInterval(watch)
       }
     }
     this.checkpoint = last
     this.metrics.batchSize.observe(records.length)
-    // Committed: these topics exist. Set by an earlier session of the restart loop (see failed).
+    // Committed: these topics exist. Set while waiting, or by an earlier session of a restart loop.
     for (const topic of this.sendingTopics) this.metrics.topicUnavailable.remove({ topic })
+    this.missingTopics.clear()
   }
 
   /** Rejects on what stops the worker; otherwise logs, waits a moment and ends the session. */
@@ -237,6 +253,7 @@ export class TransactionalDelivery {
     this.metrics.publishErrors.inc({ kind })
     this.metrics.heartbeat.beat()
     this.lastError = { message: (error as Error).message ?? String(error), type, at: Date.now() }
+    this.ending = true
     if (kind === 'topic') await this.reportUnavailableTopics()
     if (error instanceof OutboxPoisonEventError || error instanceof OutboxSetupError || kind === 'fatal') throw error
     if (transactionalIdDenied(error)) throw this.denied(error)
@@ -271,13 +288,14 @@ export class TransactionalDelivery {
   }
 
   /**
-   * A missing topic restarts the session until the topic exists: name it in
-   * outbox_topic_unavailable{topic} as at-least-once does. The gauge outlives the session (each
-   * restart would otherwise clear it) and is cleared by a transaction that commits to the topic.
+   * A transaction to a missing topic waits or fails (and the session restarts) until the topic
+   * exists: name it in outbox_topic_unavailable{topic} as at-least-once does. The gauge outlives
+   * the session (each restart would otherwise clear it) and is cleared when Kafka lists the topic
+   * or a transaction commits to it.
    */
   private async reportUnavailableTopics(): Promise<void> {
     const topics = this.sendingTopics
-    if (!this.publisher.unavailableTopics || topics.length === 0) return
+    if (!this.publisher.unavailableTopics || topics.length === 0 || this.abort.signal.aborted) return
     let missing: string[]
     try {
       missing = await this.publisher.unavailableTopics(topics)
@@ -285,12 +303,18 @@ export class TransactionalDelivery {
       this.logger.debug(errorFields(error), 'could not ask Kafka which topics exist')
       return
     }
-    for (const topic of missing) {
-      this.metrics.topicUnavailable.set({ topic }, 1)
-      this.logger.error(
-        { topic },
-        `Kafka topic "${topic}" does not exist or this worker may not write to it: create it (and its .dlq topic) or grant WRITE and DESCRIBE on it; exactly-once delivery restarts the session until it can`,
-      )
+    for (const topic of topics) {
+      if (!missing.includes(topic)) {
+        this.missingTopics.delete(topic)
+        this.metrics.topicUnavailable.remove({ topic })
+      } else if (!this.missingTopics.has(topic)) {
+        this.missingTopics.add(topic)
+        this.metrics.topicUnavailable.set({ topic }, 1)
+        this.logger.error(
+          { topic },
+          `Kafka topic "${topic}" does not exist or this worker may not write to it: create it (and its .dlq topic) or grant WRITE and DESCRIBE on it; exactly-once delivery waits until it can`,
+        )
+      }
     }
   }
 
