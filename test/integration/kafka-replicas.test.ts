@@ -1,5 +1,6 @@
 /**
- * Sends Kafka refuses on every attempt while its metadata answers: NOT_ENOUGH_REPLICAS, from a
+ * Sends Kafka refuses on every attempt while its metadata answers, and exactly-once sessions that
+ * restart on the same events: NOT_ENOUGH_REPLICAS, from a
  * topic with two replicas and min.insync.replicas=2 whose second broker is stopped. (On a single
  * broker Kafka caps a topic's min.insync.replicas at its replica count, so one broker cannot
  * refuse this way.) The worker must turn not ready within --ready-send-timeout and say why, and
@@ -29,7 +30,8 @@ const fixture = relayTestFixture(
 const { startWorker, consume } = fixture
 
 beforeAll(async () => {
-  kafka = await startLocalKafka()
+  // Topic auto-creation off, the usual production setting: a missing topic stays missing.
+  kafka = await startLocalKafka({ autoCreateTopics: false })
   second = await kafka.addBroker()
 })
 afterEach(async () => {
@@ -172,4 +174,64 @@ test("a worker that turns standby shows no gauge of its last session; the slot's
   // The event is still unconfirmed: the standby reports the slot's lag, read from the server.
   expect(await first.metric('outbox_slot_lag_bytes')).toBeGreaterThan(0)
   expect((await first.status()).role).toBe('standby')
+})
+
+test('exactly-once sessions restarting on refused sends (NOT_ENOUGH_REPLICAS): not ready throughout, no flapping between restarts; delivered once fixed', async () => {
+  const topic = `${prefix}.order`
+  await createUnderReplicatedTopic(topic)
+  const consumer = await consume([topic])
+  const worker = await startWorker({ OUTBOX_DELIVERY: 'exactly-once' })
+  await worker.waitForLog(/"msg":"streaming"/)
+  await within('ready', 10_000, () => worker.ready())
+  const [id] = await insertEvents(db, [{ aggregateId: 'e', payload: { n: 1 } }])
+
+  // From the first failed session on, sampled every 50 ms across two more restarts: never ready.
+  // (Before it, the first session is ready while the event has waited less than the bound.)
+  const restarts = () => worker.output.filter((line) => /the session ends and restarts/.test(line)).length
+  await within('the first session ended by the refused transaction', 60_000, async () => restarts() >= 1).catch(
+    (error) => {
+      throw new Error(`${(error as Error).message}\n--- worker output ---\n${worker.output.slice(-15).join('\n')}`)
+    },
+  )
+  let readySamples = 0
+  let samples = 0
+  await waitUntil(
+    'two more sessions ended',
+    async () => {
+      samples++
+      if (await worker.ready()) readySamples++
+      return restarts() >= 3
+    },
+    60_000,
+    50,
+  )
+  console.log(`${samples} readiness samples across two session restarts, ${readySamples} ready`)
+  expect(readySamples).toBe(0)
+  expect((await worker.status()).reason).toMatch(
+    /has not delivered yet|acknowledged nothing|reconnecting|transaction failed/,
+  )
+
+  await setMinInsyncReplicas(topic, '1')
+  await within('delivered once fixed', 60_000, async () => consumer.messages.some((m) => m.headers.id === id))
+  await within('ready again', 30_000, () => worker.ready())
+})
+
+test('exactly-once with a missing topic (auto-creation off): named in outbox_topic_unavailable and not ready; delivered once created', async () => {
+  const topic = `${prefix}.order`
+  const worker = await startWorker({ OUTBOX_DELIVERY: 'exactly-once' })
+  await worker.waitForLog(/"msg":"streaming"/)
+  await within('ready', 10_000, () => worker.ready())
+  const [id] = await insertEvents(db, [{ aggregateId: 'm', payload: { n: 1 } }])
+
+  const named = new RegExp(`^outbox_topic_unavailable\\{topic="${prefix}\\.order"\\} 1`)
+  await within('the topic named', 20_000, async () => (await metricLine(worker, named)) !== undefined)
+  expect(await worker.ready()).toBe(false)
+  expect((await worker.status()).topicsUnavailable).toEqual([topic])
+
+  const consumer = await consume([topic], { create: true })
+  await within('delivered once the topic exists', 60_000, async () =>
+    consumer.messages.some((m) => m.headers.id === id),
+  )
+  await within('ready again', 30_000, () => worker.ready())
+  expect(await metricLine(worker, /^outbox_topic_unavailable\{/)).toBeUndefined()
 })

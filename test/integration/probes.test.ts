@@ -36,6 +36,9 @@ test('a standby (a second worker on the slot) is ready, and /status says it stan
   expect((await first.status()).role).toBe('active')
   expect(await first.ready()).toBe(true)
   expect(await second.metric('outbox_streaming')).toBe(0)
+  // Node's process metrics are served with the worker's.
+  const text = await (await fetch(`http://127.0.0.1:${second.healthPort}/metrics`)).text()
+  expect(text).toMatch(/^nodejs_eventloop_lag_seconds \d/m)
 })
 
 test('a rolling update under load, as an orchestrator runs it: nothing lost, nothing reordered, no step waits forever', async () => {

@@ -229,6 +229,7 @@ export async function startLocalKafka(options: LocalKafkaOptions = {}): Promise<
           'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,DIRECT:PLAINTEXT,CONTROLLER:PLAINTEXT',
           `log.dirs=${join(dir, `data-${nodeId}`)}`,
           'num.partitions=4',
+          `auto.create.topics.enable=${options.autoCreateTopics ?? true}`,
           'offsets.topic.replication.factor=1',
           'transaction.state.log.replication.factor=1',
           'transaction.state.log.min.isr=1',
