@@ -88,6 +88,11 @@ describe('options', () => {
     ).toThrow(/livenessTimeoutMs \(15000 ms\) must be more than twice .*statusIntervalMs/)
   })
 
+  test('unset, the liveness bound grows with a loop given longer steps (a standby polling every 2 min)', () => {
+    const slow = resolveConfig({ databaseUrl: 'postgresql://u@h/d', kafkaBrokers: 'k:9092', standbyPollMs: 120_000 })
+    expect(slow.livenessTimeoutMs).toBe(360_000)
+  })
+
   test('the send bound must be positive', () => {
     expect(() =>
       resolveConfig({ databaseUrl: 'postgresql://u@h/d', kafkaBrokers: 'k:9092', readySendTimeoutMs: 0 }),

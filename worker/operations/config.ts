@@ -450,7 +450,8 @@ export const OPTIONS: OptionSpec[] = [
     flag: 'liveness-timeout',
     env: 'OUTBOX_LIVENESS_TIMEOUT',
     parse: parseDuration,
-    description: '/healthz turns 503 when the run loop shows no progress this long (wedged; outages do not count)',
+    description:
+      '/healthz turns 503 when the run loop shows no progress this long (wedged; outages do not count); unset, at least 3 times the largest of the status interval, standby poll and retry cap',
   },
 ]
 
@@ -589,6 +590,8 @@ export function resolveConfig(options: ConfigInput, { requireKafka = true, names
   // A healthy loop goes this long between signs of progress (a status update, a standby check, a
   // retry): a liveness bound at or below it would restart healthy workers.
   const step = Math.max(config.statusIntervalMs, config.standbyPollMs, config.retryMaxMs)
+  // Unset, it grows with a loop given longer steps (a standby polling every few minutes).
+  if (defined.livenessTimeoutMs === undefined) config.livenessTimeoutMs = Math.max(config.livenessTimeoutMs, step * 3)
   if (config.livenessTimeoutMs <= step * 2) {
     throw new OutboxConfigError(
       `${name('livenessTimeoutMs')} (${config.livenessTimeoutMs} ms) must be more than twice the longest step of the loop (${step} ms, the largest of ${name('statusIntervalMs')}, ${name('standbyPollMs')} and ${name('retryMaxMs')}): raise it or lower those`,
