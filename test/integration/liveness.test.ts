@@ -111,3 +111,47 @@ test('a wedged run loop (a session that never finishes closing) makes /healthz 5
   expect(status.live).toBe(false)
   expect(status.reason).toMatch(/no progress .* wedged/)
 })
+
+test('slot creation waiting on a transaction open elsewhere is not a wedge: /healthz stays 200 past --liveness-timeout', async () => {
+  // CREATE_REPLICATION_SLOT waits for every transaction that has an id to end (and a large
+  // table's snapshot is as long and as quiet): a restart would only start it over.
+  const open = await db.pool.connect()
+  try {
+    await open.query('BEGIN')
+    await open.query('SELECT pg_current_xact_id()')
+    const port = await freePort()
+    worker = createWorker({
+      databaseUrl: db.url,
+      kafkaBrokers: ['127.0.0.1:9'],
+      slot: uniqueName('slot'),
+      healthPort: port,
+      healthHost: '127.0.0.1',
+      statusIntervalMs: 200,
+      standbyPollMs: 200,
+      retryInitialMs: 100,
+      retryMaxMs: 300,
+      livenessTimeoutMs: LIVENESS_MS,
+      createPublisher: fakePublisher,
+    })
+    const starting = worker.start()
+    starting.catch(() => {})
+    await waitUntil(
+      'the slot being created',
+      async () =>
+        (await db.query(`SELECT 1 FROM pg_stat_activity WHERE application_name = 'prisma-outbox initial snapshot'`))
+          .length > 0,
+      10_000,
+    )
+    const until = Date.now() + 3 * LIVENESS_MS
+    while (Date.now() < until) {
+      expect(await healthz(port)).toBe(200)
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    await open.query('COMMIT')
+    await starting
+    await waitUntil('streaming', async () => worker?.state === 'streaming', 10_000)
+  } finally {
+    await open.query('ROLLBACK').catch(() => {})
+    open.release()
+  }
+})

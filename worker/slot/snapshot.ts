@@ -53,6 +53,14 @@ export async function createSlot(creation: SlotCreation): Promise<SlotCreationOu
     void replication?.end().catch(() => {})
   }
   signal.addEventListener('abort', closeAll, { once: true })
+  // Creating the slot waits for every transaction open on the server, and the snapshot's first
+  // page for a sort of the whole table: long, silent, and not a wedge. A liveness probe that
+  // restarted the worker here would only make it start over, so this counts as progress.
+  const progressing = setInterval(
+    () => creation.metrics.heartbeat.beat(),
+    Math.max(100, Math.min(5000, config.livenessTimeoutMs / 4)),
+  )
+  progressing.unref()
   let snapshotStarted = false
   try {
     const { rows } = await control.query(`SELECT pg_try_advisory_lock(${LOCK_KEY}) AS locked`, [config.slot])
@@ -94,6 +102,7 @@ export async function createSlot(creation: SlotCreation): Promise<SlotCreationOu
     }
     throw setupProblem(error, config) ?? error
   } finally {
+    clearInterval(progressing)
     signal.removeEventListener('abort', closeAll)
     closeAll() // drops the temporary slot and releases the lock
   }
