@@ -195,8 +195,9 @@ class Worker extends EventEmitter implements OutboxWorker {
       state: this.state,
       live: live.ok,
       ready: ready.ok,
-      reason: problem?.reason ?? null,
-      fix: problem?.fix ?? null,
+      // Reasons can quote a driver's or a broker's message: redacted like everything served.
+      reason: problem?.reason ? redact(problem.reason) : null,
+      fix: problem?.fix ? redact(problem.fix) : null,
       lastError: lastError ?? null,
       slot: this.config.slot,
       confirmedLsn: this.confirmedLsn ?? null,

@@ -11,11 +11,11 @@ import { freePort, waitUntil } from '../services/ports.js'
 
 let db: TestDatabase
 let worker: OutboxWorker | undefined
-const kafka = { down: false, wedged: false, disconnects: 0, release: () => {} }
+const kafka = { down: false, wedged: false, hung: false, disconnects: 0, release: () => {} }
 
 beforeEach(async () => {
   db = await createTestDatabase(inject('databaseUrl'))
-  Object.assign(kafka, { down: false, wedged: false, disconnects: 0 })
+  Object.assign(kafka, { down: false, wedged: false, hung: false, disconnects: 0 })
 })
 afterEach(async () => {
   kafka.release()
@@ -33,6 +33,8 @@ function fakePublisher(): Publisher {
   return {
     connect: async () => {},
     send: async () => {
+      // A send that never settles (a client without a request timeout, a lost callback).
+      if (kafka.hung) await new Promise<void>((resolve) => (kafka.release = resolve))
       if (kafka.down) throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9092'), { code: 'ECONNREFUSED' })
     },
     unavailableTopics: async () => {
@@ -154,4 +156,13 @@ test('slot creation waiting on a transaction open elsewhere is not a wedge: /hea
     await open.query('ROLLBACK').catch(() => {})
     open.release()
   }
+})
+
+test('a streaming session stuck on a send that never settles is a wedge: /healthz 503 within --liveness-timeout', async () => {
+  const { port } = await startFakeKafkaWorker()
+  kafka.hung = true
+  await insertEvents(db, [{ aggregateId: 'h' }])
+  const stuckAt = Date.now()
+  await waitUntil('/healthz 503', async () => (await healthz(port)) === 503, LIVENESS_MS + 5000, 50)
+  expect(Date.now() - stuckAt).toBeLessThanOrEqual(LIVENESS_MS + 5000)
 })

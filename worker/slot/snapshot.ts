@@ -210,7 +210,10 @@ async function publishSnapshot(reader: pg.Client, snapshotName: string, creation
 const SNAPSHOT_SESSION = {
   application_name: 'prisma-outbox initial snapshot',
   connectionTimeoutMillis: 10_000,
+  // Our side too: a snapshot waiting on a connection whose server is gone ends (and is redone)
+  // instead of holding the worker, which counts the snapshot as progress, for hours.
   keepAlive: true,
+  keepAliveInitialDelayMillis: 10_000,
   options: [
     'idle_in_transaction_session_timeout=0',
     'statement_timeout=0',

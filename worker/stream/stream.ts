@@ -46,6 +46,8 @@ export class ReplicationStream {
   private closed = false
   private paused = false
   private lastReceived = Date.now()
+  /** A change (not a keepalive) arrived since the last status tick (liveness). */
+  private receivedData = false
   /** When, as far as the catalog shows, the server last heard from this connection (checkAlive). */
   private lastVerified = 0
   /** Why confirming is held (the table left the publication), if it is. */
@@ -143,9 +145,12 @@ export class ReplicationStream {
     // connection is alive.
     this.timers.push(
       setInterval(() => {
-        // The session's sign of progress for liveness: the timer runs while the session does,
-        // whether Kafka or PostgreSQL answer (an outage is not a wedge).
-        if (!this.closed) this.metrics.heartbeat.beat()
+        // The session's sign of progress for liveness, whether Kafka or PostgreSQL answer (an
+        // outage is not a wedge): while nothing waits for Kafka, or while new changes arrive.
+        // With events waiting and nothing arriving, progress must come from the delivery (each
+        // send attempt, which a client timeout ends): a send that never settles is a wedge.
+        if (!this.closed && (this.tracker.pending === 0 || this.receivedData)) this.metrics.heartbeat.beat()
+        this.receivedData = false
         this.sendStatus(true)
       }, this.config.statusIntervalMs),
     )
@@ -242,6 +247,7 @@ export class ReplicationStream {
   private onData(lsn: string, message: Pgoutput.Message): void {
     if (this.closed) return
     this.lastReceived = Date.now()
+    this.receivedData = true
     try {
       this.lastDataLsn = lsn
       this.decoder.handle(message)
