@@ -16,7 +16,14 @@ import { loginRefused, OutboxPoisonEventError, OutboxSetupError } from './operat
 import { startHealthServer } from './operations/http.js'
 import { errorFields, type Logger, redactingLogger, silentLogger } from './operations/logger.js'
 import { createMetrics, type Metrics } from './operations/metrics.js'
-import { liveness, type Role, readiness, roleOf, type WorkerFacts } from './operations/probes.js'
+import {
+  liveness,
+  type Role,
+  readiness,
+  roleOf,
+  STANDBY_KAFKA_CHECK_MS,
+  type WorkerFacts,
+} from './operations/probes.js'
 import { redact } from './operations/redact.js'
 import { ReplicationSession, type SessionOutcome } from './session.js'
 import { deleteExpiredRows } from './slot/retention.js'
@@ -134,6 +141,8 @@ class Worker extends EventEmitter implements OutboxWorker {
   private slotCreation: Promise<unknown> | undefined
   /** When this worker, standing by, last checked the database and the slot successfully. */
   private standbyCheckedAt: number | undefined
+  private kafkaCheckedAt: number | undefined
+  private kafkaCheck: Promise<void> | undefined
   private lastError: { message: string; fix: string; at: number } | undefined
   private confirmedLsn: string | undefined
 
@@ -166,6 +175,7 @@ class Worker extends EventEmitter implements OutboxWorker {
       now,
       heartbeatAt: this.metrics.heartbeat.at,
       standbyCheckedAt: this.standbyCheckedAt,
+      kafkaCheckedAt: this.kafkaCheckedAt,
       session: this.state === 'streaming' ? this.session?.health(now) : undefined,
       lastError: this.lastError,
     }
@@ -246,6 +256,7 @@ class Worker extends EventEmitter implements OutboxWorker {
       // behind, pinning WAL for a worker that never ran.
       await this.untilReachable('PostgreSQL', () => this.prepare({ createSlot: false }))
       await this.untilReachable('Kafka', () => this.probeKafka())
+      this.kafkaCheckedAt = Date.now()
       if (this.config.delivery === 'exactly-once' && this.config.transactionalId === undefined) {
         // Resolved once, for every session of this worker (and shown in worker.config).
         const server = await this.untilReachable('PostgreSQL', () => identifyServer(this.config))
@@ -495,12 +506,35 @@ class Worker extends EventEmitter implements OutboxWorker {
   /** The database and the slot were checked just now, and the slot is another worker's. */
   private standBy(why: string): void {
     this.standbyCheckedAt = Date.now()
+    this.checkKafkaAsStandby()
     this.metrics.heartbeat.beat()
     this.metrics.resetSessionGauges({ standby: true })
     if (this.state === 'standby') return
     this.setState('standby')
     this.logger.info({ slot: this.config.slot }, why)
     this.emit('standby')
+  }
+
+  /**
+   * A standby's readiness promises it could take over: that needs Kafka as much as the slot. So
+   * every STANDBY_KAFKA_CHECK_MS it connects as at start, in the background (the slot is tried
+   * on as usual meanwhile); a failure leaves kafkaCheckedAt to age, and readiness with it.
+   */
+  private checkKafkaAsStandby(): void {
+    if (this.kafkaCheck || Date.now() - (this.kafkaCheckedAt ?? 0) < STANDBY_KAFKA_CHECK_MS) return
+    this.kafkaCheck = Promise.race([this.probeKafka(), this.stopped()])
+      .then(
+        () => {
+          this.kafkaCheckedAt = Date.now()
+        },
+        (error: unknown) => {
+          if (!this.stopController.signal.aborted)
+            this.logger.warn(errorFields(error), 'standing by, but Kafka is not reachable: not ready')
+        },
+      )
+      .finally(() => {
+        this.kafkaCheck = undefined
+      })
   }
 
   private async reconnectAfter(error: unknown, failures: number): Promise<void> {

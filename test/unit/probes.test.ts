@@ -1,7 +1,14 @@
 /** The rules of docs/probes.md's table (worker/operations/probes.ts), and their options' checks. */
 import { describe, expect, test } from 'vitest'
 import { resolveConfig } from '../../worker/operations/config.js'
-import { liveness, readiness, roleOf, standbyCheckMaxAgeMs, type WorkerFacts } from '../../worker/operations/probes.js'
+import {
+  liveness,
+  readiness,
+  roleOf,
+  STANDBY_KAFKA_CHECK_MS,
+  standbyCheckMaxAgeMs,
+  type WorkerFacts,
+} from '../../worker/operations/probes.js'
 
 const config = resolveConfig({ databaseUrl: 'postgresql://u@h/d', kafkaBrokers: 'k:9092' })
 const now = 1_000_000_000
@@ -35,6 +42,16 @@ describe('readiness', () => {
     expect(stale.ok).toBe(false)
     expect(stale.fix).toMatch(/DATABASE_URL/)
     expect(readiness(facts({ state: 'standby', standbyCheckedAt: undefined }), config).ok).toBe(false)
+  })
+
+  test('a standby that has not reached Kafka lately is not ready: it could not deliver if it took over', () => {
+    const bound = STANDBY_KAFKA_CHECK_MS + standbyCheckMaxAgeMs(config)
+    const standby = { state: 'standby' as const, standbyCheckedAt: now }
+    expect(readiness(facts({ ...standby, kafkaCheckedAt: now - bound }), config).ok).toBe(true)
+    const unreachable = readiness(facts({ ...standby, kafkaCheckedAt: now - bound - 1 }), config)
+    expect(unreachable.ok).toBe(false)
+    expect(unreachable.reason).toMatch(/not reached Kafka/)
+    expect(unreachable.fix).toMatch(/KAFKA_BROKERS/)
   })
 
   test('starting, reconnecting and stopping are not ready; reconnecting names the last error and its fix', () => {

@@ -18,6 +18,8 @@ export interface WorkerFacts {
   heartbeatAt: number
   /** When a standby's last check of the database and the slot succeeded. */
   standbyCheckedAt: number | undefined
+  /** When this worker last reached Kafka outside a session (at start, then a standby's check). */
+  kafkaCheckedAt?: number | undefined
   /** The streaming session's health, when one streams. */
   session: SessionHealth | undefined
   /** The last error the run loop met (a lost stream, a failed set-up), with its fix. */
@@ -34,6 +36,9 @@ export interface Verdict {
  * A standby's check (prepare: connect 5 s, then queries of up to 15 s each) repeats every
  * --standby-poll-ms; one older than this means the checks stopped succeeding, or stopped.
  */
+/** How often a standby checks that it reaches Kafka (a connection and a metadata request). */
+export const STANDBY_KAFKA_CHECK_MS = 30_000
+
 export function standbyCheckMaxAgeMs(config: Pick<WorkerConfig, 'standbyPollMs'>): number {
   return config.standbyPollMs + 30_000
 }
@@ -87,7 +92,18 @@ export function readiness(facts: WorkerFacts, config: Pick<WorkerConfig, 'standb
     }
     case 'standby': {
       const age = facts.standbyCheckedAt === undefined ? Number.POSITIVE_INFINITY : facts.now - facts.standbyCheckedAt
-      if (age <= standbyCheckMaxAgeMs(config)) return { ok: true }
+      if (age <= standbyCheckMaxAgeMs(config)) {
+        // A standby that took over without reaching Kafka could not deliver: it checks Kafka
+        // every STANDBY_KAFKA_CHECK_MS (worker.ts), and is ready while its last check is fresh.
+        const kafkaAge = facts.now - (facts.kafkaCheckedAt ?? Number.NEGATIVE_INFINITY)
+        if (facts.kafkaCheckedAt === undefined || kafkaAge <= STANDBY_KAFKA_CHECK_MS + standbyCheckMaxAgeMs(config))
+          return { ok: true }
+        return {
+          ok: false,
+          reason: `standing by, but it has not reached Kafka for ${Math.round(kafkaAge / 1000)} s: it could not deliver if it took over`,
+          fix: 'check KAFKA_BROKERS and that the brokers are up',
+        }
+      }
       return {
         ok: false,
         reason: `standing by, but its last successful check of the database is ${Number.isFinite(age) ? `${Math.round(age / 1000)} s` : 'not yet'} old`,
