@@ -53,9 +53,9 @@ function fakePublisher(): Publisher {
 
 const LIVENESS_MS = 2000
 
-async function startFakeKafkaWorker(): Promise<{ worker: OutboxWorker; port: number }> {
-  const port = await freePort()
-  const started = createWorker({
+/** A worker on this test's database with short bounds, publishing to the stand-in Kafka. */
+function fakeKafkaWorker(port: number): OutboxWorker {
+  return createWorker({
     databaseUrl: db.url,
     kafkaBrokers: ['127.0.0.1:9'],
     slot: uniqueName('slot'),
@@ -69,6 +69,11 @@ async function startFakeKafkaWorker(): Promise<{ worker: OutboxWorker; port: num
     readySendTimeoutMs: 1000,
     createPublisher: fakePublisher,
   })
+}
+
+async function startFakeKafkaWorker(): Promise<{ worker: OutboxWorker; port: number }> {
+  const port = await freePort()
+  const started = fakeKafkaWorker(port)
   worker = started
   const streaming = new Promise<void>((resolve) => started.once('streaming', () => resolve()))
   await started.start()
@@ -122,19 +127,7 @@ test('slot creation waiting on a transaction open elsewhere is not a wedge: /hea
     await open.query('BEGIN')
     await open.query('SELECT pg_current_xact_id()')
     const port = await freePort()
-    worker = createWorker({
-      databaseUrl: db.url,
-      kafkaBrokers: ['127.0.0.1:9'],
-      slot: uniqueName('slot'),
-      healthPort: port,
-      healthHost: '127.0.0.1',
-      statusIntervalMs: 200,
-      standbyPollMs: 200,
-      retryInitialMs: 100,
-      retryMaxMs: 300,
-      livenessTimeoutMs: LIVENESS_MS,
-      createPublisher: fakePublisher,
-    })
+    worker = fakeKafkaWorker(port)
     const starting = worker.start()
     starting.catch(() => {})
     await waitUntil(

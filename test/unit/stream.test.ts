@@ -18,7 +18,7 @@ function stream(ended: unknown[]) {
   })
   // The clock of silence and the check are private: reached into here, not exposed for tests.
   const inside = s as unknown as { lastReceived: number; checkAlive(): void }
-  return { pause: () => s.pause(), inside }
+  return { stream: s, pause: () => s.pause(), inside }
 }
 
 test('a paused stream whose slot is not seen held by it past the receive timeout ends (a zombie with a full buffer)', () => {
@@ -43,47 +43,26 @@ test('a silent, unpaused stream ends after the receive timeout; a recent message
 })
 
 test('a paused stream is judged by when the server last heard from it, not by the catalog showing it still holds the slot', () => {
-  const ended: unknown[] = []
-  const s = new ReplicationStream(config, 0n, 1000, createMetrics(), {
-    started: () => {},
-    record: () => {},
-    undecodable: () => {},
-    tableLeft: () => {},
-    tableReplaced: () => {},
-    confirmed: () => {},
-    delivered: () => {},
-    ended: (error) => ended.push(error),
-  })
-  const inside = s as unknown as { lastReceived: number; checkAlive(): void; backendPid(): number }
-  inside.backendPid = () => 42
-  s.streaming = true
-  s.pause()
-  inside.lastReceived = Date.now() - 10 * 60_000
-  // The server heard from it just now: alive.
-  s.slotHolder(42, 10)
-  inside.checkAlive()
-  expect(ended).toHaveLength(0)
+  /** A paused stream whose backend (pid 42) the catalog shows holding the slot, heard `replyAgeMs` ago. */
+  const pausedHeldStream = (ended: unknown[], replyAgeMs: number) => {
+    const { stream: s, pause, inside } = stream(ended)
+    const reach = inside as unknown as { backendPid(): number }
+    reach.backendPid = () => 42
+    s.streaming = true
+    pause()
+    inside.lastReceived = Date.now() - 10 * 60_000
+    s.slotHolder(42, replyAgeMs)
+    inside.checkAlive()
+  }
+  const heardJustNow: unknown[] = []
+  pausedHeldStream(heardJustNow, 10)
+  expect(heardJustNow).toHaveLength(0)
   // Still its slot, but the server has not heard from it for longer than the receive timeout
   // (a half-open connection): the server frees the slot at its own deadline, so this ends first.
-  const fresh = new ReplicationStream(config, 0n, 1000, createMetrics(), {
-    started: () => {},
-    record: () => {},
-    undecodable: () => {},
-    tableLeft: () => {},
-    tableReplaced: () => {},
-    confirmed: () => {},
-    delivered: () => {},
-    ended: (error) => ended.push(error),
-  })
-  const freshInside = fresh as unknown as { lastReceived: number; checkAlive(): void; backendPid(): number }
-  freshInside.backendPid = () => 42
-  fresh.streaming = true
-  fresh.pause()
-  freshInside.lastReceived = Date.now() - 10 * 60_000
-  fresh.slotHolder(42, 5000)
-  freshInside.checkAlive()
-  expect(ended).toHaveLength(1)
-  expect(String(ended[0])).toMatch(/reading paused/)
+  const notHeard: unknown[] = []
+  pausedHeldStream(notHeard, 5000)
+  expect(notHeard).toHaveLength(1)
+  expect(String(notHeard[0])).toMatch(/reading paused/)
 })
 
 test("the server's TCP timeouts on the replication connection cannot end it before the worker's receive deadline", () => {
