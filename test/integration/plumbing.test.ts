@@ -1,11 +1,14 @@
 /**
- * The foundation end to end, with no product code: the migration SQL creates the outbox table and
+ * The foundation end to end, with no product code (but for the two accessors the worker keeps into
+ * pg-logical-replication's private fields): the migration SQL creates the outbox table and
  * publication; a committed row comes out of a pgoutput slot; kafkajs produces it with acks from
  * every replica and a consumer reads it back with every field intact.
  */
 import { randomUUID } from 'node:crypto'
+import { Socket } from 'node:net'
 import { LogicalReplicationService, type Pgoutput, PgoutputPlugin } from 'pg-logical-replication'
 import { afterEach, expect, inject, test } from 'vitest'
+import { replicationBackendPid, replicationSocket } from '../../worker/stream/replication-internals.js'
 import { createTestDatabase, type TestDatabase, uniqueName } from '../helpers/database.js'
 import { collectTopics, testKafka } from '../helpers/kafka.js'
 
@@ -54,6 +57,14 @@ test('a committed outbox row travels from the WAL through a pgoutput slot to Kaf
   })
   service.subscribe(new PgoutputPlugin({ protoVersion: 1, publicationNames: ['prisma_outbox'] }), slot).catch(() => {})
   await done
+  // The worker reaches inside pg-logical-replication for these two (worker/stream/replication-internals.ts):
+  // an upgrade that renames them would leave it unable to pause, end a dead connection or tell who holds the slot.
+  expect(replicationSocket(service)).toBeInstanceOf(Socket)
+  const [holder] = await db.query<{ active_pid: number }>(
+    'SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1',
+    [slot],
+  )
+  expect(replicationBackendPid(service)).toBe(holder?.active_pid)
   await service.stop()
 
   expect(commitEndLsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/)

@@ -35,12 +35,12 @@ const templated = memo((key) => {
 })
 const topicProblem = memo(topicNameProblem)
 
-/** The topic of an event without its own: the template filled in (SPEC §4.3). */
+/** The topic of an event without its own: the template filled in. */
 function templateTopic(template: string, aggregateType: string, type: string): string {
   return templated(`${template}\u0000${aggregateType}\u0000${type}`)
 }
 
-/** The Kafka record for an outbox row (SPEC §4.3). */
+/** The Kafka record for an outbox row. */
 export function toKafkaRecord(record: OutboxRecord, topicTemplate: string): KafkaRecord {
   return {
     topic: record.topic ?? templateTopic(topicTemplate, record.aggregateType, record.type),

@@ -20,7 +20,7 @@ export interface TrackedTransaction {
 }
 
 /**
- * The confirm rule (SPEC §4.4). Transactions with records are kept in stream order; the safe LSN
+ * The confirm rule. Transactions with records are kept in stream order; the safe LSN
  * is the end LSN of the last transaction in the longest fully-acknowledged prefix: a contiguous
  * low-watermark, never simply the newest acknowledgement, since batches for later transactions
  * can succeed while an earlier one is still being retried.

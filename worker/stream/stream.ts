@@ -1,4 +1,3 @@
-import type { Socket } from 'node:net'
 import { LogicalReplicationService, type Pgoutput, PgoutputPlugin } from 'pg-logical-replication'
 import { quoteIdent } from '../../src/sql.js'
 import type { WorkerConfig } from '../operations/config.js'
@@ -6,6 +5,7 @@ import type { Metrics } from '../operations/metrics.js'
 import { OutboxDecoder, type OutboxRecord, type UndecodableRow } from './decoder.js'
 import { formatLsn, type Lsn, maxLsn, parseLsn } from './lsn.js'
 import { LsnTracker, type TrackedTransaction } from './lsn-tracker.js'
+import { replicationBackendPid, replicationSocket } from './replication-internals.js'
 
 export interface StreamHooks {
   /** START_REPLICATION succeeded: this connection holds the slot. */
@@ -92,10 +92,6 @@ export class ReplicationStream {
     return this.tracker.deliveredBefore
   }
 
-  get pendingTransactions(): number {
-    return this.tracker.pending
-  }
-
   /** Commit time (ms) of the oldest event received and not yet acknowledged, if any. */
   get oldestPendingCommitTime(): number | undefined {
     return this.tracker.oldestPendingCommitTime
@@ -167,19 +163,19 @@ export class ReplicationStream {
     this.streaming = false
     for (const timer of this.timers) clearInterval(timer)
     // The socket first: on a half-open connection the client's orderly end would wait forever.
-    this.socket()?.destroy()
+    replicationSocket(this.service)?.destroy()
     await Promise.race([this.service.destroy().catch(() => {}), new Promise((r) => setTimeout(r, 2000))])
   }
 
   pause(): void {
     this.paused = true
-    this.socket()?.pause()
+    replicationSocket(this.service)?.pause()
   }
 
   resume(): void {
     this.paused = false
     this.lastReceived = Date.now()
-    this.socket()?.resume()
+    replicationSocket(this.service)?.resume()
   }
 
   acknowledge(transaction: TrackedTransaction, count = 1): void {
@@ -218,7 +214,7 @@ export class ReplicationStream {
    */
   slotHolder(pid: number | null, replyAgeMs: number | null): void {
     if (this.closed || !this.streaming) return
-    const own = this.backendPid()
+    const own = replicationBackendPid(this.service)
     if (own === undefined) return
     if (pid === own) {
       if (replyAgeMs !== null) this.lastVerified = Math.max(this.lastVerified, Date.now() - Math.max(0, replyAgeMs))
@@ -320,19 +316,6 @@ export class ReplicationStream {
       this.metrics.confirmedLsn.set(Number(safe))
       this.hooks.confirmed(formatLsn(safe))
     }
-  }
-
-  /**
-   * The replication connection's socket, for pausing reads and for destroying a dead connection.
-   * pg-logical-replication has no public handle for it; this is the one place that reaches inside.
-   */
-  private socket(): Socket | undefined {
-    return (this.service as unknown as { _connection?: { stream?: Socket } })._connection?.stream
-  }
-
-  /** The server process of this replication connection (same reach inside as socket()). */
-  private backendPid(): number | undefined {
-    return (this.service as unknown as { _client?: { processID?: number | null } })._client?.processID ?? undefined
   }
 }
 

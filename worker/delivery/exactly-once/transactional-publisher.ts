@@ -31,8 +31,6 @@ export interface TransactionalPublisher {
   disconnect(): Promise<void>
 }
 
-export type TransactionalPublisherFactory = () => TransactionalPublisher
-
 /**
  * Another producer with our transactional id has initialized since ours (a worker took over the
  * slot). Kafka error types, and their codes for clients that do not know the newer ones by name
