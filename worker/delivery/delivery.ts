@@ -5,7 +5,7 @@ import { errorFields, type Logger } from '../operations/logger.js'
 import type { Metrics } from '../operations/metrics.js'
 import type { TrackedTransaction } from '../stream/lsn-tracker.js'
 import { classifyPublishError, type Publisher } from './publisher.js'
-import { type KafkaRecord, poisonReason, restamped, toDeadLetter } from './records.js'
+import { type KafkaRecord, MAX_REQUEST_BYTES, poisonReason, restamped, toDeadLetter } from './records.js'
 import { TopicAvailability } from './topic-availability.js'
 
 /** One record on its way to Kafka, with the transaction to acknowledge once Kafka has it. */
@@ -22,9 +22,6 @@ export interface DeliveryHooks {
   acknowledged(items: DeliveryItem[]): void
   deadLettered(info: { id: string; topic: string; reason: string }): void
 }
-
-/** Largest Kafka request the relay builds, whatever batchSize allows. */
-const MAX_REQUEST_BYTES = 8 * 1024 * 1024
 
 type SendResult =
   | { kind: 'ok' }

@@ -1,7 +1,10 @@
 import { recordBytes as kafkaRecordBytes } from '../../src/record-size.js'
 import { topicNameProblem } from '../../src/topic.js'
 import { applyTemplate } from '../operations/config.js'
-import type { OutboxRecord } from '../stream/decoder.js'
+import type { OutboxRecord } from '../stream/outbox-record.js'
+
+/** Largest Kafka request the relay builds, whatever --batch-size allows (both delivery modes). */
+export const MAX_REQUEST_BYTES = 8 * 1024 * 1024
 
 /** A record ready for Kafka. */
 export interface KafkaRecord {

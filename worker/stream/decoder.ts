@@ -1,20 +1,7 @@
 import type { Pgoutput } from 'pg-logical-replication'
 import { splitTable } from '../slot/setup.js'
 import { OutboxMessageDecoder } from './message-decoder.js'
-
-/** One outbox row as it came out of the WAL. */
-export interface OutboxRecord {
-  id: string
-  aggregateType: string
-  aggregateId: string
-  type: string
-  /** The payload column's text exactly as PostgreSQL sent it: the Kafka value, byte for byte. */
-  payload: string
-  headers: Record<string, string>
-  topic: string | null
-  /** created_at in ms since the epoch: the Kafka timestamp. */
-  createdAt: number
-}
+import type { OutboxRecord } from './outbox-record.js'
 
 /** A row of the outbox table that cannot be turned into an event (schema drift, raw SQL). */
 export interface UndecodableRow {

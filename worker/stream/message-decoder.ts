@@ -1,7 +1,7 @@
 import type { Pgoutput } from 'pg-logical-replication'
 import { OutboxError } from '../../src/errors.js'
 import { decodeMessage, messagePrefix } from '../../src/message-format.js'
-import type { OutboxRecord } from './decoder.js'
+import type { OutboxRecord } from './outbox-record.js'
 
 /**
  * Events written in message mode (`outbox({ mode: 'message' })`): the logical decoding messages

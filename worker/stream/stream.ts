@@ -2,9 +2,10 @@ import { LogicalReplicationService, type Pgoutput, PgoutputPlugin } from 'pg-log
 import { quoteIdent } from '../../src/sql.js'
 import type { WorkerConfig } from '../operations/config.js'
 import type { Metrics } from '../operations/metrics.js'
-import { OutboxDecoder, type OutboxRecord, type UndecodableRow } from './decoder.js'
+import { OutboxDecoder, type UndecodableRow } from './decoder.js'
 import { formatLsn, type Lsn, maxLsn, parseLsn } from './lsn.js'
 import { LsnTracker, type TrackedTransaction } from './lsn-tracker.js'
+import type { OutboxRecord } from './outbox-record.js'
 import { replicationBackendPid, replicationSocket } from './replication-internals.js'
 
 export interface StreamHooks {
@@ -163,19 +164,19 @@ export class ReplicationStream {
     this.streaming = false
     for (const timer of this.timers) clearInterval(timer)
     // The socket first: on a half-open connection the client's orderly end would wait forever.
-    replicationSocket(this.service)?.destroy()
+    this.socket()?.destroy()
     await Promise.race([this.service.destroy().catch(() => {}), new Promise((r) => setTimeout(r, 2000))])
   }
 
   pause(): void {
     this.paused = true
-    replicationSocket(this.service)?.pause()
+    this.socket()?.pause()
   }
 
   resume(): void {
     this.paused = false
     this.lastReceived = Date.now()
-    replicationSocket(this.service)?.resume()
+    this.socket()?.resume()
   }
 
   acknowledge(transaction: TrackedTransaction, count = 1): void {
@@ -214,7 +215,7 @@ export class ReplicationStream {
    */
   slotHolder(pid: number | null, replyAgeMs: number | null): void {
     if (this.closed || !this.streaming) return
-    const own = replicationBackendPid(this.service)
+    const own = this.backendPid()
     if (own === undefined) return
     if (pid === own) {
       if (replyAgeMs !== null) this.lastVerified = Math.max(this.lastVerified, Date.now() - Math.max(0, replyAgeMs))
@@ -316,6 +317,14 @@ export class ReplicationStream {
       this.metrics.confirmedLsn.set(Number(safe))
       this.hooks.confirmed(formatLsn(safe))
     }
+  }
+
+  private socket() {
+    return replicationSocket(this.service)
+  }
+
+  private backendPid(): number | undefined {
+    return replicationBackendPid(this.service)
   }
 }
 

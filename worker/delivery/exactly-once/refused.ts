@@ -1,10 +1,7 @@
 import type { WorkerConfig } from '../../operations/config.js'
 import type { KafkaRecord } from '../records.js'
-import { recordBytes } from '../records.js'
+import { MAX_REQUEST_BYTES, recordBytes } from '../records.js'
 import { classifyTransactionError } from './transactional-publisher.js'
-
-/** Largest Kafka request the relay builds, as in at-least-once delivery. */
-const MAX_REQUEST_BYTES = 8 * 1024 * 1024
 
 /**
  * The requests of one Kafka transaction: at most --batch-size records, 8 MiB, and
