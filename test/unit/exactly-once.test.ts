@@ -73,6 +73,7 @@ import type { ServerIdentity } from '../../worker/delivery/exactly-once/server-i
 import { TransactionalDelivery } from '../../worker/delivery/exactly-once/transactional-delivery.js'
 import {
   classifyTransactionError,
+  transactionalIdDenied,
   type TransactionalPublisher,
 } from '../../worker/delivery/exactly-once/transactional-publisher.js'
 import { type KafkaRecord, recordBytes } from '../../worker/delivery/records.js'
@@ -257,6 +258,14 @@ test('fenced, in the error types and codes Kafka uses; a missing ACL is not fenc
   expect(classifyTransactionError({ type: 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED' }).kind).not.toBe('fenced')
   expect(classifyTransactionError({ type: 'MESSAGE_TOO_LARGE' }).kind).toBe('refused')
   expect(classifyTransactionError(new Error('socket hang up')).kind).toBe('retriable')
+})
+
+test('fencing and a denied transactional id are found wherever the client nests them, errors[] included', () => {
+  // @platformatic/kafka reports a multi-broker request's failures in errors[], under a generic error.
+  const nested = (inner: object) => ({ message: 'send failed', errors: [new Error('other broker'), { cause: inner }] })
+  expect(classifyTransactionError(nested({ type: 'PRODUCER_FENCED' })).kind).toBe('fenced')
+  expect(transactionalIdDenied(nested({ code: 53 }))).toBe(true)
+  expect(transactionalIdDenied(nested({ code: 47 }))).toBe(false)
 })
 
 /** Transactions of `sizes` records each, committed at end LSNs 100, 200, ... */

@@ -1,3 +1,4 @@
+import { errorTree } from './error-tree.js'
 import type { KafkaRecord } from './records.js'
 
 /**
@@ -59,22 +60,10 @@ const FATAL_TYPES = new Set([
  * retriable, because giving up would mean stopping, not dropping.
  */
 export function classifyPublishError(error: unknown): { kind: PublishErrorKind; type: string | undefined } {
-  const seen = new Set<unknown>()
-  const pending: unknown[] = [error]
   // A retriable error's own type (NOT_ENOUGH_REPLICAS, REQUEST_TIMED_OUT...) is what /status
   // shows as the reason sends fail.
   let firstType: string | undefined
-  while (pending.length > 0) {
-    const current = pending.shift()
-    if (!current || typeof current !== 'object' || seen.has(current)) continue
-    seen.add(current)
-    const fields = current as {
-      type?: unknown
-      apiId?: unknown
-      cause?: unknown
-      originalError?: unknown
-      errors?: unknown
-    }
+  for (const fields of errorTree(error)) {
     for (const type of [fields.type, fields.apiId]) {
       if (typeof type !== 'string') continue
       firstType ??= type
@@ -83,8 +72,6 @@ export function classifyPublishError(error: unknown): { kind: PublishErrorKind; 
       if (TIMESTAMP_TYPES.has(type)) return { kind: 'timestamp', type }
       if (FATAL_TYPES.has(type)) return { kind: 'fatal', type }
     }
-    pending.push(fields.cause, fields.originalError)
-    if (Array.isArray(fields.errors)) pending.push(...fields.errors)
   }
   return { kind: 'retriable', type: firstType }
 }

@@ -1,3 +1,4 @@
+import { errorTree } from '../error-tree.js'
 import { classifyPublishError, type PublishErrorKind } from '../publisher.js'
 import type { KafkaRecord } from '../records.js'
 import type { Checkpoint } from './checkpoint.js'
@@ -41,16 +42,8 @@ const FENCED_CODES = new Set([47, 90])
 
 /** The worker may not use its transactional id (an ACL is missing): no retry can help. */
 export function transactionalIdDenied(error: unknown): boolean {
-  const seen = new Set<unknown>()
-  let current: unknown = error
-  while (current && typeof current === 'object' && !seen.has(current)) {
-    seen.add(current)
-    const { type, code } = current as { type?: unknown; code?: unknown }
+  for (const { type, code } of errorTree(error))
     if (type === 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED' || code === 53) return true
-    current =
-      (current as { cause?: unknown; originalError?: unknown }).cause ??
-      (current as { originalError?: unknown }).originalError
-  }
   return false
 }
 
@@ -58,16 +51,9 @@ export type TransactionErrorKind = PublishErrorKind | 'fenced'
 
 /** Like classifyPublishError, with `fenced`: this producer can never commit again. */
 export function classifyTransactionError(error: unknown): { kind: TransactionErrorKind; type: string | undefined } {
-  const seen = new Set<unknown>()
-  let current: unknown = error
-  while (current && typeof current === 'object' && !seen.has(current)) {
-    seen.add(current)
-    const { type, code } = current as { type?: unknown; code?: unknown }
+  for (const { type, code } of errorTree(error)) {
     if (typeof type === 'string' && FENCED_TYPES.has(type)) return { kind: 'fenced', type }
     if (typeof code === 'number' && FENCED_CODES.has(code)) return { kind: 'fenced', type: `code ${code}` }
-    current =
-      (current as { cause?: unknown; originalError?: unknown }).cause ??
-      (current as { originalError?: unknown }).originalError
   }
   return classifyPublishError(error)
 }
