@@ -1,7 +1,6 @@
-import { Delivery, type DeliveryItem } from './delivery/delivery.js'
-import { createKafkajsTransactionalPublisher } from './delivery/exactly-once/kafkajs-transactional.js'
-import { TransactionalDelivery } from './delivery/exactly-once/transactional-delivery.js'
-import type { Publisher } from './delivery/publisher.js'
+import { createDelivery } from './delivery/create-delivery.js'
+import type { DeliveryItem, EventDelivery } from './delivery/event-delivery.js'
+import type { PublisherFactory } from './delivery/publisher.js'
 import { recordBytes, toKafkaRecord, undecodableRecord } from './delivery/records.js'
 import type { WorkerConfig } from './operations/config.js'
 import { OutboxSetupError } from './operations/errors.js'
@@ -48,7 +47,7 @@ export interface SessionEvents {
  */
 export class ReplicationSession {
   private readonly stream: ReplicationStream
-  private readonly delivery: Delivery | TransactionalDelivery
+  private readonly delivery: EventDelivery
   private readonly watch: PublicationWatch
   private buffered = { events: 0, bytes: 0 }
   private paused = false
@@ -90,7 +89,7 @@ export class ReplicationSession {
      * needed (the first session, a takeover).
      */
     private readonly walAtStart: Lsn | undefined,
-    publisher: Publisher,
+    createPublisher: PublisherFactory,
     private readonly metrics: Metrics,
     private readonly logger: Logger,
     private readonly events: SessionEvents,
@@ -114,17 +113,12 @@ export class ReplicationSession {
       delivered: () => this.events.delivered(),
       ended: (error) => this.finish(this.classifyStreamError(error)),
     })
-    const deliveryHooks = {
-      acknowledged: (items: DeliveryItem[]) => this.acknowledged(items),
-      deadLettered: (info: { id: string; topic: string; reason: string }) => this.events.deadLettered(info),
-    }
-    this.delivery =
-      config.delivery === 'exactly-once'
-        ? new TransactionalDelivery(config, createKafkajsTransactionalPublisher(config, logger), metrics, logger, {
-            ...deliveryHooks,
-            ended: (error) => this.finish({ kind: 'ended', error }),
-          })
-        : new Delivery(config, this.fenced(publisher), metrics, logger, deliveryHooks)
+    this.delivery = createDelivery(config, createPublisher, metrics, logger, {
+      acknowledged: (items) => this.acknowledged(items),
+      deadLettered: (info) => this.events.deadLettered(info),
+      ended: (error) => this.finish({ kind: 'ended', error }),
+      alive: () => this.stream.alive(),
+    })
     this.watch = new PublicationWatch(config, logger, {
       changed: (problem) => this.onTableProblem(problem),
       replaced: () => this.onTableReplaced(),
@@ -154,7 +148,7 @@ export class ReplicationSession {
         reason: `Kafka topics that do not exist or may not be written: ${blocked.join(', ')}`,
         fix: 'create them (and their .dlq topics) or grant WRITE and DESCRIBE on them',
       }
-    if (this.delivery instanceof TransactionalDelivery && this.delivery.ending) {
+    if (this.delivery.ending) {
       const error = this.delivery.lastError
       return {
         flowing: false,
@@ -247,24 +241,6 @@ export class ReplicationSession {
     this.finish({ kind: 'stopped' })
   }
 
-  /**
-   * The publisher, refusing every send once the replication connection is past its receive
-   * deadline: from then on the server may hand the slot to another worker, and a record sent
-   * after that worker's would reorder the stream. (Exactly-once needs no such gate: the worker
-   * that takes the slot fences this one's transactional id before it reads the checkpoint.)
-   */
-  private fenced(publisher: Publisher): Publisher {
-    return {
-      connect: () => publisher.connect(),
-      send: (records) =>
-        this.stream.alive()
-          ? publisher.send(records)
-          : Promise.reject(new Error('the replication connection is presumed dead: nothing more is sent')),
-      unavailableTopics: (topics) => publisher.unavailableTopics(topics),
-      disconnect: () => publisher.disconnect(),
-    }
-  }
-
   private classifyStreamError(error: unknown): SessionOutcome {
     if (sqlState(error) === SQLSTATE.objectInUse) return { kind: 'slot-busy' }
     if (this.stopping) return { kind: 'stopped' }
@@ -281,7 +257,7 @@ export class ReplicationSession {
       !this.paused &&
       (this.buffered.events >= this.config.bufferEvents || this.buffered.bytes >= this.config.bufferBytes) &&
       // Exactly-once sends whole transactions: one larger than the buffer is read to its COMMIT.
-      !(this.delivery instanceof TransactionalDelivery && this.delivery.waitingForCommit)
+      !this.delivery.waitingForCommit
     ) {
       this.paused = true
       this.stream.pause()
@@ -308,7 +284,7 @@ export class ReplicationSession {
       this.buffered.events <= this.config.bufferEvents / 2 && this.buffered.bytes <= this.config.bufferBytes / 2
     // Exactly-once sends only whole transactions: when what is left is one whose COMMIT is
     // still unread, reading must go on whatever the buffer holds, or that COMMIT never arrives.
-    const needsCommit = this.delivery instanceof TransactionalDelivery && this.delivery.waitingForCommit
+    const needsCommit = this.delivery.waitingForCommit
     if (this.paused && !this.stopping && (drained || needsCommit)) {
       this.paused = false
       this.stream.resume()

@@ -23,6 +23,7 @@ import {
   roleOf,
   STANDBY_KAFKA_CHECK_MS,
   type WorkerFacts,
+  type WorkerState,
 } from './operations/probes.js'
 import { redact } from './operations/redact.js'
 import { ReplicationSession, type SessionOutcome } from './session.js'
@@ -32,15 +33,7 @@ import { dropInvalidatedSlot, readSlotState, slotAction } from './slot/slot-stat
 import { createSlot, slotCreationUnderWay } from './slot/snapshot.js'
 import { formatLsn } from './stream/lsn.js'
 
-export type WorkerState =
-  | 'idle'
-  | 'starting'
-  | 'standby'
-  | 'streaming'
-  | 'reconnecting'
-  | 'stopping'
-  | 'stopped'
-  | 'failed'
+export type { WorkerState } from './operations/probes.js'
 
 export interface CreateWorkerOptions extends WorkerOptions {
   /** Where logs go, passwords redacted; default: nowhere (the CLI passes its pino logger). */
@@ -453,13 +446,12 @@ class Worker extends EventEmitter implements OutboxWorker {
       this.metrics.confirmedLsn.set(Number(startLsn))
       this.metrics.slotLagBytes.set(prepared.lagBytes ?? 0)
       this.confirmedLsn = formatLsn(startLsn)
-      const publisher = this.createPublisher()
       const session: ReplicationSession = new ReplicationSession(
         { ...this.config, statusIntervalMs },
         startLsn,
         receiveTimeoutMs,
         recovering ? walLsn : undefined,
-        publisher,
+        this.createPublisher,
         this.metrics,
         this.logger,
         {

@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest'
-import { Delivery, type DeliveryItem } from '../../worker/delivery/delivery.js'
+import { Delivery } from '../../worker/delivery/delivery.js'
+import type { DeliveryItem } from '../../worker/delivery/event-delivery.js'
 import type { Publisher } from '../../worker/delivery/publisher.js'
 import { type KafkaRecord, recordBytes } from '../../worker/delivery/records.js'
 import { DEFAULTS, type WorkerConfig } from '../../worker/operations/config.js'

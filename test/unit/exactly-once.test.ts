@@ -57,7 +57,7 @@ vi.mock('@platformatic/kafka', async (importOriginal) => ({
   },
 }))
 
-import type { DeliveryItem } from '../../worker/delivery/delivery.js'
+import type { DeliveryItem } from '../../worker/delivery/event-delivery.js'
 import {
   alreadyInKafka,
   type Checkpoint,
@@ -73,8 +73,8 @@ import type { ServerIdentity } from '../../worker/delivery/exactly-once/server-i
 import { TransactionalDelivery } from '../../worker/delivery/exactly-once/transactional-delivery.js'
 import {
   classifyTransactionError,
-  transactionalIdDenied,
   type TransactionalPublisher,
+  transactionalIdDenied,
 } from '../../worker/delivery/exactly-once/transactional-publisher.js'
 import { type KafkaRecord, recordBytes } from '../../worker/delivery/records.js'
 import { DEFAULTS, resolveConfig, type WorkerConfig } from '../../worker/operations/config.js'
@@ -439,7 +439,12 @@ describe('session flow control with exactly-once (worker/session.ts enqueue/ackn
       0n,
       60_000,
       0n,
-      { connect: async () => {}, send: async () => {}, unavailableTopics: async () => [], disconnect: async () => {} },
+      () => ({
+        connect: async () => {},
+        send: async () => {},
+        unavailableTopics: async () => [],
+        disconnect: async () => {},
+      }),
       createMetrics(),
       silentLogger,
       { streaming: () => {}, published: () => {}, confirmed: () => {}, deadLettered: () => {}, delivered: () => {} },

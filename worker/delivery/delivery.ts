@@ -3,25 +3,10 @@ import type { WorkerConfig } from '../operations/config.js'
 import { OutboxPoisonEventError } from '../operations/errors.js'
 import { errorFields, type Logger } from '../operations/logger.js'
 import type { Metrics } from '../operations/metrics.js'
-import type { TrackedTransaction } from '../stream/lsn-tracker.js'
+import type { DeliveryHooks, DeliveryItem, EventDelivery, SendError } from './event-delivery.js'
 import { classifyPublishError, type Publisher } from './publisher.js'
 import { type KafkaRecord, MAX_REQUEST_BYTES, poisonReason, restamped, toDeadLetter } from './records.js'
 import { TopicAvailability } from './topic-availability.js'
-
-/** One record on its way to Kafka, with the transaction to acknowledge once Kafka has it. */
-export interface DeliveryItem {
-  record: KafkaRecord
-  bytes: number
-  transaction: TrackedTransaction
-  /** Known to be poison when received (an undecodable row): dead-lettered, never sent as is. */
-  poison?: string
-}
-
-export interface DeliveryHooks {
-  /** Kafka has these records (or their dead letters), in the order they were enqueued. */
-  acknowledged(items: DeliveryItem[]): void
-  deadLettered(info: { id: string; topic: string; reason: string }): void
-}
 
 type SendResult =
   | { kind: 'ok' }
@@ -43,7 +28,7 @@ type SendResult =
  * for one topic (a bound for each of its partitions), so a full batch of large events is never
  * refused as a whole.
  */
-export class Delivery {
+export class Delivery implements EventDelivery {
   private readonly queue: DeliveryItem[] = []
   private readonly abort = new AbortController()
   private readonly topics: TopicAvailability
@@ -52,8 +37,10 @@ export class Delivery {
   /** The publisher's send in progress, which can outlive an aborted retry loop. */
   private inFlight: Promise<unknown> = Promise.resolve()
   kafkaConnected = true
-  /** The last failed send, until a send succeeds: what /status shows as the reason. */
-  lastError: { message: string; type: string | undefined; at: number } | undefined
+  lastError: SendError | undefined
+  /** At-least-once retries a failed send within the session, and sends records as they come. */
+  readonly ending = false
+  readonly waitingForCommit = false
 
   constructor(
     private readonly config: WorkerConfig,

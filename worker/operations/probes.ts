@@ -1,5 +1,4 @@
 import type { SessionHealth } from '../session.js'
-import type { WorkerState } from '../worker.js'
 import type { WorkerConfig } from './config.js'
 
 /**
@@ -7,6 +6,17 @@ import type { WorkerConfig } from './config.js'
  * docs/probes.md is their documentation. Everything here is a pure function of what the worker
  * knows at one moment, so the table can be tested without services.
  */
+
+/** Where a worker is in its lifecycle (worker.ts moves it; the probes read it). */
+export type WorkerState =
+  | 'idle'
+  | 'starting'
+  | 'standby'
+  | 'streaming'
+  | 'reconnecting'
+  | 'stopping'
+  | 'stopped'
+  | 'failed'
 
 /** What an orchestrator (or an operator) needs to know of a worker's part. */
 export type Role = 'active' | 'standby' | 'starting' | 'stopping'

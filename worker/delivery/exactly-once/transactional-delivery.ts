@@ -3,7 +3,7 @@ import { OutboxPoisonEventError, OutboxSetupError } from '../../operations/error
 import { errorFields, type Logger } from '../../operations/logger.js'
 import type { Metrics } from '../../operations/metrics.js'
 import { formatLsn, type Lsn } from '../../stream/lsn.js'
-import type { DeliveryHooks, DeliveryItem } from '../delivery.js'
+import type { DeliveryHooks, DeliveryItem, EventDelivery, SendError } from '../event-delivery.js'
 import { type KafkaRecord, poisonReason, toDeadLetter } from '../records.js'
 import { alreadyInKafka, checkpointRecord, checkpointTopic, transactionalId } from './checkpoint.js'
 import { checkCheckpoint } from './checkpoint-check.js'
@@ -43,7 +43,7 @@ type DeadLetters = Map<KafkaRecord, { id: string; topic: string; reason: string 
  * that lost the slot without noticing (a zombie) never initializes the id again, so it cannot
  * fence the worker that took over, and its own producer is fenced by that worker's.
  */
-export class TransactionalDelivery {
+export class TransactionalDelivery implements EventDelivery {
   private readonly queue: DeliveryItem[] = []
   private readonly abort = new AbortController()
   private wake: (() => void) | undefined
@@ -58,7 +58,7 @@ export class TransactionalDelivery {
   /** A transaction failed: the session is ending (and the next one starts from the slot). */
   ending = false
   /** The failure that ends this session, for /status. */
-  lastError: { message: string; type: string | undefined; at: number } | undefined
+  lastError: SendError | undefined
   /** Topics of the transaction in progress: the ones to ask about when it fails. */
   private sendingTopics: string[] = []
   /** Topics of the transaction in progress that Kafka says do not exist (or may not be seen). */
