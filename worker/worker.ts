@@ -12,7 +12,7 @@ import {
   type WorkerConfig,
   type WorkerOptions,
 } from './operations/config.js'
-import { loginRefused, OutboxPoisonEventError, OutboxSetupError } from './operations/errors.js'
+import { loginRefused, OutboxConfigError, OutboxPoisonEventError, OutboxSetupError } from './operations/errors.js'
 import { startHealthServer } from './operations/http.js'
 import { errorFields, type Logger, redactingLogger, silentLogger } from './operations/logger.js'
 import { createMetrics, type Metrics } from './operations/metrics.js'
@@ -39,8 +39,9 @@ export interface CreateWorkerOptions extends WorkerOptions {
   /** Where logs go, passwords redacted; default: nowhere (the CLI passes its pino logger). */
   logger?: Logger
   /**
-   * Makes the publisher of each replication session (a new one per session), replacing the
-   * kafkajs publisher, e.g. with another Kafka client.
+   * Makes the at-least-once publisher (a new one per replication session, and for the initial
+   * snapshot and the Kafka checks), replacing the --kafka-client one, e.g. with another Kafka
+   * client. Refused with exactly-once delivery, whose transactional producer it cannot replace.
    */
   createPublisher?: PublisherFactory
 }
@@ -109,8 +110,13 @@ type Prepared =
 
 export function createWorker(options: CreateWorkerOptions): OutboxWorker {
   const { logger: injected, createPublisher, ...rest } = options
+  const config = resolveConfig(rest)
+  if (createPublisher && config.delivery === 'exactly-once')
+    throw new OutboxConfigError(
+      'createPublisher replaces the at-least-once publisher, but delivery is exactly-once (its events go through a kafkajs transactional producer, which it cannot replace): remove createPublisher, or use at-least-once delivery',
+    )
   // Whatever the logger, it receives no password (see redactingLogger).
-  return new Worker(resolveConfig(rest), injected ? redactingLogger(injected) : silentLogger, createPublisher)
+  return new Worker(config, injected ? redactingLogger(injected) : silentLogger, createPublisher)
 }
 
 class Worker extends EventEmitter implements OutboxWorker {

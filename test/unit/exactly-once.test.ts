@@ -84,6 +84,7 @@ import { createMetrics } from '../../worker/operations/metrics.js'
 import { ReplicationSession } from '../../worker/session.js'
 import { type Lsn, parseLsn } from '../../worker/stream/lsn.js'
 import { LsnTracker } from '../../worker/stream/lsn-tracker.js'
+import { createWorker } from '../../worker/worker.js'
 
 /** As sessions get it: the default transactional id resolved at start (default-id.ts). */
 const config: WorkerConfig = {
@@ -258,6 +259,24 @@ test('fenced, in the error types and codes Kafka uses; a missing ACL is not fenc
   expect(classifyTransactionError({ type: 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED' }).kind).not.toBe('fenced')
   expect(classifyTransactionError({ type: 'MESSAGE_TOO_LARGE' }).kind).toBe('refused')
   expect(classifyTransactionError(new Error('socket hang up')).kind).toBe('retriable')
+})
+
+test('a createPublisher given with exactly-once delivery is refused at creation, not silently left unused', () => {
+  const publisher = () => ({
+    connect: async () => {},
+    send: async () => {},
+    unavailableTopics: async () => [],
+    disconnect: async () => {},
+  })
+  const options = {
+    databaseUrl: 'postgresql://x@127.0.0.1:1/db',
+    kafkaBrokers: ['k:9092'],
+    kafkaClient: 'kafkajs' as const,
+  }
+  expect(() => createWorker({ ...options, delivery: 'exactly-once', createPublisher: publisher })).toThrow(
+    /createPublisher replaces the at-least-once publisher, but delivery is exactly-once.*remove createPublisher/,
+  )
+  expect(() => createWorker({ ...options, createPublisher: publisher })).not.toThrow()
 })
 
 test('fencing and a denied transactional id are found wherever the client nests them, errors[] included', () => {
