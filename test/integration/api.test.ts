@@ -80,6 +80,27 @@ test('start() rejects with OutboxSetupError when the database is not set up, and
   await worker.stop() // still safe to call
 })
 
+test('a publication that filters the outbox rows or columns is refused at start with the fix, as the running worker refuses it', async (context) => {
+  const [{ version }] = await db.query<{ version: number }>(
+    `SELECT current_setting('server_version_num')::int AS version`,
+  )
+  // Row filters arrived in PostgreSQL 15.
+  if (version < 150000) return context.skip()
+  await db.query(`ALTER PUBLICATION prisma_outbox SET TABLE outbox WHERE (aggregatetype <> 'secret')`)
+  const worker = createWorker({
+    databaseUrl: db.url,
+    kafkaBrokers: inject('kafkaBrokers'),
+    slot: uniqueName('slot'),
+    healthPort: 0,
+  })
+  const error = await worker.start().catch((e: unknown) => e)
+  await worker.stop()
+  expect(error).toMatchObject({ code: 'OUTBOX_PUBLICATION_TABLE' })
+  expect((error as Error).message).toBe(
+    `publication "prisma_outbox" filters the outbox table's rows or columns: ALTER PUBLICATION "prisma_outbox" SET TABLE "public"."outbox"`,
+  )
+})
+
 test('a status interval the server would not wait for (wal_sender_timeout) is refused at start, naming both and the fix; no slot is made', async () => {
   // A setting of this database only (its walsenders honour it too): nothing else on the cluster feels it.
   await db.query(`ALTER DATABASE "${db.name}" SET wal_sender_timeout = '4s'`)

@@ -263,7 +263,7 @@ describe('the outbox table', () => {
     const run = cli(['--table', 'nosuch'], env())
     expect(run.code).toBe(3)
     expect(run.stderr.trim()).toBe(
-      'outbox-worker: table public.nosuch does not exist: check OUTBOX_TABLE (--table), or apply the outbox migration (npx outbox-worker init, then npx prisma migrate deploy)',
+      'outbox-worker: table public.nosuch does not exist (not created yet, or dropped, renamed or moved): check OUTBOX_TABLE (--table), or apply the outbox migration (npx outbox-worker init, then npx prisma migrate deploy)',
     )
     const status = cli(['status', '--table', 'nosuch'], env())
     expect(status.code).toBe(3)
@@ -273,7 +273,9 @@ describe('the outbox table', () => {
   test('one that exists but is not published gets the ALTER PUBLICATION fix', () => {
     const run = cli(['--table', 'orders'], env())
     expect(run.code).toBe(3)
-    expect(run.stderr).toContain('run ALTER PUBLICATION "prisma_outbox" ADD TABLE "public"."orders"')
+    expect(run.stderr).toContain(
+      'the outbox table public.orders is not in publication "prisma_outbox" (never added, or re-created or dropped from it): ALTER PUBLICATION "prisma_outbox" ADD TABLE "public"."orders"',
+    )
   })
 })
 

@@ -1,8 +1,7 @@
 import pg from 'pg'
-import { quoteIdent } from '../../src/sql.js'
 import type { WorkerConfig } from '../operations/config.js'
 import { errorFields, type Logger } from '../operations/logger.js'
-import { splitTable } from './setup.js'
+import { publicationProblem, readPublicationFacts } from './checks.js'
 
 /** What the catalog says about the outbox table, the publication and the slot, right now. */
 export interface CatalogState {
@@ -27,44 +26,20 @@ export interface CatalogState {
  * confirming past them. Hence this look at the catalog (readable by any role), every few seconds.
  */
 export async function readCatalog(client: pg.Client, config: WorkerConfig): Promise<CatalogState> {
-  const [schema, table] = splitTable(config.table)
-  const version = Number((await client.query('SHOW server_version_num')).rows[0].server_version_num)
-  // Row filters and column lists (PostgreSQL 15+) would hide rows or columns from the stream.
-  const filters = version >= 150000 ? 'r.prqual IS NOT NULL OR r.prattrs IS NOT NULL' : 'false'
+  const facts = await readPublicationFacts(client, config)
+  const problem = publicationProblem(facts, config)?.message
   const { rows } = await client.query(
-    `SELECT c.oid::text AS table_oid, p.oid IS NOT NULL AS publication_exists, p.pubinsert AS publishes_inserts,
-            p.puballtables AS all_tables, r.oid::text AS membership_oid, COALESCE(${filters}, false) AS filtered,
-            (SELECT active_pid FROM pg_replication_slots WHERE slot_name = $4) AS slot_pid,
+    `SELECT (SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1) AS slot_pid,
             (SELECT (extract(epoch FROM clock_timestamp() - r.reply_time) * 1000)::float8
                FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid
-              WHERE s.slot_name = $4) AS reply_age_ms,
-            (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_flush_lsn() END)::text AS wal_lsn
-       FROM (SELECT 1) AS one
-       LEFT JOIN pg_namespace n ON n.nspname = $2
-       LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = $3 AND c.relkind IN ('r', 'p')
-       LEFT JOIN pg_publication p ON p.pubname = $1
-       LEFT JOIN pg_publication_rel r ON r.prpubid = p.oid AND r.prrelid = c.oid`,
-    [config.publication, schema, table, config.slot],
+              WHERE s.slot_name = $1) AS reply_age_ms,
+            (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_flush_lsn() END)::text AS wal_lsn`,
+    [config.slot],
   )
   const row = rows[0]
-  const name = `${schema}.${table}`
-  const qualified = `${quoteIdent(schema)}.${quoteIdent(table)}`
-  const addTable = `ALTER PUBLICATION ${quoteIdent(config.publication)} ADD TABLE ${qualified}`
-  const published = row.all_tables || row.membership_oid !== null
-  let problem: string | undefined
-  if (!row.publication_exists)
-    problem = `publication "${config.publication}" no longer exists: re-create it (CREATE PUBLICATION ${quoteIdent(config.publication)} FOR TABLE ${qualified} WITH (publish = 'insert'))`
-  else if (row.table_oid === null)
-    problem = `the outbox table ${name} no longer exists (dropped or renamed): restore it, then ${addTable}`
-  else if (!row.publishes_inserts)
-    problem = `publication "${config.publication}" no longer publishes inserts: ALTER PUBLICATION ${quoteIdent(config.publication)} SET (publish = 'insert')`
-  else if (!published)
-    problem = `the outbox table ${name} is not in publication "${config.publication}" (re-created, or dropped from it): ${addTable}`
-  else if (row.filtered)
-    problem = `publication "${config.publication}" filters the outbox table's rows or columns: ALTER PUBLICATION ${quoteIdent(config.publication)} SET TABLE ${qualified}`
   return {
     problem,
-    identity: problem ? undefined : `${row.table_oid}/${row.membership_oid ?? 'all'}`,
+    identity: problem ? undefined : `${facts.tableOid}/${facts.membershipOid ?? 'all'}`,
     slotPid: row.slot_pid,
     replyAgeMs: row.reply_age_ms === null ? null : Number(row.reply_age_ms),
     walLsn: row.wal_lsn,

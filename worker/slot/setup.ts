@@ -1,8 +1,7 @@
 import type pg from 'pg'
-import { quoteIdent } from '../../src/sql.js'
 import { OutboxSetupError } from '../operations/errors.js'
 import { type Lsn, parseLsn } from '../stream/lsn.js'
-import { missingTableProblem, noReplicationProblem, tableExists } from './checks.js'
+import { noReplicationProblem, publicationProblem, readPublicationFacts } from './checks.js'
 
 /** SQLSTATEs the worker branches on (never on message text). */
 export const SQLSTATE = {
@@ -88,29 +87,8 @@ export async function prepareDatabase(
   if (!server.can_replicate) {
     throw new OutboxSetupError(noReplicationProblem(server.role), { code: 'OUTBOX_NO_REPLICATION_ROLE' })
   }
-  const [schema, table] = splitTable(options.table)
-  const publication = await client.query(
-    `SELECT p.pubinsert,
-            EXISTS (SELECT 1 FROM pg_publication_tables t WHERE t.pubname = p.pubname AND t.schemaname = $2 AND t.tablename = $3) AS has_table
-       FROM pg_publication p WHERE p.pubname = $1`,
-    [options.publication, schema, table],
-  )
-  const pub = publication.rows[0]
-  if (!pub) {
-    throw new OutboxSetupError(
-      `publication "${options.publication}" does not exist: apply the outbox migration (npx outbox-worker init, then prisma migrate deploy) or set OUTBOX_PUBLICATION`,
-      { code: 'OUTBOX_NO_PUBLICATION' },
-    )
-  }
-  if (!pub.has_table || !pub.pubinsert) {
-    if (!(await tableExists(client, schema, table)))
-      throw new OutboxSetupError(missingTableProblem(schema, table), { code: 'OUTBOX_NO_TABLE' })
-    throw new OutboxSetupError(
-      `publication "${options.publication}" does not publish inserts into ${schema}.${table}: ` +
-        `run ALTER PUBLICATION ${quoteIdent(options.publication)} ADD TABLE ${quoteIdent(schema)}.${quoteIdent(table)}, or check OUTBOX_TABLE`,
-      { code: 'OUTBOX_PUBLICATION_TABLE' },
-    )
-  }
+  const problem = publicationProblem(await readPublicationFacts(client, options), options)
+  if (problem) throw new OutboxSetupError(problem.message, { code: problem.code })
   const slot = await slotInfo(client, options.slot)
   if (slot.exists && slot.plugin !== 'pgoutput') {
     throw new OutboxSetupError(
@@ -127,9 +105,4 @@ export async function dropSlot(client: pg.Client, slot: string): Promise<void> {
   } catch (error) {
     if (sqlState(error) !== SQLSTATE.undefinedObject) throw error
   }
-}
-
-export function splitTable(table: string): [schema: string, table: string] {
-  const parts = table.split('.')
-  return parts.length === 2 ? [parts[0] as string, parts[1] as string] : ['public', parts[0] as string]
 }

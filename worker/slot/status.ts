@@ -1,8 +1,8 @@
 import pg from 'pg'
 import type { WorkerConfig } from '../operations/config.js'
 import { formatLsn } from '../stream/lsn.js'
-import { missingTableProblem, noReplicationProblem, replicationRole, tableExists } from './checks.js'
-import { slotInfo, splitTable } from './setup.js'
+import { noReplicationProblem, publicationProblem, readPublicationFacts, replicationRole } from './checks.js'
+import { slotInfo } from './setup.js'
 import { invalidatedProblem, otherDatabaseProblem, readSlotState } from './slot-state.js'
 
 export interface StatusReport {
@@ -48,17 +48,13 @@ export async function readStatus(
     )
     const slot = await slotInfo(client, config.slot)
     const role = await replicationRole(client)
-    const [schema, table] = splitTable(config.table)
     const tables: string[] = pub.rows[0]?.tables ?? []
     const problems: string[] = []
     if (server.wal_level !== 'logical')
       problems.push(`wal_level is ${server.wal_level}: set wal_level = logical and restart PostgreSQL`)
     if (!role.canReplicate) problems.push(noReplicationProblem(role.role))
-    const hasTable = await tableExists(client, schema, table)
-    if (!hasTable) problems.push(missingTableProblem(schema, table))
-    if (!pub.rows[0]) problems.push(`publication ${config.publication} is missing: apply the outbox migration`)
-    else if (hasTable && !tables.includes(`${schema}.${table}`))
-      problems.push(`publication ${config.publication} does not include ${schema}.${table}`)
+    const publication = publicationProblem(await readPublicationFacts(client, config), config)
+    if (publication) problems.push(publication.message)
     const state = await readSlotState(client, config.slot)
     const unused = await client.query(
       `SELECT slot_name FROM pg_replication_slots
