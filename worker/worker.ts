@@ -26,6 +26,7 @@ import {
   type WorkerState,
 } from './operations/probes.js'
 import { redact } from './operations/redact.js'
+import { retryDelayMs, waitBeforeRetry } from './retry-policy.js'
 import { ReplicationSession, type SessionOutcome } from './session.js'
 import { deleteExpiredRows } from './slot/retention.js'
 import { prepareDatabase, slotInfo } from './slot/setup.js'
@@ -314,7 +315,7 @@ class Worker extends EventEmitter implements OutboxWorker {
           })
         }
         this.logger.warn({ ...errorFields(error), attempt: tries + 1 }, `${what} not reachable yet; retrying`)
-        await this.pause(Math.min(this.config.retryMaxMs, this.config.retryInitialMs * 2 ** tries))
+        await waitBeforeRetry(this.config, tries, this.stopController.signal)
       }
     }
   }
@@ -419,8 +420,8 @@ class Worker extends EventEmitter implements OutboxWorker {
 
   /**
    * The one loop: a session per replication connection. Standby while another worker holds the
-   * slot; after a failure, reconnect with capped exponential backoff and jitter, resuming from
-   * the slot's confirmed position.
+   * slot; after a failure, reconnect after a pause (retry-policy.ts), resuming from the slot's
+   * confirmed position.
    */
   private async runLoop(): Promise<void> {
     let failures = 0
@@ -462,7 +463,6 @@ class Worker extends EventEmitter implements OutboxWorker {
         this.logger,
         {
           streaming: () => {
-            failures = 0
             // Its delivery starts as connected (the start-up check reached Kafka), until a send fails.
             this.metrics.kafkaConnected.set(1)
             this.setState('streaming')
@@ -481,6 +481,9 @@ class Worker extends EventEmitter implements OutboxWorker {
       this.session = session
       const outcome: SessionOutcome = await session.run()
       this.session = undefined
+      // Failures count again from 0 once a session has delivered (or had nothing to deliver): a
+      // session that fails before that, like one that cannot connect, waits longer each time.
+      if (session.flowing) failures = 0
       recovering = outcome.kind === 'ended' || (recovering && !session.flowing)
       this.metrics.resetSessionGauges({ standby: false })
       if (this.stopController.signal.aborted && outcome.kind !== 'fatal') return
@@ -537,8 +540,7 @@ class Worker extends EventEmitter implements OutboxWorker {
 
   private async reconnectAfter(error: unknown, failures: number): Promise<void> {
     if (this.stopController.signal.aborted) return
-    const delay =
-      Math.min(this.config.retryMaxMs, this.config.retryInitialMs * 2 ** failures) * (0.5 + Math.random() / 2)
+    const delay = retryDelayMs(this.config, failures)
     this.setState('reconnecting')
     this.metrics.heartbeat.beat()
     this.lastError = {

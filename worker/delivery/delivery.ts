@@ -1,8 +1,8 @@
-import pRetry, { AbortError } from 'p-retry'
 import type { WorkerConfig } from '../operations/config.js'
 import { OutboxPoisonEventError } from '../operations/errors.js'
 import { errorFields, type Logger } from '../operations/logger.js'
 import type { Metrics } from '../operations/metrics.js'
+import { waitBeforeRetry } from '../retry-policy.js'
 import type { DeliveryHooks, DeliveryItem, EventDelivery, SendError } from './event-delivery.js'
 import { classifyPublishError, type Publisher } from './publisher.js'
 import { type KafkaRecord, MAX_REQUEST_BYTES, poisonReason, restamped, toDeadLetter } from './records.js'
@@ -189,82 +189,73 @@ export class Delivery implements EventDelivery {
   }
 
   /**
-   * Sends until Kafka acknowledges, retrying retriable errors forever with capped exponential
-   * backoff and jitter. Resolves to what happened; throws on fatal errors and when aborted.
+   * Sends until Kafka acknowledges, retrying retriable errors forever (retry-policy.ts).
+   * Resolves to what happened; throws on fatal errors and when the delivery is closed.
    */
   private async sendWithRetry(records: KafkaRecord[], stampedNow = false): Promise<SendResult> {
     const topics = [...new Set(records.map((r) => r.topic))]
     const { signal } = this.abort
-    // p-retry runs the attempt even when the signal is already aborted: a closed delivery
-    // must send nothing more.
-    if (signal.aborted) throw new AbortError('delivery closed')
-    return await pRetry(
-      async (): Promise<SendResult> => {
-        if (signal.aborted) throw new AbortError('delivery closed')
-        this.metrics.heartbeat.beat()
-        // Records stamped with the time they are sent are stamped again at each attempt: a
-        // stamp from before a long outage could fall outside the topic's limit in turn.
-        const now = Date.now()
-        const sending = this.publisher.send(
-          stampedNow ? records.map((r) => ({ ...r, timestamp: String(now) })) : records,
+    for (let attempt = 0; ; attempt++) {
+      // A closed delivery sends nothing more.
+      if (signal.aborted) throw new DeliveryClosedError()
+      this.metrics.heartbeat.beat()
+      // Records stamped with the time they are sent are stamped again at each attempt: a
+      // stamp from before a long outage could fall outside the topic's limit in turn.
+      const now = Date.now()
+      const sending = this.publisher.send(stampedNow ? records.map((r) => ({ ...r, timestamp: String(now) })) : records)
+      this.inFlight = sending.catch(() => {})
+      try {
+        await sending
+        this.setKafkaConnected(true)
+        this.lastError = undefined
+        this.topics.written(topics)
+        this.metrics.batchSize.observe(records.length)
+        return { kind: 'ok' }
+      } catch (error) {
+        if (signal.aborted) throw new DeliveryClosedError()
+        const result = await this.failedSend(error, topics, stampedNow)
+        if (result) return result
+        this.logger.warn(
+          {
+            ...errorFields(error),
+            // Kafka's own error type: a client's wrapper (AggregateError) does not name it.
+            type: this.lastError?.type,
+            attempt: attempt + 1,
+            records: records.length,
+          },
+          'Kafka send failed; retrying with backoff (nothing is confirmed meanwhile)',
         )
-        this.inFlight = sending.catch(() => {})
-        try {
-          await sending
-          this.setKafkaConnected(true)
-          this.lastError = undefined
-          this.topics.written(topics)
-          this.metrics.batchSize.observe(records.length)
-          return { kind: 'ok' }
-        } catch (error) {
-          if (signal.aborted) throw new AbortError('delivery closed')
-          const { kind, type } = classifyPublishError(error)
-          this.metrics.publishErrors.inc({ kind })
-          this.metrics.heartbeat.beat()
-          this.lastError = { message: (error as Error).message ?? String(error), type, at: Date.now() }
-          if (kind === 'refused') return { kind: 'refused', type: type ?? 'refused' }
-          if (kind === 'fatal') throw new AbortError(error as Error)
-          // Stamped now and still refused: the broker's clock is far off; retried like an outage.
-          if (kind === 'timestamp' && !stampedNow) return { kind: 'timestamp' }
-          // Kafka answering a metadata request means it is up: then a topic may be the problem.
-          const answered = await this.topics.check(topics)
-          // A send failed: whether metadata answers does not make events flow (NOT_ENOUGH_REPLICAS
-          // answers metadata and refuses every send).
-          this.setKafkaConnected(false)
-          if (kind === 'topic' && answered && !topics.some((t) => this.topics.blocked.includes(t))) {
-            // Listed, yet refused: this worker may see the topic but not write to it.
-            if (topics.length > 1) return { kind: 'split-by-topic' }
-            this.topics.markDenied(topics[0] as string)
-          }
-          const expired = topics.filter((t) => this.topics.expired(t))
-          if (expired.length > 0) return { kind: 'topics', topics: expired }
-          throw error
-        }
-      },
-      {
-        // `forever` rather than retries: Infinity, which makes the retry package allocate one
-        // timeout per retry up front. After 16 doublings the delay stays at maxTimeout.
-        forever: true,
-        retries: 16,
-        factor: 2,
-        minTimeout: this.config.retryInitialMs,
-        maxTimeout: this.config.retryMaxMs,
-        randomize: true,
-        signal: this.abort.signal,
-        onFailedAttempt: (failure) => {
-          this.logger.warn(
-            {
-              ...errorFields(failure),
-              // Kafka's own error type: a client's wrapper (AggregateError) does not name it.
-              type: classifyPublishError(failure).type,
-              attempt: failure.attemptNumber,
-              records: records.length,
-            },
-            'Kafka send failed; retrying with backoff (nothing is confirmed meanwhile)',
-          )
-        },
-      },
-    )
+        await waitBeforeRetry(this.config, attempt, signal)
+      }
+    }
+  }
+
+  /**
+   * What a failed send means: a result for sendAll to act on, undefined to send the same records
+   * again after a pause, or a throw when no retry can help.
+   */
+  private async failedSend(error: unknown, topics: string[], stampedNow: boolean): Promise<SendResult | undefined> {
+    const { kind, type } = classifyPublishError(error)
+    this.metrics.publishErrors.inc({ kind })
+    this.metrics.heartbeat.beat()
+    this.lastError = { message: (error as Error).message ?? String(error), type, at: Date.now() }
+    if (kind === 'refused') return { kind: 'refused', type: type ?? 'refused' }
+    if (kind === 'fatal') throw error
+    // Stamped now and still refused: the broker's clock is far off; retried like an outage.
+    if (kind === 'timestamp' && !stampedNow) return { kind: 'timestamp' }
+    // Kafka answering a metadata request means it is up: then a topic may be the problem.
+    const answered = await this.topics.check(topics)
+    // A send failed: whether metadata answers does not make events flow (NOT_ENOUGH_REPLICAS
+    // answers metadata and refuses every send).
+    this.setKafkaConnected(false)
+    if (kind === 'topic' && answered && !topics.some((t) => this.topics.blocked.includes(t))) {
+      // Listed, yet refused: this worker may see the topic but not write to it.
+      if (topics.length > 1) return { kind: 'split-by-topic' }
+      this.topics.markDenied(topics[0] as string)
+    }
+    const expired = topics.filter((t) => this.topics.expired(t))
+    if (expired.length > 0) return { kind: 'topics', topics: expired }
+    return undefined
   }
 
   private async poison(item: DeliveryItem, reason: string): Promise<void> {
@@ -297,4 +288,12 @@ export class Delivery implements EventDelivery {
 
 function unavailableReason(topic: string): string {
   return `Kafka topic "${topic}" does not exist or this worker may not write to it (create it, or grant WRITE on it)`
+}
+
+/** The delivery was closed while a send was being tried: the session is ending, not failing. */
+class DeliveryClosedError extends Error {
+  constructor() {
+    super('delivery closed')
+    this.name = 'DeliveryClosedError'
+  }
 }

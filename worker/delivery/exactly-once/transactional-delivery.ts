@@ -247,7 +247,7 @@ export class TransactionalDelivery implements EventDelivery {
     this.missingTopics.clear()
   }
 
-  /** Rejects on what stops the worker; otherwise logs, waits a moment and ends the session. */
+  /** Rejects on what stops the worker; otherwise logs and ends the session. */
   private async failed(error: unknown): Promise<void> {
     const { kind, type } = classifyTransactionError(error)
     this.metrics.publishErrors.inc({ kind })
@@ -259,31 +259,25 @@ export class TransactionalDelivery implements EventDelivery {
     if (transactionalIdDenied(error)) throw this.denied(error)
     if (error instanceof PostgresIdentityError) {
       this.logger.warn(
-        { ...errorFields(error), retryInMs: this.config.retryMaxMs },
+        errorFields(error),
         'exactly-once: could not identify the PostgreSQL server: the session ends and restarts',
       )
     } else if (kind === 'fenced') {
       this.setKafkaConnected(false)
       this.logger.error(
-        { ...errorFields(error), transactionalId: transactionalId(this.config), retryInMs: this.config.retryMaxMs },
+        { ...errorFields(error), transactionalId: transactionalId(this.config) },
         'fenced: another worker has taken over this transactional id: this session ends, confirming nothing more',
       )
     } else {
       this.setKafkaConnected(false)
       this.logger.warn(
-        { ...errorFields(error), retryInMs: this.config.retryMaxMs },
+        errorFields(error),
         'Kafka transaction failed: the session ends and restarts from the confirmed position, skipping what the checkpoint shows Kafka has',
       )
     }
-    // Not at once: during a Kafka outage, or while the worker that fenced this one holds the
-    // slot, a new replication connection every moment helps no one.
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, this.config.retryMaxMs)
-      this.abort.signal.addEventListener('abort', () => {
-        clearTimeout(timer)
-        resolve()
-      })
-    })
+    // The run loop starts the next session after its pause (retry-policy.ts), longer each time
+    // no session delivers: during a Kafka outage, or while the worker that fenced this one holds
+    // the slot, a new replication connection every moment helps no one.
     if (!this.abort.signal.aborted) this.hooks.ended(error)
   }
 

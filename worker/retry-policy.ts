@@ -1,0 +1,35 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+
+/**
+ * The worker's one way to wait before trying again: capped exponential backoff with jitter.
+ * Attempt n (from 0) waits retryInitialMs × 2ⁿ, at most retryMaxMs, times a random factor between
+ * 0.5 and 1, so that workers that failed together (one Kafka outage, one deploy) do not come back
+ * together.
+ *
+ * Where it is used, and what bounds each use:
+ *
+ * | where                                | what is tried again                 | gives up                                      |
+ * |--------------------------------------|-------------------------------------|-----------------------------------------------|
+ * | start-up (worker.ts untilReachable)  | reaching PostgreSQL, then Kafka     | after --startup-timeout-ms: exit 3            |
+ * | run loop (worker.ts reconnectAfter)  | a replication session               | never; attempts count again from 0 once a session has delivered |
+ * | at-least-once send (delivery.ts)     | one batch, until Kafka acknowledges | never (nothing is confirmed meanwhile)        |
+ * | exactly-once transaction             | the session (it ends on a failed transaction; the run loop restarts it) | as the run loop |
+ *
+ * Kafka clients retry a request a few times on their own before our loop sees a failure; those
+ * bounds are the clients' (kafkajs-publisher.ts, platformatic-publisher.ts).
+ */
+export interface RetryBounds {
+  retryInitialMs: number
+  retryMaxMs: number
+}
+
+export function retryDelayMs(bounds: RetryBounds, attempt: number, random: () => number = Math.random): number {
+  // 2 ** 31 is far past any cap, and keeps the product finite for a very long outage.
+  const exponential = bounds.retryInitialMs * 2 ** Math.min(attempt, 31)
+  return Math.round(Math.min(bounds.retryMaxMs, exponential) * (0.5 + random() / 2))
+}
+
+/** Waits the attempt's delay; ends early (without throwing) when the signal aborts. */
+export async function waitBeforeRetry(bounds: RetryBounds, attempt: number, signal: AbortSignal): Promise<void> {
+  await sleep(retryDelayMs(bounds, attempt), undefined, { signal }).catch(() => {})
+}
