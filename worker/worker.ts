@@ -1,40 +1,25 @@
 import { EventEmitter } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
-import pg from 'pg'
 import { createPublisher as createConfiguredPublisher } from './delivery/create-publisher.js'
 import { kafkaCheckpointLookup, resolveTransactionalId } from './delivery/exactly-once/default-id.js'
 import { identifyServer } from './delivery/exactly-once/server-identity.js'
 import type { PublisherFactory } from './delivery/publisher.js'
-import {
-  DEFAULTS,
-  resolveConfig,
-  statusIntervalProblem,
-  type WorkerConfig,
-  type WorkerOptions,
-} from './operations/config.js'
+import { resolveConfig, type WorkerConfig, type WorkerOptions } from './operations/config.js'
 import { loginRefused, OutboxConfigError, OutboxPoisonEventError, OutboxSetupError } from './operations/errors.js'
 import { startHealthServer } from './operations/http.js'
 import { errorFields, type Logger, redactingLogger, silentLogger } from './operations/logger.js'
 import { createMetrics, type Metrics } from './operations/metrics.js'
-import {
-  liveness,
-  type Role,
-  readiness,
-  roleOf,
-  STANDBY_KAFKA_CHECK_MS,
-  type WorkerFacts,
-  type WorkerState,
-} from './operations/probes.js'
+import { liveness, readiness, STANDBY_KAFKA_CHECK_MS, type WorkerFacts, type WorkerState } from './operations/probes.js'
 import { redact } from './operations/redact.js'
+import { statusDocument, type WorkerStatus } from './operations/status-document.js'
 import { retryDelayMs, waitBeforeRetry } from './retry-policy.js'
 import { ReplicationSession, type SessionOutcome } from './session.js'
-import { deleteExpiredRows } from './slot/retention.js'
-import { prepareDatabase, slotInfo } from './slot/setup.js'
-import { dropInvalidatedSlot, readSlotState, slotAction } from './slot/slot-state.js'
-import { createSlot, slotCreationUnderWay } from './slot/snapshot.js'
+import { type Prepared, SlotPreparation } from './slot/preparation.js'
+import { RetentionSchedule } from './slot/retention.js'
 import { formatLsn } from './stream/lsn.js'
 
 export type { WorkerState } from './operations/probes.js'
+export type { WorkerStatus } from './operations/status-document.js'
 
 export interface CreateWorkerOptions extends WorkerOptions {
   /** Where logs go, passwords redacted; default: nowhere (the CLI passes its pino logger). */
@@ -73,42 +58,6 @@ export interface OutboxWorker extends EventEmitter {
   [Symbol.asyncDispose](): Promise<void>
 }
 
-/** The `/status` document (docs/probes.md describes each field). */
-export interface WorkerStatus {
-  role: Role
-  state: WorkerState
-  live: boolean
-  ready: boolean
-  /** Why it is not ready (or not live), and what fixes it; null when both are fine. */
-  reason: string | null
-  fix: string | null
-  lastError: { message: string; fix: string; at: string } | null
-  slot: string
-  confirmedLsn: string | null
-  slotLagBytes: number
-  oldestUnackedEventAgeSeconds: number
-  bufferedEvents: number
-  eventsPublished: number
-  eventsDeadLettered: number
-  topicsUnavailable: string[]
-  heartbeatAgeSeconds: number
-}
-
-/**
- * What prepare() found: the slot ready to stream (with the server's WAL position and the slot's
- * lag at that moment), or being created by another worker.
- */
-type Prepared =
-  | {
-      kind: 'ready'
-      startLsn: bigint
-      receiveTimeoutMs: number
-      statusIntervalMs: number
-      walLsn: bigint
-      lagBytes: number | null
-    }
-  | { kind: 'creating-elsewhere' }
-
 export function createWorker(options: CreateWorkerOptions): OutboxWorker {
   const { logger: injected, createPublisher, ...rest } = options
   const config = resolveConfig(rest)
@@ -133,12 +82,8 @@ class Worker extends EventEmitter implements OutboxWorker {
   private session: ReplicationSession | undefined
   private readonly createPublisher: PublisherFactory
   private readonly cleanups: (() => Promise<void>)[] = []
-  private retentionDue = 0
-  private retentionRunning = false
-  /** This process found or created the slot: if it is missing later, it was lost, not never made. */
-  private slotKnown = false
-  /** The slot's creation and initial snapshot under way: the worker ends only after it settles. */
-  private slotCreation: Promise<unknown> | undefined
+  private readonly slot: SlotPreparation
+  private readonly retention: RetentionSchedule
   /** When this worker, standing by, last checked the database and the slot successfully. */
   private standbyCheckedAt: number | undefined
   private kafkaCheckedAt: number | undefined
@@ -154,6 +99,14 @@ class Worker extends EventEmitter implements OutboxWorker {
   ) {
     super()
     this.createPublisher = createPublisher ?? (() => createConfiguredPublisher(config, logger))
+    this.slot = new SlotPreparation({
+      config: () => this.config,
+      createPublisher: this.createPublisher,
+      metrics: this.metrics,
+      logger,
+      signal: this.stopController.signal,
+    })
+    this.retention = new RetentionSchedule(config, logger, () => this.session?.deliveredBefore ?? 0)
     this.done = new Promise((resolve, reject) => {
       this.resolveDone = resolve
       this.rejectDone = reject
@@ -181,44 +134,15 @@ class Worker extends EventEmitter implements OutboxWorker {
     }
   }
 
-  async status(): Promise<WorkerStatus> {
-    const now = Date.now()
-    const facts = this.facts(now)
-    const live = liveness(facts, this.config)
-    const ready = readiness(facts, this.config)
-    const sendError = this.session?.lastSendError
-    const lastError = sendError
-      ? {
-          message: `Kafka send failed${sendError.type ? ` (${sendError.type})` : ''}: ${redact(sendError.message)}`,
-          fix: ready.fix ?? 'none needed yet: the send is retried',
-          at: new Date(sendError.at).toISOString(),
-        }
-      : this.lastError && { ...this.lastError, at: new Date(this.lastError.at).toISOString() }
-    const value = async (metric: { get(): Promise<{ values: { value: number }[] }> }) =>
-      (await metric.get()).values[0]?.value ?? 0
-    const topics = (await this.metrics.topicUnavailable.get()).values
-      .filter((v) => v.value === 1)
-      .map((v) => String(v.labels.topic))
-    const problem = !live.ok ? live : !ready.ok ? ready : undefined
-    return {
-      role: roleOf(this.state),
-      state: this.state,
-      live: live.ok,
-      ready: ready.ok,
-      // Reasons can quote a driver's or a broker's message: redacted like everything served.
-      reason: problem?.reason ? redact(problem.reason) : null,
-      fix: problem?.fix ? redact(problem.fix) : null,
-      lastError: lastError ?? null,
-      slot: this.config.slot,
-      confirmedLsn: this.confirmedLsn ?? null,
-      slotLagBytes: await value(this.metrics.slotLagBytes),
-      oldestUnackedEventAgeSeconds: this.session?.oldestUnackedAgeSeconds(now) ?? 0,
-      bufferedEvents: this.session?.bufferedEvents ?? 0,
-      eventsPublished: await value(this.metrics.eventsPublished),
-      eventsDeadLettered: await value(this.metrics.eventsDeadLettered),
-      topicsUnavailable: topics,
-      heartbeatAgeSeconds: (now - this.metrics.heartbeat.at) / 1000,
-    }
+  status(): Promise<WorkerStatus> {
+    return statusDocument({
+      facts: this.facts(),
+      config: this.config,
+      metrics: this.metrics,
+      session: this.session,
+      lastError: this.lastError,
+      confirmedLsn: this.confirmedLsn,
+    })
   }
 
   start(): Promise<void> {
@@ -268,7 +192,8 @@ class Worker extends EventEmitter implements OutboxWorker {
       }
       await this.untilReachable('PostgreSQL', () => this.prepare())
       this.metrics.kafkaConnected.set(1)
-      this.startRetention()
+      this.retention.start()
+      this.cleanups.push(async () => this.retention.stop())
     } catch (error) {
       if (this.stopController.signal.aborted) {
         // stop() during start-up is a stop, not a failure.
@@ -329,93 +254,8 @@ class Worker extends EventEmitter implements OutboxWorker {
     }
   }
 
-  /**
-   * Checks the database and creates the slot; returns the slot's confirmed position and how long
-   * the replication connection may stay silent before it is presumed dead.
-   */
-  private async prepare({ createSlot = true } = {}): Promise<Prepared> {
-    const client = new pg.Client({
-      connectionString: this.config.databaseUrl,
-      connectionTimeoutMillis: 5000,
-      query_timeout: 15_000,
-    })
-    client.on('error', () => {})
-    await client.connect()
-    try {
-      await prepareDatabase(client, this.config)
-      if ((await this.settleSlot(client, createSlot)) === 'creating-elsewhere') return { kind: 'creating-elsewhere' }
-      const slot = await slotInfo(client, this.config.slot)
-      const { rows } = await client.query(
-        `SELECT setting::int AS ms, pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_flush_lsn() END, '0/0')::text AS wal
-           FROM pg_settings WHERE name = 'wal_sender_timeout'`,
-      )
-      const walSenderTimeoutMs: number = rows[0]?.ms ?? 60_000
-      const statusIntervalMs = this.statusInterval(walSenderTimeoutMs)
-      return {
-        kind: 'ready',
-        startLsn: slot.confirmedFlushLsn ?? 0n,
-        receiveTimeoutMs: receiveTimeout(walSenderTimeoutMs, statusIntervalMs),
-        statusIntervalMs,
-        walLsn: BigInt(rows[0]?.wal ?? '0'),
-        lagBytes: slot.lagBytes,
-      }
-    } finally {
-      await client.end().catch(() => {})
-    }
-  }
-
-  /**
-   * The status interval this session uses: at most a third of wal_sender_timeout (see
-   * statusIntervalProblem). The default is shortened to fit, quietly: nobody chose it. A value the
-   * operator set is refused at start (exit 3, naming both); once running, a wal_sender_timeout
-   * lowered by a reload shortens it with a warning instead of stopping a worker that streams.
-   */
-  private statusInterval(walSenderTimeoutMs: number): number {
-    const configured = this.config.statusIntervalMs
-    const problem = statusIntervalProblem(configured, walSenderTimeoutMs)
-    if (!problem) return configured
-    const fitting = Math.max(1, Math.floor(walSenderTimeoutMs / 3))
-    if (configured === DEFAULTS.statusIntervalMs) return fitting
-    if (this.state === 'starting') throw new OutboxSetupError(problem, { code: 'OUTBOX_STATUS_INTERVAL' })
-    this.logger.warn({ statusIntervalMs: fitting }, `${problem}; using ${fitting} ms until then`)
-    return fitting
-  }
-
-  /**
-   * Uses, creates or re-creates the slot as its state and --on-slot-lost say; throws the slot's
-   * problem (exit 3) otherwise. Only the first start creates a slot that never existed: one that
-   * disappears later was lost, and re-creating it silently would hide the events it missed.
-   * `creating-elsewhere`: another worker is creating the slot (its initial snapshot under way).
-   */
-  private async settleSlot(client: pg.Client, mayCreate: boolean): Promise<'settled' | 'creating-elsewhere'> {
-    const { slot, onSlotLost } = this.config
-    const state = await readSlotState(client, slot)
-    const action = slotAction(state, { slot, known: this.slotKnown, mayCreate, onSlotLost })
-    if (action === 'later') return 'settled'
-    // A slot whose creator still holds the lock is not finished (its FAILOVER not yet set).
-    if (action === 'use' && !this.slotKnown && (await slotCreationUnderWay(client, slot))) return 'creating-elsewhere'
-    if (action === 'recreate') {
-      const what = state.kind === 'invalidated' ? `was invalidated (${state.reason})` : 'disappeared'
-      const again =
-        this.config.snapshot === 'initial'
-          ? 'the initial snapshot publishes the rows still in the table, those delivered before included (same ids)'
-          : 'with --snapshot never, events committed meanwhile are not sent: republish them'
-      this.logger.error({ slot }, `replication slot ${what}: re-creating it (--on-slot-lost recreate); ${again}`)
-      if (state.kind === 'invalidated') await dropInvalidatedSlot(client, slot)
-    }
-    if (action === 'create' || action === 'recreate') {
-      const creation = createSlot({
-        config: this.config,
-        createPublisher: this.createPublisher,
-        metrics: this.metrics,
-        logger: this.logger,
-        signal: this.stopController.signal,
-      })
-      this.slotCreation = creation
-      if ((await creation) === 'busy') return 'creating-elsewhere'
-    }
-    this.slotKnown = true
-    return 'settled'
+  private prepare({ createSlot = true } = {}): Promise<Prepared> {
+    return this.slot.prepare({ createSlot, starting: this.state === 'starting' })
   }
 
   /**
@@ -474,7 +314,7 @@ class Worker extends EventEmitter implements OutboxWorker {
             this.confirmedLsn = lsn
             this.emit('confirmed', lsn)
           },
-          delivered: () => this.retentionWhenDue(),
+          delivered: () => this.retention.whenDue(),
           deadLettered: (info) => this.emit('deadLettered', info),
         },
       )
@@ -572,54 +412,6 @@ class Worker extends EventEmitter implements OutboxWorker {
     await sleep(ms, undefined, { signal: this.stopController.signal }).catch(() => {})
   }
 
-  /**
-   * Retention runs when more events are known delivered (that is when what may be deleted grows:
-   * deliveries, and keepalives while idle), at most every tenth of the period (between 1 s and a
-   * minute). Only rows the slot has delivered may go
-   * (republish needs the others): known only to the worker that streams, so a standby deletes
-   * nothing.
-   */
-  private startRetention(): void {
-    if (this.config.retentionMs <= 0) return
-    // Also on a timer: with no new commits, rows delivered earlier still come of age.
-    const timer = setInterval(
-      () => this.retentionWhenDue(),
-      Math.min(60_000, Math.max(1000, this.config.retentionMs / 10)),
-    )
-    timer.unref()
-    this.cleanups.push(async () => clearInterval(timer))
-  }
-
-  private retentionWhenDue(): void {
-    if (this.config.retentionMs <= 0 || this.retentionRunning || Date.now() < this.retentionDue) return
-    this.retentionDue = Date.now() + Math.min(60_000, Math.max(1000, this.config.retentionMs / 10))
-    this.retentionRunning = true
-    void this.runRetention().finally(() => {
-      this.retentionRunning = false
-    })
-  }
-
-  private async runRetention(): Promise<void> {
-    const deliveredBefore = this.session?.deliveredBefore ?? 0
-    if (deliveredBefore <= 0) return
-    const client = new pg.Client({ connectionString: this.config.databaseUrl, query_timeout: 60_000 })
-    client.on('error', () => {})
-    try {
-      await client.connect()
-      const deleted = await deleteExpiredRows(
-        client,
-        this.config.table,
-        this.config.retentionMs,
-        new Date(deliveredBefore),
-      )
-      if (deleted > 0) this.logger.info({ deleted }, 'retention: deleted old outbox rows')
-    } catch (error) {
-      this.logger.warn(errorFields(error), 'retention: delete failed; will try again')
-    } finally {
-      await client.end().catch(() => {})
-    }
-  }
-
   private async stopOnce(): Promise<void> {
     if (this.state === 'idle' || this.state === 'stopped' || this.state === 'failed') {
       await this.runCleanups()
@@ -635,7 +427,7 @@ class Worker extends EventEmitter implements OutboxWorker {
 
   private async finish(): Promise<void> {
     // A stop during the initial snapshot: let it drop its unfinished slot before the process ends.
-    await this.slotCreation?.catch(() => {})
+    await this.slot.creation?.catch(() => {})
     await this.runCleanups()
     this.setState('stopped')
     this.logger.info({}, 'stopped')
@@ -645,7 +437,7 @@ class Worker extends EventEmitter implements OutboxWorker {
 
   private async fail(error: unknown): Promise<void> {
     this.stopController.abort()
-    await this.slotCreation?.catch(() => {})
+    await this.slot.creation?.catch(() => {})
     await this.runCleanups()
     this.setState('failed')
     this.logger.error(errorFields(error), 'worker failed')
@@ -662,21 +454,4 @@ class Worker extends EventEmitter implements OutboxWorker {
   private setState(state: WorkerState): void {
     this.state = state
   }
-}
-
-/**
- * How long the replication connection may be silent before it is presumed dead (half-open); from
- * then on nothing more is sent to Kafka and the session ends, so it must come before the server's
- * wal_sender_timeout can free the slot for another worker. The server counts from the last status
- * update it received, which may be a whole status interval older than the last message this
- * worker received (status updates go out every interval; data and keepalives come in meanwhile):
- * the slot can be freed wal_sender_timeout - status interval after that message. A tenth of
- * wal_sender_timeout is kept for the rest: a send in flight reaching Kafka, a late timer, the
- * network's delay. statusIntervalProblem keeps the interval at most a third, so this stays above
- * half of wal_sender_timeout, the longest the server itself may be silent (decoding a large
- * transaction). With the timeout off (0), the server never frees the slot by itself: a minute.
- */
-export function receiveTimeout(walSenderTimeoutMs: number, statusIntervalMs: number): number {
-  if (walSenderTimeoutMs <= 0) return 60_000
-  return Math.round(walSenderTimeoutMs - statusIntervalMs - walSenderTimeoutMs / 10)
 }

@@ -610,7 +610,7 @@ export function resolveConfig(options: ConfigInput, { requireKafka = true, names
  * worker reads it before each session). The server ends a walsender that has not heard from the
  * worker for wal_sender_timeout, and while reading is paused (a full buffer, Kafka slow) the status
  * updates are all it hears. The interval also shortens the worker's own receive timeout (see
- * receiveTimeout in worker.ts), which must stay above half of wal_sender_timeout: at most a third
+ * receiveTimeout in slot/preparation.ts), which must stay above half of wal_sender_timeout: at most a third
  * keeps both. Refused, not clamped: the worker runs as configured or says why not. undefined
  * when fine, or when the timeout is off (0).
  */

@@ -1,5 +1,72 @@
-import type pg from 'pg'
+import pg from 'pg'
 import { quoteTable } from '../../src/sql.js'
+import type { WorkerConfig } from '../operations/config.js'
+import { errorFields, type Logger } from '../operations/logger.js'
+
+/**
+ * When retention runs: when more events are known delivered (that is when what may be deleted
+ * grows: deliveries, and keepalives while idle), and on a timer (with no new commits, rows
+ * delivered earlier still come of age); at most every tenth of the period, between 1 s and a
+ * minute. Only rows the slot has delivered may go (republish needs the others): known only to the
+ * worker that streams, so a standby deletes nothing.
+ */
+export class RetentionSchedule {
+  private due = 0
+  private running = false
+  private timer: NodeJS.Timeout | undefined
+
+  constructor(
+    private readonly config: Pick<WorkerConfig, 'databaseUrl' | 'table' | 'retentionMs'>,
+    private readonly logger: Logger,
+    /** Commit time up to which every event is delivered (ms since the epoch); 0 when unknown. */
+    private readonly deliveredBefore: () => number,
+  ) {}
+
+  private get everyMs(): number {
+    return Math.min(60_000, Math.max(1000, this.config.retentionMs / 10))
+  }
+
+  start(): void {
+    if (this.config.retentionMs <= 0) return
+    this.timer = setInterval(() => this.whenDue(), this.everyMs)
+    this.timer.unref()
+  }
+
+  stop(): void {
+    clearInterval(this.timer)
+  }
+
+  /** Called as deliveries are confirmed: runs if the last run is old enough and none is running. */
+  whenDue(): void {
+    if (this.config.retentionMs <= 0 || this.running || Date.now() < this.due) return
+    this.due = Date.now() + this.everyMs
+    this.running = true
+    void this.run().finally(() => {
+      this.running = false
+    })
+  }
+
+  private async run(): Promise<void> {
+    const deliveredBefore = this.deliveredBefore()
+    if (deliveredBefore <= 0) return
+    const client = new pg.Client({ connectionString: this.config.databaseUrl, query_timeout: 60_000 })
+    client.on('error', () => {})
+    try {
+      await client.connect()
+      const deleted = await deleteExpiredRows(
+        client,
+        this.config.table,
+        this.config.retentionMs,
+        new Date(deliveredBefore),
+      )
+      if (deleted > 0) this.logger.info({ deleted }, 'retention: deleted old outbox rows')
+    } catch (error) {
+      this.logger.warn(errorFields(error), 'retention: delete failed; will try again')
+    } finally {
+      await client.end().catch(() => {})
+    }
+  }
+}
 
 /**
  * Deletes outbox rows older than the retention period *and* older than `deliveredBefore` (the

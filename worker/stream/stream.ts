@@ -279,7 +279,7 @@ export class ReplicationStream {
    * never. The server answers every status update that asks for a reply, so silence for longer
    * than the receive timeout means the connection is dead: end it, before the server's
    * wal_sender_timeout frees the slot for another worker while this one still publishes (see
-   * receiveTimeout in worker.ts for how far before).
+   * receiveTimeout in slot/preparation.ts for how far before).
    * While reading is paused, silence is ours, not the server's: then the catalog must keep
    * showing this connection as the slot's holder (slotHolder), or the session ends all the same.
    */
