@@ -64,12 +64,12 @@ import {
   checkpointRecord,
   defaultTransactionalId,
   parseCheckpoint,
-  transactionalId,
 } from '../../worker/delivery/exactly-once/checkpoint.js'
 import { checkCheckpoint } from '../../worker/delivery/exactly-once/checkpoint-check.js'
 import { resolveTransactionalId } from '../../worker/delivery/exactly-once/default-id.js'
 import { createKafkajsTransactionalPublisher } from '../../worker/delivery/exactly-once/kafkajs-transactional.js'
 import type { ServerIdentity } from '../../worker/delivery/exactly-once/server-identity.js'
+import { transactionalId } from '../../worker/delivery/exactly-once/settings.js'
 import { TransactionalDelivery } from '../../worker/delivery/exactly-once/transactional-delivery.js'
 import {
   classifyTransactionError,

@@ -1,6 +1,5 @@
 import { recordBytes as kafkaRecordBytes } from '../../src/record-size.js'
 import { topicNameProblem } from '../../src/topic.js'
-import { applyTemplate } from '../operations/config.js'
 import type { OutboxRecord } from '../stream/outbox-record.js'
 
 /** Largest Kafka request the relay builds, whatever --batch-size allows (both delivery modes). */
@@ -184,4 +183,9 @@ function truncateUtf8(text: string, bytes: number): string {
   const buffer = Buffer.from(text)
   // Cutting inside a multi-byte character leaves a replacement character at the end: harmless.
   return buffer.length <= bytes ? text : buffer.subarray(0, bytes).toString()
+}
+
+/** Fills a topic template's {fields}; resolveConfig has checked it names only known ones. */
+export function applyTemplate(template: string, values: Record<string, string>): string {
+  return template.replace(/\{(\w+)\}/g, (_, field: string) => values[field] ?? '')
 }

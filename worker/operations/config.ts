@@ -1,5 +1,6 @@
 import { topicNameProblem } from '../../src/topic.js'
-import { exactlyOnceProblem } from '../delivery/exactly-once/checkpoint.js'
+import { exactlyOnceProblem } from '../delivery/exactly-once/settings.js'
+import { applyTemplate } from '../delivery/records.js'
 import { OutboxConfigError } from './errors.js'
 import { rememberSecrets } from './redact.js'
 
@@ -638,8 +639,4 @@ function checkTemplate(name: string, template: string, sample: Record<string, st
   }
   const problem = topicNameProblem(applyTemplate(template, sample))
   if (problem) throw new OutboxConfigError(`${name} "${template}" does not make a valid Kafka topic: it ${problem}`)
-}
-
-export function applyTemplate(template: string, values: Record<string, string>): string {
-  return template.replace(/\{(\w+)\}/g, (_, field: string) => values[field] ?? '')
 }

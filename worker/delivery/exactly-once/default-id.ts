@@ -3,14 +3,10 @@ import type { WorkerConfig } from '../../operations/config.js'
 import { OutboxSetupError } from '../../operations/errors.js'
 import type { Logger } from '../../operations/logger.js'
 import { kafkaClientConfig } from '../kafkajs-publisher.js'
-import {
-  defaultTopicProblem,
-  defaultTransactionalId,
-  formerDefaultTransactionalId,
-  validTopicName,
-} from './checkpoint.js'
+import { defaultTransactionalId, formerDefaultTransactionalId } from './checkpoint.js'
 import { readLatest } from './checkpoint-read.js'
 import { highWatermarks } from './kafkajs-transactional.js'
+import { defaultTopicProblem, validTopicName } from './settings.js'
 
 /** The option names of the worker's messages at start (the CLI's; createWorker's users know them too). */
 const flag = (key: keyof WorkerConfig) =>

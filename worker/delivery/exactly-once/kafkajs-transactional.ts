@@ -6,8 +6,9 @@ import type { Logger } from '../../operations/logger.js'
 import { FencedSockets, kafkaClientConfig } from '../kafkajs-publisher.js'
 import { platformaticClientOptions } from '../platformatic-publisher.js'
 import type { KafkaRecord } from '../records.js'
-import { type Checkpoint, checkpointTopic, parseCheckpoint, transactionalId } from './checkpoint.js'
+import { type Checkpoint, parseCheckpoint } from './checkpoint.js'
 import { readLatest } from './checkpoint-read.js'
+import { checkpointTopic, transactionalId } from './settings.js'
 import { classifyTransactionError, type TransactionalPublisher } from './transactional-publisher.js'
 
 /**

@@ -5,10 +5,11 @@ import type { Metrics } from '../../operations/metrics.js'
 import { formatLsn, type Lsn } from '../../stream/lsn.js'
 import type { DeliveryHooks, DeliveryItem, EventDelivery, SendError } from '../event-delivery.js'
 import { type KafkaRecord, poisonReason, toDeadLetter } from '../records.js'
-import { alreadyInKafka, checkpointRecord, checkpointTopic, transactionalId } from './checkpoint.js'
+import { alreadyInKafka, checkpointRecord } from './checkpoint.js'
 import { checkCheckpoint } from './checkpoint-check.js'
 import { chunkRecords, findRefused } from './refused.js'
 import { identifyServer, PostgresIdentityError, type ServerIdentity } from './server-identity.js'
+import { checkpointTopic, transactionalId } from './settings.js'
 import {
   classifyTransactionError,
   type TransactionalPublisher,
