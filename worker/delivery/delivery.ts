@@ -140,47 +140,74 @@ export class Delivery implements EventDelivery {
   }
 
   /**
-   * Sends items until Kafka has them all. A refused batch is halved until the culprit is alone
-   * (that one is poison); records for topics that stayed unavailable past the wait are poison.
+   * Sends items until Kafka has them all (or their dead letters). Each send ends in one result
+   * (failedSend classifies), and each result has one action:
+   *
+   * | result         | action                                                                  |
+   * |----------------|-------------------------------------------------------------------------|
+   * | ok             | done                                                                    |
+   * | timestamp      | send them again stamped now (resendStampedNow)                          |
+   * | split-by-topic | send each topic's records on their own, to find the topic refused      |
+   * | topics         | dead-letter the records of topics unavailable past the wait, send the rest |
+   * | refused        | halve the batch until the record Kafka refuses is alone: dead-letter it |
+   *
+   * Every action keeps the items' order within a topic, and so per key.
    */
   private async sendAll(items: DeliveryItem[], stampedNow = false): Promise<void> {
     const result = await this.sendWithRetry(
       items.map((i) => i.record),
       stampedNow,
     )
-    if (result.kind === 'ok') return
-    if (result.kind === 'timestamp') {
-      // Good events all the same (a backlog older than the topic's limit, or a clock ahead of the
-      // broker's): sent again, in order, stamped with the time they are sent. Not dead-lettered.
-      this.logger.warn(
-        { records: items.length, topics: [...new Set(items.map((i) => i.record.topic))] },
-        "Kafka refused a record's timestamp (INVALID_TIMESTAMP: the row's created_at is outside the topic's message.timestamp.before.max.ms / after.max.ms): sending the batch again stamped with the current time, each record's own time in its originalTimestamp header",
-      )
-      const now = Date.now()
-      return this.sendAll(
-        items.map((item) => ({ ...item, record: restamped(item.record, now) })),
-        true,
-      )
+    switch (result.kind) {
+      case 'ok':
+        return
+      case 'timestamp':
+        return this.resendStampedNow(items)
+      case 'split-by-topic':
+        return this.sendEachTopic(items)
+      case 'topics':
+        return this.deadLetterUnavailable(items, result.topics)
+      case 'refused':
+        return this.findRefused(items, result.type)
     }
-    if (result.kind === 'split-by-topic') {
-      // Each topic's records keep their order; records of different topics have none in Kafka.
-      const byTopic = new Map<string, DeliveryItem[]>()
-      for (const item of items) byTopic.set(item.record.topic, [...(byTopic.get(item.record.topic) ?? []), item])
-      for (const group of byTopic.values()) await this.sendAll(group)
-      return
-    }
-    if (result.kind === 'topics') {
-      const rest: DeliveryItem[] = []
-      for (const item of items) {
-        if (result.topics.includes(item.record.topic)) await this.poison(item, unavailableReason(item.record.topic))
-        else rest.push(item)
-      }
-      if (rest.length > 0) await this.sendAll(rest)
-      return
-    }
-    if (items.length === 1) return this.poison(items[0] as DeliveryItem, `Kafka refused it: ${result.type}`)
+  }
+
+  /**
+   * Good events all the same (a backlog older than the topic's limit, or a clock ahead of the
+   * broker's): sent again, in order, stamped with the time they are sent. Not dead-lettered.
+   */
+  private async resendStampedNow(items: DeliveryItem[]): Promise<void> {
     this.logger.warn(
-      { records: items.length, type: result.type },
+      { records: items.length, topics: [...new Set(items.map((i) => i.record.topic))] },
+      "Kafka refused a record's timestamp (INVALID_TIMESTAMP: the row's created_at is outside the topic's message.timestamp.before.max.ms / after.max.ms): sending the batch again stamped with the current time, each record's own time in its originalTimestamp header",
+    )
+    const now = Date.now()
+    await this.sendAll(
+      items.map((item) => ({ ...item, record: restamped(item.record, now) })),
+      true,
+    )
+  }
+
+  /** Each topic's records keep their order; records of different topics have none in Kafka. */
+  private async sendEachTopic(items: DeliveryItem[]): Promise<void> {
+    const byTopic = new Map<string, DeliveryItem[]>()
+    for (const item of items) byTopic.set(item.record.topic, [...(byTopic.get(item.record.topic) ?? []), item])
+    for (const group of byTopic.values()) await this.sendAll(group)
+  }
+
+  private async deadLetterUnavailable(items: DeliveryItem[], topics: string[]): Promise<void> {
+    const rest: DeliveryItem[] = []
+    for (const item of items) {
+      if (topics.includes(item.record.topic)) await this.poison(item, unavailableReason(item.record.topic))
+      else rest.push(item)
+    }
+    if (rest.length > 0) await this.sendAll(rest)
+  }
+
+  private async findRefused(items: DeliveryItem[], type: string): Promise<void> {
+    if (items.length === 1) return this.poison(items[0] as DeliveryItem, `Kafka refused it: ${type}`)
+    this.logger.warn(
+      { records: items.length, type },
       'Kafka refused a batch: splitting it to find the record (is --max-message-bytes above the broker limit?)',
     )
     const middle = Math.ceil(items.length / 2)
