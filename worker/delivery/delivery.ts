@@ -6,6 +6,7 @@ import { waitBeforeRetry } from '../retry-policy.js'
 import type { DeliveryHooks, DeliveryItem, EventDelivery, SendError } from './event-delivery.js'
 import { classifyPublishError, type Publisher } from './publisher.js'
 import { type KafkaRecord, MAX_REQUEST_BYTES, poisonReason, restamped, toDeadLetter } from './records.js'
+import { SendLoop } from './send-loop.js'
 import { TopicAvailability } from './topic-availability.js'
 
 type SendResult =
@@ -29,13 +30,8 @@ type SendResult =
  * refused as a whole.
  */
 export class Delivery implements EventDelivery {
-  private readonly queue: DeliveryItem[] = []
-  private readonly abort = new AbortController()
+  private readonly loop = new SendLoop()
   private readonly topics: TopicAvailability
-  private wake: (() => void) | undefined
-  private busy = false
-  /** The publisher's send in progress, which can outlive an aborted retry loop. */
-  private inFlight: Promise<unknown> = Promise.resolve()
   kafkaConnected = true
   lastError: SendError | undefined
   /** At-least-once retries a failed send within the session, and sends records as they come. */
@@ -54,7 +50,7 @@ export class Delivery implements EventDelivery {
 
   /** Nothing queued and nothing in flight. */
   get idle(): boolean {
-    return this.queue.length === 0 && !this.busy
+    return this.loop.queue.length === 0 && !this.loop.busy
   }
 
   /** Topics that cannot be written now: delivery is held up by them. */
@@ -63,45 +59,24 @@ export class Delivery implements EventDelivery {
   }
 
   enqueue(item: DeliveryItem): void {
-    this.queue.push(item)
-    this.wake?.()
+    this.loop.enqueue(item)
   }
 
   /** Publishes until close(); rejects on what must stop the worker (poison with `stop`, fatal errors). */
   async run(): Promise<void> {
-    while (!this.abort.signal.aborted) {
-      if (this.queue.length === 0) {
-        await new Promise<void>((resolve) => {
-          this.wake = resolve
-        })
-        this.wake = undefined
-        continue
-      }
-      const batch = this.takeBatch()
-      this.busy = true
-      try {
+    await this.loop.run({
+      take: () => this.takeBatch(),
+      send: async (batch) => {
         await this.publish(batch)
-      } finally {
-        this.busy = false
-      }
-      if (this.abort.signal.aborted) return
-      this.hooks.acknowledged(batch)
-    }
+        return true
+      },
+      acknowledged: (batch) => this.hooks.acknowledged(batch),
+    })
   }
 
-  /**
-   * Stops sending, then waits until the send in flight has settled and the producer is closed.
-   * kafkajs retries a request on its own, reconnecting if it must, after our retry loop gave up:
-   * only once that send has settled can no record of this session reach Kafka after the next
-   * session's records.
-   */
+  /** Stops sending and waits for the send in flight (SendLoop.close). */
   async close(): Promise<void> {
-    this.abort.abort()
-    this.wake?.()
-    // Sealing the publisher makes a send in flight fail at once instead of retrying for minutes.
-    const disconnecting = this.publisher.disconnect().catch(() => {})
-    await this.inFlight
-    await disconnecting
+    await this.loop.close(this.publisher)
     this.topics.clear()
   }
 
@@ -109,15 +84,16 @@ export class Delivery implements EventDelivery {
     const topicBytes = new Map<string, number>()
     let bytes = 0
     let count = 0
-    while (count < this.queue.length && count < this.config.batchSize) {
-      const item = this.queue[count] as DeliveryItem
+    const queue = this.loop.queue
+    while (count < queue.length && count < this.config.batchSize) {
+      const item = queue[count] as DeliveryItem
       const forTopic = (topicBytes.get(item.record.topic) ?? 0) + item.bytes
       bytes += item.bytes
       if (count > 0 && (bytes > MAX_REQUEST_BYTES || forTopic > this.config.maxMessageBytes)) break
       topicBytes.set(item.record.topic, forTopic)
       count++
     }
-    return this.queue.splice(0, count)
+    return queue.splice(0, count)
   }
 
   /** Publishes a batch; poison records go to the dead-letter topic (or stop the worker). */
@@ -221,7 +197,7 @@ export class Delivery implements EventDelivery {
    */
   private async sendWithRetry(records: KafkaRecord[], stampedNow = false): Promise<SendResult> {
     const topics = [...new Set(records.map((r) => r.topic))]
-    const { signal } = this.abort
+    const { signal } = this.loop
     for (let attempt = 0; ; attempt++) {
       // A closed delivery sends nothing more.
       if (signal.aborted) throw new DeliveryClosedError()
@@ -229,8 +205,9 @@ export class Delivery implements EventDelivery {
       // Records stamped with the time they are sent are stamped again at each attempt: a
       // stamp from before a long outage could fall outside the topic's limit in turn.
       const now = Date.now()
-      const sending = this.publisher.send(stampedNow ? records.map((r) => ({ ...r, timestamp: String(now) })) : records)
-      this.inFlight = sending.catch(() => {})
+      const sending = this.loop.track(
+        this.publisher.send(stampedNow ? records.map((r) => ({ ...r, timestamp: String(now) })) : records),
+      )
       try {
         await sending
         this.setKafkaConnected(true)

@@ -5,6 +5,7 @@ import type { Metrics } from '../../operations/metrics.js'
 import { formatLsn, type Lsn } from '../../stream/lsn.js'
 import type { DeliveryHooks, DeliveryItem, EventDelivery, SendError } from '../event-delivery.js'
 import { type KafkaRecord, poisonReason, toDeadLetter } from '../records.js'
+import { SendLoop } from '../send-loop.js'
 import { alreadyInKafka, checkpointRecord } from './checkpoint.js'
 import { checkCheckpoint } from './checkpoint-check.js'
 import { chunkRecords, findRefused } from './refused.js'
@@ -45,11 +46,7 @@ type DeadLetters = Map<KafkaRecord, { id: string; topic: string; reason: string 
  * fence the worker that took over, and its own producer is fenced by that worker's.
  */
 export class TransactionalDelivery implements EventDelivery {
-  private readonly queue: DeliveryItem[] = []
-  private readonly abort = new AbortController()
-  private wake: (() => void) | undefined
-  private busy = false
-  private inFlight: Promise<unknown> = Promise.resolve()
+  private readonly loop = new SendLoop()
   /** Read once per session, after the producer has fenced any other holder of the id. */
   private checkpoint: Lsn | undefined
   private checkpointRead = false
@@ -85,7 +82,7 @@ export class TransactionalDelivery implements EventDelivery {
    * and the next session reads it again from the slot.
    */
   get idle(): boolean {
-    return !this.busy && (this.queue.length === 0 || this.waitingForCommit)
+    return !this.loop.busy && (this.loop.queue.length === 0 || this.waitingForCommit)
   }
 
   /**
@@ -93,44 +90,39 @@ export class TransactionalDelivery implements EventDelivery {
    * its COMMIT arrives, so reading must not pause on a full buffer (see ReplicationSession).
    */
   get waitingForCommit(): boolean {
-    const first = this.queue[0]
+    const first = this.loop.queue[0]
     return first !== undefined && first.transaction.endLsn === undefined
   }
 
   enqueue(item: DeliveryItem): void {
-    this.queue.push(item)
-    this.wake?.()
+    this.loop.enqueue(item)
   }
 
-  /** Publishes until close(); rejects on what must stop the worker (poison with `stop`, fatal errors). */
+  /**
+   * Publishes until close(); rejects on what must stop the worker (poison with `stop`, fatal
+   * errors). A failed transaction ends the session (failed()), and so the loop.
+   */
   async run(): Promise<void> {
-    while (!this.abort.signal.aborted) {
-      const batch = this.takeBatch()
-      if (batch.length === 0) {
-        await this.waitForMore()
-        continue
-      }
-      this.busy = true
-      try {
-        await this.deliver(batch)
-      } catch (error) {
-        if (this.abort.signal.aborted) return
-        await this.failed(error)
-        return
-      } finally {
-        this.busy = false
-      }
-      if (this.abort.signal.aborted) return
-      this.hooks.acknowledged(batch)
-    }
+    await this.loop.run({
+      take: () => this.takeBatch(),
+      send: async (batch) => {
+        try {
+          await this.deliver(batch)
+          return true
+        } catch (error) {
+          if (!this.loop.signal.aborted) await this.failed(error)
+          return false
+        }
+      },
+      acknowledged: (batch) => this.hooks.acknowledged(batch),
+      // The head waits for a COMMIT still unread: look again shortly.
+      pollMs: 5,
+    })
   }
 
+  /** Stops sending and waits for the transaction in flight (SendLoop.close). */
   async close(): Promise<void> {
-    this.abort.abort()
-    this.wake?.()
-    const disconnecting = this.publisher.disconnect().catch(() => {})
-    await this.inFlight
-    await disconnecting
+    await this.loop.close(this.publisher)
   }
 
   /**
@@ -138,33 +130,23 @@ export class TransactionalDelivery implements EventDelivery {
    * its COMMIT sets endLsn (the stream handles messages synchronously, in order).
    */
   private takeBatch(): Batch {
+    const queue = this.loop.queue
     let count = 0
-    while (count < this.queue.length) {
-      const transaction = (this.queue[count] as DeliveryItem).transaction
+    while (count < queue.length) {
+      const transaction = (queue[count] as DeliveryItem).transaction
       if (transaction.endLsn === undefined) break
       let end = count
-      while (end < this.queue.length && (this.queue[end] as DeliveryItem).transaction === transaction) end++
+      while (end < queue.length && (queue[end] as DeliveryItem).transaction === transaction) end++
       if (count > 0 && end > this.config.batchSize) break
       count = end
     }
-    return this.queue.splice(0, count)
-  }
-
-  /** Until something is enqueued; or briefly, when the head waits for a COMMIT still unread. */
-  private async waitForMore(): Promise<void> {
-    await new Promise<void>((resolve) => {
-      this.wake = resolve
-      if (this.queue.length > 0) setTimeout(resolve, 5)
-    })
-    this.wake = undefined
+    return queue.splice(0, count)
   }
 
   /** Delivers a batch in one Kafka transaction; the checkpoint first, once per session. */
   private async deliver(batch: Batch): Promise<void> {
     const deadLetters: DeadLetters = new Map()
-    const attempt = this.attempt(batch, deadLetters)
-    this.inFlight = attempt.catch(() => {})
-    await attempt
+    await this.loop.track(this.attempt(batch, deadLetters))
     for (const info of deadLetters.values()) {
       this.metrics.eventsDeadLettered.inc()
       this.hooks.deadLettered(info)
@@ -279,7 +261,7 @@ export class TransactionalDelivery implements EventDelivery {
     // The run loop starts the next session after its pause (retry-policy.ts), longer each time
     // no session delivers: during a Kafka outage, or while the worker that fenced this one holds
     // the slot, a new replication connection every moment helps no one.
-    if (!this.abort.signal.aborted) this.hooks.ended(error)
+    if (!this.loop.signal.aborted) this.hooks.ended(error)
   }
 
   /**
@@ -290,7 +272,7 @@ export class TransactionalDelivery implements EventDelivery {
    */
   private async reportUnavailableTopics(): Promise<void> {
     const topics = this.sendingTopics
-    if (!this.publisher.unavailableTopics || topics.length === 0 || this.abort.signal.aborted) return
+    if (!this.publisher.unavailableTopics || topics.length === 0 || this.loop.signal.aborted) return
     let missing: string[]
     try {
       missing = await this.publisher.unavailableTopics(topics)
