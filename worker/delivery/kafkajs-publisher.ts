@@ -1,19 +1,11 @@
 import { readFileSync } from 'node:fs'
 import { isIP, connect as netConnect, Socket } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
-import {
-  type Admin,
-  type ISocketFactory,
-  Kafka,
-  type KafkaConfig,
-  logLevel,
-  type Producer,
-  type SASLOptions,
-} from 'kafkajs'
+import { type Admin, type ISocketFactory, Kafka, type KafkaConfig, logLevel, type SASLOptions } from 'kafkajs'
 import type { WorkerConfig } from '../operations/config.js'
 import type { Logger } from '../operations/logger.js'
+import { DroppableProducer, topicMessages } from './kafkajs-producer.js'
 import type { Publisher } from './publisher.js'
-import type { KafkaRecord } from './records.js'
 import { resetConnection } from './reset-connection.js'
 
 export function kafkaClientConfig(config: WorkerConfig, logger: Logger): KafkaConfig {
@@ -110,50 +102,28 @@ export function createKafkaPublisher(config: WorkerConfig, logger: Logger): Publ
   const adminSockets = new FencedSockets()
   const kafka = new Kafka({ ...kafkaClientConfig(config, logger), socketFactory: producerSockets.factory })
   const adminKafka = new Kafka({ ...kafkaClientConfig(config, logger), socketFactory: adminSockets.factory })
-  let producer: Producer | undefined
-  let admin: Admin | undefined
-
-  const connected = async (): Promise<Producer> => {
-    if (producer) return producer
+  const producer = new DroppableProducer(producerSockets, async () => {
     const fresh = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: true })
     await fresh.connect()
-    producer = fresh
     return fresh
-  }
-  const drop = async () => {
-    const old = producer
-    producer = undefined
-    producerSockets.resetAll()
-    await old?.disconnect().catch(() => {})
-  }
+  })
+  let admin: Admin | undefined
 
   return {
     async connect() {
       try {
-        await connected()
+        await producer.connected()
       } catch (error) {
-        await drop()
+        await producer.drop()
         throw error
       }
     },
     async send(records) {
-      const byTopic = new Map<string, KafkaRecord[]>()
-      for (const record of records) {
-        const list = byTopic.get(record.topic)
-        if (list) list.push(record)
-        else byTopic.set(record.topic, [record])
-      }
       try {
-        const p = await connected()
-        await p.sendBatch({
-          acks: -1,
-          topicMessages: [...byTopic].map(([topic, list]) => ({
-            topic,
-            messages: list.map((r) => ({ key: r.key, value: r.value, headers: r.headers, timestamp: r.timestamp })),
-          })),
-        })
+        const p = await producer.connected()
+        await p.sendBatch({ acks: -1, topicMessages: topicMessages(records) })
       } catch (error) {
-        await drop()
+        await producer.drop()
         throw error
       }
     },
@@ -172,7 +142,7 @@ export function createKafkaPublisher(config: WorkerConfig, logger: Logger): Publ
       adminSockets.seal()
       const oldAdmin = admin
       admin = undefined
-      await Promise.all([drop(), oldAdmin?.disconnect().catch(() => {})])
+      await Promise.all([producer.drop(), oldAdmin?.disconnect().catch(() => {})])
     },
   }
 }

@@ -1,8 +1,9 @@
 import { Admin as PlatformaticAdmin } from '@platformatic/kafka'
-import { type Admin, Kafka, type Producer } from 'kafkajs'
+import { type Admin, Kafka } from 'kafkajs'
 import type { WorkerConfig } from '../../operations/config.js'
 import { OutboxSetupError } from '../../operations/errors.js'
 import type { Logger } from '../../operations/logger.js'
+import { DroppableProducer, topicMessages } from '../kafkajs-producer.js'
 import { FencedSockets, kafkaClientConfig } from '../kafkajs-publisher.js'
 import { platformaticClientOptions } from '../platformatic-publisher.js'
 import type { KafkaRecord } from '../records.js'
@@ -33,11 +34,7 @@ export function createKafkajsTransactionalPublisher(config: WorkerConfig, logger
   const otherSockets = new FencedSockets()
   const kafka = new Kafka({ ...kafkaClientConfig(config, logger), socketFactory: producerSockets.factory })
   const otherKafka = new Kafka({ ...kafkaClientConfig(config, logger), socketFactory: otherSockets.factory })
-  let producer: Producer | undefined
-  let admin: Admin | undefined
-
-  const connected = async (): Promise<Producer> => {
-    if (producer) return producer
+  const producer = new DroppableProducer(producerSockets, async () => {
     const fresh = kafka.producer({
       transactionalId: id,
       idempotent: true,
@@ -50,15 +47,9 @@ export function createKafkajsTransactionalPublisher(config: WorkerConfig, logger
     // connect() fences the previous holder of the id before the checkpoint is read.
     const first = await fresh.transaction()
     await first.abort()
-    producer = fresh
     return fresh
-  }
-  const drop = async () => {
-    const old = producer
-    producer = undefined
-    producerSockets.resetAll()
-    await old?.disconnect().catch(() => {})
-  }
+  })
+  let admin: Admin | undefined
   const connectedAdmin = async (): Promise<Admin> => {
     if (admin) return admin
     const fresh = otherKafka.admin()
@@ -69,12 +60,12 @@ export function createKafkajsTransactionalPublisher(config: WorkerConfig, logger
 
   /** Sends the chunks in one transaction, a request each; `commit` false aborts it (a probe). */
   const transact = async (chunks: KafkaRecord[][], commit: boolean) => {
-    const p = producer
+    const p = producer.current
     if (!p) throw new Error('the transactional producer was dropped after a failure: the session ends')
     const started = Date.now()
     const transaction = await p.transaction()
     try {
-      for (const chunk of chunks) await transaction.sendBatch({ acks: -1, topicMessages: byTopic(chunk) })
+      for (const chunk of chunks) await transaction.sendBatch({ acks: -1, topicMessages: topicMessages(chunk) })
       if (commit) await transaction.commit()
       else await transaction.abort()
     } catch (error) {
@@ -85,7 +76,7 @@ export function createKafkajsTransactionalPublisher(config: WorkerConfig, logger
         () => true,
         () => false,
       )
-      if (!aborted) await drop()
+      if (!aborted) await producer.drop()
       throw timedOut(error, Date.now() - started) ?? error
     }
   }
@@ -94,9 +85,9 @@ export function createKafkajsTransactionalPublisher(config: WorkerConfig, logger
     async connect() {
       await ensureCheckpointTopic(await connectedAdmin(), topic)
       try {
-        await connected()
+        await producer.connected()
       } catch (error) {
-        await drop()
+        await producer.drop()
         throw error
       }
     },
@@ -122,22 +113,9 @@ export function createKafkajsTransactionalPublisher(config: WorkerConfig, logger
       otherSockets.seal()
       const oldAdmin = admin
       admin = undefined
-      await Promise.all([drop(), oldAdmin?.disconnect().catch(() => {})])
+      await Promise.all([producer.drop(), oldAdmin?.disconnect().catch(() => {})])
     },
   }
-}
-
-function byTopic(records: KafkaRecord[]) {
-  const topics = new Map<string, KafkaRecord[]>()
-  for (const record of records) {
-    const list = topics.get(record.topic)
-    if (list) list.push(record)
-    else topics.set(record.topic, [record])
-  }
-  return [...topics].map(([topic, list]) => ({
-    topic,
-    messages: list.map((r) => ({ key: r.key, value: r.value, headers: r.headers, timestamp: r.timestamp })),
-  }))
 }
 
 /**
