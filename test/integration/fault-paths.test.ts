@@ -179,7 +179,7 @@ test('SIGTERM during start-up (Kafka not reachable yet) exits 0 promptly', async
     KAFKA_BROKERS: `127.0.0.1:${await freePort()}`,
     OUTBOX_STARTUP_TIMEOUT_MS: '120000',
   })
-  await worker.waitForLog(/Kafka not reachable yet/)
+  await worker.waitForLog(/Kafka at \S+ not reachable yet/)
   const signalledAt = Date.now()
   expect(await worker.kill('SIGTERM')).toBe(0)
   expect(Date.now() - signalledAt).toBeLessThan(5_000)
