@@ -236,7 +236,8 @@ export const OPTIONS: OptionSpec[] = [
     flag: 'on-slot-lost',
     env: 'OUTBOX_ON_SLOT_LOST',
     parse: text,
-    description: 'slot invalidated or gone after use: stop (exit 3) or recreate it (see the README, "Slot states")',
+    description:
+      'slot invalidated or gone after use: stop (exit 3) or recreate it (see docs/operations.md, "Slot states")',
   },
   {
     key: 'snapshot',
@@ -513,7 +514,7 @@ export function resolveConfig(options: ConfigInput, { requireKafka = true, names
   if (!config.databaseUrl) {
     throw new OutboxConfigError(
       fromCli
-        ? 'DATABASE_URL is not set: pass --database-url or set DATABASE_URL'
+        ? 'DATABASE_URL is not set: set it in the environment (export DATABASE_URL=postgresql://...), or load your .env with --env-file .env, or set DATABASE_URL_FILE to a file holding it'
         : 'databaseUrl is missing: pass a postgresql:// URL',
     )
   }
