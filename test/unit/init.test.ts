@@ -139,7 +139,10 @@ describe('outbox-worker init with a Prisma 7 config file', () => {
   test('prisma7.config.ts, which prisma init of Prisma 7.10 writes, is found first, as Prisma finds it', () => {
     mkdirSync(join(app, 'db'))
     writeFileSync(join(app, 'db/schema.prisma'), appSchema)
-    writeFileSync(join(app, 'prisma7.config.ts'), config("  schema: 'db/schema.prisma',\n  migrations: { path: 'db/sql' },"))
+    writeFileSync(
+      join(app, 'prisma7.config.ts'),
+      config("  schema: 'db/schema.prisma',\n  migrations: { path: 'db/sql' },"),
+    )
     // Prisma reads prisma7.config.* before prisma.config.*: so does init.
     writeFileSync(join(app, 'prisma.config.ts'), config("  schema: 'elsewhere.prisma',"))
     const result = initApp({ cwd: app, now })
