@@ -28,9 +28,7 @@ export function initApp(options: {
   const cwd = options.cwd ?? process.cwd()
   // Flags win; then Prisma 7's config file (prisma.config.ts); then Prisma's default places.
   const config =
-    options.schema === undefined || options.migrations === undefined
-      ? readPrismaConfig(cwd, options.config)
-      : undefined
+    options.schema === undefined || options.migrations === undefined ? readPrismaConfig(cwd, options.config) : undefined
   const schemaPath =
     options.schema !== undefined
       ? resolve(cwd, options.schema)

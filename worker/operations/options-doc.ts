@@ -1,13 +1,14 @@
 /**
  * The worker's options as people read them: the rows of `--help` and the table in docs/worker.md,
- * both rendered from OPTIONS and DEFAULTS so neither can drift from the code. `npm run
- * docs:options` rewrites the table between its markers; test/unit/docs.test.ts fails when the
- * committed one differs.
+ * both rendered from OPTIONS and DEFAULTS so neither can drift from the code; and the metrics
+ * table of docs/operations.md, from the registry itself. `npm run docs:options` rewrites both
+ * tables between their markers; test/unit/docs.test.ts fails when a committed one differs.
  */
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { DEFAULTS, OPTIONS, type OptionSpec, parseDuration } from './config.js'
+import { createMetrics } from './metrics.js'
 
 export const TABLE_START = '<!-- options:start: generated from worker/operations/config.ts by npm run docs:options -->'
 export const TABLE_END = '<!-- options:end -->'
@@ -75,20 +76,44 @@ export function optionsTable(): string {
   return [TABLE_START, '| flag | variable | default | |', '|---|---|---|---|', ...rows, TABLE_END].join('\n')
 }
 
-/** `markdown` with the table between the markers replaced by the generated one. */
-export function withOptionsTable(markdown: string): string {
-  const start = markdown.indexOf(TABLE_START)
-  const end = markdown.indexOf(TABLE_END)
-  if (start === -1 || end === -1 || end < start)
-    throw new Error(`the options table markers are missing: add ${TABLE_START} and ${TABLE_END}`)
-  return markdown.slice(0, start) + optionsTable() + markdown.slice(end + TABLE_END.length)
+export const METRICS_START =
+  '<!-- metrics:start: generated from worker/operations/metrics.ts by npm run docs:options -->'
+export const METRICS_END = '<!-- metrics:end -->'
+
+/** The Markdown table of docs/operations.md: every metric of a worker, its type, labels and help. */
+export function metricsTable(): string {
+  const metrics = createMetrics().registry.getMetricsAsArray() as unknown as {
+    name: string
+    help: string
+    labelNames?: string[]
+    constructor: { name: string }
+  }[]
+  const rows = metrics.map((m) => {
+    const labels = m.labelNames?.length ? `{${m.labelNames.join(',')}}` : ''
+    return `| \`${m.name}${labels}\` | ${m.constructor.name.toLowerCase()} | ${cell(m.help)} |`
+  })
+  return [METRICS_START, '| metric | type | |', '|---|---|---|', ...rows, METRICS_END].join('\n')
 }
 
-export const OPTIONS_PAGE = 'docs/worker.md'
+/** `markdown` with the text between `start` and `end` replaced by `table` (markers included). */
+function between(markdown: string, start: string, end: string, table: string): string {
+  const from = markdown.indexOf(start)
+  const to = markdown.indexOf(end)
+  if (from === -1 || to === -1 || to < from) throw new Error(`the table markers are missing: add ${start} and ${end}`)
+  return markdown.slice(0, from) + table + markdown.slice(to + end.length)
+}
 
-// `npm run docs:options`: rewrite the table in docs/worker.md.
+/** Each generated page, and how to render it from its committed text. */
+export const GENERATED_PAGES: Record<string, (markdown: string) => string> = {
+  'docs/worker.md': (markdown) => between(markdown, TABLE_START, TABLE_END, optionsTable()),
+  'docs/operations.md': (markdown) => between(markdown, METRICS_START, METRICS_END, metricsTable()),
+}
+
+// `npm run docs:options`: rewrite the generated tables.
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const page = join(process.cwd(), OPTIONS_PAGE)
-  writeFileSync(page, withOptionsTable(readFileSync(page, 'utf8')))
-  process.stdout.write(`rewrote the options table in ${OPTIONS_PAGE}\n`)
+  for (const [page, render] of Object.entries(GENERATED_PAGES)) {
+    const file = join(process.cwd(), page)
+    writeFileSync(file, render(readFileSync(file, 'utf8')))
+    process.stdout.write(`rewrote the generated tables in ${page}\n`)
+  }
 }
