@@ -36,7 +36,13 @@ async function produce(topic: string, value: string) {
   await producer.connect()
   await producer.send({
     topic,
-    messages: [{ key: 'order-1', value, headers: { id: 'e-1', type: 'order.created', tenant: 'acme' } }],
+    messages: [
+      {
+        key: 'order-1',
+        value,
+        headers: { id: 'e-1', type: 'order.created', aggregateType: 'order', aggregateId: 'order-1', tenant: 'acme' },
+      },
+    ],
   })
   await producer.disconnect()
 }

@@ -33,7 +33,8 @@ interface Printed {
 /** One record as a line of JSON (--json), or as two readable lines. */
 export function formatRecord(record: Printed, json: boolean): string {
   if (json) return JSON.stringify({ ...record, value: parsed(record.value) })
-  const { id, type, ...rest } = record.headers
+  // Key, type and id are shown already, aggregateType is usually the topic: the rest are the event's own.
+  const { id, type, aggregateType: _type, aggregateId: _id, ...rest } = record.headers
   const extra = Object.keys(rest).length > 0 ? `  headers=${JSON.stringify(rest)}` : ''
   const value = record.value ?? '(no value)'
   return `${record.topic}/${record.partition}@${record.offset}  ${record.timestamp}  key=${record.key ?? ''}  type=${type ?? ''}  id=${id ?? ''}${extra}\n  ${value}`
@@ -72,6 +73,9 @@ export async function tail(config: WorkerConfig, options: TailOptions): Promise<
   await consumer.connect()
   try {
     await consumer.subscribe({ topic: options.topic, fromBeginning: options.fromBeginning })
+    options.note(
+      `reading ${options.topic} ${options.fromBeginning ? 'from the beginning' : 'from now on (--from-beginning for earlier records)'}; Ctrl-C stops`,
+    )
     await consumer.run({
       autoCommit: false,
       eachMessage: async ({ topic, partition, message }) => {
@@ -90,9 +94,6 @@ export async function tail(config: WorkerConfig, options: TailOptions): Promise<
         options.write(`${formatRecord(record, options.json)}\n`)
       },
     })
-    options.note(
-      `reading ${options.topic} ${options.fromBeginning ? 'from the beginning' : 'from now on (--from-beginning for earlier records)'}; Ctrl-C stops`,
-    )
     await new Promise<void>((resolve) => {
       if (options.signal.aborted) resolve()
       options.signal.addEventListener('abort', () => resolve(), { once: true })
