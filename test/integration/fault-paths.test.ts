@@ -1,7 +1,7 @@
 /**
  * Paths to loss, reorder and stall that process faults never exercise: schema drift, a table that
  * leaves the publication, oversize batches and headers, a stop during start-up, publication names
- * with capitals. Each test failed on the relay as first released (see the README's fault table).
+ * with capitals. Each test failed on the relay as first released (see the fault table in docs/guarantees.md).
  */
 import { expect, inject, test } from 'vitest'
 import type { TestDatabase } from '../helpers/database.js'

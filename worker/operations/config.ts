@@ -85,7 +85,7 @@ export interface OptionSpec {
   parse: (text: string, name: string) => unknown
 }
 
-/** The defaults, in one place. Documented in --help and the README's configuration table. */
+/** The defaults, in one place. Documented in --help and docs/worker.md, both rendered from OPTIONS (options-doc.ts). */
 export const DEFAULTS: Omit<WorkerConfig, 'databaseUrl' | 'kafkaBrokers'> = {
   slot: 'prisma_outbox',
   publication: 'prisma_outbox',
@@ -99,7 +99,7 @@ export const DEFAULTS: Omit<WorkerConfig, 'databaseUrl' | 'kafkaBrokers'> = {
   snapshot: 'initial',
   failoverSlot: false,
   dlqTopicTemplate: '{topic}.dlq',
-  // The faster client that passes the whole fault suite (README, "Kafka clients"); exactly-once
+  // The faster client that passes the whole fault suite (docs/worker.md, "Kafka clients"); exactly-once
   // delivery, built on kafkajs's transactions, gets kafkajs instead (resolveConfig).
   kafkaClient: 'platformatic',
   kafkaClientId: 'prisma-outbox',
