@@ -267,6 +267,26 @@ describe('setup problems exit 3 naming the fix, never printing the password', ()
     expect(all).not.toMatch(/not reachable yet/)
   })
 
+  test('logs are readable lines on a terminal, JSON lines otherwise; retry lines say where, without the password', () => {
+    const env = {
+      DATABASE_URL: 'postgresql://app:hunter2@127.0.0.1:1/db',
+      KAFKA_BROKERS: '127.0.0.1:1',
+      OUTBOX_STARTUP_TIMEOUT_MS: '1200',
+    }
+    const piped = cli([], env)
+    expect(piped.stdout).toMatch(
+      /^\{"level":40,.*"msg":"PostgreSQL at 127\.0\.0\.1:1\/db not reachable yet; retrying"\}$/m,
+    )
+    // `script` gives the worker a terminal for its stdout.
+    const command = ['env', '-i', `PATH=${process.env.PATH}`, 'HEALTH_PORT=0', 'OUTBOX_RETRY_INITIAL_MS=100']
+    for (const [name, value] of Object.entries(env)) command.push(`${name}=${value}`)
+    command.push(process.execPath, '--import', 'tsx', 'worker/cli.ts')
+    const tty = spawnSync('script', ['-qec', command.join(' '), '/dev/null'], { encoding: 'utf8', timeout: 60_000 })
+    expect(tty.stdout).toMatch(/WARN.*PostgreSQL at 127\.0\.0\.1:1\/db not reachable yet; retrying/)
+    expect(tty.stdout).not.toMatch(/\{"level"/)
+    expect(piped.all + tty.stdout).not.toContain('hunter2')
+  })
+
   test('unreachable Kafka at start', () => {
     const { code, stderr, stdout } = cli([], {
       DATABASE_URL: db.url,
