@@ -12,9 +12,9 @@ afterEach(() => {
   for (const child of running.splice(0)) if (child.exitCode === null) child.kill('SIGKILL')
 })
 
-function tail(args: string[]) {
+function tail(args: string[], brokers = inject('kafkaBrokers').join(',')) {
   const child = spawn(process.execPath, ['--import', 'tsx', 'worker/cli.ts', 'tail', ...args], {
-    env: { PATH: process.env.PATH, KAFKA_BROKERS: inject('kafkaBrokers').join(',') },
+    env: { PATH: process.env.PATH, KAFKA_BROKERS: brokers },
   })
   running.push(child)
   const out = { stdout: '', stderr: '' }
@@ -79,4 +79,12 @@ test('a topic that does not exist yet: it says it waits, then prints the first r
   )
   run.child.kill('SIGINT')
   expect(await run.exited).toBe(0)
+})
+
+test('Kafka unreachable: exit 3 naming the brokers and the fix', async () => {
+  const run = tail(['orders'], '127.0.0.1:1')
+  expect(await run.exited).toBe(3)
+  expect(run.out.stderr).toMatch(
+    /^outbox-worker: cannot reach Kafka at 127\.0\.0\.1:1 \(.*\): check KAFKA_BROKERS and that the brokers are up\n$/,
+  )
 })

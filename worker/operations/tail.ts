@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto'
 import { Kafka } from 'kafkajs'
 import { kafkaClientConfig } from '../delivery/kafkajs-publisher.js'
 import type { WorkerConfig } from './config.js'
+import { OutboxSetupError } from './errors.js'
 import { silentLogger } from './logger.js'
 
 export interface TailOptions {
@@ -54,7 +55,12 @@ function parsed(text: string | null): unknown {
 export async function tail(config: WorkerConfig, options: TailOptions): Promise<void> {
   const kafka = new Kafka({ ...kafkaClientConfig(config, silentLogger), clientId: `${config.kafkaClientId}-tail` })
   const admin = kafka.admin()
-  await admin.connect()
+  await admin.connect().catch((error: Error) => {
+    throw new OutboxSetupError(
+      `cannot reach Kafka at ${config.kafkaBrokers.join(',')} (${error.message}): check KAFKA_BROKERS and that the brokers are up`,
+      { code: 'OUTBOX_UNREACHABLE', cause: error },
+    )
+  })
   try {
     let told = false
     while (!options.signal.aborted && !(await admin.listTopics()).includes(options.topic)) {
