@@ -227,7 +227,7 @@ describe('configuration errors exit 2 with one clear line', () => {
       '(default: prisma_outbox)',
       'HEALTH_PORT',
       '(default: 9464)',
-      'KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE',
+      'KAFKA_SASL_PASSWORD_FILE',
       '--env-file <path>',
       'tail <topic>',
     ]) {

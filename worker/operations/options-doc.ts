@@ -46,18 +46,22 @@ export function defaultText(option: OptionSpec): string {
   return String(value)
 }
 
-/** How the option is given: its flag, or its variables only (secrets: a flag shows in `ps`). */
-function variables(option: OptionSpec): string {
-  return option.envOnly ? `${option.env} or ${option.env}_FILE` : option.env
+/** The description, saying for a secret that a file may hold it (unless it says so already). */
+function described(option: OptionSpec): string {
+  const file = `${option.env}_FILE`
+  return option.envOnly && !option.description.includes(file)
+    ? `${option.description}; or ${file}, the path of a file holding it`
+    : option.description
 }
 
 /** The option rows of `--help`. */
 export function helpRows(): string[] {
   return OPTIONS.map((o) => {
     const def = defaultText(o)
-    const shown = def === '' ? '' : ` (default: ${def})`
+    // "(required)" and the like are said by the description already.
+    const shown = def === '' || def.startsWith('(') ? '' : ` (default: ${def})`
     const flag = o.envOnly ? '(environment only)' : `--${o.flag}`
-    return `  ${flag.padEnd(28)} ${variables(o).padEnd(28)} ${o.description}${shown}`
+    return `  ${flag.padEnd(28)} ${o.env.padEnd(28)} ${described(o)}${shown}`
   })
 }
 
