@@ -13,7 +13,7 @@ import { loadEnvFile } from './operations/env-file.js'
 import { EXIT, OutboxConfigError, OutboxPoisonEventError, OutboxSetupError } from './operations/errors.js'
 import { initApp } from './operations/init.js'
 import { createLogger, logProcessWarnings } from './operations/logger.js'
-import { helpRows } from './operations/options-doc.js'
+import { exitCodesLine, helpRows } from './operations/options-doc.js'
 import { redact } from './operations/redact.js'
 import { tail } from './operations/tail.js'
 import { republish } from './slot/republish.js'
@@ -37,7 +37,7 @@ function helpText(): string {
     '  --help, -h                   this text',
     '  --version                    the package version',
     '',
-    `Exit codes: ${EXIT.ok} ok, ${EXIT.failure} failure, ${EXIT.config} bad configuration, ${EXIT.setup} database or Kafka not set up / unreachable at start, ${EXIT.poison} poison event with --on-poison stop`,
+    exitCodesLine(),
     '',
   ].join('\n')
 }

@@ -8,6 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { DEFAULTS, OPTIONS, type OptionSpec, parseDuration } from './config.js'
+import { EXIT } from './errors.js'
 import { createMetrics } from './metrics.js'
 
 export const TABLE_START = '<!-- options:start: generated from worker/operations/config.ts by npm run docs:options -->'
@@ -99,6 +100,39 @@ export function metricsTable(): string {
   return [METRICS_START, '| metric | type | |', '|---|---|---|', ...rows, METRICS_END].join('\n')
 }
 
+export const EXITS_START =
+  '<!-- exit-codes:start: generated from worker/operations/options-doc.ts by npm run docs:options -->'
+export const EXITS_END = '<!-- exit-codes:end -->'
+
+/** What each exit code means: a few words for --help, a sentence for the docs. */
+const EXIT_MEANINGS: Record<keyof typeof EXIT, { short: string; long: string }> = {
+  ok: { short: 'ok', long: 'stopped cleanly (SIGTERM, SIGINT)' },
+  failure: { short: 'failure', long: 'failure' },
+  config: {
+    short: 'bad configuration',
+    long: 'bad configuration: one line on stderr naming the problem and the fix, with the flag or variable as you wrote it; also a health port already in use (a second worker on the host: give it another `HEALTH_PORT`, or `0`)',
+  },
+  setup: {
+    short: 'database or Kafka not set up / unreachable at start',
+    long: 'database or Kafka not set up, or unreachable for `--startup-timeout-ms` at start; a login PostgreSQL refuses (wrong password, no `pg_hba.conf` entry) and a database that does not exist fail at once instead of being retried',
+  },
+  poison: { short: 'poison event with --on-poison stop', long: 'a poison event with `--on-poison stop`' },
+}
+
+/** The exit codes line of `--help`. */
+export function exitCodesLine(): string {
+  const codes = (Object.keys(EXIT) as (keyof typeof EXIT)[]).map((k) => `${EXIT[k]} ${EXIT_MEANINGS[k].short}`)
+  return `Exit codes: ${codes.join(', ')}`
+}
+
+/** The exit codes table of docs/worker.md. */
+export function exitCodesTable(): string {
+  const rows = (Object.keys(EXIT) as (keyof typeof EXIT)[]).map(
+    (k) => `| \`${EXIT[k]}\` | ${cell(EXIT_MEANINGS[k].long)} |`,
+  )
+  return [EXITS_START, '| code | meaning |', '|---|---|', ...rows, EXITS_END].join('\n')
+}
+
 /** `markdown` with the text between `start` and `end` replaced by `table` (markers included). */
 function between(markdown: string, start: string, end: string, table: string): string {
   const from = markdown.indexOf(start)
@@ -109,7 +143,8 @@ function between(markdown: string, start: string, end: string, table: string): s
 
 /** Each generated page, and how to render it from its committed text. */
 export const GENERATED_PAGES: Record<string, (markdown: string) => string> = {
-  'docs/worker.md': (markdown) => between(markdown, TABLE_START, TABLE_END, optionsTable()),
+  'docs/worker.md': (markdown) =>
+    between(between(markdown, TABLE_START, TABLE_END, optionsTable()), EXITS_START, EXITS_END, exitCodesTable()),
   'docs/operations.md': (markdown) => between(markdown, METRICS_START, METRICS_END, metricsTable()),
 }
 
