@@ -8,37 +8,36 @@ import { join } from 'node:path'
 import { OutboxError } from '../src/errors.js'
 import { configFrom, parseCommandLine } from './operations/args.js'
 import { packageRoot } from './operations/assets.js'
-import { DEFAULTS, OPTIONS, SHUTDOWN_WATCHDOG_EXTRA_MS, type WorkerConfig } from './operations/config.js'
+import { SHUTDOWN_WATCHDOG_EXTRA_MS, type WorkerConfig } from './operations/config.js'
+import { loadEnvFile } from './operations/env-file.js'
 import { EXIT, OutboxConfigError, OutboxPoisonEventError, OutboxSetupError } from './operations/errors.js'
 import { initApp } from './operations/init.js'
 import { createLogger, logProcessWarnings } from './operations/logger.js'
+import { exitCodesLine, helpRows } from './operations/options-doc.js'
 import { redact } from './operations/redact.js'
+import { tail } from './operations/tail.js'
 import { republish } from './slot/republish.js'
 import { formatStatus, readStatus } from './slot/status.js'
 import { createWorker } from './worker.js'
 
 function helpText(): string {
-  const rows = OPTIONS.map((o) => {
-    const def = (DEFAULTS as Record<string, unknown>)[o.key]
-    const shown = def === undefined ? '' : ` (default: ${o.key === 'retentionMs' && def === 0 ? 'off' : String(def)})`
-    const flag = o.envOnly ? '(environment only)' : `--${o.flag}`
-    return `  ${flag.padEnd(28)} ${o.env.padEnd(28)} ${o.description}${shown}`
-  })
   return [
-    'Usage: outbox-worker [run|init|status|republish] [options]',
+    'Usage: outbox-worker [run|init|status|republish|tail] [options]',
     '',
     'Commands:',
     '  run (default)   stream the outbox from the replication slot to Kafka',
-    '  init            add the Outbox model and migration to a Prisma app: --schema <file|dir> --migrations <dir>',
+    '  init            add the Outbox model and migration to a Prisma app: --schema <file|dir> --migrations <dir> --config <prisma config file>',
     '  status          slot, lag, publication and confirmed LSN; --json for JSON; exit 3 when broken',
     '  republish       publish outbox rows again, in id order: --since <time|id> (after a lost slot)',
+    '  tail <topic>    print what arrives on a Kafka topic: --from-beginning, --json (one JSON object a line)',
     '',
     'Options (flag, environment variable; flags win):',
-    ...rows,
+    ...helpRows(),
+    '  --env-file <path>            read variables from this file first (your .env); variables already set win',
     '  --help, -h                   this text',
     '  --version                    the package version',
     '',
-    `Exit codes: ${EXIT.ok} ok, ${EXIT.failure} failure, ${EXIT.config} bad configuration, ${EXIT.setup} database or Kafka not set up / unreachable at start, ${EXIT.poison} poison event with --on-poison stop`,
+    exitCodesLine(),
     '',
   ].join('\n')
 }
@@ -86,6 +85,23 @@ async function run(config: WorkerConfig): Promise<never> {
   }
 }
 
+async function runTail(values: ReturnType<typeof parseCommandLine>['values'], topic: string): Promise<never> {
+  // tail reads Kafka only: the database URL is neither needed nor checked.
+  const config = configFrom(values, { ...process.env, DATABASE_URL: 'postgresql://unused/unused' }, true)
+  const stop = new AbortController()
+  process.once('SIGINT', () => stop.abort())
+  process.once('SIGTERM', () => stop.abort())
+  await tail(config, {
+    topic,
+    fromBeginning: values['from-beginning'] === true,
+    json: values.json === true,
+    write: (line) => process.stdout.write(line),
+    note: (line) => process.stderr.write(`outbox-worker: ${line}\n`),
+    signal: stop.signal,
+  })
+  process.exit(EXIT.ok)
+}
+
 async function main(): Promise<void> {
   let parsed: ReturnType<typeof parseCommandLine>
   try {
@@ -104,14 +120,17 @@ async function main(): Promise<void> {
     return
   }
   try {
+    if (typeof values['env-file'] === 'string') loadEnvFile(values['env-file'])
     if (command === 'init') {
       const result = initApp({
         schema: values.schema as string | undefined,
         migrations: values.migrations as string | undefined,
+        config: values.config as string | undefined,
       })
       process.stdout.write(`${result.messages.join('\n')}\n`)
       return
     }
+    if (command === 'tail') await runTail(values, parsed.topic as string)
     const config = configFrom(values, process.env, command !== 'status')
     if (command === 'status') {
       const report = await readStatus(config).catch((error: Error) => {

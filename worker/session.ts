@@ -139,7 +139,7 @@ export class ReplicationSession {
       return {
         flowing: false,
         reason: this.problem ?? 'the outbox table left the publication',
-        fix: 'see the README, "The table left the publication"',
+        fix: 'see docs/operations.md, "The table left the publication"',
       }
     const blocked = this.delivery.blockedTopics
     if (blocked.length > 0)
@@ -302,7 +302,7 @@ export class ReplicationSession {
     this.metrics.tableReplaced.inc()
     this.logger.error(
       {},
-      'the outbox table was re-created or re-added to the publication since the last check: events inserted in between were not streamed; republish them (see the README, "The table left the publication")',
+      'the outbox table was re-created or re-added to the publication since the last check: events inserted in between were not streamed; republish them (see docs/operations.md, "The table left the publication")',
     )
   }
 
@@ -323,7 +323,7 @@ export class ReplicationSession {
     if (problem) {
       this.logger.error(
         { waitMs: this.config.missingTableTimeoutMs },
-        `${problem}. Events inserted meanwhile do not reach the worker: confirming is held; once fixed, republish them (see the README, "The table left the publication")`,
+        `${problem}. Events inserted meanwhile do not reach the worker: confirming is held; once fixed, republish them (see docs/operations.md, "The table left the publication")`,
       )
       // Counted from the first sign of trouble, whatever the problem's text becomes meanwhile.
       this.tableProblemTimer ??= setTimeout(() => {
@@ -337,7 +337,7 @@ export class ReplicationSession {
     } else {
       this.logger.warn(
         {},
-        'the outbox table is back in the publication; events inserted while it was not are not streamed: republish them (see the README, "The table left the publication")',
+        'the outbox table is back in the publication; events inserted while it was not are not streamed: republish them (see docs/operations.md, "The table left the publication")',
       )
     }
   }

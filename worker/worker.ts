@@ -5,7 +5,13 @@ import { kafkaCheckpointLookup, resolveTransactionalId } from './delivery/exactl
 import { identifyServer } from './delivery/exactly-once/server-identity.js'
 import type { PublisherFactory } from './delivery/publisher.js'
 import { resolveConfig, type WorkerConfig, type WorkerOptions } from './operations/config.js'
-import { loginRefused, OutboxConfigError, OutboxPoisonEventError, OutboxSetupError } from './operations/errors.js'
+import {
+  OutboxConfigError,
+  OutboxPoisonEventError,
+  OutboxSetupError,
+  postgresAddress,
+  refusedAtConnect,
+} from './operations/errors.js'
 import { startHealthServer } from './operations/http.js'
 import { errorFields, type Logger, redactingLogger, silentLogger } from './operations/logger.js'
 import { createMetrics, type Metrics } from './operations/metrics.js'
@@ -225,7 +231,7 @@ class Worker extends EventEmitter implements OutboxWorker {
           this.stopController.signal.aborted
         )
           throw error
-        const refused = loginRefused(error) // a wrong password is not transient
+        const refused = refusedAtConnect(error) // a wrong password or database name is not transient
         if (refused) throw refused
         if (Date.now() >= deadline || this.stopController.signal.aborted) {
           const where =
@@ -239,7 +245,12 @@ class Worker extends EventEmitter implements OutboxWorker {
             cause: error,
           })
         }
-        this.logger.warn({ ...errorFields(error), attempt: tries + 1 }, `${what} not reachable yet; retrying`)
+        // Where it tried, without credentials: brokers are host:port, the URL only host, port and database.
+        const at = what === 'Kafka' ? this.config.kafkaBrokers.join(',') : postgresAddress(this.config.databaseUrl)
+        this.logger.warn(
+          { ...errorFields(error), attempt: tries + 1, at },
+          `${what} at ${at} not reachable yet; retrying`,
+        )
         await waitBeforeRetry(this.config, tries, this.stopController.signal)
       }
     }
@@ -440,7 +451,10 @@ class Worker extends EventEmitter implements OutboxWorker {
     await this.slot.creation?.catch(() => {})
     await this.runCleanups()
     this.setState('failed')
-    this.logger.error(errorFields(error), 'worker failed')
+    // A configuration error is its caller's to report (start() rejects with it; the CLI prints it
+    // once on stderr): logged here too, it showed twice on a terminal.
+    if (error instanceof OutboxConfigError) this.logger.debug(errorFields(error), 'worker failed')
+    else this.logger.error(errorFields(error), 'worker failed')
     this.rejectDone(error)
   }
 

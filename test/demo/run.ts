@@ -117,6 +117,9 @@ async function main(): Promise<number> {
   say('[demo]', 'starting outbox-worker (its own process, its real CLI)')
   worker = await startWorker(env)
 
+  // From the moment the COMMIT is sent: an event can arrive before $transaction resolves in the
+  // app, so timing from its return would make latencies negative.
+  const commitSent = new Map<string, number>()
   const committedAt = new Map<string, number>()
   const rolledBack = new Set<string>()
   const latencies: number[] = []
@@ -126,7 +129,7 @@ async function main(): Promise<number> {
   const printer = setInterval(() => {
     for (const m of consumer?.messages.splice(0) ?? []) {
       const id = m.headers.id ?? '?'
-      const latency = m.receivedAt - (committedAt.get(id) ?? m.receivedAt)
+      const latency = m.receivedAt - (committedAt.get(id) ?? commitSent.get(id) ?? m.receivedAt)
       if (seen.has(id)) duplicates++
       else if (committedAt.has(id)) latencies.push(latency)
       seen.add(id)
@@ -160,9 +163,9 @@ async function main(): Promise<number> {
           }),
         )
         if (declined) throw new Error('payment declined')
+        for (const id of ids) commitSent.set(id, Date.now())
       })
-      const now = Date.now()
-      for (const id of ids) committedAt.set(id, now)
+      for (const id of ids) committedAt.set(id, commitSent.get(id) as number)
       say('[app]', `order for ${customer}: committed with 2 events`)
     } catch (error) {
       for (const id of ids) rolledBack.add(id)

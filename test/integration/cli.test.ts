@@ -7,6 +7,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { type AddressInfo, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest'
 import { createTestDatabase, type TestDatabase, uniqueName, withDatabase } from '../helpers/database.js'
 import { spawnWorker } from '../helpers/worker.js'
@@ -37,7 +38,13 @@ afterAll(async () => {
 
 describe('configuration errors exit 2 with one clear line', () => {
   test.each([
-    ['no DATABASE_URL', [], { KAFKA_BROKERS: '127.0.0.1:9092' }, /DATABASE_URL is not set/],
+    [
+      'no DATABASE_URL: the ways to give it, not a flag that is refused',
+      [],
+      { KAFKA_BROKERS: '127.0.0.1:9092' },
+      /^outbox-worker: DATABASE_URL is not set: set it in the environment \(export DATABASE_URL=postgresql:\/\/\.\.\.\), or load your \.env with --env-file \.env, or set DATABASE_URL_FILE to a file holding it$/,
+    ],
+    ['tail without a topic', ['tail'], {}, /^outbox-worker: tail needs a topic: outbox-worker tail <topic>/],
     [
       'a malformed DATABASE_URL',
       [],
@@ -178,6 +185,38 @@ describe('configuration errors exit 2 with one clear line', () => {
     expect(stderr).toMatch(/^outbox-worker: DATABASE_URL_FILE must start with postgresql/)
   })
 
+  test("--env-file loads the app's .env; variables already set win; no .env is read unless asked", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'outbox-env-'))
+    writeFileSync(join(dir, '.env'), 'DATABASE_URL="mysql://from-env-file"\nOUTBOX_SLOT=Bad-From-File\n')
+    const loaded = cli(['--env-file', join(dir, '.env')], { KAFKA_BROKERS: 'h:1' })
+    expect(loaded.code).toBe(2)
+    expect(loaded.stderr).toMatch(/^outbox-worker: DATABASE_URL must start with postgresql:\/\/, not mysql:/)
+    const setWins = cli(['--env-file', join(dir, '.env')], {
+      KAFKA_BROKERS: 'h:1',
+      DATABASE_URL: 'postgresql://u@h/db',
+    })
+    expect(setWins.stderr).toMatch(/OUTBOX_SLOT "Bad-From-File"/)
+    const missing = cli(['--env-file', '/nonexistent/.env'], { KAFKA_BROKERS: 'h:1' })
+    if (Number(process.versions.node.split('.')[0]) === 20) {
+      // Node 20 reads --env-file even after the script's name, and refuses a missing file itself.
+      expect(missing.code).toBe(9)
+      expect(missing.stderr).toContain('/nonexistent/.env: not found')
+    } else {
+      expect(missing.code).toBe(2)
+      expect(missing.stderr.trim()).toBe(
+        'outbox-worker: --env-file /nonexistent/.env: no such file; give the path of the file holding DATABASE_URL (usually .env)',
+      )
+    }
+    // Run from the folder holding .env without the flag: it is not read.
+    const tsx = pathToFileURL(join(process.cwd(), 'node_modules/tsx/dist/loader.mjs')).href
+    const result = spawnSync(process.execPath, ['--import', tsx, join(process.cwd(), 'worker/cli.ts')], {
+      cwd: dir,
+      env: { PATH: process.env.PATH, KAFKA_BROKERS: 'h:1', HEALTH_PORT: '0' },
+      encoding: 'utf8',
+    })
+    expect(result.stderr).toMatch(/DATABASE_URL is not set/)
+  })
+
   test('--help lists every flag with its variable and default', () => {
     const { code, stdout } = cli(['--help'])
     expect(code).toBe(0)
@@ -188,10 +227,17 @@ describe('configuration errors exit 2 with one clear line', () => {
       '(default: prisma_outbox)',
       'HEALTH_PORT',
       '(default: 9464)',
-      'KAFKA_SASL_PASSWORD',
+      'KAFKA_SASL_PASSWORD_FILE',
+      '--env-file <path>',
+      'tail <topic>',
     ]) {
       expect(stdout).toContain(text)
     }
+    // Durations as they are written: 60s, not 60000.
+    expect(stdout).toMatch(/--missing-topic-timeout .*\(default: 60s\)/)
+    expect(stdout).toMatch(/--liveness-timeout .*\(default: 2m\)/)
+    expect(stdout).toMatch(/--table-check-interval .*\(default: 5s\)/)
+    expect(stdout).toMatch(/--retention .*\(default: off\)/)
   })
 })
 
@@ -206,14 +252,51 @@ describe('setup problems exit 3 naming the fix, never printing the password', ()
     expect(all).not.toContain('hunter2')
   })
 
+  test('a database that does not exist (3D000): exit 3 at once, not retried as unreachable', () => {
+    const started = Date.now()
+    const { code, all, stderr } = cli([], {
+      DATABASE_URL: withDatabase(db.url, uniqueName('nodb')),
+      KAFKA_BROKERS: '127.0.0.1:1',
+      OUTBOX_STARTUP_TIMEOUT_MS: '30000',
+    })
+    expect(code).toBe(3)
+    expect(Date.now() - started).toBeLessThan(15_000)
+    expect(stderr).toMatch(
+      /^outbox-worker: PostgreSQL has no such database \(database "nodb_\w+" does not exist\): check the database name/,
+    )
+    expect(all).not.toMatch(/not reachable yet/)
+  })
+
+  test('logs are readable lines on a terminal, JSON lines otherwise; retry lines say where, without the password', () => {
+    const env = {
+      DATABASE_URL: 'postgresql://app:hunter2@127.0.0.1:1/db',
+      KAFKA_BROKERS: '127.0.0.1:1',
+      OUTBOX_STARTUP_TIMEOUT_MS: '1200',
+    }
+    const piped = cli([], env)
+    expect(piped.stdout).toMatch(
+      /^\{"level":40,.*"msg":"PostgreSQL at 127\.0\.0\.1:1\/db not reachable yet; retrying"\}$/m,
+    )
+    // `script` gives the worker a terminal for its stdout.
+    const command = ['env', '-i', `PATH=${process.env.PATH}`, 'HEALTH_PORT=0', 'OUTBOX_RETRY_INITIAL_MS=100']
+    for (const [name, value] of Object.entries(env)) command.push(`${name}=${value}`)
+    command.push(process.execPath, '--import', 'tsx', 'worker/cli.ts')
+    const tty = spawnSync('script', ['-qec', command.join(' '), '/dev/null'], { encoding: 'utf8', timeout: 60_000 })
+    expect(tty.stdout).toMatch(/WARN.*PostgreSQL at 127\.0\.0\.1:1\/db not reachable yet; retrying/)
+    expect(tty.stdout).not.toMatch(/\{"level"/)
+    expect(piped.all + tty.stdout).not.toContain('hunter2')
+  })
+
   test('unreachable Kafka at start', () => {
-    const { code, stderr } = cli([], {
+    const { code, stderr, stdout } = cli([], {
       DATABASE_URL: db.url,
       KAFKA_BROKERS: '127.0.0.1:1',
       OUTBOX_SLOT: uniqueName('slot'),
     })
     expect(code).toBe(3)
     expect(stderr).toMatch(/cannot reach Kafka at 127\.0\.0\.1:1.*check KAFKA_BROKERS/)
+    // Each retry says where it tried.
+    expect(stdout).toMatch(/"at":"127\.0\.0\.1:1".*"msg":"Kafka at 127\.0\.0\.1:1 not reachable yet; retrying"/)
   })
 
   test('a missing publication', async () => {
@@ -284,13 +367,15 @@ test('a health port already in use: exit 2 with the way to run a second worker o
   await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
   const port = (taken.address() as AddressInfo).port
   try {
-    const { code, stderr } = cli([], {
+    const { code, stderr, all } = cli([], {
       DATABASE_URL: db.url,
       KAFKA_BROKERS: inject('kafkaBrokers').join(','),
       HEALTH_HOST: '127.0.0.1',
       HEALTH_PORT: String(port),
     })
     expect(code).toBe(2)
+    // Once: not also in the log on stdout (on a terminal both show).
+    expect(all.split('is already in use').length).toBe(2)
     expect(stderr.trim()).toBe(
       `outbox-worker: the health port ${port} on 127.0.0.1 is already in use (another worker on this host?): give this worker another port with HEALTH_PORT or --health-port, or 0 to turn its health server off`,
     )

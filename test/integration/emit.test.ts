@@ -45,7 +45,7 @@ describe('emit in an interactive transaction', () => {
     expect(eventId).toMatch(UUID_V7)
     expect(await count('orders')).toBe(1)
 
-    // order.total is Decimal('12.50'): its own toJSON makes it the string '12.5' (see the README).
+    // order.total is Decimal('12.50'): its own toJSON makes it the string '12.5' (see docs/extension.md).
     const stored = await prisma.outbox.findMany()
     expect(stored).toEqual([
       {

@@ -1,7 +1,7 @@
 /**
  * Exactly-once delivery end to end (the real CLI, real PostgreSQL and Kafka): a replay of what Kafka
  * already has is skipped by the checkpoint, and a worker that lost the slot can commit nothing.
- * The consumers read with read_committed (kafkajs's default), as the README tells users to.
+ * The consumers read with read_committed (kafkajs's default), as docs/exactly-once.md tells users to.
  */
 import { expect, inject, test } from 'vitest'
 import { checkpointRecord } from '../../worker/delivery/exactly-once/checkpoint.js'

@@ -1,7 +1,7 @@
 /**
  * Paths to loss, reorder and stall that process faults never exercise: schema drift, a table that
  * leaves the publication, oversize batches and headers, a stop during start-up, publication names
- * with capitals. Each test failed on the relay as first released (see the README's fault table).
+ * with capitals. Each test failed on the relay as first released (see the fault table in docs/guarantees.md).
  */
 import { expect, inject, test } from 'vitest'
 import type { TestDatabase } from '../helpers/database.js'
@@ -179,7 +179,7 @@ test('SIGTERM during start-up (Kafka not reachable yet) exits 0 promptly', async
     KAFKA_BROKERS: `127.0.0.1:${await freePort()}`,
     OUTBOX_STARTUP_TIMEOUT_MS: '120000',
   })
-  await worker.waitForLog(/Kafka not reachable yet/)
+  await worker.waitForLog(/Kafka at \S+ not reachable yet/)
   const signalledAt = Date.now()
   expect(await worker.kill('SIGTERM')).toBe(0)
   expect(Date.now() - signalledAt).toBeLessThan(5_000)

@@ -61,7 +61,7 @@ test('the payload reaches Kafka as the exact text PostgreSQL stored (no number r
   const [id] = await insertEvents(db, [{ aggregateId: 'big', payloadText }])
   const [message] = await consumer.waitFor(1)
   expect(message?.headers.id).toBe(id)
-  // jsonb's own text form, as the README describes it: keys shorter first, exponents written
+  // jsonb's own text form, as docs/extension.md describes it: keys shorter first, exponents written
   // out, digits kept; a JSON.parse/stringify round trip would print 12345678901234567000 and 12.5.
   expect(message?.value).toBe('{"e": 100, "f": 0.1, "n": 12345678901234567890, "total": 12.50}')
 })

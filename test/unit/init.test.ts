@@ -135,4 +135,38 @@ describe('outbox-worker init with a Prisma 7 config file', () => {
       'no Prisma schema at db/schema.prisma (the schema in prisma.config.ts): pass --schema <file or folder>',
     )
   })
+
+  test('prisma7.config.ts, which prisma init of Prisma 7.10 writes, is found first, as Prisma finds it', () => {
+    mkdirSync(join(app, 'db'))
+    writeFileSync(join(app, 'db/schema.prisma'), appSchema)
+    writeFileSync(
+      join(app, 'prisma7.config.ts'),
+      config("  schema: 'db/schema.prisma',\n  migrations: { path: 'db/sql' },"),
+    )
+    // Prisma reads prisma7.config.* before prisma.config.*: so does init.
+    writeFileSync(join(app, 'prisma.config.ts'), config("  schema: 'elsewhere.prisma',"))
+    const result = initApp({ cwd: app, now })
+    expect(result.messages[0]).toBe('using the paths in prisma7.config.ts')
+    expect(result.written).toEqual(['db/schema.prisma', 'db/sql/20261122101112_outbox/migration.sql'])
+  })
+
+  test('.config/prisma.config/index.ts, a folder form Prisma accepts', () => {
+    mkdirSync(join(app, '.config/prisma.config'), { recursive: true })
+    mkdirSync(join(app, 'db'))
+    writeFileSync(join(app, 'db/schema.prisma'), appSchema)
+    writeFileSync(join(app, '.config/prisma.config/index.ts'), config("  schema: '../../db/schema.prisma',"))
+    expect(initApp({ cwd: app, now }).written[0]).toBe('db/schema.prisma')
+  })
+
+  test('--config names the file; a missing one is an error naming the flag', () => {
+    mkdirSync(join(app, 'db'))
+    writeFileSync(join(app, 'db/schema.prisma'), appSchema)
+    writeFileSync(join(app, 'custom.config.ts'), config("  schema: 'db/schema.prisma',"))
+    expect(initApp({ cwd: app, now, config: 'custom.config.ts' }).messages[0]).toBe(
+      'using the paths in custom.config.ts',
+    )
+    expect(() => initApp({ cwd: app, now, config: 'nope.ts' })).toThrow(
+      '--config nope.ts: no such file; give the path of your Prisma config file',
+    )
+  })
 })

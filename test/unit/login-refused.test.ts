@@ -51,3 +51,17 @@ test('no pg_hba.conf entry (28000) fails at start too, naming pg_hba.conf', asyn
     /^PostgreSQL refused the login \(no pg_hba\.conf entry .*\): check the user and password in DATABASE_URL, and that pg_hba\.conf lets this user connect from this host$/,
   )
 })
+
+test('a database that does not exist (3D000) fails at start too, as a configuration mistake, not an outage', async () => {
+  const port = await refusingServer('3D000', 'database "app" does not exist')
+  const started = Date.now()
+  const error = await workerOn(port)
+    .start()
+    .catch((e: unknown) => e)
+  expect(Date.now() - started).toBeLessThan(5_000)
+  expect(error).toBeInstanceOf(OutboxSetupError)
+  expect(error).toMatchObject({ code: 'OUTBOX_NO_DATABASE' })
+  expect((error as Error).message).toBe(
+    'PostgreSQL has no such database (database "app" does not exist): check the database name at the end of DATABASE_URL, or create the database and apply your migrations',
+  )
+})

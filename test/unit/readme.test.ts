@@ -31,7 +31,7 @@ test("the README's app code type-checks under NodeNext in an ESM package", () =>
     join(app, 'generated/prisma/client.ts'),
     `export * from '${join(root, 'prisma/generated/client.js')}'\n`,
   )
-  writeFileSync(join(app, 'app.ts'), snippet('## Use it in an app'))
+  writeFileSync(join(app, 'app.ts'), snippet('## Five minutes'))
   writeFileSync(
     join(app, 'tsconfig.json'),
     JSON.stringify({

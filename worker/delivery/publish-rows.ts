@@ -153,7 +153,7 @@ function pagesInCommitOrder(reader: pg.Client, from: string, logger: Logger): Pa
         if (!tracked) {
           logger.info(
             {},
-            'track_commit_timestamp is off: rows are published in the order their transactions first wrote, which is commit order unless a transaction that wrote first committed after one that wrote later (see "The first deploy" in the README)',
+            'track_commit_timestamp is off: rows are published in the order their transactions first wrote, which is commit order unless a transaction that wrote first committed after one that wrote later (see docs/operations.md, "The first deploy")',
           )
         }
         const order = tracked

@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util'
 import { type ConfigInput, type Key, OPTIONS, resolveConfig, type WorkerConfig } from './config.js'
 import { OutboxConfigError } from './errors.js'
 
-export const COMMANDS = ['run', 'init', 'status', 'republish', 'help'] as const
+export const COMMANDS = ['run', 'init', 'status', 'republish', 'tail', 'help'] as const
 export type Command = (typeof COMMANDS)[number]
 type Values = Record<string, string | boolean | undefined>
 
@@ -19,11 +19,14 @@ const EXTRA_FLAGS: Record<string, { type: 'string' | 'boolean'; short?: string }
   schema: { type: 'string' },
   migrations: { type: 'string' },
   since: { type: 'string' },
+  config: { type: 'string' },
+  'env-file': { type: 'string' },
+  'from-beginning': { type: 'boolean' },
 }
 
 const SEE_HELP = 'see outbox-worker --help'
 
-export function parseCommandLine(argv: string[]): { command: Command; values: Values } {
+export function parseCommandLine(argv: string[]): { command: Command; values: Values; topic?: string } {
   const flags = { ...EXTRA_FLAGS }
   for (const o of OPTIONS) if (!o.envOnly) flags[o.flag] = { type: o.isSwitch ? 'boolean' : 'string' }
   // Not strict: unknown and incomplete flags are reported below, in our words.
@@ -54,9 +57,16 @@ export function parseCommandLine(argv: string[]): { command: Command; values: Va
   }
   const command = (positionals[0] ?? 'run') as Command
   if (!COMMANDS.includes(command))
-    throw new OutboxConfigError(`unknown command "${positionals[0]}": use run, init, status or republish (${SEE_HELP})`)
-  if (positionals.length > 1) throw new OutboxConfigError(`unexpected argument "${positionals[1]}" (${SEE_HELP})`)
-  return { command, values }
+    throw new OutboxConfigError(
+      `unknown command "${positionals[0]}": use run, init, status, republish or tail (${SEE_HELP})`,
+    )
+  // `tail` takes the topic; no other command takes an argument.
+  const extra = command === 'tail' ? 2 : 1
+  if (positionals.length > extra)
+    throw new OutboxConfigError(`unexpected argument "${positionals[extra]}" (${SEE_HELP})`)
+  if (command === 'tail' && positionals[1] === undefined)
+    throw new OutboxConfigError(`tail needs a topic: outbox-worker tail <topic> [--from-beginning] [--json]`)
+  return command === 'tail' ? { command, values, topic: positionals[1] } : { command, values }
 }
 
 /** `--health_port`, `--healthport`, `--HEALTH_PORT`: the flag that was probably meant. */

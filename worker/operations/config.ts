@@ -86,7 +86,7 @@ export interface OptionSpec {
   parse: (text: string, name: string) => unknown
 }
 
-/** The defaults, in one place. Documented in --help and the README's configuration table. */
+/** The defaults, in one place. Documented in --help and docs/worker.md, both rendered from OPTIONS (options-doc.ts). */
 export const DEFAULTS: Omit<WorkerConfig, 'databaseUrl' | 'kafkaBrokers'> = {
   slot: 'prisma_outbox',
   publication: 'prisma_outbox',
@@ -100,7 +100,7 @@ export const DEFAULTS: Omit<WorkerConfig, 'databaseUrl' | 'kafkaBrokers'> = {
   snapshot: 'initial',
   failoverSlot: false,
   dlqTopicTemplate: '{topic}.dlq',
-  // The faster client that passes the whole fault suite (README, "Kafka clients"); exactly-once
+  // The faster client that passes the whole fault suite (docs/worker.md, "Kafka clients"); exactly-once
   // delivery, built on kafkajs's transactions, gets kafkajs instead (resolveConfig).
   kafkaClient: 'platformatic',
   kafkaClientId: 'prisma-outbox',
@@ -237,7 +237,8 @@ export const OPTIONS: OptionSpec[] = [
     flag: 'on-slot-lost',
     env: 'OUTBOX_ON_SLOT_LOST',
     parse: text,
-    description: 'slot invalidated or gone after use: stop (exit 3) or recreate it (see the README, "Slot states")',
+    description:
+      'slot invalidated or gone after use: stop (exit 3) or recreate it (see docs/operations.md, "Slot states")',
   },
   {
     key: 'snapshot',
@@ -514,7 +515,7 @@ export function resolveConfig(options: ConfigInput, { requireKafka = true, names
   if (!config.databaseUrl) {
     throw new OutboxConfigError(
       fromCli
-        ? 'DATABASE_URL is not set: pass --database-url or set DATABASE_URL'
+        ? 'DATABASE_URL is not set: set it in the environment (export DATABASE_URL=postgresql://...), or load your .env with --env-file .env, or set DATABASE_URL_FILE to a file holding it'
         : 'databaseUrl is missing: pass a postgresql:// URL',
     )
   }

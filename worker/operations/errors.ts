@@ -59,3 +59,30 @@ export function loginRefused(error: unknown): OutboxSetupError | undefined {
     cause: error,
   })
 }
+
+/**
+ * The database named in DATABASE_URL does not exist (SQLSTATE 3D000): a configuration mistake like
+ * a refused login, so the worker fails at once instead of retrying as if the server were down.
+ */
+export function databaseMissing(error: unknown): OutboxSetupError | undefined {
+  if ((error as { code?: unknown })?.code !== '3D000') return undefined
+  return new OutboxSetupError(
+    `PostgreSQL has no such database (${(error as Error).message}): check the database name at the end of DATABASE_URL, or create the database and apply your migrations`,
+    { code: 'OUTBOX_NO_DATABASE', cause: error },
+  )
+}
+
+/** Errors at connect that retrying cannot fix: a refused login, a database that does not exist. */
+export function refusedAtConnect(error: unknown): OutboxSetupError | undefined {
+  return loginRefused(error) ?? databaseMissing(error)
+}
+
+/** Where a PostgreSQL URL points, for messages: host, port and database, never the user or password. */
+export function postgresAddress(databaseUrl: string): string {
+  try {
+    const url = new URL(databaseUrl)
+    return `${url.hostname}:${url.port || '5432'}${url.pathname}`
+  } catch {
+    return 'DATABASE_URL'
+  }
+}

@@ -17,10 +17,18 @@ const MODEL_START = /^model\s+Outbox\s*\{/m
  * outbox.prisma in a prisma/schema/ folder) and the outbox migration to its migrations folder.
  * Idempotent, and never overwrites a file of the user's.
  */
-export function initApp(options: { schema?: string; migrations?: string; cwd?: string; now?: Date }): InitResult {
+export function initApp(options: {
+  schema?: string
+  migrations?: string
+  /** The Prisma config file; by default found where Prisma's CLI finds it. */
+  config?: string
+  cwd?: string
+  now?: Date
+}): InitResult {
   const cwd = options.cwd ?? process.cwd()
   // Flags win; then Prisma 7's config file (prisma.config.ts); then Prisma's default places.
-  const config = options.schema === undefined || options.migrations === undefined ? readPrismaConfig(cwd) : undefined
+  const config =
+    options.schema === undefined || options.migrations === undefined ? readPrismaConfig(cwd, options.config) : undefined
   const schemaPath =
     options.schema !== undefined
       ? resolve(cwd, options.schema)
@@ -53,7 +61,10 @@ export function initApp(options: { schema?: string; migrations?: string; cwd?: s
   addMigration(migrationsDir, readAsset('migration.sql'), options.now ?? new Date(), cwd, result)
   if (result.written.length === 0)
     result.messages.push('nothing to do: the Outbox model and migration are already in place')
-  else result.messages.push('next: npx prisma migrate deploy (or migrate dev), then npx prisma generate')
+  else
+    result.messages.push(
+      'next: npx prisma migrate deploy (or migrate dev), or apply the migration by hand (psql "$DATABASE_URL" -f <the migration.sql above>); then npx prisma generate',
+    )
   return result
 }
 

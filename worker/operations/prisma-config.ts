@@ -1,15 +1,27 @@
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readFileSync, statSync } from 'node:fs'
 import { dirname, join, relative, resolve } from 'node:path'
 import { OutboxConfigError } from './errors.js'
 
 /**
- * Where Prisma 7 looks for its config file, in its order (prisma.config.ts is the usual one).
- * Paths in it are relative to the file's own folder.
+ * Where Prisma 7's CLI looks for its config file, in its order (findPrismaConfigFile in
+ * @prisma/config): `prisma7.config.*` and `.config/prisma7.*` first, then `prisma.config.*`,
+ * `.config/prisma.*` and `.config/prisma.config.*`, each also as a folder with an `index.*`.
+ * Paths in the file are relative to the file's own folder.
  */
-const EXTENSIONS = ['ts', 'mts', 'cts', 'js', 'mjs', 'cjs']
-const CANDIDATES = ['prisma.config', '.config/prisma', '.config/prisma.config'].flatMap((base) =>
-  EXTENSIONS.map((ext) => `${base}.${ext}`),
-)
+const EXTENSIONS = ['.js', '.ts', '.mjs', '.cjs', '.mts', '.cts']
+const CANDIDATES = [
+  ...EXTENSIONS.map((ext) => `prisma7.config${ext}`),
+  ...EXTENSIONS.map((ext) => join('.config', `prisma7${ext}`)),
+  ...['prisma.config', join('.config', 'prisma'), join('.config', 'prisma.config')].flatMap((base) => [
+    ...EXTENSIONS.map((ext) => `${base}${ext}`),
+    ...EXTENSIONS.map((ext) => join(base, `index${ext}`)),
+  ]),
+]
+
+/** The app's Prisma config file, found as Prisma's CLI finds it; undefined when there is none. */
+export function findPrismaConfig(cwd: string): string | undefined {
+  return CANDIDATES.map((name) => join(cwd, name)).find((file) => statSync(file, { throwIfNoEntry: false })?.isFile())
+}
 
 export interface PrismaConfigPaths {
   /** The config file, relative to cwd, for messages. */
@@ -26,8 +38,10 @@ export interface PrismaConfigPaths {
  * `import.meta.dirname`, are understood; anything else is an error asking for --schema or
  * --migrations instead of a guess.
  */
-export function readPrismaConfig(cwd: string): PrismaConfigPaths | undefined {
-  const found = CANDIDATES.map((name) => join(cwd, name)).find((file) => existsSync(file))
+export function readPrismaConfig(cwd: string, explicit?: string): PrismaConfigPaths | undefined {
+  if (explicit !== undefined && !existsSync(resolve(cwd, explicit)))
+    throw new OutboxConfigError(`--config ${explicit}: no such file; give the path of your Prisma config file`)
+  const found = explicit !== undefined ? resolve(cwd, explicit) : findPrismaConfig(cwd)
   if (!found) return undefined
   const file = relative(cwd, found)
   const { code, inString } = scan(readFileSync(found, 'utf8'))

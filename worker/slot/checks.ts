@@ -7,7 +7,7 @@ import { quoteIdent } from '../../src/sql.js'
  */
 
 export function noReplicationProblem(role: string): string {
-  return `the database role "${role}" lacks the REPLICATION attribute: run ALTER ROLE ${quoteIdent(role)} WITH REPLICATION (see the README for a least-privilege role)`
+  return `the database role "${role}" lacks the REPLICATION attribute: run ALTER ROLE ${quoteIdent(role)} WITH REPLICATION (see docs/worker.md for a least-privilege role)`
 }
 
 /** `--table orders` for a table that is not there: say so, rather than suggest publishing it. */

@@ -105,7 +105,7 @@ export function otherDatabaseProblem(slot: string, state: { database: string; ou
 }
 
 const RECOVER =
-  'run the worker with --on-slot-lost recreate (OUTBOX_ON_SLOT_LOST=recreate): it re-creates the slot and publishes the rows still in the outbox table again (see the README, "Slot states")'
+  'run the worker with --on-slot-lost recreate (OUTBOX_ON_SLOT_LOST=recreate): it re-creates the slot and publishes the rows still in the outbox table again (see docs/operations.md, "Slot states")'
 
 export function invalidatedProblem(slot: string, reason: string): string {
   return `replication slot "${slot}" was invalidated (${reason}): events committed since its confirmed position can no longer be streamed; ${RECOVER}`

@@ -250,7 +250,7 @@ async function createReplicationSlot(
   const version = Number((await replication.query('SHOW server_version_num')).rows[0].server_version_num)
   if (config.failoverSlot && version < 170000) {
     throw new OutboxSetupError(
-      `--failover-slot (OUTBOX_FAILOVER_SLOT) needs PostgreSQL 17 or newer, this server is ${Math.floor(version / 10000)}: leave it off (see the README, "Failover")`,
+      `--failover-slot (OUTBOX_FAILOVER_SLOT) needs PostgreSQL 17 or newer, this server is ${Math.floor(version / 10000)}: leave it off (see docs/operations.md, "Failover")`,
       { code: 'OUTBOX_FAILOVER_VERSION' },
     )
   }

@@ -63,7 +63,7 @@ export async function readStatus(
     )
     if (state.kind === 'missing')
       problems.push(
-        `slot ${config.slot} does not exist: events committed now are not streamed; start the worker to create it (if it existed before, see the README, "Slot states")`,
+        `slot ${config.slot} does not exist: events committed now are not streamed; start the worker to create it (if it existed before, see docs/operations.md, "Slot states")`,
       )
     if (state.kind === 'other-database') problems.push(otherDatabaseProblem(config.slot, state))
     if (state.kind === 'invalidated') problems.push(invalidatedProblem(config.slot, state.reason))

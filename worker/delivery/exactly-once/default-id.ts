@@ -56,7 +56,7 @@ export async function resolveTransactionalId(
 
 function idChanged(id: string, former: string, where: string): OutboxSetupError {
   return new OutboxSetupError(
-    `the default transactional id is now the slot's own, "${id}", but a checkpoint of the former default "${former}" exists (${where}): set ${flag('transactionalId')} to "${former}" to keep it (nothing is published twice, and workers of the earlier version are fenced as before), or to "${id}" to start an empty checkpoint (what the slot replays next is published again; stop every worker of the earlier version first). See the README, "Exactly-once delivery"`,
+    `the default transactional id is now the slot's own, "${id}", but a checkpoint of the former default "${former}" exists (${where}): set ${flag('transactionalId')} to "${former}" to keep it (nothing is published twice, and workers of the earlier version are fenced as before), or to "${id}" to start an empty checkpoint (what the slot replays next is published again; stop every worker of the earlier version first). See docs/exactly-once.md`,
     { code: 'OUTBOX_TRANSACTIONAL_ID_CHANGED' },
   )
 }

@@ -14,7 +14,7 @@ import { classifyTransactionError, type TransactionalPublisher } from './transac
 
 /**
  * Kafka aborts a transaction still open after this long. A PostgreSQL transaction is one Kafka
- * transaction, so it must be sent within it (see the README); a worker that dies for good holds
+ * transaction, so it must be sent within it (see docs/exactly-once.md); a worker that dies for good holds
  * read_committed consumers of its topics back at most this long. Below the broker's default
  * transaction.max.timeout.ms (15 min).
  */
@@ -135,7 +135,7 @@ const CHECKPOINT_TOPIC_CONFIG = [
 function timedOut(error: unknown, elapsedMs: number): Error | undefined {
   if (elapsedMs < TRANSACTION_TIMEOUT_MS || classifyTransactionError(error).kind !== 'fenced') return undefined
   return new Error(
-    `the Kafka transaction took ${Math.round(elapsedMs / 1000)} s, longer than the transaction timeout (${TRANSACTION_TIMEOUT_MS / 1000} s), and Kafka aborted it: a PostgreSQL transaction this large cannot be delivered exactly once (see the README, "Exactly-once delivery"): ${(error as Error).message}`,
+    `the Kafka transaction took ${Math.round(elapsedMs / 1000)} s, longer than the transaction timeout (${TRANSACTION_TIMEOUT_MS / 1000} s), and Kafka aborted it: a PostgreSQL transaction this large cannot be delivered exactly once (see docs/exactly-once.md): ${(error as Error).message}`,
   )
 }
 

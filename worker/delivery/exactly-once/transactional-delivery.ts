@@ -62,7 +62,7 @@ export class TransactionalDelivery implements EventDelivery {
   /** Topics of the transaction in progress that Kafka says do not exist (or may not be seen). */
   private readonly missingTopics = new Set<string>()
 
-  /** Exactly-once waits for a missing topic until it exists (see the README): delivery is held up by them. */
+  /** Exactly-once waits for a missing topic until it exists (see docs/exactly-once.md): delivery is held up by them. */
   get blockedTopics(): string[] {
     return [...this.missingTopics]
   }
@@ -299,7 +299,7 @@ export class TransactionalDelivery implements EventDelivery {
   private denied(error: unknown): OutboxSetupError {
     const id = transactionalId(this.config)
     return new OutboxSetupError(
-      `Kafka does not let this worker use the transactional id "${id}" (TRANSACTIONAL_ID_AUTHORIZATION_FAILED): grant its principal WRITE and DESCRIBE on the transactional id "${id}", READ, WRITE and DESCRIBE on the checkpoint topic "${checkpointTopic(this.config)}", and READ on the consumer groups prefixed "${id}.checkpoint-read." (see the README, "Exactly-once delivery"), or set --transactional-id to one it may use`,
+      `Kafka does not let this worker use the transactional id "${id}" (TRANSACTIONAL_ID_AUTHORIZATION_FAILED): grant its principal WRITE and DESCRIBE on the transactional id "${id}", READ, WRITE and DESCRIBE on the checkpoint topic "${checkpointTopic(this.config)}", and READ on the consumer groups prefixed "${id}.checkpoint-read." (see docs/exactly-once.md), or set --transactional-id to one it may use`,
       { code: 'OUTBOX_KAFKA_ACL', cause: error },
     )
   }
