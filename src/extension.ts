@@ -27,7 +27,7 @@ export interface OutboxOptions {
   /**
    * `table`: events are rows of the outbox table. `message`: events are transactional logical
    * decoding messages (`pg_logical_emit_message`), written to the WAL only: no table rows, no
-   * index, nothing to delete later, but nothing to query or republish from either (README,
+   * index, nothing to delete later, but nothing to query or republish from either (docs/extension.md,
    * "Message mode"). The worker delivers both without configuration. Default: `table`.
    */
   mode?: OutboxMode
