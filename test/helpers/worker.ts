@@ -183,7 +183,7 @@ export async function insertEvents(
     topic?: string | null
     headers?: Record<string, unknown> | null
   }[],
-  options: { rollback?: boolean } = {},
+  options: { rollback?: boolean; table?: string } = {},
 ): Promise<string[]> {
   const client = await db.pool.connect()
   try {
@@ -191,7 +191,7 @@ export async function insertEvents(
     const ids: string[] = []
     for (const e of events) {
       const { rows } = await client.query(
-        `INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, headers, topic)
+        `INSERT INTO ${options.table ?? 'outbox'} (id, aggregatetype, aggregateid, type, payload, headers, topic)
          VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, $6) RETURNING id`,
         [
           e.aggregateType ?? 'order',

@@ -100,6 +100,40 @@ test('a publication that filters the outbox rows or columns is refused at start 
   )
 })
 
+test("a partitioned outbox table whose publication sends rows under the partitions' names is refused at start with the fix; with the fix, its events are delivered", async () => {
+  // Without publish_via_partition_root, pgoutput names each row's partition, not the table the
+  // worker reads: its events would pass unread and the slot be confirmed past them.
+  await db.query('CREATE TABLE outbox_parted (LIKE outbox INCLUDING DEFAULTS) PARTITION BY LIST (aggregatetype)')
+  await db.query('CREATE TABLE outbox_parted_rest PARTITION OF outbox_parted DEFAULT')
+  await db.query(`CREATE PUBLICATION parted FOR TABLE outbox_parted WITH (publish = 'insert')`)
+  const prefix = uniqueName('parted')
+  const options = {
+    databaseUrl: db.url,
+    kafkaBrokers: inject('kafkaBrokers'),
+    table: 'outbox_parted',
+    publication: 'parted',
+    topicTemplate: `${prefix}.{aggregateType}`,
+    healthPort: 0,
+  }
+  const refused = createWorker({ ...options, slot: uniqueName('slot') })
+  const error = await refused.start().catch((e: unknown) => e)
+  await refused.stop()
+  expect(error).toMatchObject({ code: 'OUTBOX_PUBLICATION_TABLE' })
+  expect((error as Error).message).toMatch(
+    /partitioned.*ALTER PUBLICATION "parted" SET \(publish_via_partition_root = true\)/,
+  )
+
+  await db.query('ALTER PUBLICATION parted SET (publish_via_partition_root = true)')
+  const worker = createWorker({ ...options, slot: uniqueName('slot') })
+  await worker.start()
+  const consumer = await collectTopics(inject('kafkaBrokers'), [`${prefix}.order`])
+  const [id] = await insertEvents(db, [{ aggregateId: 'p' }], { table: 'outbox_parted' })
+  await consumer.waitFor(1)
+  await consumer.stop()
+  await worker.stop()
+  expect(consumer.messages.map((m) => m.headers.id)).toEqual([id])
+})
+
 test('a status interval the server would not wait for (wal_sender_timeout) is refused at start, naming both and the fix; no slot is made', async () => {
   // A setting of this database only (its walsenders honour it too): nothing else on the cluster feels it.
   await db.query(`ALTER DATABASE "${db.name}" SET wal_sender_timeout = '4s'`)

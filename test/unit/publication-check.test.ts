@@ -9,6 +9,7 @@ const fine: PublicationFacts = {
   allTables: false,
   membershipOid: '16410',
   filtered: false,
+  partitionsByOwnName: false,
 }
 
 test('one rule for start-up, the watch and status: each way inserts can miss the stream is named with its fix', () => {
@@ -20,6 +21,7 @@ test('one rule for start-up, the watch and status: each way inserts can miss the
     [{ publishesInserts: false }, 'OUTBOX_PUBLICATION_TABLE', /SET \(publish = 'insert'\)/],
     [{ membershipOid: null }, 'OUTBOX_PUBLICATION_TABLE', /ADD TABLE "public"\."outbox"/],
     [{ filtered: true }, 'OUTBOX_PUBLICATION_TABLE', /filters the outbox table's rows or columns: .*SET TABLE/],
+    [{ partitionsByOwnName: true }, 'OUTBOX_PUBLICATION_TABLE', /is partitioned.*publish_via_partition_root = true/],
   ]
   for (const [facts, code, message] of cases) {
     const problem = publicationProblem({ ...fine, ...facts }, names)

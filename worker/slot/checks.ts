@@ -25,6 +25,11 @@ export interface PublicationFacts {
   membershipOid: string | null
   /** A row filter or column list (PostgreSQL 15+) would hide rows or columns from the stream. */
   filtered: boolean
+  /**
+   * A partitioned table whose publication sends each row under its partition's name (without
+   * publish_via_partition_root): the worker, which reads the table's name, would pass them by.
+   */
+  partitionsByOwnName: boolean
 }
 
 export interface PublicationProblem {
@@ -41,7 +46,8 @@ export async function readPublicationFacts(
   const filters = version >= 150000 ? 'r.prqual IS NOT NULL OR r.prattrs IS NOT NULL' : 'false'
   const { rows } = await client.query(
     `SELECT c.oid::text AS table_oid, p.oid IS NOT NULL AS publication_exists, p.pubinsert AS publishes_inserts,
-            p.puballtables AS all_tables, r.oid::text AS membership_oid, COALESCE(${filters}, false) AS filtered
+            p.puballtables AS all_tables, r.oid::text AS membership_oid, COALESCE(${filters}, false) AS filtered,
+            COALESCE(c.relkind = 'p' AND NOT p.pubviaroot, false) AS partitions_by_own_name
        FROM (SELECT 1) AS one
        LEFT JOIN pg_namespace n ON n.nspname = $2
        LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = $3 AND c.relkind IN ('r', 'p')
@@ -57,6 +63,7 @@ export async function readPublicationFacts(
     allTables: row.all_tables === true,
     membershipOid: row.membership_oid,
     filtered: row.filtered === true,
+    partitionsByOwnName: row.partitions_by_own_name === true,
   }
 }
 
@@ -86,6 +93,11 @@ export function publicationProblem(
     return {
       code: 'OUTBOX_PUBLICATION_TABLE',
       message: `the outbox table ${schema}.${table} is not in publication "${names.publication}" (never added, or re-created or dropped from it): ALTER PUBLICATION ${pub} ADD TABLE ${qualified}, or check OUTBOX_TABLE`,
+    }
+  if (facts.partitionsByOwnName)
+    return {
+      code: 'OUTBOX_PUBLICATION_TABLE',
+      message: `the outbox table ${schema}.${table} is partitioned, and publication "${names.publication}" sends its rows under their partitions' names, which the worker does not read: ALTER PUBLICATION ${pub} SET (publish_via_partition_root = true)`,
     }
   if (facts.filtered)
     return {
