@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { describe, expect, test } from 'vitest'
 import { Delivery } from '../../worker/delivery/delivery.js'
 import type { DeliveryItem } from '../../worker/delivery/event-delivery.js'
@@ -91,7 +92,6 @@ describe('delivery', () => {
 
 describe('delivery when a topic cannot be written, and after close', () => {
   const quick: WorkerConfig = { ...config, retryInitialMs: 1, retryMaxMs: 5 }
-  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
   test('a topic the worker may see but not write is named, then dead-lettered after the wait', async () => {
     let attempts = 0
@@ -152,6 +152,49 @@ describe('delivery when a topic cannot be written, and after close', () => {
     await sleep(200)
     expect(lateSends).toEqual([])
     await running
+  })
+})
+
+describe('a publisher that fails in ways no outage does', () => {
+  const quick: WorkerConfig = { ...config, retryInitialMs: 1, retryMaxMs: 5 }
+  const run = async (send: Publisher['send']) => {
+    const acknowledged: string[] = []
+    const publisher: Publisher = {
+      connect: async () => {},
+      disconnect: async () => {},
+      unavailableTopics: async () => [],
+      send,
+    }
+    const delivery = new Delivery(quick, publisher, createMetrics(), silentLogger, {
+      acknowledged: (items) => acknowledged.push(...items.map((i) => i.record.key)),
+      deadLettered: () => {},
+    })
+    const running = delivery.run().then(
+      () => 'resolved',
+      (error: unknown) => `rejected: ${String(error)}`,
+    )
+    delivery.enqueue(item('t', 'k1', 10))
+    const outcome = await Promise.race([running, sleep(300).then(() => 'still retrying')])
+    await delivery.close()
+    return { outcome, acknowledged }
+  }
+
+  test('a TypeError (a bug in the publisher) stops the delivery, acknowledging nothing, instead of being retried forever', async () => {
+    expect(
+      await run(async () => {
+        throw new TypeError("Cannot read properties of undefined (reading 'send')")
+      }),
+    ).toEqual({ outcome: expect.stringMatching(/^rejected: TypeError/), acknowledged: [] })
+  })
+
+  test('a send that throws before returning a promise is retried like any failed send, then acknowledged', async () => {
+    let calls = 0
+    const send = ((records: KafkaRecord[]) => {
+      calls++
+      if (calls === 1) throw new Error('connection reset')
+      return Promise.resolve(records.length > 0 ? undefined : undefined)
+    }) as Publisher['send']
+    expect(await run(send)).toEqual({ outcome: 'still retrying', acknowledged: ['k1'] })
   })
 })
 

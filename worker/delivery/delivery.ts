@@ -205,8 +205,11 @@ export class Delivery implements EventDelivery {
       // Records stamped with the time they are sent are stamped again at each attempt: a
       // stamp from before a long outage could fall outside the topic's limit in turn.
       const now = Date.now()
+      // Through a promise: a publisher whose send throws before returning one fails like any other.
       const sending = this.loop.track(
-        this.publisher.send(stampedNow ? records.map((r) => ({ ...r, timestamp: String(now) })) : records),
+        Promise.resolve().then(() =>
+          this.publisher.send(stampedNow ? records.map((r) => ({ ...r, timestamp: String(now) })) : records),
+        ),
       )
       try {
         await sending
@@ -239,6 +242,9 @@ export class Delivery implements EventDelivery {
    * again after a pause, or a throw when no retry can help.
    */
   private async failedSend(error: unknown, topics: string[], stampedNow: boolean): Promise<SendResult | undefined> {
+    // A TypeError, or a rejection that is no Error, is a bug in a publisher, not an outage:
+    // retrying it would hide it behind a live worker. The worker stops and shows it.
+    if (!(error instanceof Error) || error instanceof TypeError) throw error
     const { kind, type } = classifyPublishError(error)
     this.metrics.publishErrors.inc({ kind })
     this.metrics.heartbeat.beat()
