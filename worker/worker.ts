@@ -5,20 +5,15 @@ import { kafkaCheckpointLookup, resolveTransactionalId } from './delivery/exactl
 import { identifyServer } from './delivery/exactly-once/server-identity.js'
 import type { PublisherFactory } from './delivery/publisher.js'
 import { resolveConfig, type WorkerConfig, type WorkerOptions } from './operations/config.js'
-import {
-  OutboxConfigError,
-  OutboxPoisonEventError,
-  OutboxSetupError,
-  postgresAddress,
-  refusedAtConnect,
-} from './operations/errors.js'
+import { OutboxConfigError, OutboxSetupError } from './operations/errors.js'
 import { startHealthServer } from './operations/http.js'
 import { errorFields, type Logger, redactingLogger, silentLogger } from './operations/logger.js'
 import { createMetrics, type Metrics } from './operations/metrics.js'
 import { liveness, readiness, STANDBY_KAFKA_CHECK_MS, type WorkerFacts, type WorkerState } from './operations/probes.js'
 import { redact } from './operations/redact.js'
 import { statusDocument, type WorkerStatus } from './operations/status-document.js'
-import { retryDelayMs, waitBeforeRetry } from './retry-policy.js'
+import { untilReachable } from './operations/until-reachable.js'
+import { retryDelayMs } from './retry-policy.js'
 import { ReplicationSession, type SessionOutcome } from './session.js'
 import { type Prepared, SlotPreparation } from './slot/preparation.js'
 import { RetentionSchedule } from './slot/retention.js'
@@ -215,45 +210,15 @@ class Worker extends EventEmitter implements OutboxWorker {
     )
   }
 
-  /** Retries a connection at start for up to startupTimeoutMs; then a clear OutboxSetupError. */
-  private async untilReachable<T>(what: 'PostgreSQL' | 'Kafka', attempt: () => Promise<T>): Promise<T> {
-    const deadline = Date.now() + this.config.startupTimeoutMs
-    for (let tries = 0; ; tries++) {
-      this.metrics.heartbeat.beat()
-      try {
-        // stop() must not wait for a connection attempt that may take seconds to time out.
-        return await Promise.race([attempt(), this.stopped()])
-      } catch (error) {
-        // Poison with --on-poison stop (the initial snapshot publishes at start) is no outage either.
-        if (
-          error instanceof OutboxSetupError ||
-          error instanceof OutboxPoisonEventError ||
-          this.stopController.signal.aborted
-        )
-          throw error
-        const refused = refusedAtConnect(error) // a wrong password or database name is not transient
-        if (refused) throw refused
-        if (Date.now() >= deadline || this.stopController.signal.aborted) {
-          const where =
-            what === 'Kafka' ? `Kafka at ${this.config.kafkaBrokers.join(',')}` : 'PostgreSQL at DATABASE_URL'
-          const fix =
-            what === 'Kafka'
-              ? 'check KAFKA_BROKERS and that the brokers are up'
-              : 'check DATABASE_URL and that the server is up'
-          throw new OutboxSetupError(`cannot reach ${where} (${(error as Error).message}): ${fix}`, {
-            code: 'OUTBOX_UNREACHABLE',
-            cause: error,
-          })
-        }
-        // Where it tried, without credentials: brokers are host:port, the URL only host, port and database.
-        const at = what === 'Kafka' ? this.config.kafkaBrokers.join(',') : postgresAddress(this.config.databaseUrl)
-        this.logger.warn(
-          { ...errorFields(error), attempt: tries + 1, at },
-          `${what} at ${at} not reachable yet; retrying`,
-        )
-        await waitBeforeRetry(this.config, tries, this.stopController.signal)
-      }
-    }
+  /** Retries a connection at start (until-reachable.ts); stop() ends the wait. */
+  private untilReachable<T>(what: 'PostgreSQL' | 'Kafka', attempt: () => Promise<T>): Promise<T> {
+    return untilReachable(what, attempt, {
+      config: this.config,
+      logger: this.logger,
+      heartbeat: () => this.metrics.heartbeat.beat(),
+      signal: this.stopController.signal,
+      stopped: () => this.stopped(),
+    })
   }
 
   private async probeKafka(): Promise<void> {
