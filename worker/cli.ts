@@ -29,7 +29,8 @@ function helpText(): string {
     '',
     'Commands:',
     '  run (default)   stream the outbox from the replication slot to Kafka',
-    '  init            add the Outbox model and migration to a Prisma app: --schema <file|dir> --migrations <dir>',
+    '  init            add the Outbox model and migration to a Prisma app: --schema <file|dir> --migrations <dir>;',
+    '                  --inbox adds the Inbox model and migration instead (consumers: prisma-outbox/inbox)',
     '  status          slot, lag, publication and confirmed LSN; --json for JSON; exit 3 when broken',
     '  republish       publish outbox rows again, in id order: --since <time|id> (after a lost slot)',
     '',
@@ -108,6 +109,7 @@ async function main(): Promise<void> {
       const result = initApp({
         schema: values.schema as string | undefined,
         migrations: values.migrations as string | undefined,
+        inbox: values.inbox === true,
       })
       process.stdout.write(`${result.messages.join('\n')}\n`)
       return
