@@ -144,7 +144,7 @@ export function kafkajsConsumer(deps: ConsumerDeps) {
         } catch (error) {
           logger.warn(errorFields(error), 'Kafka consumer did not start; trying again')
           await consumer?.disconnect().catch(() => {})
-          await new Promise((r) => setTimeout(r, delay).unref())
+          await new Promise((r) => setTimeout(r, delay))
         }
       }
     })().finally(() => {
@@ -153,8 +153,21 @@ export function kafkajsConsumer(deps: ConsumerDeps) {
   }
 
   return {
+    /**
+     * Starts consuming. A topic that does not exist yet (the relay's topics appear with their first
+     * event) or a broker not reachable yet does not fail start: the consumer keeps trying in the
+     * background, logging why, and `joined()` stays false until it is in its group.
+     */
     async start(): Promise<void> {
-      await startOne()
+      try {
+        await startOne()
+      } catch (error) {
+        logger.warn(
+          { ...errorFields(error), topics: deps.topics.map(String) },
+          'cannot subscribe yet (a topic that does not exist, or Kafka unreachable); trying again',
+        )
+        replace('the first start failed')
+      }
       watchdog = setInterval(() => {
         if (Date.now() - lastActivity > Math.max(SILENCE_MS, deps.sessionTimeoutMs * 2)) {
           lastActivity = Date.now()
