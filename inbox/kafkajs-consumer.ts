@@ -35,6 +35,7 @@ export function kafkajsConsumer(deps: ConsumerDeps) {
   let heartbeat: (() => Promise<void>) | undefined
   let replacing: Promise<void> | undefined
   let watchdog: NodeJS.Timeout | undefined
+  const heartbeatMs = Math.max(500, Math.floor(deps.sessionTimeoutMs / 6))
 
   const kafka = new Kafka({
     clientId: deps.kafka.clientId ?? `prisma-outbox-inbox-${deps.group}`,
@@ -66,18 +67,23 @@ export function kafkajsConsumer(deps: ConsumerDeps) {
       // A revoked partition is left at once: its new owner starts from the committed offset.
       if (!isRunning() || isStale() || stopping.signal.aborted) break
       lastActivity = Date.now()
-      const outcome = await deps.handle(
-        {
-          topic: batch.topic,
-          partition: batch.partition,
-          offset: message.offset,
-          key: message.key?.toString('utf8') ?? null,
-          value: message.value?.toString('utf8') ?? null,
-          headers: textHeaders(message.headers),
-          timestamp: Number(message.timestamp),
-        },
-        stopping.signal,
-      )
+      // Heartbeats go on while a handler runs long (kafkajs sends one only when asked): without
+      // them the group would drop this member mid-record and hand its partitions to another.
+      const beating = setInterval(() => void beat().catch(() => {}), heartbeatMs)
+      const outcome = await deps
+        .handle(
+          {
+            topic: batch.topic,
+            partition: batch.partition,
+            offset: message.offset,
+            key: message.key?.toString('utf8') ?? null,
+            value: message.value?.toString('utf8') ?? null,
+            headers: textHeaders(message.headers),
+            timestamp: Number(message.timestamp),
+          },
+          stopping.signal,
+        )
+        .finally(() => clearInterval(beating))
       if (outcome === 'stopped') break
       resolveOffset(message.offset)
       metrics.lag.set(labels, Math.max(0, Number(batch.highWatermark) - Number(message.offset) - 1))
@@ -92,7 +98,7 @@ export function kafkajsConsumer(deps: ConsumerDeps) {
       groupId: deps.group,
       sessionTimeout: deps.sessionTimeoutMs,
       rebalanceTimeout: Math.max(deps.sessionTimeoutMs, 10_000),
-      heartbeatInterval: Math.max(500, Math.floor(deps.sessionTimeoutMs / 6)),
+      heartbeatInterval: heartbeatMs,
       maxWaitTimeInMs: 500,
       readUncommitted: false,
       // Retry whatever kafkajs gives up on: the group is rejoined, nothing is lost or repeated.

@@ -65,7 +65,7 @@ test('kill -9 at random points while 10,000 events flow, restarted each time: on
     }
   })()
   let kills = 0
-  while (kills < 5 && (await invoices()) < events.length) {
+  while (kills < 4 && (await invoices()) < events.length) {
     const child = consumer(group)
     await child.waitForLog(/"msg":"joined the consumer group"/)
     await sleep(300 + Math.random() * 1500)
