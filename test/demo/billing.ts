@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import type { EventOf } from '../../src/index.js'
 import { createTestDatabase, inboxMigrationSql, invoicesMigrationSql, uniqueName } from '../helpers/database.js'
 import { type InboxProcess, type OrderEvents, spawnInboxProcess } from '../helpers/inbox.js'
+import { ensureTopics } from '../helpers/kafka.js'
 import { createAppClient } from '../helpers/prisma.js'
 import { spawnWorker } from '../helpers/worker.js'
 import { startServices } from '../services/index.js'
@@ -30,10 +31,12 @@ const worker = await spawnWorker({
   KAFKA_BROKERS: services.kafkaBrokers.join(','),
   OUTBOX_TOPIC: `${prefix}.{aggregateType}`,
   OUTBOX_SLOT: 'billing_demo',
-  LOG_LEVEL: 'warn',
+  LOG_LEVEL: 'info',
 })
-await worker.waitForLog(/streaming|"level":30/).catch(() => {})
+await worker.waitForLog(/"msg":"streaming"/)
 say('[worker]', 'outbox-worker streaming the outbox to Kafka')
+// The relay would create the topic with its first event; created here so the consumer joins at once.
+await ensureTopics(services.kafkaBrokers, [topic])
 
 let billing: InboxProcess | undefined
 const startBilling = async () => {
@@ -68,9 +71,13 @@ try {
     })
     if (i % 100 === 0) say('[app]', `${i} orders committed, each with its order.created event`)
     if (i === Math.floor(ORDERS / 2)) {
+      // Killed once a quarter of the orders is billed: mid-stream, with work in hand.
+      const deadline = Date.now() + 20_000
+      while ((await invoices()) < ORDERS / 4 && Date.now() < deadline) await sleep(50)
       say('[demo]', `kill -9 of the billing consumer with ${await invoices()} invoices written`)
       await billing?.kill('SIGKILL')
-      await startBilling()
+      // Restarted at once; the orders keep coming while it rejoins the group.
+      void startBilling()
     }
     await sleep(5)
   }
