@@ -4,6 +4,7 @@
  * poison records parked without stopping the consumer; a database outage retried, never parked;
  * a graceful stop that commits what it did.
  */
+import { spawnSync } from 'node:child_process'
 import { v7 as uuidv7 } from 'uuid'
 import { afterEach, beforeEach, describe, expect, inject, test } from 'vitest'
 import { createInbox, type Handlers, type Inbox, type InboxOptions, type TransactionOf } from '../../inbox/index.js'
@@ -20,6 +21,7 @@ import {
 } from '../helpers/inbox.js'
 import { ensureTopics } from '../helpers/kafka.js'
 import { type AppClient, createAppClient } from '../helpers/prisma.js'
+import { spawnWorker } from '../helpers/worker.js'
 import { waitUntil } from '../services/ports.js'
 
 const brokers = inject('kafkaBrokers')
@@ -94,6 +96,57 @@ test('each event is applied once, in order per key; the same 1,000 records produ
   expect(await statuses()).toEqual({ handled: 1000 })
   const lag = (await inbox.metrics.registry.getMetricsAsJSON()).find((m) => m.name === 'inbox_lag_records')
   expect(lag?.values.every((v) => v.value === 0)).toBe(true)
+})
+
+test('through the real relay: 1,000 events emitted, relayed, consumed; `outbox-worker republish` sends them all again and nothing is applied twice', async () => {
+  const prefix = uniqueName('relay')
+  const env = {
+    DATABASE_URL: db.url,
+    KAFKA_BROKERS: brokers.join(','),
+    OUTBOX_TOPIC: `${prefix}.{aggregateType}`,
+    OUTBOX_SLOT: uniqueName('slot'),
+  }
+  await ensureTopics(brokers, [`${prefix}.order`])
+  const worker = await spawnWorker(env)
+  try {
+    await worker.waitForLog(/"msg":"streaming"/)
+    const ids: string[] = []
+    for (let batch = 0; batch < 10; batch++) {
+      await prisma.$transaction(async (tx) => {
+        const events = Array.from({ length: 100 }, (_, i) => ({
+          aggregateType: 'order',
+          aggregateId: `o${i % 20}`,
+          type: 'order.created' as const,
+          payload: { orderId: `o${i % 20}`, seq: batch * 5 + Math.floor(i / 20), amount: '9.90' },
+        }))
+        ids.push(...(await tx.outbox.emitMany(events)))
+      })
+    }
+    topic = `${prefix}.order`
+    const inbox = await startInbox({ 'order.created': writeInvoice })
+    await waitUntil('1,000 invoices', async () => (await invoices()) === 1000, 60_000)
+
+    const republish = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', 'worker/cli.ts', 'republish', '--since', ids[0] as string],
+      {
+        env: { PATH: process.env.PATH, ...env, LOG_FORMAT: 'json' },
+        encoding: 'utf8',
+        timeout: 60_000,
+      },
+    )
+    expect(republish.status, republish.stdout + republish.stderr).toBe(0)
+    await waitUntil(
+      '1,000 duplicates skipped',
+      async () => (await metric(inbox, 'inbox_records_skipped_duplicate_total')) === 1000,
+      60_000,
+    )
+    expect(await invoiceReport(db)).toEqual({ rows: 1000, distinct: 1000, repeated: [], outOfOrder: [] })
+    const applied = await db.query<{ event_id: string }>('SELECT event_id FROM invoices')
+    expect(new Set(applied.map((r) => r.event_id))).toEqual(new Set(ids))
+  } finally {
+    await worker.kill('SIGTERM')
+  }
 })
 
 describe('failures', () => {
