@@ -141,62 +141,88 @@ export function recordHandler(deps: RecordHandlerDeps) {
     let waitMs = deps.retryInitialMs
     // Every failure but an outage counts as an attempt; wrapped, since p-retry would not retry a
     // TypeError (a handler's bug, which may still pass on a later try after a deploy of data).
-    const counted = async (attempting: Promise<Outcome>): Promise<Outcome> => {
+    // A stop cuts a wait between attempts short, never an attempt: p-retry given the stop signal
+    // would reject at once and leave the transaction running, unowned, behind a stopped consumer.
+    const betweenAttempts = new AbortController()
+    let attempting = false
+    const onStop = () => {
+      if (!attempting) betweenAttempts.abort()
+    }
+    signal.addEventListener('abort', onStop, { once: true })
+    const counted = async (): Promise<Outcome> => {
+      attempting = true
       try {
-        return await attempting
+        return await attempt(event, record, handler)
       } catch (error) {
+        if (signal.aborted) throw new AbortError(error instanceof Error ? error : String(error))
         if (isDatabaseUnavailable(error)) throw error
         used++
         throw new HandlerFailed(error)
+      } finally {
+        attempting = false
       }
     }
-    for (;;) {
-      if (signal.aborted) return 'stopped'
-      try {
-        const outcome = await pRetry(() => counted(attempt(event, record, handler)), {
-          retries: Math.max(0, deps.attempts - used - 1),
-          minTimeout: deps.retryInitialMs,
-          maxTimeout: deps.retryMaxMs,
-          factor: 2,
-          signal,
-          // A database outage does not use up the handler's attempts: it goes to the loop below.
-          shouldRetry: (error) => !isDatabaseUnavailable(error),
-          onFailedAttempt: (error) => {
-            if (isDatabaseUnavailable(error)) return
-            deps.keepAlive()
-            if (error.retriesLeft > 0) {
-              metrics.retried.inc()
-              logger.warn(
-                { ...recordFields(record), id: event.id, type: event.type, attempt: used, ...errorFields(error.cause) },
-                'handler failed; retrying',
-              )
-            }
-          },
-        })
-        if (outcome === 'handled') metrics.handled.inc()
-        else if (outcome === 'duplicate') metrics.duplicates.inc()
-        else if (outcome === 'waiting') {
-          metrics.parked.inc({ reason: 'waiting' })
-          logger.warn(
-            { ...recordFields(record), id: event.id, type: event.type },
-            'record parked: its key waits behind a failed record',
+    try {
+      return await attemptsUntilEnd()
+    } finally {
+      signal.removeEventListener('abort', onStop)
+    }
+
+    async function attemptsUntilEnd(): Promise<Outcome> {
+      for (;;) {
+        if (signal.aborted) return 'stopped'
+        try {
+          const outcome = await pRetry(counted, {
+            retries: Math.max(0, deps.attempts - used - 1),
+            minTimeout: deps.retryInitialMs,
+            maxTimeout: deps.retryMaxMs,
+            factor: 2,
+            signal: betweenAttempts.signal,
+            // A database outage does not use up the handler's attempts: it goes to the loop below.
+            shouldRetry: (error) => !isDatabaseUnavailable(error),
+            onFailedAttempt: (error) => {
+              if (isDatabaseUnavailable(error)) return
+              deps.keepAlive()
+              if (error.retriesLeft > 0) {
+                metrics.retried.inc()
+                logger.warn(
+                  {
+                    ...recordFields(record),
+                    id: event.id,
+                    type: event.type,
+                    attempt: used,
+                    ...errorFields(error.cause),
+                  },
+                  'handler failed; retrying',
+                )
+              }
+            },
+          })
+          if (outcome === 'handled') metrics.handled.inc()
+          else if (outcome === 'duplicate') metrics.duplicates.inc()
+          else if (outcome === 'waiting') {
+            metrics.parked.inc({ reason: 'waiting' })
+            logger.warn(
+              { ...recordFields(record), id: event.id, type: event.type },
+              'record parked: its key waits behind a failed record',
+            )
+          }
+          return outcome
+        } catch (error) {
+          if (signal.aborted || error instanceof AbortError) return 'stopped'
+          if (isDatabaseUnavailable(error) || !(await databaseAnswers())) {
+            await databaseWait(error, record, signal, waitMs)
+            waitMs = Math.min(waitMs * 2, deps.retryMaxMs)
+            continue
+          }
+          const cause = error instanceof HandlerFailed ? error.cause : error
+          const why = cause instanceof Error ? cause.message : String(cause)
+          logger.error(
+            { ...recordFields(record), id: event.id, type: event.type, attempts: used, ...errorFields(cause) },
+            `handler failed ${used} times; record parked${deps.onFailure === 'block-key' && record.key !== null ? ', its key waits' : ''}`,
           )
+          return park(record, event.id, 'failed', event.type, why, used, signal)
         }
-        return outcome
-      } catch (error) {
-        if (signal.aborted || error instanceof AbortError) return 'stopped'
-        if (isDatabaseUnavailable(error) || !(await databaseAnswers())) {
-          await databaseWait(error, record, signal, waitMs)
-          waitMs = Math.min(waitMs * 2, deps.retryMaxMs)
-          continue
-        }
-        const cause = error instanceof HandlerFailed ? error.cause : error
-        const why = cause instanceof Error ? cause.message : String(cause)
-        logger.error(
-          { ...recordFields(record), id: event.id, type: event.type, attempts: used, ...errorFields(cause) },
-          `handler failed ${used} times; record parked${deps.onFailure === 'block-key' && record.key !== null ? ', its key waits' : ''}`,
-        )
-        return park(record, event.id, 'failed', event.type, why, used, signal)
       }
     }
   }

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events'
 import { type Consumer, type EachBatchPayload, type IHeaders, Kafka, logLevel } from 'kafkajs'
 import { errorFields, type Logger } from '../worker/operations/logger.js'
 import type { Outcome } from './handle-record.js'
@@ -29,6 +30,8 @@ const SILENCE_MS = 60_000
 export function kafkajsConsumer(deps: ConsumerDeps) {
   const { metrics, logger } = deps
   const stopping = new AbortController()
+  // Each record in hand listens for the stop, one per partition handled at once.
+  setMaxListeners(0, stopping.signal)
   let consumer: Consumer | undefined
   let joined = false
   let lastActivity = Date.now()
