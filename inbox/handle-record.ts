@@ -57,12 +57,12 @@ export function recordHandler(deps: RecordHandlerDeps) {
     try {
       return await deps.prisma.$transaction(
         async (tx: RawSql) => {
-          if (!(await store.claim(tx, event.id, event.type, record))) throw new Rollback('duplicate')
-          if (
-            deps.onFailure === 'block-key' &&
-            record.key !== null &&
-            (await store.keyHeld(tx, record.key, event.id))
-          ) {
+          const keyed = deps.onFailure === 'block-key' && record.key !== null
+          const { claimed, held } = keyed
+            ? await store.claimAndCheck(tx, event.id, event.type, record as InboxRecord & { key: string })
+            : { claimed: await store.claim(tx, event.id, event.type, record), held: false }
+          if (!claimed) throw new Rollback('duplicate')
+          if (held && record.key !== null) {
             // Checked again under the key's lock: a retryParked may be releasing the key right now.
             await store.lockKey(tx, record.key)
             if (await store.keyHeld(tx, record.key, event.id)) {
@@ -114,7 +114,8 @@ export function recordHandler(deps: RecordHandlerDeps) {
     for (;;) {
       if (signal.aborted) return 'stopped'
       try {
-        await store.park(deps.prisma, id, status, type, record, why, tries)
+        // Not inserted: another consumer of the group (a rebalance) ended this record first.
+        if (!(await store.park(deps.prisma, id, status, type, record, why, tries))) return 'duplicate'
         metrics.parked.inc({ reason: status })
         return status === 'poison' ? 'poison' : 'parked'
       } catch (error) {

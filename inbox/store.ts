@@ -53,6 +53,28 @@ export function inboxStore(table: string, consumer: string) {
       return inserted === 1
     },
 
+    /**
+     * claim and keyHeld in one round trip, for a record with a key under 'block-key'. The check
+     * reads the snapshot taken when the statement starts, before any wait on the claim: it can
+     * only miss a parked row committed during that wait, which is a wait on this very event id,
+     * whose claim then fails (a duplicate, skipped) or whose parking waits on this transaction.
+     */
+    async claimAndCheck(sql: RawSql, id: string, type: string, record: InboxRecord & { key: string }) {
+      const [row] = await sql.$queryRawUnsafe<{ claimed: number; held: boolean }[]>(
+        `WITH claimed AS (
+           INSERT INTO ${inbox} (${columns}, handled_at) VALUES ($1, $2, 'handled', $3, $4, $5, $6::int, $7::bigint, now())
+           ON CONFLICT (consumer, event_id) DO NOTHING RETURNING 1)
+         SELECT (SELECT count(*) FROM claimed)::int AS claimed,
+                EXISTS (SELECT 1 FROM ${inbox} WHERE consumer = $1 AND key = $4 AND ${holding} AND event_id <> $2) AS held`,
+        consumer,
+        id,
+        type,
+        record.key,
+        ...place(record),
+      )
+      return { claimed: row?.claimed === 1, held: row?.held === true }
+    },
+
     /** Whether a key has a parked record other than `id` in front of it. */
     async keyHeld(sql: RawSql, key: string, id: string): Promise<boolean> {
       const rows = await sql.$queryRawUnsafe<unknown[]>(
