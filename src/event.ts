@@ -33,6 +33,13 @@ export type CheckedEvent<E extends OutboxEvent<unknown>> = E & { payload: JsonSa
   [K in Exclude<keyof E, keyof OutboxEvent>]: never
 }
 
+/**
+ * The event of type `K` in an app's event map (`{ 'order.created': OrderCreated, ... }`): the map
+ * both sides share, so `emit` checks the payload the producer writes and the inbox's handler for
+ * `K` receives it typed (prisma-outbox/inbox, docs/consuming.md).
+ */
+export type EventOf<M, K extends keyof M & string> = OutboxEvent<M[K]> & { type: K }
+
 /** What the worker sets itself; an app cannot override them. */
 export const RESERVED_HEADERS = ['id', 'type', 'aggregateType', 'aggregateId'] as const
 

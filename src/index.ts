@@ -1,5 +1,5 @@
 export { OutboxError, OutboxValidationError } from './errors.js'
-export type { CheckedEvent, JsonSafe, JsonValue, OutboxEvent } from './event.js'
+export type { CheckedEvent, EventOf, JsonSafe, JsonValue, OutboxEvent } from './event.js'
 export { RESERVED_HEADERS } from './event.js'
 export { DEFAULT_OUTBOX_OPTIONS, type OutboxOptions, outbox } from './extension.js'
 export type { OutboxMode } from './sql.js'

@@ -26,7 +26,8 @@ function helpText(): string {
     '',
     'Commands:',
     '  run (default)   stream the outbox from the replication slot to Kafka',
-    '  init            add the Outbox model and migration to a Prisma app: --schema <file|dir> --migrations <dir> --config <prisma config file>',
+    '  init            add the Outbox model and migration to a Prisma app: --schema <file|dir> --migrations <dir> --config <prisma config file>;',
+    '                  --inbox adds the Inbox model and migration instead (consumers: prisma-outbox/inbox)',
     '  status          slot, lag, publication and confirmed LSN; --json for JSON; exit 3 when broken',
     '  republish       publish outbox rows again, in id order: --since <time|id> (after a lost slot)',
     '  tail <topic>    print what arrives on a Kafka topic: --from-beginning, --json (one JSON object a line)',
@@ -126,6 +127,7 @@ async function main(): Promise<void> {
         schema: values.schema as string | undefined,
         migrations: values.migrations as string | undefined,
         config: values.config as string | undefined,
+        inbox: values.inbox === true,
       })
       process.stdout.write(`${result.messages.join('\n')}\n`)
       return

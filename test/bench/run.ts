@@ -4,7 +4,9 @@
  * `-- --only=write-side` or `-- --only=drain` measures that part alone and prints it (results.json
  * is left as it is). `-- --only=relay [--events=N] [--runs=R]` drains N events R times with the
  * worker with each Kafka client (events/s, CPU per event, peak RSS, decode limit), then measures
- * the produce limit;
+ * the produce limit; `-- --only=inbox [--events=N]` compares events/s consumed through the inbox
+ * with plain kafkajs consumers of the same topic (test/bench/inbox.ts); `-- --only=consumer-restarts`
+ * puts a plain consumer of each Kafka client through broker restarts (test/bench/consumer-restarts.ts);
  * OUTBOX_BATCH_SIZE / OUTBOX_BUFFER_EVENTS / OUTBOX_BUFFER_BYTES are passed on to the worker.
  */
 import { execFileSync } from 'node:child_process'
@@ -15,8 +17,10 @@ import { createTestDatabase, ordersMigrationSql, outboxMigrationSql } from '../h
 import { ensureTopics } from '../helpers/kafka.js'
 import { currentLsn, spawnWorker } from '../helpers/worker.js'
 import { startServices } from '../services/index.js'
+import { measureRestarts } from './consumer-restarts.js'
 import { drainWithWorker } from './drain.js'
 import { fillMessages, fillOutbox } from './fill.js'
+import { benchInbox } from './inbox.js'
 import { type LatencyResult, measureLatency } from './latency.js'
 import { pgRecvlogicalSeconds, producerPerformance } from './limits.js'
 import { POLLING_SCHEMA, startPollingRelay } from './polling-relay.js'
@@ -380,8 +384,24 @@ async function runOnly(part: string) {
       process.stdout.write(
         `produce limit: ${f0(producerPerformance(brokers, 'bench.produce', N, 300))} records/s; load ${load()}\n`,
       )
+    } else if (part === 'inbox') {
+      const events = Number(option('events') ?? (quick ? 5000 : 20_000))
+      for (const r of await benchInbox(url, brokers, events)) {
+        process.stdout.write(
+          `inbox bench, ${r.variant}: ${f0(r.perS)} events/s (${f0(r.events)} events, 4 partitions at once); load ${loadavg()[0]?.toFixed(2)}\n`,
+        )
+      }
+    } else if (part === 'consumer-restarts') {
+      for (const client of ['kafkajs', 'platformatic'] as const) {
+        const r = await measureRestarts(client)
+        process.stdout.write(
+          `consumer through 3 broker restarts, ${client}: ${r.consumed} of ${r.produced} records, ${r.caughtUp ? `caught up ${r.catchUpS} s after the last restart` : 'never caught up (60 s)'}; ${r.events.join('; ') || 'no errors reported'}; load ${loadavg()[0]?.toFixed(2)}\n`,
+        )
+      }
     } else {
-      throw new Error(`--only=${part}: use --only=write-side, --only=drain or --only=relay`)
+      throw new Error(
+        `--only=${part}: use --only=write-side, --only=drain, --only=relay, --only=inbox or --only=consumer-restarts`,
+      )
     }
   } finally {
     await services.dispose()

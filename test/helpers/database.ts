@@ -13,6 +13,13 @@ export const ordersMigrationSql = readFileSync(
   'utf8',
 )
 
+/** The inbox table `outbox-worker init --inbox` ships, and the example consumer's own table. */
+export const inboxMigrationSql = readFileSync(join(prismaDir, 'outbox/inbox-migration.sql'), 'utf8')
+export const invoicesMigrationSql = readFileSync(
+  join(prismaDir, 'migrations/20260102000000_invoices/migration.sql'),
+  'utf8',
+)
+
 export interface TestDatabase {
   name: string
   url: string

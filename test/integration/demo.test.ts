@@ -43,3 +43,26 @@ test('the demo commits, kills and restarts the worker, and ends with nothing los
   expect(after.filter((line) => !line.startsWith('  '))).toEqual([])
   expect(after.at(-1)).toMatch(/^ {2}OK: /)
 })
+
+test('the billing demo (npm run demo:billing) bills every order once through a kill -9 of the consumer (exit 0)', async () => {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/demo/billing.ts'], {
+    env: {
+      PATH: process.env.PATH,
+      DATABASE_URL: inject('databaseUrl'),
+      KAFKA_BROKERS: inject('kafkaBrokers').join(','),
+      DEMO_ORDERS: '60',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let output = ''
+  child.stdout.on('data', (d) => {
+    output += d
+  })
+  child.stderr.on('data', (d) => {
+    output += d
+  })
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
+  expect(output).toContain('kill -9 of the billing consumer')
+  expect(output).toMatch(/invoices written\s+60 for 60 orders; events applied twice: 0/)
+  expect(code, output).toBe(0)
+})

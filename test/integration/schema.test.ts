@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { afterEach, expect, inject, test } from 'vitest'
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js'
+import { createTestDatabase, inboxMigrationSql, type TestDatabase } from '../helpers/database.js'
 
 const fragment = readFileSync('prisma/outbox/model.prisma', 'utf8')
 const appSchema = readFileSync('prisma/schema.prisma', 'utf8')
@@ -21,7 +21,9 @@ function columnsOfModel(model: string): Record<string, [string, boolean]> {
       ? 'uuid'
       : attributes.includes('@db.Timestamptz')
         ? 'timestamp with time zone'
-        : ({ String: 'text', Json: 'jsonb' } as Record<string, string>)[type as string]
+        : ({ String: 'text', Json: 'jsonb', Int: 'integer', BigInt: 'bigint' } as Record<string, string>)[
+            type as string
+          ]
     columns[column] = [pgType ?? `unmapped ${type}`, optional === '?']
   }
   return columns
@@ -55,4 +57,17 @@ test('the migration publishes inserts only, on the outbox table', async () => {
 
 test('the example app schema contains the fragment exactly as init appends it', () => {
   expect(appSchema).toContain(fragment.trim())
+})
+
+const inboxFragment = readFileSync('prisma/outbox/inbox-model.prisma', 'utf8')
+
+test('the inbox model matches the table its migration creates, and the example schema has it as init --inbox appends it', async () => {
+  db = await createTestDatabase(inject('databaseUrl'))
+  await db.query(inboxMigrationSql)
+  const rows = await db.query<{ column_name: string; data_type: string; is_nullable: string }>(
+    `SELECT column_name, data_type, is_nullable FROM information_schema.columns WHERE table_name = 'inbox'`,
+  )
+  const table = Object.fromEntries(rows.map((r) => [r.column_name, [r.data_type, r.is_nullable === 'YES']]))
+  expect(columnsOfModel(inboxFragment)).toEqual(table)
+  expect(appSchema).toContain(inboxFragment.trim())
 })

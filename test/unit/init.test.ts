@@ -32,6 +32,23 @@ describe('outbox-worker init', () => {
     expect(readdirSync(join(app, 'prisma/migrations'))).toEqual(['20261122101112_outbox'])
   })
 
+  test('--inbox adds the Inbox model and the inbox migration next to the outbox ones, once', () => {
+    mkdirSync(join(app, 'prisma'))
+    writeFileSync(join(app, 'prisma/schema.prisma'), appSchema)
+    initApp({ cwd: app, now: new Date('2026-11-22T10:11:12Z') })
+    const inbox = initApp({ cwd: app, now: new Date('2026-11-22T10:11:13Z'), inbox: true })
+    expect(inbox.written).toEqual(['prisma/schema.prisma', 'prisma/migrations/20261122101113_inbox/migration.sql'])
+    const schema = readFileSync(join(app, 'prisma/schema.prisma'), 'utf8')
+    expect(schema).toContain(model.trim())
+    expect(schema).toContain(readFileSync('prisma/outbox/inbox-model.prisma', 'utf8').trim())
+    expect(readFileSync(join(app, 'prisma/migrations/20261122101113_inbox/migration.sql'), 'utf8')).toBe(
+      readFileSync('prisma/outbox/inbox-migration.sql', 'utf8'),
+    )
+    const again = initApp({ cwd: app, now: new Date('2026-11-23T00:00:00Z'), inbox: true })
+    expect(again.written).toEqual([])
+    expect(again.messages.join('\n')).toMatch(/Inbox model and migration are already in place/)
+  })
+
   test('with a prisma/schema folder, writes outbox.prisma next to the other files', () => {
     mkdirSync(join(app, 'prisma/schema'), { recursive: true })
     writeFileSync(join(app, 'prisma/schema/main.prisma'), appSchema)

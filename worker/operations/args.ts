@@ -18,6 +18,7 @@ const EXTRA_FLAGS: Record<string, { type: 'string' | 'boolean'; short?: string }
   json: { type: 'boolean' },
   schema: { type: 'string' },
   migrations: { type: 'string' },
+  inbox: { type: 'boolean' },
   since: { type: 'string' },
   config: { type: 'string' },
   'env-file': { type: 'string' },

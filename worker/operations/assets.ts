@@ -20,6 +20,8 @@ export function packageRoot(): string {
   throw new Error('prisma-outbox is installed without its prisma/outbox folder; reinstall the package')
 }
 
-export function readAsset(name: 'migration.sql' | 'model.prisma'): string {
+export function readAsset(
+  name: 'migration.sql' | 'model.prisma' | 'inbox-migration.sql' | 'inbox-model.prisma',
+): string {
   return readFileSync(join(outboxAssetsDir(), name), 'utf8')
 }

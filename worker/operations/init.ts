@@ -10,10 +10,25 @@ export interface InitResult {
   messages: string[]
 }
 
-const MODEL_START = /^model\s+Outbox\s*\{/m
+/** What `init` adds: the outbox (default), or with `--inbox` the inbox of createInbox consumers. */
+interface Part {
+  model: 'Outbox' | 'Inbox'
+  modelFile: 'model.prisma' | 'inbox-model.prisma'
+  migrationFile: 'migration.sql' | 'inbox-migration.sql'
+  /** The schema file written in a prisma/schema/ folder, and the migration folder's suffix. */
+  name: 'outbox' | 'inbox'
+}
+const OUTBOX: Part = { model: 'Outbox', modelFile: 'model.prisma', migrationFile: 'migration.sql', name: 'outbox' }
+const INBOX: Part = {
+  model: 'Inbox',
+  modelFile: 'inbox-model.prisma',
+  migrationFile: 'inbox-migration.sql',
+  name: 'inbox',
+}
+const modelStart = (part: Part) => new RegExp(`^model\\s+${part.model}\\s*\\{`, 'm')
 
 /**
- * `outbox-worker init`: adds the Outbox model to the app's Prisma schema (a single file, or a new
+ * `outbox-worker init`: adds the Outbox model (with `inbox`, the Inbox model and its migration) to the app's Prisma schema (a single file, or a new
  * outbox.prisma in a prisma/schema/ folder) and the outbox migration to its migrations folder.
  * Idempotent, and never overwrites a file of the user's.
  */
@@ -24,7 +39,9 @@ export function initApp(options: {
   config?: string
   cwd?: string
   now?: Date
+  inbox?: boolean
 }): InitResult {
+  const part = options.inbox ? INBOX : OUTBOX
   const cwd = options.cwd ?? process.cwd()
   // Flags win; then Prisma 7's config file (prisma.config.ts); then Prisma's default places.
   const config =
@@ -56,11 +73,11 @@ export function initApp(options: {
 
   const result: InitResult = { written: [], messages: [] }
   if (config?.schema || config?.migrations) result.messages.push(`using the paths in ${config.file}`)
-  const model = readAsset('model.prisma')
-  addModel(schemaPath, isFolder, schemaFiles, model, cwd, result)
-  addMigration(migrationsDir, readAsset('migration.sql'), options.now ?? new Date(), cwd, result)
+  const model = readAsset(part.modelFile)
+  addModel(part, schemaPath, isFolder, schemaFiles, model, cwd, result)
+  addMigration(part, migrationsDir, readAsset(part.migrationFile), options.now ?? new Date(), cwd, result)
   if (result.written.length === 0)
-    result.messages.push('nothing to do: the Outbox model and migration are already in place')
+    result.messages.push(`nothing to do: the ${part.model} model and migration are already in place`)
   else
     result.messages.push(
       'next: npx prisma migrate deploy (or migrate dev), or apply the migration by hand (psql "$DATABASE_URL" -f <the migration.sql above>); then npx prisma generate',
@@ -69,6 +86,7 @@ export function initApp(options: {
 }
 
 function addModel(
+  part: Part,
   schemaPath: string,
   isFolder: boolean,
   files: string[],
@@ -78,22 +96,22 @@ function addModel(
 ): void {
   for (const file of files) {
     const text = readFileSync(file, 'utf8')
-    const match = MODEL_START.exec(text)
+    const match = modelStart(part).exec(text)
     if (!match) continue
     const existing = modelBlock(text, match.index)
-    if (normalize(existing) === normalize(modelBlock(model, MODEL_START.exec(model)?.index ?? 0))) {
-      result.messages.push(`model Outbox already in ${relative(cwd, file)}`)
+    if (normalize(existing) === normalize(modelBlock(model, modelStart(part).exec(model)?.index ?? 0))) {
+      result.messages.push(`model ${part.model} already in ${relative(cwd, file)}`)
       return
     }
     throw new OutboxConfigError(
-      `${relative(cwd, file)} already has a different model Outbox: rename or remove it, or make it match prisma-outbox's model (prisma/outbox/model.prisma in the package)`,
+      `${relative(cwd, file)} already has a different model ${part.model}: rename or remove it, or make it match prisma-outbox's model (prisma/outbox/${part.modelFile} in the package)`,
     )
   }
   if (isFolder) {
-    const target = join(schemaPath, 'outbox.prisma')
+    const target = join(schemaPath, `${part.name}.prisma`)
     if (existsSync(target))
       throw new OutboxConfigError(
-        `${relative(cwd, target)} exists and has no Outbox model: move it aside and run init again`,
+        `${relative(cwd, target)} exists and has no ${part.model} model: move it aside and run init again`,
       )
     writeFileSync(target, model)
     result.written.push(relative(cwd, target))
@@ -102,21 +120,21 @@ function addModel(
     writeFileSync(schemaPath, `${text.replace(/\s*$/, '\n\n')}${model}`)
     result.written.push(relative(cwd, schemaPath))
   }
-  result.messages.push(`added model Outbox to ${result.written[result.written.length - 1]}`)
+  result.messages.push(`added model ${part.model} to ${result.written[result.written.length - 1]}`)
 }
 
-function addMigration(dir: string, sql: string, now: Date, cwd: string, result: InitResult): void {
+function addMigration(part: Part, dir: string, sql: string, now: Date, cwd: string, result: InitResult): void {
   if (existsSync(dir)) {
     for (const entry of readdirSync(dir)) {
       const file = join(dir, entry, 'migration.sql')
       if (existsSync(file) && normalize(readFileSync(file, 'utf8')) === normalize(sql)) {
-        result.messages.push(`outbox migration already in ${relative(cwd, file)}`)
+        result.messages.push(`${part.name} migration already in ${relative(cwd, file)}`)
         return
       }
     }
   }
   const stamp = now.toISOString().replace(/[-:T]/g, '').slice(0, 14)
-  const target = join(dir, `${stamp}_outbox`, 'migration.sql')
+  const target = join(dir, `${stamp}_${part.name}`, 'migration.sql')
   if (existsSync(target))
     throw new OutboxConfigError(`${relative(cwd, target)} already exists: run init again in a second`)
   mkdirSync(dirname(target), { recursive: true })

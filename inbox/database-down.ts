@@ -1,0 +1,43 @@
+/**
+ * Whether an error says the database could not be reached, as opposed to a handler that failed:
+ * such a record is retried until the database is back, never parked (parking needs the database
+ * too, and the record did nothing wrong). Walks the error's causes: Prisma wraps the driver
+ * adapter's error, which carries either a `kind` (adapter-pg's mapping) or the socket's `code`.
+ */
+const UNREACHABLE_KINDS = new Set(['DatabaseNotReachable', 'ConnectionClosed', 'SocketTimeout', 'TooManyConnections'])
+const UNREACHABLE_CODES = new Set([
+  // Prisma: can't reach, timed out, server closed the connection, pool timeout.
+  'P1001',
+  'P1002',
+  'P1017',
+  'P2024',
+  // Sockets.
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  // PostgreSQL: shutting down, starting up, too many connections.
+  '57P01',
+  '57P02',
+  '57P03',
+  '53300',
+])
+
+export function isDatabaseUnavailable(error: unknown): boolean {
+  const seen = new Set<unknown>()
+  const queue: unknown[] = [error]
+  while (queue.length > 0) {
+    const item = queue.shift()
+    if (item === null || typeof item !== 'object' || seen.has(item)) continue
+    seen.add(item)
+    const { kind, code, cause } = item as { kind?: unknown; code?: unknown; cause?: unknown }
+    if (typeof kind === 'string' && UNREACHABLE_KINDS.has(kind)) return true
+    if (typeof code === 'string' && (UNREACHABLE_CODES.has(code) || code.startsWith('08'))) return true
+    queue.push(cause)
+    const errors = (item as { errors?: unknown }).errors
+    if (Array.isArray(errors)) queue.push(...errors)
+  }
+  return false
+}

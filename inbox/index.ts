@@ -1,0 +1,7 @@
+export type { EventOf } from '../src/event.js'
+export type { Logger } from '../worker/operations/logger.js'
+export { createInbox, type Inbox } from './create-inbox.js'
+export type { InboxMetrics } from './metrics.js'
+export { DEFAULT_INBOX_OPTIONS, InboxConfigError, type InboxOptions } from './options.js'
+export type { RetryParkedResult } from './retry-parked.js'
+export type { EventMap, Handler, Handlers, InboxEvent, TransactionOf } from './types.js'
