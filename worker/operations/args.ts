@@ -25,6 +25,17 @@ const EXTRA_FLAGS: Record<string, { type: 'string' | 'boolean'; short?: string }
   'from-beginning': { type: 'boolean' },
 }
 
+/** Flags that mean something to some commands only: given to another, refused rather than ignored. */
+const COMMAND_FLAGS: Record<string, Command[]> = {
+  schema: ['init'],
+  migrations: ['init'],
+  inbox: ['init'],
+  config: ['init'],
+  since: ['republish'],
+  'from-beginning': ['tail'],
+  json: ['status', 'tail'],
+}
+
 const SEE_HELP = 'see outbox-worker --help'
 
 export function parseCommandLine(argv: string[]): { command: Command; values: Values; topic?: string } {
@@ -61,6 +72,12 @@ export function parseCommandLine(argv: string[]): { command: Command; values: Va
     throw new OutboxConfigError(
       `unknown command "${positionals[0]}": use run, init, status, republish or tail (${SEE_HELP})`,
     )
+  for (const [flag, commands] of Object.entries(COMMAND_FLAGS)) {
+    if (values[flag] !== undefined && !commands.includes(command) && command !== 'help' && !values.help)
+      throw new OutboxConfigError(
+        `--${flag} applies to ${commands.map((c) => `outbox-worker ${c}`).join(' and ')}, not to ${command} (${SEE_HELP})`,
+      )
+  }
   // `tail` takes the topic; no other command takes an argument.
   const extra = command === 'tail' ? 2 : 1
   if (positionals.length > extra)
