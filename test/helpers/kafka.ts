@@ -129,6 +129,20 @@ export async function collectTopics(
   }
 }
 
+/** How many records the topics hold (the sum of their partitions' high watermarks). */
+export async function recordCount(brokers: string[], topics: string[]): Promise<number> {
+  const admin = testKafka(brokers).admin()
+  await admin.connect()
+  try {
+    let count = 0
+    for (const topic of topics)
+      for (const p of await admin.fetchTopicOffsets(topic)) count += Number(p.high) - Number(p.low)
+    return count
+  } finally {
+    await admin.disconnect()
+  }
+}
+
 /**
  * Creates the topics (4 partitions, like the broker's auto-created ones) unless they exist, and
  * returns once every partition has a leader. kafkajs's own `waitForLeaders` retries only
