@@ -81,9 +81,7 @@ test('start() rejects with OutboxSetupError when the database is not set up, and
 })
 
 test('a publication that filters the outbox rows or columns is refused at start with the fix, as the running worker refuses it', async (context) => {
-  const [row] = await db.query<{ version: number }>(
-    `SELECT current_setting('server_version_num')::int AS version`,
-  )
+  const [row] = await db.query<{ version: number }>(`SELECT current_setting('server_version_num')::int AS version`)
   const version = row?.version ?? 0
   // Row filters arrived in PostgreSQL 15.
   if (version < 150000) return context.skip()
