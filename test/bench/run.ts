@@ -1,6 +1,6 @@
 /**
- * `npm run bench` (`-- --quick` for a short run): every figure of SPEC §7 measured side by side
- * in one run on the same services, written to test/bench/results.json and printed as a table.
+ * `npm run bench` (`-- --quick` for a short run): every performance figure (write-side overhead, drain throughput per
+ * Kafka client, end-to-end latency, limits) measured side by side in one run on the same services, written to test/bench/results.json and printed as a table.
  * `-- --only=write-side` or `-- --only=drain` measures that part alone and prints it (results.json
  * is left as it is). `-- --only=relay [--events=N] [--runs=R]` drains N events R times with the
  * worker with each Kafka client (events/s, CPU per event, peak RSS, decode limit), then measures

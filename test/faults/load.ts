@@ -10,7 +10,7 @@ import type { History } from './history.js'
 export function startLoad(
   prisma: AppClient,
   history: History,
-  options: { writers: number; aggregates: number[]; ratePerWriter: number },
+  options: { writers: number; aggregates: number[]; ratePerWriter: number; topic: string },
 ) {
   let running = true
   let errors = 0
@@ -30,11 +30,20 @@ export function startLoad(
           for (const orderId of picks) {
             const order = await tx.order.update({ where: { id: orderId }, data: { total: { increment: 1 } } })
             const version = Number(order.total)
+            const payload = { orderId, version, writer: w, n }
             const id = await tx.outbox.emit({
               aggregateType: 'order',
               aggregateId: orderId,
               type: 'order.bumped',
-              payload: { orderId, version, writer: w, n },
+              payload,
+            })
+            history.expect(id, {
+              topic: options.topic,
+              key: String(orderId),
+              payloadJson: JSON.stringify(payload),
+              headers: {},
+              type: 'order.bumped',
+              aggregateType: 'order',
             })
             ids.push(id)
             out.push({ id, aggregate: String(orderId), version })

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { spawnWorker, type WorkerProcess } from '../helpers/worker.js'
+import { waitUntil } from '../services/ports.js'
 
 /**
  * Keeps `count` worker processes running, as an orchestrator would: a worker that exits is
@@ -36,12 +37,35 @@ export class WorkerSupervisor {
     return undefined
   }
 
-  /** Sends `signal` to the streaming worker (or any worker, if none streams right now). */
-  async killActive(signal: NodeJS.Signals): Promise<number | null> {
-    const target = (await this.active()) ?? this.live[0]
-    if (!target) return null
-    this.expectedExits.add(target)
-    return target.kill(signal)
+  /** Each running worker's /status role ('active', 'standby', ...), undefined if it does not answer. */
+  async roles(): Promise<Map<WorkerProcess, string | undefined>> {
+    const roles = new Map<WorkerProcess, string | undefined>()
+    for (const worker of this.live) roles.set(worker, (await worker.status().catch(() => undefined))?.role)
+    return roles
+  }
+
+  /**
+   * Sends `signal` to the worker that streams (its /status says it holds the slot), waiting up to
+   * `timeoutMs` for one; fails when none does, so the fault cannot silently hit a worker that held
+   * nothing. Returns the worker and how it exited.
+   */
+  async killActive(
+    signal: NodeJS.Signals,
+    timeoutMs = 30_000,
+  ): Promise<{ worker: WorkerProcess; code: number | null }> {
+    let target: WorkerProcess | undefined
+    await waitUntil(
+      'a worker holding the slot, to kill',
+      async () => {
+        target = await this.active()
+        return target !== undefined
+      },
+      timeoutMs,
+      100,
+    )
+    const worker = target as WorkerProcess
+    this.expectedExits.add(worker)
+    return { worker, code: await worker.kill(signal) }
   }
 
   /** Exits nobody asked for (a crash or a non-zero exit): must stay 0. */

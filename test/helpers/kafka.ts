@@ -55,6 +55,8 @@ export async function collectTopics(
   const groupId = `test-${Math.random().toString(36).slice(2)}`
   const messages: ReceivedMessage[] = []
   const seen = new Set<string>()
+  /** Per `topic/partition`, the offset after the last batch read (transaction markers included). */
+  const positions = new Map<string, bigint>()
   let consumer: Consumer | undefined
   let stopped = false
   if (Array.isArray(topics)) await ensureTopics(brokers, topics)
@@ -73,6 +75,11 @@ export async function collectTopics(
       heartbeatInterval: 1000,
     })
     consumer = fresh
+    fresh.on(fresh.events.END_BATCH_PROCESS, ({ payload }) => {
+      const at = `${payload.topic}/${payload.partition}`
+      const next = BigInt(payload.lastOffset) + 1n
+      if (next > (positions.get(at) ?? 0n)) positions.set(at, next)
+    })
     fresh.on(fresh.events.CRASH, ({ payload }) => {
       if (payload.restart || stopped) return // kafkajs restarts it itself
       process.stderr.write(`test consumer ${groupId} crashed (${payload.error.message}); starting a new one\n`)
@@ -122,10 +129,53 @@ export async function collectTopics(
       }
       return messages
     },
+    /**
+     * Resolves once every partition has been read up to where it ends now: whatever Kafka holds
+     * at the call is then in `messages`. The end of a finished Kafka transaction is its marker,
+     * which the read passes too.
+     */
+    async readToEnd(timeoutMs = 30_000): Promise<void> {
+      if (!Array.isArray(topics)) throw new Error('readToEnd needs the topics by name')
+      const admin = testKafka(brokers).admin()
+      await admin.connect()
+      const ends = new Map<string, bigint>()
+      try {
+        for (const topic of topics)
+          for (const p of await admin.fetchTopicOffsets(topic))
+            if (BigInt(p.high) > BigInt(p.low)) ends.set(`${topic}/${p.partition}`, BigInt(p.high))
+      } finally {
+        await admin.disconnect()
+      }
+      const deadline = Date.now() + timeoutMs
+      const behind = () => [...ends].filter(([at, end]) => (positions.get(at) ?? 0n) < end)
+      while (behind().length > 0) {
+        if (Date.now() > deadline)
+          throw new Error(
+            `not read to the end after ${timeoutMs} ms: ${behind()
+              .map(([at, end]) => `${at} at ${positions.get(at) ?? 0n} of ${end}`)
+              .join(', ')}`,
+          )
+        await new Promise((r) => setTimeout(r, 50))
+      }
+    },
     stop: async () => {
       stopped = true
       await consumer?.disconnect()
     },
+  }
+}
+
+/** How many records the topics hold (the sum of their partitions' high watermarks). */
+export async function recordCount(brokers: string[], topics: string[]): Promise<number> {
+  const admin = testKafka(brokers).admin()
+  await admin.connect()
+  try {
+    let count = 0
+    for (const topic of topics)
+      for (const p of await admin.fetchTopicOffsets(topic)) count += Number(p.high) - Number(p.low)
+    return count
+  } finally {
+    await admin.disconnect()
   }
 }
 

@@ -160,6 +160,45 @@ export async function slotReplays(
   return replayed
 }
 
+/**
+ * The transactions (xids) the slot would send again, asked of PostgreSQL itself by a peek at its
+ * changes: those whose commit comes at or after the confirmed position. The slot must be free
+ * (its worker stopped); a walsender still ending is waited for.
+ */
+export async function replayedTransactions(
+  db: TestDatabase,
+  slot: string,
+  publication = 'prisma_outbox',
+): Promise<Set<string>> {
+  let xids = new Set<string>()
+  await waitUntil(
+    `slot ${slot} free to peek`,
+    async () => {
+      try {
+        const rows = await db.query<{ xid: string }>(
+          `SELECT DISTINCT xid::text AS xid FROM pg_logical_slot_peek_binary_changes($1, NULL, NULL,
+             'proto_version', '1', 'publication_names', $2)`,
+          [slot, publication],
+        )
+        xids = new Set(rows.map((r) => r.xid))
+        return true
+      } catch (error) {
+        if (/is active for PID/.test((error as Error).message)) return false
+        throw error
+      }
+    },
+    10_000,
+    100,
+  )
+  return xids
+}
+
+/** The transaction (xid) that wrote each event of the outbox table. */
+export async function eventTransactions(db: TestDatabase): Promise<Map<string, string>> {
+  const rows = await db.query<{ id: string; xid: string }>('SELECT id, xmin::text AS xid FROM outbox')
+  return new Map(rows.map((r) => [r.id, r.xid]))
+}
+
 /** Waits until the slot has confirmed at least `lsn`. */
 export async function waitForConfirmed(db: TestDatabase, slot: string, lsn: bigint, timeoutMs = 30_000): Promise<void> {
   await waitUntil(

@@ -16,7 +16,8 @@ import { type TestDatabase, uniqueName } from '../helpers/database.js'
 import { type ReceivedMessage, testKafka } from '../helpers/kafka.js'
 import { proxyDatabaseUrl } from '../helpers/proxied-services.js'
 import { relayTestFixture } from '../helpers/relay-fixture.js'
-import { currentLsn, insertEvents, slotReplays, waitForConfirmed } from '../helpers/worker.js'
+import { currentLsn, insertEvents, slotReplays, type WorkerProcess, waitForConfirmed } from '../helpers/worker.js'
+import { waitUntil } from '../services/ports.js'
 
 let db: TestDatabase
 let slot: string
@@ -177,6 +178,13 @@ test('exactly-once: a transaction larger than --buffer-events is read to its COM
   for (const id of ids) expect(copies.get(id)).toBe(1)
 }, 120_000)
 
+/** How many events the worker skipped as already in Kafka (from its log). */
+function skippedEvents(worker: WorkerProcess): number {
+  return worker.output
+    .filter((line) => line.includes('exactly-once: skipped events already in Kafka'))
+    .reduce((sum, line) => sum + (JSON.parse(line) as { events: number }).events, 0)
+}
+
 test('another transactional id with a transaction open on a shared --checkpoint-topic: the worker waits for it rather than trust an older checkpoint, and publishes nothing twice', async () => {
   const checkpointTopic = uniqueName('cp')
   const env = { ...exactlyOnce(uniqueName('txid')), OUTBOX_CHECKPOINT_TOPIC: checkpointTopic }
@@ -204,13 +212,32 @@ test('another transactional id with a transaction open on a shared --checkpoint-
     await rewindSlot(saved)
     const second = await startWorker(env)
     await second.waitForLog(/"msg":"streaming"/)
-    // The read waits while the other transaction is open; once it ends, the read reaches our latest.
+    // The replayed events wait on the checkpoint read, which waits while the other transaction
+    // is open: after 3 s, still no checkpoint taken and nothing published. (A fixed window: the
+    // waiting itself is what is checked.)
     await new Promise((r) => setTimeout(r, 3000))
+    const checkpointTaken = /exactly-once: transactions ending at or before the checkpoint/
+    expect(second.output.filter((line) => checkpointTaken.test(line))).toEqual([])
+    expect(await second.metric('outbox_events_published_total')).toBe(0)
+    expect(consumer.messages).toHaveLength(55)
     await open.abort()
+    // Once it ends, the read reaches our latest checkpoint: the 55 replayed events are skipped.
+    await second.waitForLog(checkpointTaken, 30_000)
+    await waitUntil('the replayed events skipped', async () => skippedEvents(second) === 55, 30_000).catch((error) => {
+      throw new Error(`${(error as Error).message}: ${skippedEvents(second)} skipped`)
+    })
     const after = await insertBatches(2, 5, 'after')
-    await waitForConfirmed(db, slot, await currentLsn(db), 60_000)
-    await consumer.waitFor(65)
-    await new Promise((r) => setTimeout(r, 1000))
+    // A marker behind every key's events (one key, one partition): once each has arrived, any
+    // copy of an event before it would have too.
+    const markers = await insertEvents(
+      db,
+      ['early', 'before', 'after'].flatMap((tag) => [0, 1, 2].map((i) => ({ aggregateId: `${tag}-${i}` }))),
+    )
+    await waitUntil(
+      'the markers',
+      async () => markers.every((id) => consumer.messages.some((m) => m.headers.id === id)),
+      60_000,
+    )
     const copies = copiesOf(consumer.messages)
     const notOnce = [...early, ...before, ...after].filter((id) => copies.get(id) !== 1)
     expect(notOnce, `${notOnce.length} of 65 events not exactly once`).toEqual([])

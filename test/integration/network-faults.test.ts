@@ -94,7 +94,14 @@ test('retention keeps rows that are not delivered yet, whatever their age', asyn
   expect(consumer.messages.map((m) => m.headers.id)).toEqual(expect.arrayContaining([first, ...undelivered]))
 })
 
-test('a half-open replication connection: the worker gives up before a standby can take the slot, and stops publishing', async () => {
+/** The time (ms since the epoch) of the worker's first log line matching `pattern`. */
+function loggedAt(worker: WorkerProcess, pattern: RegExp): number {
+  const line = worker.output.find((l) => pattern.test(l))
+  if (!line) throw new Error(`no log line ${pattern}`)
+  return Date.parse((JSON.parse(line) as { time: string }).time)
+}
+
+test('a half-open replication connection: the worker gives up before a standby can take the slot, and publishes nothing once the partition heals', async () => {
   await adminQuery(inject('databaseUrl'), `ALTER SYSTEM SET wal_sender_timeout = '3s'`)
   await adminQuery(inject('databaseUrl'), 'SELECT pg_reload_conf()')
   cleanups.push(async () => {
@@ -110,23 +117,39 @@ test('a half-open replication connection: the worker gives up before a standby c
   await standby.waitForLog(/standing by/)
   await insertEvents(db, [{ aggregateId: 'z', payload: { n: 0 } }])
   await consumer.waitFor(1, 20_000)
+  await waitUntil(
+    'the zombie counts its publish',
+    async () => (await zombie.metric('outbox_events_published_total')) === 1,
+    5000,
+  )
 
   proxied.proxy.blackhole()
-  // 3/4 of wal_sender_timeout without a message from the server.
-  await zombie.waitForLog(/presumed dead/, 10_000)
-  expect(await zombie.ready()).toBe(false)
+  // Committed inside the partition: the zombie's walsender sends it into the partition, where it
+  // waits for the healing; the standby must deliver it, the zombie must not.
+  const during = await insertEvents(db, [{ aggregateId: 'z', payload: { n: 1 } }])
   await standby.waitForLog(/"msg":"streaming"/, 20_000)
-  const publishedByZombie = await zombie.metric('outbox_events_published_total')
-  const ids = await insertEvents(db, [
-    { aggregateId: 'z', payload: { n: 1 } },
+  // Healed as soon as the standby holds the slot: a zombie still trusting its connection now
+  // receives what the partition held.
+  proxied.proxy.restore()
+  // The zombie gave up (3/4 of wal_sender_timeout without a message) before the takeover.
+  await zombie.waitForLog(/presumed dead/, 10_000)
+  expect(loggedAt(zombie, /presumed dead/)).toBeLessThan(loggedAt(standby, /"msg":"streaming"/))
+  expect(await zombie.ready()).toBe(false)
+  // Healed for the zombie too: it reaches PostgreSQL again and finds the slot taken.
+  await zombie.waitForLog(/standing by/, 10_000)
+  const after = await insertEvents(db, [
     { aggregateId: 'z', payload: { n: 2 } },
+    { aggregateId: 'z', payload: { n: 3 } },
   ])
+  const expected = [...during, ...after]
   await waitUntil(
     'the standby delivers',
-    async () => ids.every((id) => consumer.messages.some((m) => m.headers.id === id)),
+    async () => expected.every((id) => consumer.messages.some((m) => m.headers.id === id)),
     20_000,
   )
-  expect(await zombie.metric('outbox_events_published_total')).toBe(publishedByZombie)
+  // Once each: by the standby alone.
+  for (const id of expected) expect(consumer.messages.filter((m) => m.headers.id === id)).toHaveLength(1)
+  expect(await zombie.metric('outbox_events_published_total')).toBe(1)
 })
 
 test('only the replication connection half-open, the server last hearing from the worker a status interval before the cut: the worker publishes nothing once a standby has taken over', async () => {

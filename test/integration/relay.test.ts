@@ -6,11 +6,19 @@ import { afterEach, describe, expect, inject, test } from 'vitest'
 import { toOutboxRow } from '../../src/event.js'
 import type { OutboxEvent } from '../../src/index.js'
 import { type TestDatabase, uniqueName } from '../helpers/database.js'
-import { type ReceivedMessage, testKafka } from '../helpers/kafka.js'
+import { type ReceivedMessage, recordCount, testKafka } from '../helpers/kafka.js'
 import { KAFKA_CLIENTS } from '../helpers/kafka-clients.js'
 import { type AppClient, createAppClient } from '../helpers/prisma.js'
 import { relayTestFixture } from '../helpers/relay-fixture.js'
-import { confirmedLsn, currentLsn, insertEvents, slotReplays, waitForConfirmed } from '../helpers/worker.js'
+import {
+  confirmedLsn,
+  currentLsn,
+  eventTransactions,
+  insertEvents,
+  replayedTransactions,
+  slotReplays,
+  waitForConfirmed,
+} from '../helpers/worker.js'
 import { waitUntil } from '../services/ports.js'
 
 let db: TestDatabase
@@ -195,7 +203,9 @@ describe.each(KAFKA_CLIENTS)('with %s', (client) => {
     const consumer = await consume([`${prefix}.order`, `${prefix}.invoice`, `${prefix}.explicit`])
     await consumer.waitFor(5000, 90_000)
     await waitForConfirmed(db, slot, endLsn)
-    await new Promise((r) => setTimeout(r, 500)) // anything extra would show up now
+    // Everything Kafka holds now, read to the end of every partition: nothing extra can hide.
+    const topics = [`${prefix}.order`, `${prefix}.invoice`, `${prefix}.explicit`]
+    await consumer.waitFor(await recordCount(inject('kafkaBrokers'), topics), 30_000)
     const messages = consumer.messages
 
     const deliveredIds = new Set(messages.map((m) => m.headers.id))
@@ -225,23 +235,27 @@ describe.each(KAFKA_CLIENTS)('with %s', (client) => {
     expect(outOfOrder(messages)).toBe(0)
   })
 
-  test('kill -9 mid-stream, then restart: every committed event arrives; duplicates carry the same id', async () => {
-    let worker = await startWorker({ OUTBOX_BATCH_SIZE: '50' })
-    await worker.waitForLog(/"msg":"streaming"/)
-    const consumer = await consume([`${prefix}.order`])
+  test('kill -9 mid-stream, then restart: every committed event arrives, in order per key; a duplicate is the same record', async () => {
+    const topic = `${prefix}.order`
     const committed: string[] = []
-    for (let t = 0; t < 40; t++) {
+    for (let t = 0; t < 40; t++)
       committed.push(
         ...(await insertEvents(
           db,
           Array.from({ length: 50 }, (_, i) => ({ aggregateId: `a${i % 7}`, payload: { seq: t * 50 + i } })),
         )),
       )
-      if (t === 20) {
-        await worker.kill('SIGKILL')
-        worker = await startWorker({ OUTBOX_BATCH_SIZE: '50' })
-      }
-    }
+    // The backlog is committed first, so the kill comes while most of it is still on its way.
+    const consumer = await consume([topic])
+    const first = await startWorker({ OUTBOX_BATCH_SIZE: '50' })
+    await waitUntil('some events delivered', async () => consumer.messages.length >= 50, 30_000)
+    await first.kill('SIGKILL')
+    // In flight at the kill: Kafka, read to its end, holds some of the events and not all.
+    const held = await recordCount(inject('kafkaBrokers'), [topic])
+    await consumer.waitFor(held, 30_000)
+    expect(new Set(consumer.messages.map((m) => m.headers.id)).size).toBeLessThan(committed.length)
+
+    await startWorker({ OUTBOX_BATCH_SIZE: '50' })
     await waitUntil(
       'all committed events delivered',
       async () => new Set(consumer.messages.map((m) => m.headers.id)).size >= committed.length,
@@ -249,34 +263,56 @@ describe.each(KAFKA_CLIENTS)('with %s', (client) => {
     )
     const ids = consumer.messages.map((m) => m.headers.id as string)
     expect(new Set(ids)).toEqual(new Set(committed))
-    // A duplicate is the same event again: same id, same payload.
-    const byId = new Map<string, string | null>()
+    // A duplicate is the same event again: same id, key and payload.
+    const byId = new Map<string, ReceivedMessage>()
     for (const m of consumer.messages) {
       const id = m.headers.id as string
-      if (byId.has(id)) expect(m.value).toBe(byId.get(id))
-      byId.set(id, m.value)
+      const earlier = byId.get(id)
+      if (earlier) expect([m.key, m.value]).toEqual([earlier.key, earlier.value])
+      byId.set(id, m)
     }
     expect(outOfOrder(consumer.messages)).toBe(0)
   })
 
   test('SIGTERM during a stream: exit 0, what Kafka acknowledged is confirmed, nothing lost after restart', async () => {
-    const worker = await startWorker({ OUTBOX_BATCH_SIZE: '100' })
+    // The default status interval (10 s): the periodic status update must not be what confirms
+    // before the exit; the worker's own confirms (on each acknowledgement, and the final one on
+    // the way out) must.
+    const env = { OUTBOX_BATCH_SIZE: '100', OUTBOX_STATUS_INTERVAL_MS: '10000' }
+    const worker = await startWorker(env)
     await worker.waitForLog(/"msg":"streaming"/)
-    const consumer = await consume([`${prefix}.order`])
-    const committed: string[] = []
+    const topic = `${prefix}.order`
+    const consumer = await consume([topic])
+    const transactions: string[][] = []
     for (let t = 0; t < 30; t++)
-      committed.push(
-        ...(await insertEvents(
+      transactions.push(
+        await insertEvents(
           db,
           Array.from({ length: 100 }, (_, i) => ({ aggregateId: `k${i % 5}`, payload: { seq: t * 100 + i } })),
-        )),
+        ),
       )
+    const committed = transactions.flat()
     const endLsn = await currentLsn(db)
-    await waitUntil('some events delivered', async () => consumer.messages.length > 0, 20_000)
+    await waitUntil('some events delivered', async () => consumer.messages.length >= 300, 20_000)
     expect(await worker.kill('SIGTERM')).toBe(0)
-    const confirmedAfterStop = await confirmedLsn(db, slot)
-    // Everything delivered before the stop was confirmed in order; the rest is redelivered.
-    const restarted = await startWorker({ OUTBOX_BATCH_SIZE: '100' })
+
+    // What Kafka holds once the worker is gone, read to the end of every partition.
+    const held = await recordCount(inject('kafkaBrokers'), [topic])
+    await consumer.waitFor(held, 30_000)
+    const inKafka = new Set(consumer.messages.map((m) => m.headers.id))
+    const xidOf = await eventTransactions(db)
+    const replayed = await replayedTransactions(db, slot)
+    // The longest prefix of transactions Kafka holds whole: the worker may confirm exactly these.
+    // Its last one may still replay (its records sent before reading stopped, its commit
+    // message not yet read); every one before it must not, every one after it must.
+    let whole = 0
+    while (whole < transactions.length && transactions[whole]?.every((id) => inKafka.has(id))) whole++
+    expect(whole).toBeGreaterThanOrEqual(2)
+    const replays = transactions.map((ids) => replayed.has(xidOf.get(ids[0] as string) as string))
+    expect(replays.slice(0, whole - 1)).toEqual(new Array(whole - 1).fill(false))
+    expect(replays.slice(whole)).toEqual(new Array(transactions.length - whole).fill(true))
+
+    const restarted = await startWorker(env)
     await waitUntil(
       'all committed events delivered',
       async () => new Set(consumer.messages.map((m) => m.headers.id)).size >= committed.length,
@@ -284,7 +320,6 @@ describe.each(KAFKA_CLIENTS)('with %s', (client) => {
     )
     await waitForConfirmed(db, slot, endLsn)
     expect(new Set(consumer.messages.map((m) => m.headers.id))).toEqual(new Set(committed))
-    expect(confirmedAfterStop).toBeGreaterThan(0n)
     await restarted.kill('SIGTERM')
   })
 

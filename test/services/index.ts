@@ -14,7 +14,10 @@ export interface Services {
   dispose(): Promise<void>
 }
 
-/** Where the services come from; OUTBOX_TEST_SERVICES chooses, unset means SPEC §6's order. */
+/**
+ * Where the services come from; OUTBOX_TEST_SERVICES chooses, unset means: the environment's
+ * (DATABASE_URL + KAFKA_BROKERS), else containers, else local processes.
+ */
 export type ServicesSource = 'env' | 'containers' | 'local'
 
 export function chosenServices(): ServicesSource | undefined {
@@ -28,7 +31,7 @@ export function chosenServices(): ServicesSource | undefined {
 
 /**
  * Real PostgreSQL (wal_level=logical) and Kafka for tests, the demo and the benchmarks, in the
- * order of SPEC §6 unless OUTBOX_TEST_SERVICES chooses: DATABASE_URL + KAFKA_BROKERS; else
+ * this order unless OUTBOX_TEST_SERVICES chooses: DATABASE_URL + KAFKA_BROKERS; else
  * containers if they start; else local processes. Fails fast, naming what is missing, instead of
  * letting a test time out.
  */

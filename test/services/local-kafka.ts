@@ -183,11 +183,13 @@ export async function startLocalKafka(options: LocalKafkaOptions = {}): Promise<
   const brokers = [`127.0.0.1:${options.advertisedPort ?? brokerPort}`]
   const directBrokers = [`127.0.0.1:${directPort}`]
 
+  // Restarted on the same ports after an outage: they stay ours (ports.ts), and a conflict all the
+  // same is retried.
+  const portTaken = () => /Address already in use/.test(`${readTail(join(dir, 'kafka.log'))}\n${broker.logTail()}`)
   const start = async () => {
-    broker.start()
     try {
       // Through the direct listener, so a restart is not held up by a fault set on a proxy.
-      await waitUntil('Kafka to answer a metadata request', () => answersMetadata(directBrokers), 60_000, 250)
+      await broker.startUntil(() => answersMetadata(directBrokers), portTaken, 60_000)
     } catch (error) {
       const log = readTail(join(dir, 'kafka.log'))
       throw new Error(`${(error as Error).message}\n--- kafka.log ---\n${log}\n--- stdout ---\n${broker.logTail()}`)

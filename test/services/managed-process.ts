@@ -45,6 +45,38 @@ export class ManagedProcess {
     writeFileSync(pidFile, String(child.pid))
   }
 
+  /**
+   * Starts the process and resolves once `ready` says so. A port of ours can be taken between
+   * its choice and the bind (ports.ts): when the process exits and `portTaken` says that was why
+   * ("Address already in use" in its log), it is started again, until `timeoutMs`; any other exit
+   * fails at once.
+   */
+  async startUntil(ready: () => Promise<boolean>, portTaken: () => boolean, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs
+    let conflicts = 0
+    this.start()
+    let lastError: unknown
+    while (Date.now() < deadline) {
+      try {
+        if (await ready()) return
+      } catch (error) {
+        lastError = error
+      }
+      if (!this.running) {
+        await this.exited
+        if (!portTaken()) throw new Error(`${this.options.name} exited while starting\n${this.logTail()}`)
+        conflicts++
+        await new Promise((r) => setTimeout(r, 500))
+        this.start()
+        continue
+      }
+      await new Promise((r) => setTimeout(r, 250))
+    }
+    const reason = lastError instanceof Error ? `: ${lastError.message}` : ''
+    const ports = conflicts > 0 ? ` (its port was taken ${conflicts} times)` : ''
+    throw new Error(`${this.options.name} did not start within ${timeoutMs} ms${ports}${reason}\n${this.logTail()}`)
+  }
+
   /** Graceful stop; after `timeoutMs` the whole group is killed. */
   async stop(timeoutMs = 30_000): Promise<void> {
     if (!this.running) return

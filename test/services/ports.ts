@@ -1,19 +1,29 @@
 import { createServer } from 'node:net'
 
-/** A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it, so parallel runs do not collide). */
+/**
+ * Ports handed out lie below Linux's ephemeral range (32768–60999 by default), where the kernel
+ * picks the local port of every outgoing connection: a port of ours released for a moment (a
+ * broker restarting) cannot be taken by someone's connection there. Two processes may still pick
+ * the same one, so whatever binds it retries on "Address already in use" (ManagedProcess.startUntil).
+ */
+const LOWEST = 20_000
+const HIGHEST = 32_000
+
+/** A TCP port on 127.0.0.1 below the ephemeral range that was free a moment ago. */
 export async function freePort(): Promise<number> {
-  return await new Promise((resolve, reject) => {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = LOWEST + Math.floor(Math.random() * (HIGHEST - LOWEST))
+    if (await bindable(port)) return port
+  }
+  throw new Error(`no free port found between ${LOWEST} and ${HIGHEST} in 100 tries`)
+}
+
+async function bindable(port: number): Promise<boolean> {
+  return await new Promise((resolve) => {
     const server = createServer()
     server.unref()
-    server.on('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      if (address === null || typeof address === 'string') {
-        reject(new Error('could not read the port the OS assigned'))
-        return
-      }
-      server.close(() => resolve(address.port))
-    })
+    server.once('error', () => resolve(false))
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)))
   })
 }
 

@@ -1,5 +1,6 @@
 /**
- * How the tests choose their services (SPEC §6, OUTBOX_TEST_SERVICES), without starting any: a
+ * How the tests choose their services (the environment's, else containers, else local processes;
+ * OUTBOX_TEST_SERVICES forces one), without starting any: a
  * Docker that answers but cannot pull, or a DOCKER_HOST that points nowhere, must cost one line
  * and a fallback to local processes, or a clear error when containers were asked for.
  */
