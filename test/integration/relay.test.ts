@@ -245,9 +245,10 @@ describe.each(KAFKA_CLIENTS)('with %s', (client) => {
           Array.from({ length: 50 }, (_, i) => ({ aggregateId: `a${i % 7}`, payload: { seq: t * 50 + i } })),
         )),
       )
-    // The backlog is committed first, so the kill comes while most of it is still on its way.
+    // The backlog is committed first, and this worker sends one event a request (a few ms each,
+    // seconds for all), so the kill comes while most of it is still on its way.
     const consumer = await consume([topic])
-    const first = await startWorker({ OUTBOX_BATCH_SIZE: '50' })
+    const first = await startWorker({ OUTBOX_BATCH_SIZE: '1' })
     await waitUntil('some events delivered', async () => consumer.messages.length >= 50, 30_000)
     await first.kill('SIGKILL')
     // In flight at the kill: Kafka, read to its end, holds some of the events and not all.
