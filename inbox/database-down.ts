@@ -11,21 +11,22 @@ const UNREACHABLE_CODES = new Set([
   'P1002',
   'P1017',
   'P2024',
-  // Sockets.
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ETIMEDOUT',
-  'EPIPE',
-  'ENOTFOUND',
-  'EAI_AGAIN',
   // PostgreSQL: shutting down, starting up, too many connections.
   '57P01',
   '57P02',
   '57P03',
   '53300',
 ])
+/** Any socket's failure: the database's, or a service the handler calls (see outageSign). */
+const SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN'])
 
-export function isDatabaseUnavailable(error: unknown): boolean {
+/**
+ * `database`: Prisma, its adapter or PostgreSQL says the database could not be reached. `socket`:
+ * only a socket's code, which a handler's own call to another service (HTTP, a queue) raises too:
+ * an outage only if the database does not answer either, which the caller checks.
+ */
+export function outageSign(error: unknown): 'database' | 'socket' | undefined {
+  let socket = false
   const seen = new Set<unknown>()
   const queue: unknown[] = [error]
   while (queue.length > 0) {
@@ -33,11 +34,12 @@ export function isDatabaseUnavailable(error: unknown): boolean {
     if (item === null || typeof item !== 'object' || seen.has(item)) continue
     seen.add(item)
     const { kind, code, cause } = item as { kind?: unknown; code?: unknown; cause?: unknown }
-    if (typeof kind === 'string' && UNREACHABLE_KINDS.has(kind)) return true
-    if (typeof code === 'string' && (UNREACHABLE_CODES.has(code) || code.startsWith('08'))) return true
+    if (typeof kind === 'string' && UNREACHABLE_KINDS.has(kind)) return 'database'
+    if (typeof code === 'string' && (UNREACHABLE_CODES.has(code) || code.startsWith('08'))) return 'database'
+    if (typeof code === 'string' && SOCKET_CODES.has(code)) socket = true
     queue.push(cause)
     const errors = (item as { errors?: unknown }).errors
     if (Array.isArray(errors)) queue.push(...errors)
   }
-  return false
+  return socket ? 'socket' : undefined
 }

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import pRetry, { AbortError } from 'p-retry'
 import type { JsonValue } from '../src/json.js'
 import { errorFields, type Logger } from '../worker/operations/logger.js'
-import { isDatabaseUnavailable } from './database-down.js'
+import { outageSign } from './database-down.js'
 import type { InboxMetrics } from './metrics.js'
 import { type InboxRecord, parseRecord, poisonId, recordFields } from './record.js'
 import type { InboxStore, RawSql } from './store.js'
@@ -13,7 +13,10 @@ export type Outcome = 'handled' | 'duplicate' | 'ignored' | 'waiting' | 'parked'
 type AnyHandler = (event: InboxEvent<JsonValue>, tx: unknown) => Promise<unknown>
 
 export interface TransactionClient extends RawSql {
-  $transaction<R>(fn: (tx: never) => Promise<R>, options?: { timeout?: number; maxWait?: number }): Promise<R>
+  $transaction<R>(
+    fn: (tx: never) => Promise<R>,
+    options?: { timeout?: number; maxWait?: number; isolationLevel?: 'ReadCommitted' },
+  ): Promise<R>
 }
 
 export interface RecordHandlerDeps {
@@ -38,6 +41,42 @@ class HandlerFailed extends Error {
   }
 }
 
+/** A database that does not answer: the record waits for it without using up an attempt. */
+class DatabaseDown extends Error {
+  constructor(cause: unknown) {
+    super(cause instanceof Error ? cause.message : String(cause), { cause })
+  }
+}
+
+/**
+ * The transaction options of every inbox transaction. Read committed whatever the app's default:
+ * the checks made after waiting on a key's lock must see what was committed during the wait.
+ */
+export function inboxTransaction(timeoutMs: number) {
+  return { timeout: timeoutMs, maxWait: timeoutMs, isolationLevel: 'ReadCommitted' as const }
+}
+
+/**
+ * A handler's promise, bounded by the transaction's timeout: Prisma rolls the transaction back on
+ * the server when it expires, but awaits the callback regardless, so a handler that never settles
+ * would hold its partition (and kafkajs's next fetch) forever. Rejecting here ends the attempt;
+ * the handler's later queries fail on the closed transaction.
+ */
+export async function bounded<T>(work: Promise<T>, timeoutMs: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`the handler did not finish within transactionTimeoutMs (${timeoutMs} ms)`)),
+      timeoutMs,
+    )
+  })
+  try {
+    return await Promise.race([work, expired])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 /** Ends a transaction without effect, carrying why (rolled back by throwing out of it). */
 class Rollback {
   constructor(readonly outcome: 'duplicate' | 'waiting') {}
@@ -55,26 +94,23 @@ export function recordHandler(deps: RecordHandlerDeps) {
   async function attempt(event: InboxEvent<JsonValue>, record: InboxRecord, handler: AnyHandler): Promise<Outcome> {
     const stopTimer = metrics.handlerSeconds.startTimer()
     try {
-      return await deps.prisma.$transaction(
-        async (tx: RawSql) => {
-          const keyed = deps.onFailure === 'block-key' && record.key !== null
-          const { claimed, held } = keyed
-            ? await store.claimAndCheck(tx, event.id, event.type, record as InboxRecord & { key: string })
-            : { claimed: await store.claim(tx, event.id, event.type, record), held: false }
-          if (!claimed) throw new Rollback('duplicate')
-          if (held && record.key !== null) {
-            // Checked again under the key's lock: a retryParked may be releasing the key right now.
-            await store.lockKey(tx, record.key)
-            if (await store.keyHeld(tx, record.key, event.id)) {
-              await store.markWaiting(tx, event.id, record)
-              return 'waiting'
-            }
+      return await deps.prisma.$transaction(async (tx: RawSql) => {
+        const keyed = deps.onFailure === 'block-key' && record.key !== null
+        const { claimed, held } = keyed
+          ? await store.claimAndCheck(tx, event.id, event.type, record as InboxRecord & { key: string })
+          : { claimed: await store.claim(tx, event.id, event.type, record), held: false }
+        if (!claimed) throw new Rollback('duplicate')
+        if (held && record.key !== null) {
+          // Checked again under the key's lock: a retryParked may be releasing the key right now.
+          await store.lockKey(tx, record.key)
+          if (await store.keyHeld(tx, record.key, event.id)) {
+            await store.markWaiting(tx, event.id, record)
+            return 'waiting'
           }
-          await handler(event, tx)
-          return 'handled'
-        },
-        { timeout: deps.transactionTimeoutMs, maxWait: deps.transactionTimeoutMs },
-      )
+        }
+        await bounded(handler(event, tx), deps.transactionTimeoutMs)
+        return 'handled'
+      }, inboxTransaction(deps.transactionTimeoutMs))
     } catch (error) {
       if (error instanceof Rollback) return error.outcome
       throw error
@@ -156,7 +192,10 @@ export function recordHandler(deps: RecordHandlerDeps) {
         return await attempt(event, record, handler)
       } catch (error) {
         if (signal.aborted) throw new AbortError(error instanceof Error ? error : String(error))
-        if (isDatabaseUnavailable(error)) throw error
+        // A connection error may be the handler's own (an HTTP call to a service that is down):
+        // an outage only if the database itself does not answer.
+        const sign = outageSign(error)
+        if (sign === 'database' || (sign === 'socket' && !(await databaseAnswers()))) throw new DatabaseDown(error)
         used++
         throw new HandlerFailed(error)
       } finally {
@@ -180,9 +219,9 @@ export function recordHandler(deps: RecordHandlerDeps) {
             factor: 2,
             signal: betweenAttempts.signal,
             // A database outage does not use up the handler's attempts: it goes to the loop below.
-            shouldRetry: (error) => !isDatabaseUnavailable(error),
+            shouldRetry: (error) => !(error instanceof DatabaseDown),
             onFailedAttempt: (error) => {
-              if (isDatabaseUnavailable(error)) return
+              if (error instanceof DatabaseDown) return
               deps.keepAlive()
               if (error.retriesLeft > 0) {
                 metrics.retried.inc()
@@ -211,7 +250,7 @@ export function recordHandler(deps: RecordHandlerDeps) {
           return outcome
         } catch (error) {
           if (signal.aborted || error instanceof AbortError) return 'stopped'
-          if (isDatabaseUnavailable(error) || !(await databaseAnswers())) {
+          if (error instanceof DatabaseDown || !(await databaseAnswers())) {
             await databaseWait(error, record, signal, waitMs)
             waitMs = Math.min(waitMs * 2, deps.retryMaxMs)
             continue

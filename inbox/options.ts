@@ -19,7 +19,8 @@ export interface InboxOptions<M extends EventMap, C, Tx> {
   group: string
   /**
    * The consumer's name in the inbox table: events are deduplicated per name, so two consumers
-   * (billing, shipping) of one topic each apply every event once. Keep it when renaming the group.
+   * (billing, shipping) of one topic each apply every event once. Keep it when renaming the group
+   * (a renamed group reads the topics from the beginning: see retainHandledMs).
    */
   name: string
   handlers: Handlers<M, Tx>
@@ -40,7 +41,12 @@ export interface InboxOptions<M extends EventMap, C, Tx> {
   partitionsConcurrently?: number
   /** The inbox table, optionally schema-qualified. Default: `inbox`. */
   table?: string
-  /** Handled rows older than this are deleted (checked hourly); 0 keeps them. Default: 7 days. */
+  /**
+   * Handled rows older than this are deleted (checked hourly); 0 keeps them. Default: 7 days. A
+   * record read again after its row is gone is applied again: keep it longer than any resend and,
+   * when the group may read from the beginning again (offsets expired, group renamed or reset),
+   * longer than the topic's retention.
+   */
   retainHandledMs?: number
   /** A new group starts at the earliest record (true) or only new ones. Default: true. */
   fromBeginning?: boolean

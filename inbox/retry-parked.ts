@@ -1,6 +1,6 @@
 import type { JsonValue } from '../src/json.js'
 import { errorFields, type Logger } from '../worker/operations/logger.js'
-import type { TransactionClient } from './handle-record.js'
+import { bounded, inboxTransaction, type TransactionClient } from './handle-record.js'
 import type { InboxMetrics } from './metrics.js'
 import { parseRecord } from './record.js'
 import type { InboxStore, ParkedRow, RawSql } from './store.js'
@@ -38,20 +38,17 @@ export async function retryParked(deps: RetryDeps, only?: { key?: string | null 
     for (;;) {
       let row: ParkedRow | undefined
       try {
-        row = await deps.prisma.$transaction(
-          async (tx: RawSql) => {
-            if (key !== null) await store.lockKey(tx, key)
-            const next = await store.nextHeld(tx, key, tried)
-            if (!next) return undefined
-            const event = parkedEvent(next)
-            const handler = deps.handlers[event.type]
-            // A type whose handler was removed since: released without effect, as live records are.
-            if (handler) await handler(event, tx)
-            await store.markHandled(tx, next.event_id)
-            return next
-          },
-          { timeout: deps.transactionTimeoutMs, maxWait: deps.transactionTimeoutMs },
-        )
+        row = await deps.prisma.$transaction(async (tx: RawSql) => {
+          if (key !== null) await store.lockKey(tx, key)
+          const next = await store.nextHeld(tx, key, tried)
+          if (!next) return undefined
+          const event = parkedEvent(next)
+          const handler = deps.handlers[event.type]
+          // A type whose handler was removed since: released without effect, as live records are.
+          if (handler) await bounded(handler(event, tx), deps.transactionTimeoutMs)
+          await store.markHandled(tx, next.event_id)
+          return next
+        }, inboxTransaction(deps.transactionTimeoutMs))
       } catch (error) {
         const failed = await store.nextHeld(deps.prisma, key, tried)
         if (!failed) throw error

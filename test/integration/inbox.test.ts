@@ -222,6 +222,48 @@ describe('failures', () => {
     await waitUntil('42 invoices', async () => (await invoices()) === 42, 30_000)
   })
 
+  test("a handler's own connection error (a service it calls is down) uses up its attempts and is parked, not waited on as a database outage", async () => {
+    const events = orderEvents(20, 2)
+    const failing = events[0]?.id
+    await produceEvents(brokers, topic, events)
+    await startInbox(
+      {
+        'order.created': async (event, tx) => {
+          // What fetch() throws when the service it calls refuses the connection.
+          if (event.id === failing)
+            throw new TypeError('fetch failed', {
+              cause: Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9'), { code: 'ECONNREFUSED' }),
+            })
+          await writeInvoice(event, tx)
+        },
+      },
+      { attempts: 3 },
+    )
+    // Its key (o0) waits behind it; the other key flows.
+    await waitUntil('1 failed', async () => (await statuses()).failed === 1, 30_000)
+    await waitUntil('o1 applied', async () => (await invoices()) === 10, 30_000)
+    expect(await statuses()).toEqual({ handled: 10, failed: 1, waiting: 9 })
+  })
+
+  test('a handler that never settles: its attempt ends at transactionTimeoutMs, the record is parked, and the other records flow', async () => {
+    const events = orderEvents(20, 2)
+    const stuck = events[0]?.id
+    await produceEvents(brokers, topic, events)
+    await startInbox(
+      {
+        'order.created': async (event, tx) => {
+          if (event.id === stuck) await new Promise(() => {})
+          await writeInvoice(event, tx)
+        },
+      },
+      { attempts: 2, transactionTimeoutMs: 1000 },
+    )
+    await waitUntil('1 failed', async () => (await statuses()).failed === 1, 30_000)
+    await waitUntil('o1 applied', async () => (await invoices()) === 10, 30_000)
+    const [row] = await db.query<{ error: string }>(`SELECT error FROM inbox WHERE status = 'failed'`)
+    expect(row?.error).toMatch(/did not finish within transactionTimeoutMs \(1000 ms\)/)
+  })
+
   test("onFailure 'continue': the failed record is parked and its key's later records are applied", async () => {
     const events = orderEvents(10, 1)
     const failing = events[2]?.id

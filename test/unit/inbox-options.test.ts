@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest'
-import { isDatabaseUnavailable } from '../../inbox/database-down.js'
+import { outageSign } from '../../inbox/database-down.js'
 import { createInbox, DEFAULT_INBOX_OPTIONS, InboxConfigError } from '../../inbox/index.js'
 import { parseRecord } from '../../inbox/record.js'
 
@@ -59,10 +59,12 @@ describe('records', () => {
 })
 
 test('database outages are told from handler failures by code and kind, through causes', () => {
-  expect(isDatabaseUnavailable(Object.assign(new Error('x'), { code: 'P1001' }))).toBe(true)
-  expect(isDatabaseUnavailable(new Error('wrapped', { cause: { kind: 'ConnectionClosed' } }))).toBe(true)
-  expect(isDatabaseUnavailable(new Error('wrapped', { cause: { kind: 'postgres', code: '57P01' } }))).toBe(true)
-  expect(isDatabaseUnavailable(new Error('wrapped', { cause: { code: '08006' } }))).toBe(true)
-  expect(isDatabaseUnavailable(new Error('customer missing'))).toBe(false)
-  expect(isDatabaseUnavailable(new Error('unique', { cause: { kind: 'UniqueConstraintViolation' } }))).toBe(false)
+  expect(outageSign(Object.assign(new Error('x'), { code: 'P1001' }))).toBe('database')
+  expect(outageSign(new Error('wrapped', { cause: { kind: 'ConnectionClosed' } }))).toBe('database')
+  expect(outageSign(new Error('wrapped', { cause: { kind: 'postgres', code: '57P01' } }))).toBe('database')
+  expect(outageSign(new Error('wrapped', { cause: { code: '08006' } }))).toBe('database')
+  // A socket's code alone may be a handler's own call: the runner then asks the database.
+  expect(outageSign(new Error('fetch failed', { cause: { code: 'ECONNREFUSED' } }))).toBe('socket')
+  expect(outageSign(new Error('customer missing'))).toBeUndefined()
+  expect(outageSign(new Error('unique', { cause: { kind: 'UniqueConstraintViolation' } }))).toBeUndefined()
 })
