@@ -10,10 +10,13 @@ import { type OutboxOptions, outbox, withOutbox } from '../../src/index.js'
 export function createAppClient(
   url: string,
   options?: OutboxOptions,
-  adapter: { withOutbox?: boolean; pool?: pg.PoolConfig } = {},
+  adapter: { withOutbox?: boolean; pool?: pg.PoolConfig; isolationLevel?: 'RepeatableRead' | 'Serializable' } = {},
 ) {
   const factory = new PrismaPg({ connectionString: url, ...adapter.pool })
-  return new PrismaClient({ adapter: adapter.withOutbox ? withOutbox(factory) : factory }).$extends(outbox(options))
+  return new PrismaClient({
+    adapter: adapter.withOutbox ? withOutbox(factory) : factory,
+    ...(adapter.isolationLevel ? { transactionOptions: { isolationLevel: adapter.isolationLevel } } : {}),
+  }).$extends(outbox(options))
 }
 
 export type AppClient = ReturnType<typeof createAppClient>

@@ -312,6 +312,33 @@ describe('failures', () => {
   })
 })
 
+test("the inbox's transactions run at read committed even when the app's client defaults to repeatable read", async () => {
+  // Its checks after waiting on a key's lock must see what committed during the wait.
+  const strict = createAppClient(db.url, undefined, { isolationLevel: 'RepeatableRead' })
+  const levels = new Set<string>()
+  await produceEvents(brokers, topic, orderEvents(10, 2))
+  await startInbox(
+    {
+      'order.created': async (event, tx) => {
+        const [row] = await tx.$queryRawUnsafe<{ level: string }[]>(
+          `SELECT current_setting('transaction_isolation') AS level`,
+        )
+        levels.add(String(row?.level))
+        await writeInvoice(event, tx)
+      },
+    },
+    { prisma: strict },
+  )
+  await waitUntil('10 invoices', async () => (await invoices()) === 10, 30_000)
+  expect([...levels]).toEqual(['read committed'])
+  // The client itself does default to repeatable read: the inbox overrides it.
+  const outside = await strict.$transaction((tx) =>
+    tx.$queryRawUnsafe<{ level: string }[]>(`SELECT current_setting('transaction_isolation') AS level`),
+  )
+  expect(outside[0]?.level).toBe('repeatable read')
+  await strict.$disconnect()
+})
+
 test('a database connection lost mid-stream is retried, never parked', async () => {
   const events = orderEvents(300, 10)
   await produceEvents(brokers, topic, events)
