@@ -19,6 +19,8 @@ const services = {
 // events for a scenario to count (under 100; ~1,000 alone).
 export default defineConfig({
   test: {
+    // Once per run, before any project: the package compiled as it ships, which spawned workers run.
+    globalSetup: ['test/setup/build.ts'],
     projects: [
       {
         test: {

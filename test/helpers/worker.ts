@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { join } from 'node:path'
 import type { WorkerStatus } from '../../worker/worker.js'
 import { freePort, waitUntil } from '../services/ports.js'
+import { workerCli } from './cli.js'
 import type { TestDatabase } from './database.js'
 
 const root = join(import.meta.dirname, '../..')
@@ -35,9 +36,10 @@ export async function spawnWorker(
   options: { built?: boolean; onLine?: (line: string) => void; nodeArgs?: string[] } = {},
 ): Promise<WorkerProcess> {
   const healthPort = await freePort()
-  // `built`: run the compiled bin (dist/), as installed users do; the benchmarks measure that.
-  const entry = options.built ? [join(root, 'dist/worker/cli.js')] : ['--import', 'tsx', join(root, 'worker/cli.ts')]
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), ...entry, ...args], {
+  // `built`: the package's own build (dist/), which the benchmarks measure; otherwise this test
+  // run's compile of the sources (test/setup/build.ts).
+  const entry = options.built ? join(root, 'dist/worker/cli.js') : workerCli
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), entry, ...args], {
     cwd: root,
     env: {
       PATH: process.env.PATH,

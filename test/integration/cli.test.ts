@@ -2,30 +2,34 @@
  * What an operator sees when the setup is wrong: one line on stderr naming the problem and the
  * fix, a documented exit code (2 configuration, 3 setup), and never a password.
  */
-import { spawnSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { type AddressInfo, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { pathToFileURL } from 'node:url'
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest'
+import { type CliResult, runCli, workerCli } from '../helpers/cli.js'
 import { createTestDatabase, type TestDatabase, uniqueName, withDatabase } from '../helpers/database.js'
 import { spawnWorker } from '../helpers/worker.js'
 import { type LocalPostgres, startLocalPostgres } from '../services/local-postgres.js'
 
-function cli(args: string[], env: Record<string, string> = {}) {
-  const result = spawnSync(process.execPath, ['--import', 'tsx', 'worker/cli.ts', ...args], {
-    env: {
-      PATH: process.env.PATH,
-      HEALTH_PORT: '0',
-      OUTBOX_STARTUP_TIMEOUT_MS: '1500',
-      OUTBOX_RETRY_INITIAL_MS: '100',
-      ...env,
-    },
-    encoding: 'utf8',
-    timeout: 60_000,
+/** `outbox-worker <args>` with short start-up waits, to its exit. */
+function cli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return runCli(args, { HEALTH_PORT: '0', OUTBOX_STARTUP_TIMEOUT_MS: '1500', OUTBOX_RETRY_INITIAL_MS: '100', ...env })
+}
+
+/** What `command` prints when its stdout is a terminal (`script` gives it one). */
+function onTerminal(command: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('script', ['-qec', command, '/dev/null'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      timeout: 60_000,
+    })
+    let output = ''
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk))
+    child.once('error', reject)
+    child.once('close', () => resolve(output))
   })
-  return { code: result.status, stderr: result.stderr, stdout: result.stdout, all: result.stdout + result.stderr }
 }
 
 let db: TestDatabase
@@ -36,7 +40,7 @@ afterAll(async () => {
   await db?.dispose()
 })
 
-describe('configuration errors exit 2 with one clear line', () => {
+describe.concurrent('configuration errors exit 2 with one clear line', () => {
   test.each([
     [
       'no DATABASE_URL: the ways to give it, not a flag that is refused',
@@ -160,8 +164,8 @@ describe('configuration errors exit 2 with one clear line', () => {
       { DATABASE_URL_FILE: '/nonexistent/db-url', KAFKA_BROKERS: 'h:1' },
       /^outbox-worker: DATABASE_URL_FILE=\/nonexistent\/db-url cannot be read \(ENOENT\): check the path$/,
     ],
-  ])('%s', (_name, args, env, message) => {
-    const { code, stderr } = cli(args as string[], env as Record<string, string>)
+  ])('%s', async (_name, args, env, message) => {
+    const { code, stderr } = await cli(args as string[], env as Record<string, string>)
     expect(code).toBe(2)
     expect(stderr.trim().split('\n')).toHaveLength(1)
     expect(stderr.trim()).toMatch(message as RegExp)
@@ -169,8 +173,8 @@ describe('configuration errors exit 2 with one clear line', () => {
     expect(stderr).not.toMatch(/hunter2|batchSize|maxMessageBytes|healthPort|standbyPollMs|kafkaSasl/)
   })
 
-  test('flags win over environment variables', () => {
-    const { stderr } = cli(['--slot', 'Bad-Slot'], {
+  test('flags win over environment variables', async () => {
+    const { stderr } = await cli(['--slot', 'Bad-Slot'], {
       DATABASE_URL: 'postgresql://u@h/db',
       KAFKA_BROKERS: 'h:1',
       OUTBOX_SLOT: 'fine',
@@ -178,25 +182,25 @@ describe('configuration errors exit 2 with one clear line', () => {
     expect(stderr).toMatch(/--slot "Bad-Slot"/)
   })
 
-  test('DATABASE_URL_FILE: the URL is read from the file (a mounted secret)', () => {
+  test('DATABASE_URL_FILE: the URL is read from the file (a mounted secret)', async () => {
     const file = join(mkdtempSync(join(tmpdir(), 'outbox-secret-')), 'url')
     writeFileSync(file, 'mysql://x\n')
-    const { stderr } = cli([], { DATABASE_URL_FILE: file, KAFKA_BROKERS: 'h:1' })
+    const { stderr } = await cli([], { DATABASE_URL_FILE: file, KAFKA_BROKERS: 'h:1' })
     expect(stderr).toMatch(/^outbox-worker: DATABASE_URL_FILE must start with postgresql/)
   })
 
-  test("--env-file loads the app's .env; variables already set win; no .env is read unless asked", () => {
+  test("--env-file loads the app's .env; variables already set win; no .env is read unless asked", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'outbox-env-'))
     writeFileSync(join(dir, '.env'), 'DATABASE_URL="mysql://from-env-file"\nOUTBOX_SLOT=Bad-From-File\n')
-    const loaded = cli(['--env-file', join(dir, '.env')], { KAFKA_BROKERS: 'h:1' })
+    const loaded = await cli(['--env-file', join(dir, '.env')], { KAFKA_BROKERS: 'h:1' })
     expect(loaded.code).toBe(2)
     expect(loaded.stderr).toMatch(/^outbox-worker: DATABASE_URL must start with postgresql:\/\/, not mysql:/)
-    const setWins = cli(['--env-file', join(dir, '.env')], {
+    const setWins = await cli(['--env-file', join(dir, '.env')], {
       KAFKA_BROKERS: 'h:1',
       DATABASE_URL: 'postgresql://u@h/db',
     })
     expect(setWins.stderr).toMatch(/OUTBOX_SLOT "Bad-From-File"/)
-    const missing = cli(['--env-file', '/nonexistent/.env'], { KAFKA_BROKERS: 'h:1' })
+    const missing = await cli(['--env-file', '/nonexistent/.env'], { KAFKA_BROKERS: 'h:1' })
     if (missing.code === 9) {
       // Node itself (20.20, 22.23 and 24.21 here) reads --env-file even after the script's name,
       // and refuses a missing file before the worker runs: its own message, its own exit code.
@@ -209,17 +213,12 @@ describe('configuration errors exit 2 with one clear line', () => {
       )
     }
     // Run from the folder holding .env without the flag: it is not read.
-    const tsx = pathToFileURL(join(process.cwd(), 'node_modules/tsx/dist/loader.mjs')).href
-    const result = spawnSync(process.execPath, ['--import', tsx, join(process.cwd(), 'worker/cli.ts')], {
-      cwd: dir,
-      env: { PATH: process.env.PATH, KAFKA_BROKERS: 'h:1', HEALTH_PORT: '0' },
-      encoding: 'utf8',
-    })
+    const result = await runCli([], { KAFKA_BROKERS: 'h:1', HEALTH_PORT: '0' }, { cwd: dir })
     expect(result.stderr).toMatch(/DATABASE_URL is not set/)
   })
 
-  test('--help lists every flag with its variable and default', () => {
-    const { code, stdout } = cli(['--help'])
+  test('--help lists every flag with its variable and default', async () => {
+    const { code, stdout } = await cli(['--help'])
     expect(code).toBe(0)
     for (const text of [
       'DATABASE_URL',
@@ -242,9 +241,9 @@ describe('configuration errors exit 2 with one clear line', () => {
   })
 })
 
-describe('setup problems exit 3 naming the fix, never printing the password', () => {
-  test('unreachable PostgreSQL: the password in DATABASE_URL is redacted', () => {
-    const { code, all } = cli([], {
+describe.concurrent('setup problems exit 3 naming the fix, never printing the password', () => {
+  test('unreachable PostgreSQL: the password in DATABASE_URL is redacted', async () => {
+    const { code, all } = await cli([], {
       DATABASE_URL: 'postgresql://app:hunter2@127.0.0.1:1/db',
       KAFKA_BROKERS: '127.0.0.1:1',
     })
@@ -253,9 +252,9 @@ describe('setup problems exit 3 naming the fix, never printing the password', ()
     expect(all).not.toContain('hunter2')
   })
 
-  test('a database that does not exist (3D000): exit 3 at once, not retried as unreachable', () => {
+  test('a database that does not exist (3D000): exit 3 at once, not retried as unreachable', async () => {
     const started = Date.now()
-    const { code, all, stderr } = cli([], {
+    const { code, all, stderr } = await cli([], {
       DATABASE_URL: withDatabase(db.url, uniqueName('nodb')),
       KAFKA_BROKERS: '127.0.0.1:1',
       OUTBOX_STARTUP_TIMEOUT_MS: '30000',
@@ -268,28 +267,28 @@ describe('setup problems exit 3 naming the fix, never printing the password', ()
     expect(all).not.toMatch(/not reachable yet/)
   })
 
-  test('logs are readable lines on a terminal, JSON lines otherwise; retry lines say where, without the password', () => {
+  test('logs are readable lines on a terminal, JSON lines otherwise; retry lines say where, without the password', async () => {
     const env = {
       DATABASE_URL: 'postgresql://app:hunter2@127.0.0.1:1/db',
       KAFKA_BROKERS: '127.0.0.1:1',
       OUTBOX_STARTUP_TIMEOUT_MS: '1200',
     }
-    const piped = cli([], env)
+    const piped = await cli([], env)
     expect(piped.stdout).toMatch(
       /^\{"level":40,.*"msg":"PostgreSQL at 127\.0\.0\.1:1\/db not reachable yet; retrying"\}$/m,
     )
     // `script` gives the worker a terminal for its stdout.
     const command = ['env', '-i', `PATH=${process.env.PATH}`, 'HEALTH_PORT=0', 'OUTBOX_RETRY_INITIAL_MS=100']
     for (const [name, value] of Object.entries(env)) command.push(`${name}=${value}`)
-    command.push(process.execPath, '--import', 'tsx', 'worker/cli.ts')
-    const tty = spawnSync('script', ['-qec', command.join(' '), '/dev/null'], { encoding: 'utf8', timeout: 60_000 })
-    expect(tty.stdout).toMatch(/WARN.*PostgreSQL at 127\.0\.0\.1:1\/db not reachable yet; retrying/)
-    expect(tty.stdout).not.toMatch(/\{"level"/)
-    expect(piped.all + tty.stdout).not.toContain('hunter2')
+    command.push(process.execPath, workerCli)
+    const tty = await onTerminal(command.join(' '))
+    expect(tty).toMatch(/WARN.*PostgreSQL at 127\.0\.0\.1:1\/db not reachable yet; retrying/)
+    expect(tty).not.toMatch(/\{"level"/)
+    expect(piped.all + tty).not.toContain('hunter2')
   })
 
-  test('unreachable Kafka at start', () => {
-    const { code, stderr, stdout } = cli([], {
+  test('unreachable Kafka at start', async () => {
+    const { code, stderr, stdout } = await cli([], {
       DATABASE_URL: db.url,
       KAFKA_BROKERS: '127.0.0.1:1',
       OUTBOX_SLOT: uniqueName('slot'),
@@ -303,7 +302,10 @@ describe('setup problems exit 3 naming the fix, never printing the password', ()
   test('a missing publication', async () => {
     const bare = await createTestDatabase(inject('databaseUrl'), { migrate: false })
     try {
-      const { code, stderr } = cli([], { DATABASE_URL: bare.url, KAFKA_BROKERS: inject('kafkaBrokers').join(',') })
+      const { code, stderr } = await cli([], {
+        DATABASE_URL: bare.url,
+        KAFKA_BROKERS: inject('kafkaBrokers').join(','),
+      })
       expect(code).toBe(3)
       expect(stderr).toMatch(/publication "prisma_outbox" does not exist: apply the outbox migration/)
     } finally {
@@ -318,14 +320,17 @@ describe('setup problems exit 3 naming the fix, never printing the password', ()
       const url = new URL(db.url)
       url.username = role
       url.password = 'sekrit-pw'
-      const { code, all } = cli([], { DATABASE_URL: url.toString(), KAFKA_BROKERS: inject('kafkaBrokers').join(',') })
+      const { code, all } = await cli([], {
+        DATABASE_URL: url.toString(),
+        KAFKA_BROKERS: inject('kafkaBrokers').join(','),
+      })
       expect(code).toBe(3)
       expect(all).toContain(
         `the database role "${role}" lacks the REPLICATION attribute: run ALTER ROLE "${role}" WITH REPLICATION`,
       )
       expect(all).not.toContain('sekrit-pw')
       // status checks it too.
-      const status = cli(['status'], { DATABASE_URL: url.toString() })
+      const status = await cli(['status'], { DATABASE_URL: url.toString() })
       expect(status.code).toBe(3)
       expect(status.stdout).toContain(`role         ${role}: lacks REPLICATION`)
       expect(status.stdout).toContain(`ALTER ROLE "${role}" WITH REPLICATION`)
@@ -336,26 +341,26 @@ describe('setup problems exit 3 naming the fix, never printing the password', ()
   })
 })
 
-describe('the outbox table', () => {
+describe.concurrent('the outbox table', () => {
   const env = () => ({
     DATABASE_URL: db.url,
     KAFKA_BROKERS: inject('kafkaBrokers').join(','),
     OUTBOX_SLOT: uniqueName('slot'),
   })
 
-  test('one that does not exist is named as missing, not suggested for the publication', () => {
-    const run = cli(['--table', 'nosuch'], env())
+  test('one that does not exist is named as missing, not suggested for the publication', async () => {
+    const run = await cli(['--table', 'nosuch'], env())
     expect(run.code).toBe(3)
     expect(run.stderr.trim()).toBe(
       'outbox-worker: table public.nosuch does not exist (not created yet, or dropped, renamed or moved): check OUTBOX_TABLE (--table), or apply the outbox migration (npx outbox-worker init, then npx prisma migrate deploy)',
     )
-    const status = cli(['status', '--table', 'nosuch'], env())
+    const status = await cli(['status', '--table', 'nosuch'], env())
     expect(status.code).toBe(3)
     expect(status.stdout).toContain('table public.nosuch does not exist')
   })
 
-  test('one that exists but is not published gets the ALTER PUBLICATION fix', () => {
-    const run = cli(['--table', 'orders'], env())
+  test('one that exists but is not published gets the ALTER PUBLICATION fix', async () => {
+    const run = await cli(['--table', 'orders'], env())
     expect(run.code).toBe(3)
     expect(run.stderr).toContain(
       'the outbox table public.orders is not in publication "prisma_outbox" (never added, or re-created or dropped from it): ALTER PUBLICATION "prisma_outbox" ADD TABLE "public"."orders"',
@@ -368,7 +373,7 @@ test('a health port already in use: exit 2 with the way to run a second worker o
   await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
   const port = (taken.address() as AddressInfo).port
   try {
-    const { code, stderr, all } = cli([], {
+    const { code, stderr, all } = await cli([], {
       DATABASE_URL: db.url,
       KAFKA_BROKERS: inject('kafkaBrokers').join(','),
       HEALTH_HOST: '127.0.0.1',
@@ -394,11 +399,11 @@ describe('wal_level=replica', () => {
     await replica?.dispose()
   })
 
-  test('the worker and status say exactly what to change', () => {
-    const run = cli([], { DATABASE_URL: replica.url, KAFKA_BROKERS: inject('kafkaBrokers').join(',') })
+  test('the worker and status say exactly what to change', async () => {
+    const run = await cli([], { DATABASE_URL: replica.url, KAFKA_BROKERS: inject('kafkaBrokers').join(',') })
     expect(run.code).toBe(3)
     expect(run.stderr).toMatch(/wal_level is "replica".*ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL/)
-    const status = cli(['status'], { DATABASE_URL: withDatabase(replica.url, 'postgres') })
+    const status = await cli(['status'], { DATABASE_URL: withDatabase(replica.url, 'postgres') })
     expect(status.code).toBe(3)
     expect(status.stdout).toMatch(/BROKEN/)
     expect(status.stdout).toMatch(/wal_level is replica/)
@@ -408,13 +413,13 @@ describe('wal_level=replica', () => {
 test('status --json reports the slot, its confirmed LSN and lag once a worker has run', async () => {
   const slot = uniqueName('slot')
   const env = { DATABASE_URL: db.url, KAFKA_BROKERS: inject('kafkaBrokers').join(','), OUTBOX_SLOT: slot }
-  expect(cli(['status'], env).code).toBe(3) // no slot yet: events committed now would not be streamed
+  expect((await cli(['status'], env)).code).toBe(3) // no slot yet: events committed now would not be streamed
   const worker = await spawnWorker(env)
   await worker.waitForLog(/"msg":"streaming"/)
   // LSNs in the log read as PostgreSQL and status print them: 0/192C610.
   const streaming = worker.output.find((line) => line.includes('"msg":"streaming"')) as string
   expect(JSON.parse(streaming).from).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/)
-  const { code, stdout } = cli(['status', '--json'], env)
+  const { code, stdout } = await cli(['status', '--json'], env)
   await worker.kill('SIGTERM')
   expect(code).toBe(0)
   const report = JSON.parse(stdout)

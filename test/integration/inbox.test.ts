@@ -4,10 +4,10 @@
  * poison records parked without stopping the consumer; a database outage retried, never parked;
  * a graceful stop that commits what it did.
  */
-import { spawnSync } from 'node:child_process'
 import { v7 as uuidv7 } from 'uuid'
 import { afterEach, beforeEach, describe, expect, inject, test } from 'vitest'
 import { createInbox, type Handlers, type Inbox, type InboxOptions, type TransactionOf } from '../../inbox/index.js'
+import { runCli } from '../helpers/cli.js'
 import { type TestDatabase, uniqueName } from '../helpers/database.js'
 import {
   createInboxDatabase,
@@ -126,16 +126,8 @@ test('through the real relay: 1,000 events emitted, relayed, consumed; `outbox-w
     const inbox = await startInbox({ 'order.created': writeInvoice })
     await waitUntil('1,000 invoices', async () => (await invoices()) === 1000, 60_000)
 
-    const republish = spawnSync(
-      process.execPath,
-      ['--import', 'tsx', 'worker/cli.ts', 'republish', '--since', ids[0] as string],
-      {
-        env: { PATH: process.env.PATH, ...env, LOG_FORMAT: 'json' },
-        encoding: 'utf8',
-        timeout: 60_000,
-      },
-    )
-    expect(republish.status, republish.stdout + republish.stderr).toBe(0)
+    const republish = await runCli(['republish', '--since', ids[0] as string], { ...env, LOG_FORMAT: 'json' })
+    expect(republish.code, republish.all).toBe(0)
     await waitUntil(
       '1,000 duplicates skipped',
       async () => (await metric(inbox, 'inbox_records_skipped_duplicate_total')) === 1000,

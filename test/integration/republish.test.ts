@@ -2,10 +2,10 @@
  * `outbox-worker republish --since <time|id>` sends exactly the rows asked for, in id order,
  * through the worker's publisher (same topic, key, headers), and says how many.
  */
-import { spawnSync } from 'node:child_process'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { v7 as uuidv7 } from 'uuid'
 import { afterEach, beforeEach, expect, inject, test } from 'vitest'
+import { runCli } from '../helpers/cli.js'
 import { createTestDatabase, type TestDatabase, uniqueName } from '../helpers/database.js'
 import { collectTopics } from '../helpers/kafka.js'
 
@@ -23,18 +23,12 @@ afterEach(async () => {
 })
 
 function cli(args: string[]) {
-  const result = spawnSync(process.execPath, ['--import', 'tsx', 'worker/cli.ts', ...args], {
-    env: {
-      PATH: process.env.PATH,
-      DATABASE_URL: db.url,
-      KAFKA_BROKERS: inject('kafkaBrokers').join(','),
-      OUTBOX_TOPIC: `${prefix}.{aggregateType}`,
-      LOG_FORMAT: 'json',
-    },
-    encoding: 'utf8',
-    timeout: 60_000,
+  return runCli(args, {
+    DATABASE_URL: db.url,
+    KAFKA_BROKERS: inject('kafkaBrokers').join(','),
+    OUTBOX_TOPIC: `${prefix}.{aggregateType}`,
+    LOG_FORMAT: 'json',
   })
-  return { code: result.status, all: result.stdout + result.stderr }
 }
 
 async function emit(count: number): Promise<string[]> {
@@ -59,7 +53,7 @@ test('republish --since <id> sends that event and every later one, in order; --s
   await sleep(50)
   const late = await emit(3)
 
-  const byId = cli(['republish', '--since', early[3] as string])
+  const byId = await cli(['republish', '--since', early[3] as string])
   expect(byId.all).toContain('republish: published 5 rows')
   expect(byId.code).toBe(0)
   await consumer.waitFor(5)
@@ -67,17 +61,17 @@ test('republish --since <id> sends that event and every later one, in order; --s
   // The payload as PostgreSQL prints the jsonb, as the stream sends it.
   expect(consumer.messages[0]).toMatchObject({ key: 'a', value: '{"i": 3}' })
 
-  const byTime = cli(['republish', '--since', time.toISOString()])
+  const byTime = await cli(['republish', '--since', time.toISOString()])
   expect(byTime.code).toBe(0)
   await consumer.waitFor(8)
   expect(consumer.messages.slice(5).map((m) => m.headers.id)).toEqual(late)
 })
 
-test('republish without --since, or with a time without its zone: exit 2 naming --since', () => {
-  const missing = cli(['republish'])
+test('republish without --since, or with a time without its zone: exit 2 naming --since', async () => {
+  const missing = await cli(['republish'])
   expect(missing.code).toBe(2)
   expect(missing.all).toContain('republish needs --since <time|id>')
-  const zoneless = cli(['republish', '--since', '2026-11-20 10:00'])
+  const zoneless = await cli(['republish', '--since', '2026-11-20 10:00'])
   expect(zoneless.code).toBe(2)
   expect(zoneless.all).toContain('--since "2026-11-20 10:00" is neither an event id')
 })

@@ -5,8 +5,8 @@
  * naming the fix, from the worker (exit 3) and from `status` (exit 3); `--on-slot-lost recreate`
  * re-creates a lost slot instead.
  */
-import { spawnSync } from 'node:child_process'
 import { afterEach, beforeEach, expect, inject, test } from 'vitest'
+import { runCli } from '../helpers/cli.js'
 import { adminQuery, createTestDatabase, type TestDatabase, uniqueName } from '../helpers/database.js'
 import { collectTopics } from '../helpers/kafka.js'
 import { insertEvents, spawnWorker, type WorkerProcess } from '../helpers/worker.js'
@@ -47,13 +47,9 @@ async function startWorker(database: TestDatabase, extra: Record<string, string>
   return worker
 }
 
-function status(database: TestDatabase) {
-  const result = spawnSync(process.execPath, ['--import', 'tsx', 'worker/cli.ts', 'status'], {
-    env: { PATH: process.env.PATH, ...env(database) },
-    encoding: 'utf8',
-    timeout: 60_000,
-  })
-  return { code: result.status, stdout: result.stdout + result.stderr }
+async function status(database: TestDatabase) {
+  const result = await runCli(['status'], env(database))
+  return { code: result.code, stdout: result.all }
 }
 
 /** Drops the slot out from under its worker: terminate the walsender, drop, until the drop wins. */
@@ -92,8 +88,8 @@ test('two databases, one cluster, one slot name: the second worker exits 3 namin
   expect(message).toContain('--slot (OUTBOX_SLOT)')
   expect(message).not.toMatch(/standing by/)
 
-  expect(status(db).code).toBe(0)
-  const otherStatus = status(other)
+  expect((await status(db)).code).toBe(0)
+  const otherStatus = await status(other)
   expect(otherStatus.code).toBe(3)
   expect(otherStatus.stdout).toContain(`is in use by a worker of database "${db.name}"`)
 
@@ -102,7 +98,7 @@ test('two databases, one cluster, one slot name: the second worker exits 3 namin
   const again = await startWorker(other)
   expect(await again.exited).toBe(3)
   expect(again.output.join('\n')).toContain(`replication slot "${slot}" belongs to database "${db.name}"`)
-  expect(status(other).stdout).toContain(`belongs to database "${db.name}"`)
+  expect((await status(other)).stdout).toContain(`belongs to database "${db.name}"`)
 
   // Its own slot name works.
   const own = await startWorker(other, { OUTBOX_SLOT: `${slot}_2` })
@@ -162,7 +158,7 @@ test('an invalidated slot (max_slot_wal_keep_size exceeded): status and the work
 
   // Committed while the slot is lost: never streamed; still in the table.
   const [whileLost] = await insertEvents(db, [{ aggregateId: 'while-lost' }])
-  const report = status(db)
+  const report = await status(db)
   expect(report.code).toBe(3)
   expect(report.stdout).toContain(`replication slot "${slot}" was invalidated (wal_removed`)
 
@@ -182,7 +178,7 @@ test('an invalidated slot (max_slot_wal_keep_size exceeded): status and the work
     async () => [whileLost, id].every((e) => consumer.messages.some((m) => m.headers.id === e)),
     30_000,
   )
-  expect(status(db).code).toBe(0)
+  expect((await status(db)).code).toBe(0)
 })
 
 test('--failover-slot: PostgreSQL 17+ creates the slot with failover = true; older servers exit 3 naming the version', async () => {
@@ -203,7 +199,7 @@ test('status lists inactive pgoutput slots of the database that no worker uses',
   const worker = await startWorker(db)
   await worker.waitForLog(/"msg":"streaming"/)
   await db.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [`${slot}_orphan`])
-  const report = status(db)
+  const report = await status(db)
   expect(report.code).toBe(0)
   expect(report.stdout).toContain(`unused slot  ${slot}_orphan: inactive pgoutput slot, it pins WAL`)
   expect(report.stdout).not.toContain(`unused slot  ${slot}:`)

@@ -4,6 +4,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { afterEach, expect, inject, test } from 'vitest'
+import { workerCli } from '../helpers/cli.js'
 import { uniqueName } from '../helpers/database.js'
 import { ensureTopics, testKafka } from '../helpers/kafka.js'
 
@@ -13,7 +14,7 @@ afterEach(() => {
 })
 
 function tail(args: string[], brokers = inject('kafkaBrokers').join(',')) {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'worker/cli.ts', 'tail', ...args], {
+  const child = spawn(process.execPath, [workerCli, 'tail', ...args], {
     env: { PATH: process.env.PATH, KAFKA_BROKERS: brokers },
   })
   running.push(child)
