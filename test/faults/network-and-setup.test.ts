@@ -149,6 +149,25 @@ test('the streaming worker partitioned from PostgreSQL (half-open): the standby 
   }
 })
 
+/**
+ * An operator's change to the setup under load (`change`), then the way back the docs give: the
+ * worker streaming the slot is held (not ready; a standby is, since it could take over), the events
+ * written since the change are republished, and delivery recovers.
+ */
+async function heldThenRepublished(ctx: ScenarioContext, change: () => Promise<unknown>): Promise<void> {
+  await ctx.sleep(1000)
+  const since = await databaseNow(ctx)
+  await change()
+  await waitUntil(
+    'the streaming worker held (not ready)',
+    async () => (await (await ctx.supervisor.active())?.ready()) === false,
+    15_000,
+    100,
+  )
+  await republishSince(ctx, since)
+  await ctx.measureRecovery()
+}
+
 // The operator's changes to the setup are server-side faults: with both delivery modes.
 describe.each(['at-least-once', 'exactly-once'])('with %s delivery', (delivery) => {
   test('the table re-created under load, then the publication changed: held, fixed, republished, nothing lost', async () => {
@@ -158,34 +177,13 @@ describe.each(['at-least-once', 'exactly-once'])('with %s delivery', (delivery) 
         'table re-created + dropped from the publication, republished',
         services,
         async (ctx) => {
-          await ctx.sleep(1000)
-          let since = await databaseNow(ctx)
-          await ctx.db.query(
-            'BEGIN; ALTER TABLE outbox RENAME TO outbox_old; CREATE TABLE outbox (LIKE outbox_old INCLUDING ALL); COMMIT',
-          )
-          await ctx.db.query('DROP TABLE outbox_old')
-          // Held: the worker streaming the slot turns not ready (a standby is: it could take over).
-          await waitUntil(
-            'the streaming worker held (not ready)',
-            async () => (await (await ctx.supervisor.active())?.ready()) === false,
-            15_000,
-            100,
-          )
-          await republishSince(ctx, since)
-          await ctx.measureRecovery()
-
-          await ctx.sleep(1000)
-          since = await databaseNow(ctx)
-          await ctx.db.query('ALTER PUBLICATION prisma_outbox DROP TABLE outbox')
-          // Held: the worker streaming the slot turns not ready (a standby is: it could take over).
-          await waitUntil(
-            'the streaming worker held (not ready)',
-            async () => (await (await ctx.supervisor.active())?.ready()) === false,
-            15_000,
-            100,
-          )
-          await republishSince(ctx, since)
-          await ctx.measureRecovery()
+          await heldThenRepublished(ctx, async () => {
+            await ctx.db.query(
+              'BEGIN; ALTER TABLE outbox RENAME TO outbox_old; CREATE TABLE outbox (LIKE outbox_old INCLUDING ALL); COMMIT',
+            )
+            await ctx.db.query('DROP TABLE outbox_old')
+          })
+          await heldThenRepublished(ctx, () => ctx.db.query('ALTER PUBLICATION prisma_outbox DROP TABLE outbox'))
         },
         // The republish writes events again (same ids): duplicates even with exactly-once.
         { env: { OUTBOX_TABLE_CHECK_INTERVAL: '300ms', OUTBOX_DELIVERY: delivery }, rewrites: true },

@@ -26,8 +26,17 @@ export function runCli(
   env: Record<string, string>,
   options: { cwd?: string; timeoutMs?: number } = {},
 ): Promise<CliResult> {
+  return runNode([workerCli, ...args], env, options)
+}
+
+/** Runs `node <args>` to its exit, its output piped (no terminal), with exactly `env` plus PATH. */
+export function runNode(
+  args: string[],
+  env: Record<string, string>,
+  options: { cwd?: string; timeoutMs?: number } = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [workerCli, ...args], {
+    const child = spawn(process.execPath, args, {
       cwd: options.cwd ?? root,
       env: { PATH: process.env.PATH, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -124,45 +124,6 @@ export async function currentLsn(db: TestDatabase): Promise<bigint> {
 }
 
 /**
- * Whether the slot would send the transaction that wrote event `eventId` again: "nothing confirmed
- * past it", asked of PostgreSQL itself. Comparing `confirmed_flush_lsn` with a position read around
- * the insert races with WAL written meanwhile by other databases on the cluster, which a keepalive
- * may confirm legitimately; the slot replays a transaction exactly when its commit comes at or after
- * the confirmed position, which is what a peek at the slot's changes shows. The slot must be free
- * (its worker stopped); a walsender still ending is waited for.
- */
-export async function slotReplays(
-  db: TestDatabase,
-  slot: string,
-  eventId: string,
-  publication = 'prisma_outbox',
-): Promise<boolean> {
-  const [row] = await db.query<{ xid: string }>('SELECT xmin::text AS xid FROM outbox WHERE id = $1', [eventId])
-  if (!row) throw new Error(`event ${eventId} is not in the outbox table`)
-  let replayed = false
-  await waitUntil(
-    `slot ${slot} free to peek`,
-    async () => {
-      try {
-        const rows = await db.query<{ found: boolean }>(
-          `SELECT EXISTS (SELECT 1 FROM pg_logical_slot_peek_binary_changes($1, NULL, NULL,
-             'proto_version', '1', 'publication_names', $2) WHERE xid::text = $3) AS found`,
-          [slot, publication, row.xid],
-        )
-        replayed = rows[0]?.found === true
-        return true
-      } catch (error) {
-        if (/is active for PID/.test((error as Error).message)) return false
-        throw error
-      }
-    },
-    10_000,
-    100,
-  )
-  return replayed
-}
-
-/**
  * The transactions (xids) the slot would send again, asked of PostgreSQL itself by a peek at its
  * changes: those whose commit comes at or after the confirmed position. The slot must be free
  * (its worker stopped); a walsender still ending is waited for.
@@ -193,6 +154,24 @@ export async function replayedTransactions(
     100,
   )
   return xids
+}
+
+/**
+ * Whether the slot would send the transaction that wrote event `eventId` again: "nothing confirmed
+ * past it", asked of PostgreSQL itself. Comparing `confirmed_flush_lsn` with a position read around
+ * the insert races with WAL written meanwhile by other databases on the cluster, which a keepalive
+ * may confirm legitimately; the slot replays a transaction exactly when its commit comes at or after
+ * the confirmed position, which is what a peek at the slot's changes shows.
+ */
+export async function slotReplays(
+  db: TestDatabase,
+  slot: string,
+  eventId: string,
+  publication = 'prisma_outbox',
+): Promise<boolean> {
+  const [row] = await db.query<{ xid: string }>('SELECT xmin::text AS xid FROM outbox WHERE id = $1', [eventId])
+  if (!row) throw new Error(`event ${eventId} is not in the outbox table`)
+  return (await replayedTransactions(db, slot, publication)).has(row.xid)
 }
 
 /** The transaction (xid) that wrote each event of the outbox table. */

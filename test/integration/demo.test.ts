@@ -1,28 +1,23 @@
 /** `npm run demo` must keep working for a newcomer: run it on the suite's services and check its verdict. */
-import { spawn } from 'node:child_process'
 import { expect, inject, test } from 'vitest'
+import { runNode } from '../helpers/cli.js'
+
+/** Runs a demo script as `npm run demo` does, on the suite's services, with `orders` orders. */
+function runDemo(script: string, orders: number) {
+  return runNode(
+    ['--import', 'tsx', script],
+    {
+      DATABASE_URL: inject('databaseUrl'),
+      KAFKA_BROKERS: inject('kafkaBrokers').join(','),
+      DEMO_ORDERS: String(orders),
+    },
+    { timeoutMs: 110_000 },
+  )
+}
 
 test('the demo commits, kills and restarts the worker, and ends with nothing lost (exit 0)', async () => {
   // Piped, as `npm run demo > demo.log` would be: no terminal, so no spinner and no colors.
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/demo/run.ts'], {
-    env: {
-      PATH: process.env.PATH,
-      DATABASE_URL: inject('databaseUrl'),
-      KAFKA_BROKERS: inject('kafkaBrokers').join(','),
-      DEMO_ORDERS: '24',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (d) => {
-    stdout += d
-  })
-  child.stderr.on('data', (d) => {
-    stderr += d
-  })
-  const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
-  const output = stdout + stderr
+  const { code, stdout, all: output } = await runDemo('test/demo/run.ts', 24)
   expect(output).toContain('kill -9 of the worker')
   expect(output).toMatch(/\[kafka\]\s+\S+\.order key=\d+ order\.created/)
   expect(output).toMatch(/committed\s+\d+ events, delivered \d+ \(lost 0\)/)
@@ -45,23 +40,7 @@ test('the demo commits, kills and restarts the worker, and ends with nothing los
 })
 
 test('the billing demo (npm run demo:billing) bills every order once through a kill -9 of the consumer (exit 0)', async () => {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/demo/billing.ts'], {
-    env: {
-      PATH: process.env.PATH,
-      DATABASE_URL: inject('databaseUrl'),
-      KAFKA_BROKERS: inject('kafkaBrokers').join(','),
-      DEMO_ORDERS: '60',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let output = ''
-  child.stdout.on('data', (d) => {
-    output += d
-  })
-  child.stderr.on('data', (d) => {
-    output += d
-  })
-  const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
+  const { code, all: output } = await runDemo('test/demo/billing.ts', 60)
   expect(output).toContain('kill -9 of the billing consumer')
   expect(output).toMatch(/invoices written\s+60 for 60 orders; events applied twice: 0/)
   expect(code, output).toBe(0)
