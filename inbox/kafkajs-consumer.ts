@@ -38,6 +38,11 @@ export function kafkajsConsumer(deps: ConsumerDeps) {
   let heartbeat: (() => Promise<void>) | undefined
   let replacing: Promise<void> | undefined
   let watchdog: NodeJS.Timeout | undefined
+  // Per partition, the offset after the last record that reached its end (committed or not), since
+  // this consumer last joined its group: what stop() commits itself before leaving.
+  const handled = new Map<string, { topic: string; partition: number; offset: string }>()
+  // The eachBatch calls running now: stop() waits for their records in hand before it commits.
+  const inHand = new Set<Promise<void>>()
   const heartbeatMs = Math.max(500, Math.floor(deps.sessionTimeoutMs / 6))
 
   const kafka = new Kafka({
@@ -56,7 +61,17 @@ export function kafkajsConsumer(deps: ConsumerDeps) {
       },
   })
 
-  async function eachBatch({
+  async function eachBatch(payload: EachBatchPayload) {
+    const run = handleBatch(payload)
+    inHand.add(run)
+    try {
+      await run
+    } finally {
+      inHand.delete(run)
+    }
+  }
+
+  async function handleBatch({
     batch,
     resolveOffset,
     heartbeat: beat,
@@ -89,6 +104,11 @@ export function kafkajsConsumer(deps: ConsumerDeps) {
         .finally(() => clearInterval(beating))
       if (outcome === 'stopped') break
       resolveOffset(message.offset)
+      handled.set(`${batch.topic}|${batch.partition}`, {
+        topic: batch.topic,
+        partition: batch.partition,
+        offset: (BigInt(message.offset) + 1n).toString(),
+      })
       metrics.lag.set(labels, Math.max(0, Number(batch.highWatermark) - Number(message.offset) - 1))
       lastActivity = Date.now()
       await commitOffsetsIfNecessary()
@@ -108,7 +128,13 @@ export function kafkajsConsumer(deps: ConsumerDeps) {
       retry: { retries: 5, initialRetryTime: 200, maxRetryTime: 2000, restartOnFailure: async () => true },
     })
     consumer = fresh
+    handled.clear()
     fresh.on(fresh.events.GROUP_JOIN, ({ payload }) => {
+      // A partition no longer ours is its new owner's to commit.
+      const assigned = payload.memberAssignment as Record<string, number[]>
+      for (const [key, { topic, partition }] of handled) {
+        if (!assigned[topic]?.includes(partition)) handled.delete(key)
+      }
       joined = true
       lastActivity = Date.now()
       metrics.lag.reset()
@@ -134,6 +160,26 @@ export function kafkajsConsumer(deps: ConsumerDeps) {
       eachBatchAutoResolve: false,
       eachBatch,
     })
+  }
+
+  /**
+   * Commits the offsets of the records that reached their end, once none is in hand, while still in
+   * the group. kafkajs commits them too as it stops, but in one attempt whose failure it drops
+   * silently (a coordinator slow to answer, as on a loaded broker): this commit is retried, and its
+   * failure logged. Every offset committed here follows a record whose transaction committed.
+   */
+  async function commitHandled(): Promise<void> {
+    const offsets = [...handled.values()]
+    if (!consumer || offsets.length === 0) return
+    try {
+      await consumer.commitOffsets(offsets)
+      logger.debug({ offsets }, 'offsets of the handled records committed at stop')
+    } catch (error) {
+      logger.warn(
+        { ...errorFields(error), offsets },
+        'could not commit the offsets of the handled records at stop; the next consumer of the group sees them again and skips them as duplicates',
+      )
+    }
   }
 
   /** Swaps the consumer for a new one, retrying until one starts (or the inbox stops). */
@@ -199,6 +245,8 @@ export function kafkajsConsumer(deps: ConsumerDeps) {
       stopping.abort()
       clearInterval(watchdog)
       await replacing
+      await Promise.allSettled([...inHand])
+      await commitHandled()
       await consumer?.disconnect()
       joined = false
     },

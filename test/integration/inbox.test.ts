@@ -4,8 +4,10 @@
  * poison records parked without stopping the consumer; a database outage retried, never parked;
  * a graceful stop that commits what it did.
  */
+import { createRequire } from 'node:module'
+import { KafkaJSConnectionError } from 'kafkajs'
 import { v7 as uuidv7 } from 'uuid'
-import { afterEach, beforeEach, describe, expect, inject, test } from 'vitest'
+import { afterEach, beforeEach, describe, expect, inject, test, vi } from 'vitest'
 import { createInbox, type Handlers, type Inbox, type InboxOptions, type TransactionOf } from '../../inbox/index.js'
 import { runCli } from '../helpers/cli.js'
 import { type TestDatabase, uniqueName } from '../helpers/database.js'
@@ -379,6 +381,56 @@ test('stop() finishes the record in hand and commits; a new consumer of the grou
   expect(await invoiceReport(db)).toMatchObject({ rows: 200, repeated: [], outOfOrder: [] })
   // Offsets were committed at stop: at most the records in flight are seen again.
   expect(await metric(second, 'inbox_records_skipped_duplicate_total')).toBeLessThanOrEqual(4)
+})
+
+test('stop() commits what it handled even when the coordinator fails the commits made as it stops', async () => {
+  // kafkajs's own commit at stop is one attempt whose failure it drops: a coordinator slow to
+  // answer then (a loaded broker) cost the next consumer every record since the last periodic
+  // commit, up to a second of them. Here every commit fails for 1.5 s from the call to stop().
+  const OffsetManager = createRequire(import.meta.url)('kafkajs/src/consumer/offsetManager') as {
+    prototype: { commitOffsets(...args: unknown[]): Promise<void> }
+  }
+  const commit = OffsetManager.prototype.commitOffsets
+  let lastCommit = 0
+  let failUntil = Number.POSITIVE_INFINITY
+  const commits = vi.spyOn(OffsetManager.prototype, 'commitOffsets').mockImplementation(async function (
+    this: unknown,
+    ...args: unknown[]
+  ) {
+    if (Date.now() >= failUntil && Date.now() < failUntil + 1500) {
+      throw new KafkaJSConnectionError('the coordinator does not answer (injected)')
+    }
+    await commit.apply(this, args)
+    lastCommit = Date.now()
+  })
+  try {
+    await produceEvents(brokers, topic, orderEvents(200, 4))
+    const group = uniqueName('group')
+    const first = await startInbox(
+      {
+        'order.created': async (event, tx) => {
+          await writeInvoice(event, tx)
+          await new Promise((r) => setTimeout(r, 20))
+        },
+      },
+      { group },
+    )
+    await waitUntil('some invoices', async () => (await invoices()) > 10, 30_000)
+    // Half an autoCommitInterval after a periodic commit: records are handled and not committed yet.
+    const since = Date.now()
+    await waitUntil('a periodic commit', async () => lastCommit > since, 10_000)
+    await new Promise((r) => setTimeout(r, 500))
+    failUntil = Date.now()
+    await first.stop()
+    expect(await invoices()).toBeLessThan(200)
+
+    const second = await startInbox({ 'order.created': writeInvoice }, { group })
+    await waitUntil('200 invoices', async () => (await invoices()) === 200, 30_000)
+    expect(await invoiceReport(db)).toMatchObject({ rows: 200, repeated: [], outOfOrder: [] })
+    expect(await metric(second, 'inbox_records_skipped_duplicate_total')).toBe(0)
+  } finally {
+    commits.mockRestore()
+  }
 })
 
 test('retention deletes handled rows older than retainHandledMs, never parked ones', async () => {
