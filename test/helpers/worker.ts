@@ -32,11 +32,13 @@ export interface WorkerProcess {
 export async function spawnWorker(
   env: Record<string, string>,
   args: string[] = [],
-  options: { built?: boolean; onLine?: (line: string) => void; nodeArgs?: string[] } = {},
+  options: { built?: boolean; onLine?: (line: string) => void; nodeArgs?: string[]; entry?: string } = {},
 ): Promise<WorkerProcess> {
   const healthPort = await freePort()
   // `built`: run the compiled bin (dist/), as installed users do; the benchmarks measure that.
-  const entry = options.built ? [join(root, 'dist/worker/cli.js')] : ['--import', 'tsx', join(root, 'worker/cli.ts')]
+  const entry = options.built
+    ? [options.entry ?? join(root, 'dist/worker/cli.js')]
+    : ['--import', 'tsx', join(root, 'worker/cli.ts')]
   const child = spawn(process.execPath, [...(options.nodeArgs ?? []), ...entry, ...args], {
     cwd: root,
     env: {

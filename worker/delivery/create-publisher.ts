@@ -25,3 +25,13 @@ function lazyPublisher(loaded: Promise<Publisher>): Publisher {
     disconnect: async () => (await loaded).disconnect(),
   }
 }
+
+/**
+ * Starts importing the Kafka client the configuration will use, so that its import (most of the
+ * worker's start-up CPU) runs while PostgreSQL is checked, and is not counted against
+ * --startup-timeout-ms as if Kafka were slow to answer. createPublisher then finds it loaded.
+ */
+export function preloadKafkaClient(config: WorkerConfig): Promise<unknown> {
+  if (config.delivery === 'exactly-once') return import('./exactly-once/kafkajs-transactional.js')
+  return config.kafkaClient === 'kafkajs' ? import('./kafkajs-publisher.js') : import('./platformatic-publisher.js')
+}
