@@ -1,6 +1,10 @@
 import { EventEmitter } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { createPublisher as createConfiguredPublisher, preloadKafkaClient } from './delivery/create-publisher.js'
+import {
+  createPublisher as createConfiguredPublisher,
+  importDefaultId,
+  preloadKafkaClient,
+} from './delivery/create-publisher.js'
 import { identifyServer } from './delivery/exactly-once/server-identity.js'
 import type { PublisherFactory } from './delivery/publisher.js'
 import { resolveConfig, type WorkerConfig, type WorkerOptions } from './operations/config.js'
@@ -191,7 +195,7 @@ class Worker extends EventEmitter implements OutboxWorker {
       if (this.config.delivery === 'exactly-once' && this.config.transactionalId === undefined) {
         // Resolved once, for every session of this worker (and shown in worker.config).
         // Imported here: it loads kafkajs, which only exactly-once uses.
-        const { kafkaCheckpointLookup, resolveTransactionalId } = await import('./delivery/exactly-once/default-id.js')
+        const { kafkaCheckpointLookup, resolveTransactionalId } = await importDefaultId()
         const server = await this.untilReachable('PostgreSQL', () => identifyServer(this.config))
         const id = await this.untilReachable('Kafka', () =>
           resolveTransactionalId(this.config, server, kafkaCheckpointLookup(this.config, this.logger)),

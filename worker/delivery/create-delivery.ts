@@ -1,6 +1,7 @@
 import type { WorkerConfig } from '../operations/config.js'
 import type { Logger } from '../operations/logger.js'
 import type { Metrics } from '../operations/metrics.js'
+import { importTransactional } from './create-publisher.js'
 import { Delivery } from './delivery.js'
 import type { DeliveryHooks, EventDelivery } from './event-delivery.js'
 import { TransactionalDelivery } from './exactly-once/transactional-delivery.js'
@@ -50,9 +51,7 @@ function gatedPublisher(publisher: Publisher, alive: () => boolean): Publisher {
  * with @platformatic/kafka must not pay for kafkajs's import.
  */
 function lazyTransactionalPublisher(config: WorkerConfig, logger: Logger): TransactionalPublisher {
-  const loaded = import('./exactly-once/kafkajs-transactional.js').then((module) =>
-    module.createKafkajsTransactionalPublisher(config, logger),
-  )
+  const loaded = importTransactional().then((module) => module.createKafkajsTransactionalPublisher(config, logger))
   // A failed import is reported by the first call; until then it must not be unhandled.
   loaded.catch(() => {})
   return {
