@@ -7,7 +7,7 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { DEFAULTS, OPTIONS, type OptionSpec, parseDuration } from './config.js'
+import { DEFAULTS, EXACTLY_ONCE_BUFFER_EVENTS, OPTIONS, type OptionSpec, parseDuration } from './config.js'
 import { EXIT } from './errors.js'
 import { createMetrics } from './metrics.js'
 
@@ -19,6 +19,7 @@ const SPECIAL_DEFAULTS: Partial<Record<OptionSpec['key'], string>> = {
   databaseUrl: '(required)',
   kafkaBrokers: '(required)',
   kafkaClient: 'platformatic (kafkajs with --delivery exactly-once)',
+  bufferEvents: `${DEFAULTS.bufferEvents} (${EXACTLY_ONCE_BUFFER_EVENTS} with --delivery exactly-once)`,
   transactionalId: 'prisma-outbox.<system identifier>.<database>.<slot>',
   checkpointTopic: '<transactional id>.checkpoint',
   retentionMs: 'off',
