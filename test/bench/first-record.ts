@@ -72,6 +72,7 @@ export async function measureStart(
   slot: string,
   topic: string,
   settings: Record<string, string>,
+  cli = CLI,
 ): Promise<StartCost> {
   const admin = testKafka(brokers).admin()
   await admin.connect()
@@ -95,7 +96,7 @@ export async function measureStart(
       ...settings,
     },
     [],
-    { built: true, entry: CLI },
+    { built: true, entry: cli },
   )
   const pid = worker.child.pid as number
   try {
@@ -116,38 +117,68 @@ export function helpCost(cli = CLI): { wallS: number; cpuS: number; rssMb: numbe
   return { wallS: wall as number, cpuS: (user as number) + (sys as number), rssMb: Math.round((kb as number) / 1024) }
 }
 
-async function main() {
-  if (!arg('cli')) execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'ignore' })
-  const services = await startServices(log)
-  const db = await createTestDatabase(services.databaseUrl)
+export interface StartFigures {
+  client: string
+  firstRecordMs: number
+  cpuSeconds: number
+  rssMb: number
+  helpWallS: number
+  helpCpuS: number
+  helpRssMb: number
+  load: number
+}
+
+/** Medians of `runs` starts (after one uncounted warm-up) and of `runs` --help, for one client. */
+export async function startFigures(
+  url: string,
+  brokers: string[],
+  client: string,
+  runs: number,
+  cli = CLI,
+): Promise<StartFigures> {
+  const db = await createTestDatabase(url)
   try {
     const starts: StartCost[] = []
     // A first run warms the page cache and the broker; it is not counted.
-    for (let i = 0; i <= RUNS; i++) {
-      const start = await measureStart(
-        db,
-        services.kafkaBrokers,
-        `first_record_${i}`,
-        `bench.first.${Date.now()}.${i}`,
-        {
-          OUTBOX_KAFKA_CLIENT: CLIENT,
-        },
-      )
+    for (let i = 0; i <= runs; i++) {
+      const topic = `bench.first.${db.name}.${i}`
+      const start = await measureStart(db, brokers, `${db.name}_first${i}`, topic, { OUTBOX_KAFKA_CLIENT: client }, cli)
       log(
-        `run ${i}${i === 0 ? ' (warm-up)' : ''}: first record ${start.firstRecordMs} ms, CPU ${start.cpuSeconds.toFixed(2)} s, ` +
+        `${client} run ${i}${i === 0 ? ' (warm-up)' : ''}: first record ${start.firstRecordMs} ms, CPU ${start.cpuSeconds.toFixed(2)} s, ` +
           `peak RSS ${start.rssMb} MB, load ${load()}`,
       )
       if (i > 0) starts.push(start)
     }
-    const helps = Array.from({ length: RUNS }, () => helpCost())
-    console.log(
-      `${CLIENT}: first record ${median(starts.map((s) => s.firstRecordMs))} ms after spawn, ` +
-        `CPU ${median(starts.map((s) => s.cpuSeconds)).toFixed(2)} s and peak RSS ${median(starts.map((s) => s.rssMb))} MB ` +
-        `at the first transaction confirmed; --help ${median(helps.map((h) => h.wallS)).toFixed(2)} s wall, ` +
-        `${median(helps.map((h) => h.cpuS)).toFixed(2)} s CPU, ${median(helps.map((h) => h.rssMb))} MB (medians of ${RUNS}; load ${load()})`,
-    )
+    const helps = Array.from({ length: runs }, () => helpCost(cli))
+    return {
+      client,
+      firstRecordMs: median(starts.map((s) => s.firstRecordMs)),
+      cpuSeconds: median(starts.map((s) => s.cpuSeconds)),
+      rssMb: median(starts.map((s) => s.rssMb)),
+      helpWallS: median(helps.map((h) => h.wallS)),
+      helpCpuS: median(helps.map((h) => h.cpuS)),
+      helpRssMb: median(helps.map((h) => h.rssMb)),
+      load: loadavg()[0] as number,
+    }
   } finally {
     await db.dispose()
+  }
+}
+
+export function startLine(f: StartFigures, runs: number): string {
+  return (
+    `${f.client}: first record ${f.firstRecordMs} ms after spawn, CPU ${f.cpuSeconds.toFixed(2)} s and peak RSS ${f.rssMb} MB ` +
+    `at the first transaction confirmed; --help ${f.helpWallS.toFixed(2)} s wall, ${f.helpCpuS.toFixed(2)} s CPU, ` +
+    `${f.helpRssMb} MB (medians of ${runs}; load ${f.load.toFixed(2)})`
+  )
+}
+
+async function main() {
+  if (!arg('cli')) execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'ignore' })
+  const services = await startServices(log)
+  try {
+    console.log(startLine(await startFigures(services.databaseUrl, services.kafkaBrokers, CLIENT, RUNS), RUNS))
+  } finally {
     await services.dispose()
   }
 }
