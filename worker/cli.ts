@@ -11,7 +11,7 @@ import { packageRoot } from './operations/assets.js'
 import { SHUTDOWN_WATCHDOG_EXTRA_MS, type WorkerConfig } from './operations/config.js'
 import { loadEnvFile } from './operations/env-file.js'
 import { EXIT, OutboxConfigError, OutboxPoisonEventError, OutboxSetupError } from './operations/errors.js'
-import { exitCodesLine, helpRows } from './operations/options-doc.js'
+import { exitCodesLine, helpRows } from './operations/help-text.js'
 import { redact } from './operations/redact.js'
 
 // Each command imports what it needs when it runs: the relay's modules (the Kafka clients, pg,
