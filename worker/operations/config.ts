@@ -92,6 +92,9 @@ export interface OptionSpec {
  */
 export const EXACTLY_ONCE_BUFFER_EVENTS = 2000
 
+/** Exactly-once's --buffer-bytes default, for the same reason: two of its largest requests. */
+export const EXACTLY_ONCE_BUFFER_BYTES = 16 * 1024 * 1024
+
 /** The defaults, in one place. Documented in --help and docs/worker.md, both rendered from OPTIONS (options-doc.ts). */
 export const DEFAULTS: Omit<WorkerConfig, 'databaseUrl' | 'kafkaBrokers'> = {
   slot: 'prisma_outbox',
@@ -122,8 +125,11 @@ export const DEFAULTS: Omit<WorkerConfig, 'databaseUrl' | 'kafkaBrokers'> = {
   // to several times what is live before it compacts: with 2,000 the old generation reached
   // ~80 MB draining a backlog, with 500 ~20 MB, at the same rate (test/bench, --only=relay).
   bufferEvents: 500,
-  // Two of the largest requests the relay builds (8 MiB, delivery.ts), for large events.
-  bufferBytes: 16 * 1024 * 1024,
+  // At-least-once; exactly-once's default is EXACTLY_ONCE_BUFFER_BYTES. What a burst of large
+  // events holds: draining 20,000 events of ~19 KB, peak RSS was 210 MB with 16 MiB, 159-166 MB
+  // with 4 MiB, at the same rate (a request of up to 8 MiB is still built whenever that much is
+  // buffered: reading pauses at 4 MiB, after the event that crosses it).
+  bufferBytes: 4 * 1024 * 1024,
   statusIntervalMs: 10_000,
   standbyPollMs: 2_000,
   startupTimeoutMs: 30_000,
@@ -570,6 +576,8 @@ export function resolveConfig(options: ConfigInput, { requireKafka = true, names
   if (defined.kafkaClient === undefined && config.delivery === 'exactly-once') config.kafkaClient = 'kafkajs'
   if (defined.bufferEvents === undefined && config.delivery === 'exactly-once')
     config.bufferEvents = EXACTLY_ONCE_BUFFER_EVENTS
+  if (defined.bufferBytes === undefined && config.delivery === 'exactly-once')
+    config.bufferBytes = EXACTLY_ONCE_BUFFER_BYTES
   oneOf(name('kafkaClient'), config.kafkaClient, ['kafkajs', 'platformatic'])
   oneOf(name('delivery'), config.delivery, ['at-least-once', 'exactly-once'])
   const deliveryProblem = exactlyOnceProblem(config, name)

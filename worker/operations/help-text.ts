@@ -3,7 +3,14 @@
  * docs' tables from the same). Kept apart from options-doc.ts, which loads the metrics registry
  * (prom-client), so that `--help` loads nothing it does not print.
  */
-import { DEFAULTS, EXACTLY_ONCE_BUFFER_EVENTS, OPTIONS, type OptionSpec, parseDuration } from './config.js'
+import {
+  DEFAULTS,
+  EXACTLY_ONCE_BUFFER_BYTES,
+  EXACTLY_ONCE_BUFFER_EVENTS,
+  OPTIONS,
+  type OptionSpec,
+  parseDuration,
+} from './config.js'
 import { EXIT } from './errors.js'
 
 /** Defaults that depend on other options, said in words. */
@@ -12,6 +19,7 @@ const SPECIAL_DEFAULTS: Partial<Record<OptionSpec['key'], string>> = {
   kafkaBrokers: '(required)',
   kafkaClient: 'platformatic (kafkajs with --delivery exactly-once)',
   bufferEvents: `${DEFAULTS.bufferEvents} (${EXACTLY_ONCE_BUFFER_EVENTS} with --delivery exactly-once)`,
+  bufferBytes: `${DEFAULTS.bufferBytes} (${EXACTLY_ONCE_BUFFER_BYTES} with --delivery exactly-once)`,
   transactionalId: 'prisma-outbox.<system identifier>.<database>.<slot>',
   checkpointTopic: '<transactional id>.checkpoint',
   retentionMs: 'off',
