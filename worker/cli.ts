@@ -11,14 +11,11 @@ import { packageRoot } from './operations/assets.js'
 import { SHUTDOWN_WATCHDOG_EXTRA_MS, type WorkerConfig } from './operations/config.js'
 import { loadEnvFile } from './operations/env-file.js'
 import { EXIT, OutboxConfigError, OutboxPoisonEventError, OutboxSetupError } from './operations/errors.js'
-import { initApp } from './operations/init.js'
-import { createLogger, logProcessWarnings } from './operations/logger.js'
-import { exitCodesLine, helpRows } from './operations/options-doc.js'
+import { exitCodesLine, helpRows } from './operations/help-text.js'
 import { redact } from './operations/redact.js'
-import { tail } from './operations/tail.js'
-import { republish } from './slot/republish.js'
-import { formatStatus, readStatus } from './slot/status.js'
-import { createWorker } from './worker.js'
+
+// Each command imports what it needs when it runs: the relay's modules (the Kafka clients, pg,
+// pino) cost most of a second of CPU and tens of MB, which --help, init and status do not need.
 
 function helpText(): string {
   return [
@@ -49,6 +46,10 @@ function fail(message: string, code: number): never {
 }
 
 async function run(config: WorkerConfig): Promise<never> {
+  const [{ createLogger, logProcessWarnings }, { createWorker }] = await Promise.all([
+    import('./operations/logger.js'),
+    import('./worker.js'),
+  ])
   const logger = createLogger(config.logLevel, config.logFormat)
   logProcessWarnings(logger)
   const worker = createWorker({ ...config, logger })
@@ -92,6 +93,7 @@ async function runTail(values: ReturnType<typeof parseCommandLine>['values'], to
   const stop = new AbortController()
   process.once('SIGINT', () => stop.abort())
   process.once('SIGTERM', () => stop.abort())
+  const { tail } = await import('./operations/tail.js')
   await tail(config, {
     topic,
     fromBeginning: values['from-beginning'] === true,
@@ -123,6 +125,7 @@ async function main(): Promise<void> {
   try {
     if (typeof values['env-file'] === 'string') loadEnvFile(values['env-file'])
     if (command === 'init') {
+      const { initApp } = await import('./operations/init.js')
       const result = initApp({
         schema: values.schema as string | undefined,
         migrations: values.migrations as string | undefined,
@@ -135,6 +138,7 @@ async function main(): Promise<void> {
     if (command === 'tail') await runTail(values, parsed.topic as string)
     const config = configFrom(values, process.env, command !== 'status')
     if (command === 'status') {
+      const { formatStatus, readStatus } = await import('./slot/status.js')
       const report = await readStatus(config).catch((error: Error) => {
         throw new OutboxSetupError(`cannot read status from PostgreSQL: ${error.message}`, {
           code: 'OUTBOX_UNREACHABLE',
@@ -144,6 +148,10 @@ async function main(): Promise<void> {
       process.exit(report.healthy ? EXIT.ok : EXIT.setup)
     }
     if (command === 'republish') {
+      const [{ createLogger }, { republish }] = await Promise.all([
+        import('./operations/logger.js'),
+        import('./slot/republish.js'),
+      ])
       const logger = createLogger(config.logLevel, config.logFormat)
       await republish(config, values.since as string | undefined, logger)
       process.exit(EXIT.ok)

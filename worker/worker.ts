@@ -1,7 +1,10 @@
 import { EventEmitter } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { createPublisher as createConfiguredPublisher } from './delivery/create-publisher.js'
-import { kafkaCheckpointLookup, resolveTransactionalId } from './delivery/exactly-once/default-id.js'
+import {
+  createPublisher as createConfiguredPublisher,
+  importDefaultId,
+  preloadKafkaClient,
+} from './delivery/create-publisher.js'
 import { identifyServer } from './delivery/exactly-once/server-identity.js'
 import type { PublisherFactory } from './delivery/publisher.js'
 import { resolveConfig, type WorkerConfig, type WorkerOptions } from './operations/config.js'
@@ -82,6 +85,7 @@ class Worker extends EventEmitter implements OutboxWorker {
   private readonly stopController = new AbortController()
   private session: ReplicationSession | undefined
   private readonly createPublisher: PublisherFactory
+  private readonly injectedPublisher: boolean
   private readonly cleanups: (() => Promise<void>)[] = []
   private readonly slot: SlotPreparation
   private readonly retention: RetentionSchedule
@@ -100,6 +104,7 @@ class Worker extends EventEmitter implements OutboxWorker {
   ) {
     super()
     this.createPublisher = createPublisher ?? (() => createConfiguredPublisher(config, logger))
+    this.injectedPublisher = createPublisher !== undefined
     this.slot = new SlotPreparation({
       config: () => this.config,
       createPublisher: this.createPublisher,
@@ -162,6 +167,10 @@ class Worker extends EventEmitter implements OutboxWorker {
 
   private async startOnce(): Promise<void> {
     this.setState('starting')
+    // An injected publisher factory (at-least-once only) brings its own client.
+    const clientLoaded =
+      this.injectedPublisher && this.config.delivery !== 'exactly-once' ? undefined : preloadKafkaClient(this.config)
+    clientLoaded?.catch(() => {}) // awaited below; until then it must not be unhandled
     try {
       if (this.config.healthPort > 0) {
         const server = await startHealthServer({
@@ -180,10 +189,13 @@ class Worker extends EventEmitter implements OutboxWorker {
       // then is the slot created: a first start that cannot reach Kafka must not leave a slot
       // behind, pinning WAL for a worker that never ran.
       await this.untilReachable('PostgreSQL', () => this.prepare({ createSlot: false }))
+      await clientLoaded
       await this.untilReachable('Kafka', () => this.probeKafka())
       this.kafkaCheckedAt = Date.now()
       if (this.config.delivery === 'exactly-once' && this.config.transactionalId === undefined) {
         // Resolved once, for every session of this worker (and shown in worker.config).
+        // Imported here: it loads kafkajs, which only exactly-once uses.
+        const { kafkaCheckpointLookup, resolveTransactionalId } = await importDefaultId()
         const server = await this.untilReachable('PostgreSQL', () => identifyServer(this.config))
         const id = await this.untilReachable('Kafka', () =>
           resolveTransactionalId(this.config, server, kafkaCheckpointLookup(this.config, this.logger)),

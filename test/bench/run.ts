@@ -7,6 +7,8 @@
  * the produce limit; `-- --only=inbox [--events=N]` compares events/s consumed through the inbox
  * with plain kafkajs consumers of the same topic (test/bench/inbox.ts); `-- --only=consumer-restarts`
  * puts a plain consumer of each Kafka client through broker restarts (test/bench/consumer-restarts.ts);
+ * `-- --only=rss [--rss-events=N]` drains N events (1,000,000) with each client for the peak RSS;
+ * `-- --only=start [--runs=R]` measures start-up (test/bench/first-record.ts);
  * OUTBOX_BATCH_SIZE / OUTBOX_BUFFER_EVENTS / OUTBOX_BUFFER_BYTES are passed on to the worker.
  */
 import { execFileSync } from 'node:child_process'
@@ -20,6 +22,7 @@ import { startServices } from '../services/index.js'
 import { measureRestarts } from './consumer-restarts.js'
 import { drainWithWorker } from './drain.js'
 import { fillMessages, fillOutbox } from './fill.js'
+import { startFigures, startLine } from './first-record.js'
 import { benchInbox } from './inbox.js'
 import { type LatencyResult, measureLatency } from './latency.js'
 import { pgRecvlogicalSeconds, producerPerformance } from './limits.js'
@@ -31,7 +34,9 @@ const only = process.argv.find((arg) => arg.startsWith('--only='))?.slice('--onl
 const option = (name: string) => process.argv.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3)
 /** Events per throughput run; `--events=N` sets it (for --only=relay). */
 const N = Number(option('events') ?? (quick ? 20_000 : 200_000))
-const RSS_N = quick ? 100_000 : 1_000_000
+const RSS_N = Number(option('rss-events') ?? (quick ? 100_000 : 1_000_000))
+/** Starts measured per client for the start-up figures (medians). */
+const START_RUNS = quick ? 3 : 5
 const LATENCY_SECONDS = quick ? 5 : 30
 const RATES = [100, 1000, 5000]
 const WRITE_RUNS = quick ? 200 : 1000
@@ -232,6 +237,11 @@ async function main() {
     log(`write side, ${NETWORK_ONE_WAY_MS} ms each way added`)
     const writeSideNetwork = await writeSideOnFreshDatabase(url, WRITE_RUNS / 4, NETWORK_ONE_WAY_MS)
     const rss = await peakRssDraining(url, brokers)
+    log('start-up: first record, CPU and RSS at start, --help')
+    const start = [
+      await startFigures(url, brokers, DEFAULT_VARIANT.name, START_RUNS),
+      await startFigures(url, brokers, KAFKAJS.name, START_RUNS),
+    ]
 
     const tx10 = throughput[0] as (typeof throughput)[number]
     const limit = Math.min(tx10.decodePerS, producePerS)
@@ -254,6 +264,7 @@ async function main() {
       writeSide,
       writeSideNetwork: { oneWayMs: NETWORK_ONE_WAY_MS, ...writeSideNetwork },
       rss,
+      start,
       ratios: {
         // Quick mode's limits are measured on too few events (a process's start and a producer's
         // warm-up are most of it): no ratio is drawn from them.
@@ -310,6 +321,11 @@ async function main() {
         (r) =>
           `| worker peak RSS draining ${f0(r.events)} events, ${r.variant} | ${r.peakRssMb} MB (${f0(r.perS)} events/s, ${r.cpuUsPerEvent.toFixed(1)} µs CPU per event) | ≤ 100 MB |`,
       ),
+      ...start.map(
+        (f) =>
+          `| worker start, ${f.client}: first record after spawn / CPU / peak RSS at the first transaction confirmed | ${f0(f.firstRecordMs)} ms / ${f2(f.cpuSeconds)} s / ${f.rssMb} MB | first record ≤ 300 ms |`,
+      ),
+      `| \`outbox-worker --help\`: wall / CPU / peak RSS | ${f2(start[0]?.helpWallS ?? 0)} s / ${f2(start[0]?.helpCpuS ?? 0)} s / ${start[0]?.helpRssMb} MB | |`,
     ].join('\n')
     const writeTables = [
       ...(writeSide.jsonb ? writeSideTable(writeSide.jsonb) : []),
@@ -384,6 +400,20 @@ async function runOnly(part: string) {
       process.stdout.write(
         `produce limit: ${f0(producerPerformance(brokers, 'bench.produce', N, 300))} records/s; load ${load()}\n`,
       )
+    } else if (part === 'rss') {
+      log('building the worker (dist/)')
+      execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'ignore' })
+      for (const r of await peakRssDraining(url, brokers)) {
+        process.stdout.write(
+          `worker peak RSS draining ${f0(r.events)} events, ${r.variant}: ${r.peakRssMb} MB (${f0(r.perS)} events/s, ${r.cpuUsPerEvent.toFixed(1)} µs CPU per event); load ${loadavg()[0]?.toFixed(2)}\n`,
+        )
+      }
+    } else if (part === 'start') {
+      log('building the worker (dist/)')
+      execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'ignore' })
+      const runs = Number(option('runs') ?? START_RUNS)
+      for (const client of [DEFAULT_VARIANT.name, KAFKAJS.name])
+        process.stdout.write(`${startLine(await startFigures(url, brokers, client, runs), runs)}\n`)
     } else if (part === 'inbox') {
       const events = Number(option('events') ?? (quick ? 5000 : 20_000))
       for (const r of await benchInbox(url, brokers, events)) {
@@ -400,7 +430,7 @@ async function runOnly(part: string) {
       }
     } else {
       throw new Error(
-        `--only=${part}: use --only=write-side, --only=drain, --only=relay, --only=inbox or --only=consumer-restarts`,
+        `--only=${part}: use --only=write-side, --only=drain, --only=relay, --only=rss, --only=start, --only=inbox or --only=consumer-restarts`,
       )
     }
   } finally {

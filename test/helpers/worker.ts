@@ -33,12 +33,12 @@ export interface WorkerProcess {
 export async function spawnWorker(
   env: Record<string, string>,
   args: string[] = [],
-  options: { built?: boolean; onLine?: (line: string) => void; nodeArgs?: string[] } = {},
+  options: { built?: boolean; onLine?: (line: string) => void; nodeArgs?: string[]; entry?: string } = {},
 ): Promise<WorkerProcess> {
   const healthPort = await freePort()
-  // `built`: the package's own build (dist/), which the benchmarks measure; otherwise this test
-  // run's compile of the sources (test/setup/build.ts).
-  const entry = options.built ? join(root, 'dist/worker/cli.js') : workerCli
+  // `built`: the package's own build (dist/, or `entry`), which the benchmarks measure; otherwise
+  // this test run's compile of the sources (test/setup/build.ts).
+  const entry = options.built ? (options.entry ?? join(root, 'dist/worker/cli.js')) : workerCli
   const child = spawn(process.execPath, [...(options.nodeArgs ?? []), entry, ...args], {
     cwd: root,
     env: {

@@ -2,7 +2,13 @@ import { describe, expect, test } from 'vitest'
 import { classifyPublishError } from '../../worker/delivery/publisher.js'
 import { poisonReason, toDeadLetter, toKafkaRecord } from '../../worker/delivery/records.js'
 import { configFrom, parseCommandLine } from '../../worker/operations/args.js'
-import { DEFAULTS, parseDuration, resolveConfig } from '../../worker/operations/config.js'
+import {
+  DEFAULTS,
+  EXACTLY_ONCE_BUFFER_BYTES,
+  EXACTLY_ONCE_BUFFER_EVENTS,
+  parseDuration,
+  resolveConfig,
+} from '../../worker/operations/config.js'
 import { OutboxConfigError } from '../../worker/operations/errors.js'
 import { redact } from '../../worker/operations/redact.js'
 
@@ -85,6 +91,15 @@ describe('the command line, in the words the user typed', () => {
     expect(() => configOf([], { ...env, OUTBOX_KAFKA_CLIENT: 'franz' })).toThrow(
       'OUTBOX_KAFKA_CLIENT must be one of kafkajs, platformatic; got "franz"',
     )
+  })
+
+  test('--buffer-events and --buffer-bytes default by delivery: exactly-once keeps larger transactions; a given value wins', () => {
+    expect(configOf([]).bufferEvents).toBe(DEFAULTS.bufferEvents)
+    expect(configOf(['--delivery', 'exactly-once']).bufferEvents).toBe(EXACTLY_ONCE_BUFFER_EVENTS)
+    expect(configOf(['--delivery', 'exactly-once', '--buffer-events', '300']).bufferEvents).toBe(300)
+    expect(configOf([]).bufferBytes).toBe(DEFAULTS.bufferBytes)
+    expect(configOf(['--delivery', 'exactly-once']).bufferBytes).toBe(EXACTLY_ONCE_BUFFER_BYTES)
+    expect(configOf(['--delivery', 'exactly-once', '--buffer-bytes', '1000000']).bufferBytes).toBe(1_000_000)
   })
 
   test('unknown and incomplete flags get our message and the --help pointer', () => {

@@ -1,10 +1,11 @@
 import type { WorkerConfig } from '../operations/config.js'
 import type { Logger } from '../operations/logger.js'
 import type { Metrics } from '../operations/metrics.js'
+import { importTransactional } from './create-publisher.js'
 import { Delivery } from './delivery.js'
 import type { DeliveryHooks, EventDelivery } from './event-delivery.js'
-import { createKafkajsTransactionalPublisher } from './exactly-once/kafkajs-transactional.js'
 import { TransactionalDelivery } from './exactly-once/transactional-delivery.js'
+import type { TransactionalPublisher } from './exactly-once/transactional-publisher.js'
 import type { Publisher, PublisherFactory } from './publisher.js'
 
 export interface SessionDeliveryHooks extends DeliveryHooks {
@@ -23,13 +24,7 @@ export function createDelivery(
   hooks: SessionDeliveryHooks,
 ): EventDelivery {
   if (config.delivery === 'exactly-once')
-    return new TransactionalDelivery(
-      config,
-      createKafkajsTransactionalPublisher(config, logger),
-      metrics,
-      logger,
-      hooks,
-    )
+    return new TransactionalDelivery(config, lazyTransactionalPublisher(config, logger), metrics, logger, hooks)
   return new Delivery(config, gatedPublisher(createPublisher(), hooks.alive), metrics, logger, hooks)
 }
 
@@ -48,5 +43,26 @@ function gatedPublisher(publisher: Publisher, alive: () => boolean): Publisher {
         : Promise.reject(new Error('the replication connection is presumed dead: nothing more is sent')),
     unavailableTopics: (topics) => publisher.unavailableTopics(topics),
     disconnect: () => publisher.disconnect(),
+  }
+}
+
+/**
+ * Exactly-once's kafkajs publisher, imported only when that delivery is chosen: at-least-once
+ * with @platformatic/kafka must not pay for kafkajs's import.
+ */
+function lazyTransactionalPublisher(config: WorkerConfig, logger: Logger): TransactionalPublisher {
+  const loaded = importTransactional().then((module) => module.createKafkajsTransactionalPublisher(config, logger))
+  // A failed import is reported by the first call; until then it must not be unhandled.
+  loaded.catch(() => {})
+  return {
+    connect: async () => (await loaded).connect(),
+    readCheckpoint: async () => (await loaded).readCheckpoint(),
+    commitTransaction: async (chunks, checkpoint) => (await loaded).commitTransaction(chunks, checkpoint),
+    probe: async (records) => (await loaded).probe(records),
+    unavailableTopics: async (topics) => {
+      const publisher = await loaded
+      return publisher.unavailableTopics ? publisher.unavailableTopics(topics) : []
+    },
+    disconnect: async () => (await loaded).disconnect(),
   }
 }

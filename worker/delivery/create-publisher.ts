@@ -1,5 +1,6 @@
 import type { WorkerConfig } from '../operations/config.js'
 import type { Logger } from '../operations/logger.js'
+import { loadPlatformaticKafka } from './platformatic-import.js'
 import type { Publisher } from './publisher.js'
 
 /**
@@ -11,7 +12,7 @@ export function createPublisher(config: WorkerConfig, logger: Logger): Publisher
   return lazyPublisher(
     config.kafkaClient === 'kafkajs'
       ? import('./kafkajs-publisher.js').then((module) => module.createKafkaPublisher(config, logger))
-      : import('./platformatic-publisher.js').then((module) => module.createPlatformaticPublisher(config)),
+      : importPlatformaticPublisher().then((module) => module.createPlatformaticPublisher(config)),
   )
 }
 
@@ -24,4 +25,30 @@ function lazyPublisher(loaded: Promise<Publisher>): Publisher {
     unavailableTopics: async (topics) => (await loaded).unavailableTopics(topics),
     disconnect: async () => (await loaded).disconnect(),
   }
+}
+
+/**
+ * Starts importing the Kafka client the configuration will use, so that its import (most of the
+ * worker's start-up CPU) runs while PostgreSQL is checked, and is not counted against
+ * --startup-timeout-ms as if Kafka were slow to answer. createPublisher then finds it loaded.
+ */
+export function preloadKafkaClient(config: WorkerConfig): Promise<unknown> {
+  if (config.delivery === 'exactly-once') return importTransactional()
+  return config.kafkaClient === 'kafkajs' ? import('./kafkajs-publisher.js') : importPlatformaticPublisher()
+}
+
+/** The modules that import '@platformatic/kafka', each after loadPlatformaticKafka. */
+export async function importPlatformaticPublisher() {
+  await loadPlatformaticKafka()
+  return import('./platformatic-publisher.js')
+}
+
+export async function importTransactional() {
+  await loadPlatformaticKafka()
+  return import('./exactly-once/kafkajs-transactional.js')
+}
+
+export async function importDefaultId() {
+  await loadPlatformaticKafka()
+  return import('./exactly-once/default-id.js')
 }

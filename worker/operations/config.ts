@@ -86,6 +86,15 @@ export interface OptionSpec {
   parse: (text: string, name: string) => unknown
 }
 
+/**
+ * Exactly-once's --buffer-events default: a Kafka transaction takes whole PostgreSQL transactions
+ * up to --batch-size, and a smaller buffer made its transactions smaller and its rate lower.
+ */
+export const EXACTLY_ONCE_BUFFER_EVENTS = 2000
+
+/** Exactly-once's --buffer-bytes default, for the same reason: two of its largest requests. */
+export const EXACTLY_ONCE_BUFFER_BYTES = 16 * 1024 * 1024
+
 /** The defaults, in one place. Documented in --help and docs/worker.md, both rendered from OPTIONS (options-doc.ts). */
 export const DEFAULTS: Omit<WorkerConfig, 'databaseUrl' | 'kafkaBrokers'> = {
   slot: 'prisma_outbox',
@@ -111,11 +120,16 @@ export const DEFAULTS: Omit<WorkerConfig, 'databaseUrl' | 'kafkaBrokers'> = {
   kafkaSaslPassword: undefined,
   maxMessageBytes: 1024 * 1024,
   batchSize: 1000,
-  // The buffer holds one request in flight and the next one filling (reading resumes at half):
-  // more buffered events did not drain faster and cost ~2 KB of heap each (test/bench, --only=relay).
-  bufferEvents: 2000,
-  // Two of the largest requests the relay builds (8 MiB, delivery.ts), for large events.
-  bufferBytes: 16 * 1024 * 1024,
+  // At-least-once; exactly-once's default is EXACTLY_ONCE_BUFFER_EVENTS. Events held past a few
+  // young-generation collections are promoted, and die in the old generation, which V8 lets grow
+  // to several times what is live before it compacts: with 2,000 the old generation reached
+  // ~80 MB draining a backlog, with 500 ~20 MB, at the same rate (test/bench, --only=relay).
+  bufferEvents: 500,
+  // At-least-once; exactly-once's default is EXACTLY_ONCE_BUFFER_BYTES. What a burst of large
+  // events holds: draining 20,000 events of ~19 KB, peak RSS was 210 MB with 16 MiB, 159-166 MB
+  // with 4 MiB, at the same rate (a request of up to 8 MiB is still built whenever that much is
+  // buffered: reading pauses at 4 MiB, after the event that crosses it).
+  bufferBytes: 4 * 1024 * 1024,
   statusIntervalMs: 10_000,
   standbyPollMs: 2_000,
   startupTimeoutMs: 30_000,
@@ -560,6 +574,10 @@ export function resolveConfig(options: ConfigInput, { requireKafka = true, names
   // Transactions (exactly-once) are built on kafkajs so far: unless a client was chosen, that
   // mode gets kafkajs; choosing another with it is refused below (exactlyOnceProblem).
   if (defined.kafkaClient === undefined && config.delivery === 'exactly-once') config.kafkaClient = 'kafkajs'
+  if (defined.bufferEvents === undefined && config.delivery === 'exactly-once')
+    config.bufferEvents = EXACTLY_ONCE_BUFFER_EVENTS
+  if (defined.bufferBytes === undefined && config.delivery === 'exactly-once')
+    config.bufferBytes = EXACTLY_ONCE_BUFFER_BYTES
   oneOf(name('kafkaClient'), config.kafkaClient, ['kafkajs', 'platformatic'])
   oneOf(name('delivery'), config.delivery, ['at-least-once', 'exactly-once'])
   const deliveryProblem = exactlyOnceProblem(config, name)

@@ -1,5 +1,6 @@
+import { createRequire } from 'node:module'
 import { pino } from 'pino'
-import pretty from 'pino-pretty'
+import type PinoPretty from 'pino-pretty'
 import { redact, SECRET_KEY } from './redact.js'
 
 /**
@@ -22,7 +23,7 @@ export interface Logger {
 export function createLogger(level: string, format: 'auto' | 'json' | 'pretty'): Logger {
   const usePretty = format === 'pretty' || (format === 'auto' && process.stdout.isTTY === true)
   const destination = usePretty
-    ? pretty({
+    ? prettyStream()({
         colorize: process.stdout.isTTY === true,
         translateTime: 'SYS:HH:MM:ss.l',
         ignore: 'pid,hostname',
@@ -39,6 +40,14 @@ export function createLogger(level: string, format: 'auto' | 'json' | 'pretty'):
   return redactingLogger(
     pino({ level, base: { name: 'outbox-worker' }, timestamp: pino.stdTimeFunctions.isoTime }, redacting),
   )
+}
+
+/**
+ * pino-pretty, loaded only for readable output: a JSON log (a container's) never needs it. Loaded
+ * with require, synchronously, so createLogger stays synchronous; pino-pretty is CommonJS.
+ */
+function prettyStream(): typeof PinoPretty {
+  return createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty
 }
 
 /**
