@@ -21,6 +21,18 @@ export function peakRssMb(pid: number): number {
   return Math.round(Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024)
 }
 
+/** What every benchmarked worker runs with: its slot and topic, quiet logs, no health server. */
+export function benchWorkerEnv(databaseUrl: string, brokers: string[], slot: string, topic: string) {
+  return {
+    DATABASE_URL: databaseUrl,
+    KAFKA_BROKERS: brokers.join(','),
+    OUTBOX_SLOT: slot,
+    OUTBOX_TOPIC: topic,
+    LOG_LEVEL: 'info',
+    HEALTH_PORT: '0',
+  } as Record<string, string>
+}
+
 export interface Drained {
   seconds: number
   /** Worker CPU (user + system) from streaming to confirmed past the end. */
@@ -43,14 +55,7 @@ export async function drainWithWorker(
   settings: Record<string, string> = {},
   nodeArgs = process.env.OUTBOX_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [],
 ): Promise<Drained> {
-  const env: Record<string, string> = {
-    DATABASE_URL: db.url,
-    KAFKA_BROKERS: brokers.join(','),
-    OUTBOX_SLOT: slot,
-    OUTBOX_TOPIC: topic,
-    LOG_LEVEL: 'info',
-    HEALTH_PORT: '0',
-  }
+  const env = benchWorkerEnv(db.url, brokers, slot, topic)
   for (const name of TUNABLES) {
     const value = process.env[name]
     if (value) env[name] = value

@@ -13,7 +13,7 @@ import { createTestDatabase } from '../helpers/database.js'
 import { testKafka } from '../helpers/kafka.js'
 import { currentLsn, spawnWorker, waitForConfirmed } from '../helpers/worker.js'
 import { startServices } from '../services/index.js'
-import { cpuSeconds, peakRssMb } from './drain.js'
+import { benchWorkerEnv, cpuSeconds, peakRssMb } from './drain.js'
 import { fillOutbox } from './fill.js'
 
 const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3)
@@ -85,19 +85,10 @@ export async function measureStart(
   await fillOutbox(db, 10, 10)
   const endLsn = await currentLsn(db)
   const spawnedAt = Date.now()
-  const worker = await spawnWorker(
-    {
-      DATABASE_URL: db.url,
-      KAFKA_BROKERS: brokers.join(','),
-      OUTBOX_SLOT: slot,
-      OUTBOX_TOPIC: topic,
-      LOG_LEVEL: 'info',
-      HEALTH_PORT: '0',
-      ...settings,
-    },
-    [],
-    { built: true, entry: cli },
-  )
+  const worker = await spawnWorker({ ...benchWorkerEnv(db.url, brokers, slot, topic), ...settings }, [], {
+    built: true,
+    entry: cli,
+  })
   const pid = worker.child.pid as number
   try {
     await waitForConfirmed(db, slot, endLsn, 30_000)
