@@ -294,14 +294,18 @@ test('with track_commit_timestamp on: transactions that took their ids in one or
 
 test('a database whose sessions may not idle in a transaction (idle_in_transaction_session_timeout) still completes a snapshot that outlasts it', async () => {
   written = 0
-  await writeBacklog(20_000, 1000)
+  await writeBacklog(60_000, 1000)
   await db.query(`ALTER DATABASE "${db.name}" SET idle_in_transaction_session_timeout = '200ms'`)
   const consumer = await consume([`${prefix}.order`])
-  const started = Date.now()
   const worker = await startWorker()
-  await worker.waitForLog(/initial snapshot: published 20000 rows/, 60_000)
-  // Long enough that the server would have ended an idle session in a transaction many times over.
-  expect(Date.now() - started).toBeGreaterThan(1000)
+  await worker.waitForLog(/initial snapshot: published 60000 rows/, 60_000)
+  // The snapshot itself (from its first log line to its last, the worker's own clock; start-up not
+  // counted) lasted long enough that the server would have ended an idle session in a
+  // transaction many times over.
+  const loggedAt = (message: RegExp) =>
+    Date.parse(JSON.parse(worker.output.find((line) => message.test(line)) as string).time)
+  const snapshotMs = loggedAt(/initial snapshot: published 60000 rows/) - loggedAt(/initial snapshot: publishing/)
+  expect(snapshotMs).toBeGreaterThan(1000)
   await waitUntil('every row', async () => new Set(consumer.messages.map((m) => m.headers.id)).size >= written, 30_000)
   expect(worker.output.join('\n')).not.toMatch(/did not complete/)
 })
