@@ -233,9 +233,13 @@ describe('failures', () => {
       },
       { attempts: 3 },
     )
-    // Its key (o0) waits behind it; the other key flows.
-    await waitUntil('1 failed', async () => (await statuses()).failed === 1, 30_000)
-    await waitUntil('o1 applied', async () => (await invoices()) === 10, 30_000)
+    // Its key (o0) waits behind it; the other key flows. The wait ends on the whole end state:
+    // o0's later records are parked one by one after the failure, so `failed` comes first.
+    await waitUntil(
+      'o0 failed and held, o1 applied',
+      async () => (await invoices()) === 10 && (await statuses()).waiting === 9,
+      30_000,
+    )
     expect(await statuses()).toEqual({ handled: 10, failed: 1, waiting: 9 })
   })
 
