@@ -30,7 +30,7 @@ const median = (values: number[]) => {
 async function main() {
   log('building the worker (dist/)')
   execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'ignore' })
-  const services = await startServices(log)
+  const services = await startServices(log, { kafkaJvm: 'throughput' })
   const db = await createTestDatabase(services.databaseUrl)
   const order = Array.from({ length: RUNS }, () => KAFKA_CLIENTS).flat()
   try {

@@ -86,7 +86,7 @@ async function platformaticConsumer(brokers: string[], topic: string): Promise<P
 }
 
 export async function measureRestarts(client: RestartResult['client']): Promise<RestartResult> {
-  const kafka = await startLocalKafka()
+  const kafka = await startLocalKafka({ jvm: 'throughput' })
   try {
     const topic = `restarts-${client}-${Date.now()}`
     await ensureTopics(kafka.brokers, [topic])

@@ -86,7 +86,7 @@ const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floo
 async function main() {
   log('building the worker (dist/)')
   execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'ignore' })
-  const services = await startServices(log)
+  const services = await startServices(log, { kafkaJvm: 'throughput' })
   try {
     const { databaseUrl: url, kafkaBrokers: brokers } = services
     const rates: Record<Mode, number[]> = { 'at-least-once': [], 'exactly-once': [] }

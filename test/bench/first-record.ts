@@ -166,7 +166,7 @@ export function startLine(f: StartFigures, runs: number): string {
 
 async function main() {
   if (!arg('cli')) execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'ignore' })
-  const services = await startServices(log)
+  const services = await startServices(log, { kafkaJvm: 'throughput' })
   try {
     console.log(startLine(await startFigures(services.databaseUrl, services.kafkaBrokers, CLIENT, RUNS), RUNS))
   } finally {

@@ -218,7 +218,7 @@ async function main() {
   const started = Date.now()
   log('building the worker (dist/)')
   execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'ignore' })
-  const services = await startServices(log)
+  const services = await startServices(log, { kafkaJvm: 'throughput' })
   try {
     const { databaseUrl: url, kafkaBrokers: brokers } = services
     const throughput = [
@@ -362,7 +362,7 @@ function networkTable(result: WriteSide): string[] {
 
 /** `--only=...`: one part of the bench, printed, on the same kind of services. */
 async function runOnly(part: string) {
-  const services = await startServices(log)
+  const services = await startServices(log, { kafkaJvm: 'throughput' })
   try {
     const { databaseUrl: url, kafkaBrokers: brokers } = services
     if (part === 'write-side') {

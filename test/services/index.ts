@@ -1,6 +1,6 @@
 import pg from 'pg'
 import { ContainersUnavailable, containerImages, startServiceContainers } from './containers.js'
-import { answersMetadata, type LocalKafka, startLocalKafka } from './local-kafka.js'
+import { answersMetadata, type KafkaJvm, type LocalKafka, startLocalKafka } from './local-kafka.js'
 import { type LocalPostgres, startLocalPostgres } from './local-postgres.js'
 import { requestedPostgresMajor } from './postgres-binaries.js'
 
@@ -35,7 +35,15 @@ export function chosenServices(): ServicesSource | undefined {
  * containers if they start; else local processes. Fails fast, naming what is missing, instead of
  * letting a test time out.
  */
-export async function startServices(log: (line: string) => void = () => {}): Promise<Services> {
+export interface ServicesOptions {
+  /** How a local broker's JVM is tuned (see KafkaJvm): benchmarks ask for `throughput`. */
+  kafkaJvm?: KafkaJvm
+}
+
+export async function startServices(
+  log: (line: string) => void = () => {},
+  options: ServicesOptions = {},
+): Promise<Services> {
   const choice = chosenServices()
   const { DATABASE_URL, KAFKA_BROKERS } = process.env
   if (choice === 'env' || (choice === undefined && DATABASE_URL && KAFKA_BROKERS)) {
@@ -47,7 +55,7 @@ export async function startServices(log: (line: string) => void = () => {}): Pro
     }
     return await fromEnvironment(DATABASE_URL, KAFKA_BROKERS)
   }
-  const { postgres, kafka, source } = await startOwnServices(choice, log)
+  const { postgres, kafka, source } = await startOwnServices(choice, log, options)
   await checkPostgres(postgres.url)
   return {
     databaseUrl: postgres.url,
@@ -68,12 +76,13 @@ export async function startServices(log: (line: string) => void = () => {}): Pro
 export async function startOwnServices(
   choice: ServicesSource | undefined = chosenServices(),
   log: (line: string) => void = () => {},
+  options: ServicesOptions = {},
 ): Promise<{ postgres: LocalPostgres; kafka: LocalKafka; source: 'containers' | 'local' }> {
   // OUTBOX_TEST_POSTGRES chooses the binaries of a local server: a container would ignore it.
   const local = choice === 'local' || (choice === undefined && process.env.OUTBOX_TEST_POSTGRES)
   const containers = local ? undefined : await containersOrWhyNot(choice === 'containers', log)
   if (containers) return { ...containers, source: 'containers' }
-  const [postgres, kafka] = await Promise.allSettled([startLocalPostgres(), startLocalKafka()])
+  const [postgres, kafka] = await Promise.allSettled([startLocalPostgres(), startLocalKafka({ jvm: options.kafkaJvm })])
   if (postgres.status === 'rejected' || kafka.status === 'rejected') {
     if (postgres.status === 'fulfilled') await postgres.value.dispose()
     if (kafka.status === 'fulfilled') await kafka.value.dispose()

@@ -44,6 +44,19 @@ export interface PausableKafka extends LocalKafka {
   addBroker(): Promise<{ stop(): Promise<void>; start(): Promise<void> }>
 }
 
+/**
+ * How the broker's JVM is tuned. `light` (tests): the client compiler only and the serial
+ * collector. The suite runs on 2 cores beside the workers it tests, and the broker's JIT and G1's
+ * concurrent threads were its largest CPU cost; `light` cut the broker's CPU by ~40 % on the relay
+ * and outage tests. `throughput` (benchmarks): the JVM's full JIT and G1, as production brokers run.
+ */
+export type KafkaJvm = 'light' | 'throughput'
+
+const jvmFlags: Record<KafkaJvm, string[]> = {
+  light: ['-XX:TieredStopAtLevel=1', '-XX:+UseSerialGC', '-XX:CICompilerCount=1'],
+  throughput: ['-XX:+UseG1GC'],
+}
+
 /** The Kafka version pinned in kafka-pom.xml: one place to change it. */
 export function pinnedKafkaVersion(): string {
   const match = /<kafka\.version>([^<]+)<\/kafka\.version>/.exec(readFileSync(pomFile, 'utf8'))
@@ -92,6 +105,8 @@ export interface LocalKafkaOptions {
   advertisedPort?: number
   /** `auto.create.topics.enable`. Default true; production usually has it off. */
   autoCreateTopics?: boolean
+  /** Default `light`. */
+  jvm?: KafkaJvm
 }
 
 /**
@@ -100,6 +115,7 @@ export interface LocalKafkaOptions {
  */
 export async function startLocalKafka(options: LocalKafkaOptions = {}): Promise<PausableKafka> {
   const jars = kafkaJarsDir()
+  const testJvmFlags = jvmFlags[options.jvm ?? 'light']
   const dir = mkdtempSync('/tmp/prisma-outbox-kafka-')
   const disarm = guardServiceDir(join(dir, 'pid'), dir)
   const brokerPort = options.port ?? (await freePort())
@@ -144,19 +160,17 @@ export async function startLocalKafka(options: LocalKafkaOptions = {}): Promise<
   )
   const classpath = `${jars}/*`
   const clusterId = randomBytes(16).toString('base64url')
-  // `--cluster-id=` form: a base64url id may begin with "-", which would otherwise parse as a flag.
-  try {
-    execFileSync(
-      'java',
-      ['-cp', classpath, 'kafka.tools.StorageTool', 'format', `--cluster-id=${clusterId}`, '-c', config],
-      {
-        stdio: 'pipe',
-      },
-    )
-  } catch (error) {
-    const stderr = (error as { stderr?: Buffer }).stderr?.toString() ?? ''
-    throw new Error(`formatting Kafka storage failed:\n${stderr}`)
+  const formatStorage = (properties: string) => {
+    // `--cluster-id=` form: a base64url id may begin with "-", which would otherwise parse as a flag.
+    const args = ['-cp', classpath, 'kafka.tools.StorageTool', 'format', `--cluster-id=${clusterId}`, '-c', properties]
+    try {
+      execFileSync('java', [...testJvmFlags, ...args], { stdio: 'pipe' })
+    } catch (error) {
+      const stderr = (error as { stderr?: Buffer }).stderr?.toString() ?? ''
+      throw new Error(`formatting Kafka storage failed:\n${stderr}`)
+    }
   }
+  formatStorage(config)
 
   const brokerProcess = (properties: string, name: string, heap: string) =>
     new ManagedProcess({
@@ -165,7 +179,7 @@ export async function startLocalKafka(options: LocalKafkaOptions = {}): Promise<
       args: [
         '-Xms256m',
         `-Xmx${heap}`,
-        '-XX:+UseG1GC',
+        ...testJvmFlags,
         '-Djava.awt.headless=true',
         `-Dlog4j.configuration=file:${join(dir, 'log4j.properties')}`,
         '-cp',
@@ -238,11 +252,7 @@ export async function startLocalKafka(options: LocalKafkaOptions = {}): Promise<
           '',
         ].join('\n'),
       )
-      execFileSync(
-        'java',
-        ['-cp', classpath, 'kafka.tools.StorageTool', 'format', `--cluster-id=${clusterId}`, '-c', properties],
-        { stdio: 'pipe' },
-      )
+      formatStorage(properties)
       const second = brokerProcess(properties, `kafka-${nodeId}`, '512m')
       extra.push(second)
       // Killed with the test run, however it ends, like the first broker.
