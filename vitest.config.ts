@@ -13,10 +13,11 @@ const services = {
 // `npm test` runs every project. `unit` needs no service. `integration` gets real PostgreSQL and
 // Kafka from test/setup/services.ts; each test has its own database, slot, publication and
 // topics, so two of its files run at once (most of their time is spent waiting on the services,
-// not on the 2 cores). Then, one file at a time: the files in `clusterWide`, on services of their
-// own, and the fault suite, which starts its own (test/faults/environment.ts). The fault suite
-// does not run beside integration files: on a loaded machine its writers then committed too few
-// events for a scenario to count (under 100; ~1,000 alone).
+// not on the 2 cores). Then the fault suite, two files at a time, each on services of its own
+// (test/faults/environment.ts); then the files in `clusterWide`, one at a time, on services of
+// their own. The fault suite does not run beside integration files: on a loaded machine its
+// writers then committed too few events for a scenario to count (under 100; ~1,000 alone).
+// Vitest runs projects of one groupOrder in one pool, so each of these three has its own.
 export default defineConfig({
   test: {
     // Once per run, before any project: the package compiled as it ships, which spawned workers run.
@@ -45,7 +46,7 @@ export default defineConfig({
           include: ['test/faults/**/*.test.ts'],
           testTimeout: 120_000,
           hookTimeout: 120_000,
-          fileParallelism: false,
+          maxWorkers: 2,
           sequence: { groupOrder: 2 },
         },
       },
@@ -55,7 +56,7 @@ export default defineConfig({
           include: clusterWide,
           ...services,
           fileParallelism: false,
-          sequence: { groupOrder: 2 },
+          sequence: { groupOrder: 3 },
         },
       },
     ],
