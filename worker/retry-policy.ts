@@ -8,12 +8,12 @@ import { setTimeout as sleep } from 'node:timers/promises'
  *
  * Where it is used, and what bounds each use:
  *
- * | where                                | what is tried again                 | gives up                                      |
- * |--------------------------------------|-------------------------------------|-----------------------------------------------|
- * | start-up (worker.ts untilReachable)  | reaching PostgreSQL, then Kafka     | after --startup-timeout-ms: exit 3            |
- * | run loop (worker.ts reconnectAfter)  | a replication session               | never; attempts count again from 0 once a session has delivered |
- * | at-least-once send (delivery.ts)     | one batch, until Kafka acknowledges | never (nothing is confirmed meanwhile)        |
- * | exactly-once transaction             | the session (it ends on a failed transaction; the run loop restarts it) | as the run loop |
+ * | where                                    | what is tried again                 | gives up                               |
+ * |------------------------------------------|-------------------------------------|----------------------------------------|
+ * | start-up (operations/until-reachable.ts) | reaching PostgreSQL, then Kafka     | after --startup-timeout-ms: exit 3     |
+ * | run loop (worker.ts reconnectAfter)      | a replication session               | never; from 0 again once one delivered |
+ * | at-least-once send (delivery.ts)         | one batch, until Kafka acknowledges | never (nothing is confirmed meanwhile) |
+ * | exactly-once transaction                 | its session, through the run loop   | as the run loop                        |
  *
  * Kafka clients retry a request a few times on their own before our loop sees a failure; those
  * bounds are the clients' (kafkajs-publisher.ts, platformatic-publisher.ts).

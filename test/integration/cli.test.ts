@@ -359,6 +359,23 @@ describe.concurrent('the outbox table', () => {
     expect(status.stdout).toContain('table public.nosuch does not exist')
   })
 
+  test('a slot of another plugin under our name: the worker refuses it and status says why', async () => {
+    const slotEnv = env()
+    await db.query(`SELECT pg_create_logical_replication_slot($1, 'test_decoding')`, [slotEnv.OUTBOX_SLOT])
+    try {
+      const fix = `replication slot "${slotEnv.OUTBOX_SLOT}" uses the test_decoding plugin, not pgoutput: choose another slot name with --slot (OUTBOX_SLOT)`
+      const run = await cli([], slotEnv)
+      expect(run.code).toBe(3)
+      expect(run.stderr).toContain(fix)
+      const status = await cli(['status'], slotEnv)
+      expect(status.code).toBe(3)
+      expect(status.stdout).toContain('BROKEN')
+      expect(status.stdout).toContain(fix)
+    } finally {
+      await db.query('SELECT pg_drop_replication_slot($1)', [slotEnv.OUTBOX_SLOT])
+    }
+  })
+
   test('one that exists but is not published gets the ALTER PUBLICATION fix', async () => {
     const run = await cli(['--table', 'orders'], env())
     expect(run.code).toBe(3)
@@ -406,7 +423,10 @@ describe('wal_level=replica', () => {
     const status = await cli(['status'], { DATABASE_URL: withDatabase(replica.url, 'postgres') })
     expect(status.code).toBe(3)
     expect(status.stdout).toMatch(/BROKEN/)
-    expect(status.stdout).toMatch(/wal_level is replica/)
+    // The same words as the worker's: one check, one message.
+    expect(status.stdout).toMatch(
+      /wal_level is "replica".*ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL/,
+    )
   })
 })
 

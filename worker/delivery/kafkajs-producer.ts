@@ -1,5 +1,5 @@
 import type { Producer } from 'kafkajs'
-import type { FencedSockets } from './kafkajs-publisher.js'
+import type { FencedSockets } from './kafkajs-sockets.js'
 import type { KafkaRecord } from './records.js'
 
 /**

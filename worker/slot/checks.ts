@@ -2,12 +2,77 @@ import type pg from 'pg'
 import { quoteIdent } from '../../src/sql.js'
 
 /**
- * Setup problems that both the worker (at start) and `outbox-worker status` report, worded once
- * so the two say the same thing.
+ * Setup problems that both the worker (at start) and `outbox-worker status` report, checked and
+ * worded once so the two say the same thing.
  */
 
-export function noReplicationProblem(role: string): string {
-  return `the database role "${role}" lacks the REPLICATION attribute: run ALTER ROLE ${quoteIdent(role)} WITH REPLICATION (see docs/worker.md for a least-privilege role)`
+/** A setup problem: its code (the worker's exit reason) and the message naming the fix. */
+export interface SetupProblem {
+  code:
+    | 'OUTBOX_SERVER_VERSION'
+    | 'OUTBOX_WAL_LEVEL'
+    | 'OUTBOX_NO_REPLICATION_ROLE'
+    | 'OUTBOX_NO_PUBLICATION'
+    | 'OUTBOX_NO_TABLE'
+    | 'OUTBOX_PUBLICATION_TABLE'
+    | 'OUTBOX_SLOT_PLUGIN'
+  message: string
+}
+
+/** What the server says of itself and of the role logged in (one query). */
+export interface ServerFacts {
+  versionNum: number
+  version: string
+  walLevel: string
+  role: string
+  /** REPLICATION, or a superuser: the role may stream. */
+  canReplicate: boolean
+}
+
+export async function readServerFacts(client: pg.Client): Promise<ServerFacts> {
+  const { rows } = await client.query(
+    `SELECT current_setting('server_version_num')::int AS version_num, current_setting('server_version') AS version,
+            current_setting('wal_level') AS wal_level, current_user AS role,
+            (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user) AS can_replicate`,
+  )
+  const row = rows[0]
+  return {
+    versionNum: row.version_num,
+    version: row.version,
+    walLevel: row.wal_level,
+    role: row.role,
+    canReplicate: row.can_replicate === true,
+  }
+}
+
+/** The server's and the role's problems, in the order the worker meets them at start. */
+export function serverProblems(facts: ServerFacts): SetupProblem[] {
+  const problems: SetupProblem[] = []
+  if (facts.versionNum < 140000)
+    problems.push({
+      code: 'OUTBOX_SERVER_VERSION',
+      message: `PostgreSQL ${facts.version} is too old: the worker needs 14 or newer`,
+    })
+  if (facts.walLevel !== 'logical')
+    problems.push({
+      code: 'OUTBOX_WAL_LEVEL',
+      message: `wal_level is "${facts.walLevel}", logical replication needs "logical": run ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL`,
+    })
+  if (!facts.canReplicate)
+    problems.push({
+      code: 'OUTBOX_NO_REPLICATION_ROLE',
+      message: `the database role "${facts.role}" lacks the REPLICATION attribute: run ALTER ROLE ${quoteIdent(facts.role)} WITH REPLICATION (see docs/worker.md for a least-privilege role)`,
+    })
+  return problems
+}
+
+/** A slot of another plugin under our slot's name: the stream could not read it. */
+export function slotPluginProblem(slot: string, plugin: string | null): SetupProblem | undefined {
+  if (plugin === null || plugin === 'pgoutput') return undefined
+  return {
+    code: 'OUTBOX_SLOT_PLUGIN',
+    message: `replication slot "${slot}" uses the ${plugin} plugin, not pgoutput: choose another slot name with --slot (OUTBOX_SLOT)`,
+  }
 }
 
 /** `--table orders` for a table that is not there: say so, rather than suggest publishing it. */
@@ -32,9 +97,8 @@ export interface PublicationFacts {
   partitionsByOwnName: boolean
 }
 
-export interface PublicationProblem {
+export type PublicationProblem = SetupProblem & {
   code: 'OUTBOX_NO_PUBLICATION' | 'OUTBOX_NO_TABLE' | 'OUTBOX_PUBLICATION_TABLE'
-  message: string
 }
 
 export async function readPublicationFacts(
@@ -110,12 +174,4 @@ export function publicationProblem(
 export function splitTable(table: string): [schema: string, table: string] {
   const parts = table.split('.')
   return parts.length === 2 ? [parts[0] as string, parts[1] as string] : ['public', parts[0] as string]
-}
-
-/** Whether the connected role may stream (REPLICATION, or a superuser), and its name. */
-export async function replicationRole(client: pg.Client): Promise<{ role: string; canReplicate: boolean }> {
-  const { rows } = await client.query(
-    'SELECT current_user AS role, rolreplication OR rolsuper AS can_replicate FROM pg_roles WHERE rolname = current_user',
-  )
-  return { role: rows[0]?.role, canReplicate: rows[0]?.can_replicate === true }
 }

@@ -1,7 +1,13 @@
 import type pg from 'pg'
 import { OutboxSetupError } from '../operations/errors.js'
 import { type Lsn, parseLsn } from '../stream/lsn.js'
-import { noReplicationProblem, publicationProblem, readPublicationFacts } from './checks.js'
+import {
+  publicationProblem,
+  readPublicationFacts,
+  readServerFacts,
+  serverProblems,
+  slotPluginProblem,
+} from './checks.js'
 
 /** SQLSTATEs the worker branches on (never on message text). */
 export const SQLSTATE = {
@@ -66,36 +72,11 @@ export async function prepareDatabase(
   client: pg.Client,
   options: { slot: string; publication: string; table: string },
 ): Promise<void> {
-  const { rows } = await client.query(
-    `SELECT current_setting('server_version_num')::int AS version, current_setting('server_version') AS version_text,
-            current_setting('wal_level') AS wal_level,
-            (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user) AS can_replicate,
-            current_user AS role`,
-  )
-  const server = rows[0]
-  if (server.version < 140000) {
-    throw new OutboxSetupError(`PostgreSQL ${server.version_text} is too old: the worker needs 14 or newer`, {
-      code: 'OUTBOX_SERVER_VERSION',
-    })
-  }
-  if (server.wal_level !== 'logical') {
-    throw new OutboxSetupError(
-      `wal_level is "${server.wal_level}", logical replication needs "logical": run ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL`,
-      { code: 'OUTBOX_WAL_LEVEL' },
-    )
-  }
-  if (!server.can_replicate) {
-    throw new OutboxSetupError(noReplicationProblem(server.role), { code: 'OUTBOX_NO_REPLICATION_ROLE' })
-  }
-  const problem = publicationProblem(await readPublicationFacts(client, options), options)
+  const problem =
+    serverProblems(await readServerFacts(client))[0] ??
+    publicationProblem(await readPublicationFacts(client, options), options) ??
+    slotPluginProblem(options.slot, (await slotInfo(client, options.slot)).plugin)
   if (problem) throw new OutboxSetupError(problem.message, { code: problem.code })
-  const slot = await slotInfo(client, options.slot)
-  if (slot.exists && slot.plugin !== 'pgoutput') {
-    throw new OutboxSetupError(
-      `replication slot "${options.slot}" uses the ${slot.plugin} plugin, not pgoutput: choose another slot name with --slot (OUTBOX_SLOT)`,
-      { code: 'OUTBOX_SLOT_PLUGIN' },
-    )
-  }
 }
 
 /** Drops the slot; fine when another worker dropped it first. */

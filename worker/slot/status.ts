@@ -1,7 +1,13 @@
 import pg from 'pg'
 import type { WorkerConfig } from '../operations/config.js'
 import { formatLsn } from '../stream/lsn.js'
-import { noReplicationProblem, publicationProblem, readPublicationFacts, replicationRole } from './checks.js'
+import {
+  publicationProblem,
+  readPublicationFacts,
+  readServerFacts,
+  serverProblems,
+  slotPluginProblem,
+} from './checks.js'
 import { slotInfo } from './setup.js'
 import { invalidatedProblem, otherDatabaseProblem, readSlotState } from './slot-state.js'
 
@@ -35,26 +41,22 @@ export async function readStatus(
   client.on('error', () => {})
   await client.connect()
   try {
-    const server = (
-      await client.query(
-        `SELECT current_setting('server_version') AS version, current_setting('wal_level') AS wal_level, pg_current_wal_lsn()::text AS lsn`,
-      )
-    ).rows[0]
+    const server = await readServerFacts(client)
+    const facts = await readPublicationFacts(client, config)
+    // The publication's tables, for the operator to read; the check below is the worker's own.
     const pub = await client.query(
-      `SELECT p.pubname, array_remove(array_agg(t.schemaname || '.' || t.tablename), NULL) AS tables
-         FROM pg_publication p LEFT JOIN pg_publication_tables t ON t.pubname = p.pubname
-        WHERE p.pubname = $1 GROUP BY p.pubname`,
+      `SELECT array_remove(array_agg(t.schemaname || '.' || t.tablename), NULL) AS tables
+         FROM pg_publication_tables t WHERE t.pubname = $1`,
       [config.publication],
     )
     const slot = await slotInfo(client, config.slot)
-    const role = await replicationRole(client)
+    const lsn = (await client.query('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0].lsn as string
     const tables: string[] = pub.rows[0]?.tables ?? []
-    const problems: string[] = []
-    if (server.wal_level !== 'logical')
-      problems.push(`wal_level is ${server.wal_level}: set wal_level = logical and restart PostgreSQL`)
-    if (!role.canReplicate) problems.push(noReplicationProblem(role.role))
-    const publication = publicationProblem(await readPublicationFacts(client, config), config)
-    if (publication) problems.push(publication.message)
+    const problems: string[] = [
+      ...serverProblems(server),
+      publicationProblem(facts, config),
+      slotPluginProblem(config.slot, slot.plugin),
+    ].flatMap((problem) => (problem ? [problem.message] : []))
     const state = await readSlotState(client, config.slot)
     const unused = await client.query(
       `SELECT slot_name FROM pg_replication_slots
@@ -71,10 +73,10 @@ export async function readStatus(
       healthy: problems.length === 0,
       problems,
       serverVersion: server.version,
-      walLevel: server.wal_level,
-      currentLsn: server.lsn,
-      role: { name: role.role, replication: role.canReplicate },
-      publication: { name: config.publication, exists: Boolean(pub.rows[0]), tables },
+      walLevel: server.walLevel,
+      currentLsn: lsn,
+      role: { name: server.role, replication: server.canReplicate },
+      publication: { name: config.publication, exists: facts.publicationExists, tables },
       slot: {
         name: config.slot,
         exists: slot.exists,
