@@ -359,11 +359,18 @@ describe.concurrent('the outbox table', () => {
     expect(status.stdout).toContain('table public.nosuch does not exist')
   })
 
-  test('a slot of another plugin under our name: the worker refuses it and status says why', async () => {
+  test.each([
+    [
+      'of another plugin',
+      `SELECT pg_create_logical_replication_slot($1, 'test_decoding')`,
+      'uses the test_decoding plugin',
+    ],
+    ['that is physical', 'SELECT pg_create_physical_replication_slot($1)', 'is a physical slot'],
+  ])('a slot %s under our name: the worker refuses it and status says why', async (_, create, what) => {
     const slotEnv = env()
-    await db.query(`SELECT pg_create_logical_replication_slot($1, 'test_decoding')`, [slotEnv.OUTBOX_SLOT])
+    await db.query(create, [slotEnv.OUTBOX_SLOT])
     try {
-      const fix = `replication slot "${slotEnv.OUTBOX_SLOT}" uses the test_decoding plugin, not pgoutput: choose another slot name with --slot (OUTBOX_SLOT)`
+      const fix = `replication slot "${slotEnv.OUTBOX_SLOT}" ${what}, not pgoutput: choose another slot name with --slot (OUTBOX_SLOT)`
       const run = await cli([], slotEnv)
       expect(run.code).toBe(3)
       expect(run.stderr).toContain(fix)

@@ -66,12 +66,19 @@ export function serverProblems(facts: ServerFacts): SetupProblem[] {
   return problems
 }
 
-/** A slot of another plugin under our slot's name: the stream could not read it. */
-export function slotPluginProblem(slot: string, plugin: string | null): SetupProblem | undefined {
-  if (plugin === null || plugin === 'pgoutput') return undefined
+/**
+ * A slot under our slot's name that the stream cannot read: a logical slot of another plugin, or
+ * a physical slot (which has no plugin).
+ */
+export function slotPluginProblem(
+  slot: string,
+  found: { exists: boolean; plugin: string | null },
+): SetupProblem | undefined {
+  if (!found.exists || found.plugin === 'pgoutput') return undefined
+  const what = found.plugin === null ? 'is a physical slot' : `uses the ${found.plugin} plugin`
   return {
     code: 'OUTBOX_SLOT_PLUGIN',
-    message: `replication slot "${slot}" uses the ${plugin} plugin, not pgoutput: choose another slot name with --slot (OUTBOX_SLOT)`,
+    message: `replication slot "${slot}" ${what}, not pgoutput: choose another slot name with --slot (OUTBOX_SLOT)`,
   }
 }
 

@@ -75,7 +75,7 @@ export async function prepareDatabase(
   const problem =
     serverProblems(await readServerFacts(client))[0] ??
     publicationProblem(await readPublicationFacts(client, options), options) ??
-    slotPluginProblem(options.slot, (await slotInfo(client, options.slot)).plugin)
+    slotPluginProblem(options.slot, await slotInfo(client, options.slot))
   if (problem) throw new OutboxSetupError(problem.message, { code: problem.code })
 }
 

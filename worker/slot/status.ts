@@ -55,7 +55,7 @@ export async function readStatus(
     const problems: string[] = [
       ...serverProblems(server),
       publicationProblem(facts, config),
-      slotPluginProblem(config.slot, slot.plugin),
+      slotPluginProblem(config.slot, slot),
     ].flatMap((problem) => (problem ? [problem.message] : []))
     const state = await readSlotState(client, config.slot)
     const unused = await client.query(
