@@ -3,11 +3,11 @@
  * fix, a documented exit code (2 configuration, 3 setup), and never a password.
  */
 import { spawn } from 'node:child_process'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { type AddressInfo, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest'
+import { afterAll, beforeAll, describe, expect, inject, type OnTestFinishedHandler, test } from 'vitest'
 import { type CliResult, runCli, workerCli } from '../helpers/cli.js'
 import { createTestDatabase, type TestDatabase, uniqueName, withDatabase } from '../helpers/database.js'
 import { spawnWorker } from '../helpers/worker.js'
@@ -16,6 +16,16 @@ import { type LocalPostgres, startLocalPostgres } from '../services/local-postgr
 /** `outbox-worker <args>` with short start-up waits, to its exit. */
 function cli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
   return runCli(args, { HEALTH_PORT: '0', OUTBOX_STARTUP_TIMEOUT_MS: '1500', OUTBOX_RETRY_INITIAL_MS: '100', ...env })
+}
+
+/**
+ * A directory of the running test's own, removed when it ends (through the test context's hook:
+ * these tests run concurrently).
+ */
+function temporaryDir(prefix: string, onTestFinished: (fn: OnTestFinishedHandler) => void): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
 }
 
 /** What `command` prints when its stdout is a terminal (`script` gives it one). */
@@ -182,15 +192,17 @@ describe.concurrent('configuration errors exit 2 with one clear line', () => {
     expect(stderr).toMatch(/--slot "Bad-Slot"/)
   })
 
-  test('DATABASE_URL_FILE: the URL is read from the file (a mounted secret)', async () => {
-    const file = join(mkdtempSync(join(tmpdir(), 'outbox-secret-')), 'url')
+  test('DATABASE_URL_FILE: the URL is read from the file (a mounted secret)', async ({ onTestFinished }) => {
+    const file = join(temporaryDir('outbox-secret-', onTestFinished), 'url')
     writeFileSync(file, 'mysql://x\n')
     const { stderr } = await cli([], { DATABASE_URL_FILE: file, KAFKA_BROKERS: 'h:1' })
     expect(stderr).toMatch(/^outbox-worker: DATABASE_URL_FILE must start with postgresql/)
   })
 
-  test("--env-file loads the app's .env; variables already set win; no .env is read unless asked", async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'outbox-env-'))
+  test("--env-file loads the app's .env; variables already set win; no .env is read unless asked", async ({
+    onTestFinished,
+  }) => {
+    const dir = temporaryDir('outbox-env-', onTestFinished)
     writeFileSync(join(dir, '.env'), 'DATABASE_URL="mysql://from-env-file"\nOUTBOX_SLOT=Bad-From-File\n')
     const loaded = await cli(['--env-file', join(dir, '.env')], { KAFKA_BROKERS: 'h:1' })
     expect(loaded.code).toBe(2)

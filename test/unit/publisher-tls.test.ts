@@ -9,7 +9,7 @@
  * No Kafka needed.
  */
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import type { Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -27,8 +27,10 @@ let bytesReceived = 0
 /** When set, every request is answered with a frame the client cannot parse (a failing request). */
 let answerJunk = false
 
+let dir: string
+
 beforeAll(async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'review-tls-'))
+  dir = mkdtempSync(join(tmpdir(), 'publisher-tls-'))
   caFile = join(dir, 'cert.pem')
   execFileSync(
     'openssl',
@@ -75,6 +77,7 @@ beforeAll(async () => {
 })
 
 afterAll(async () => {
+  if (dir) rmSync(dir, { recursive: true, force: true })
   for (const socket of open) socket.destroy()
   await new Promise((resolve) => server.close(resolve))
 })
