@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs'
-import { type Admin, Kafka, type KafkaConfig, logLevel, type SASLOptions } from 'kafkajs'
+import { Kafka, type KafkaConfig, logLevel, type SASLOptions } from 'kafkajs'
 import type { WorkerConfig } from '../operations/config.js'
 import type { Logger } from '../operations/logger.js'
+import { LazyAdmin } from './kafkajs-admin.js'
 import { DroppableProducer, topicMessages } from './kafkajs-producer.js'
 import { FencedSockets } from './kafkajs-sockets.js'
 import type { Publisher } from './publisher.js'
@@ -54,13 +55,12 @@ export function createKafkaPublisher(config: WorkerConfig, logger: Logger): Publ
   const producerSockets = new FencedSockets()
   const adminSockets = new FencedSockets()
   const kafka = new Kafka({ ...kafkaClientConfig(config, logger), socketFactory: producerSockets.factory })
-  const adminKafka = new Kafka({ ...kafkaClientConfig(config, logger), socketFactory: adminSockets.factory })
+  const admin = new LazyAdmin(new Kafka({ ...kafkaClientConfig(config, logger), socketFactory: adminSockets.factory }))
   const producer = new DroppableProducer(producerSockets, async () => {
     const fresh = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: true })
     await fresh.connect()
     return fresh
   })
-  let admin: Admin | undefined
 
   return {
     async connect() {
@@ -80,22 +80,11 @@ export function createKafkaPublisher(config: WorkerConfig, logger: Logger): Publ
         throw error
       }
     },
-    async unavailableTopics(topics) {
-      if (!admin) {
-        const fresh = adminKafka.admin()
-        admin = fresh
-        await fresh.connect()
-      }
-      // A metadata request for all topics lists those that exist and this client may see.
-      const existing = new Set(await admin.listTopics())
-      return topics.filter((topic) => !existing.has(topic))
-    },
+    unavailableTopics: (topics) => admin.unavailable(topics),
     async disconnect() {
       producerSockets.seal()
       adminSockets.seal()
-      const oldAdmin = admin
-      admin = undefined
-      await Promise.all([producer.drop(), oldAdmin?.disconnect().catch(() => {})])
+      await Promise.all([producer.drop(), admin.disconnect()])
     },
   }
 }

@@ -3,6 +3,7 @@ import { type Admin, Kafka } from 'kafkajs'
 import type { WorkerConfig } from '../../operations/config.js'
 import { OutboxSetupError } from '../../operations/errors.js'
 import type { Logger } from '../../operations/logger.js'
+import { LazyAdmin } from '../kafkajs-admin.js'
 import { DroppableProducer, topicMessages } from '../kafkajs-producer.js'
 import { kafkaClientConfig } from '../kafkajs-publisher.js'
 import { FencedSockets } from '../kafkajs-sockets.js'
@@ -50,14 +51,7 @@ export function createKafkajsTransactionalPublisher(config: WorkerConfig, logger
     await first.abort()
     return fresh
   })
-  let admin: Admin | undefined
-  const connectedAdmin = async (): Promise<Admin> => {
-    if (admin) return admin
-    const fresh = otherKafka.admin()
-    await fresh.connect()
-    admin = fresh
-    return fresh
-  }
+  const admin = new LazyAdmin(otherKafka)
 
   /** Sends the chunks in one transaction, a request each; `commit` false aborts it (a probe). */
   const transact = async (chunks: KafkaRecord[][], commit: boolean) => {
@@ -84,7 +78,7 @@ export function createKafkajsTransactionalPublisher(config: WorkerConfig, logger
 
   return {
     async connect() {
-      await ensureCheckpointTopic(await connectedAdmin(), topic)
+      await ensureCheckpointTopic(await admin.connected(), topic)
       try {
         await producer.connected()
       } catch (error) {
@@ -95,7 +89,7 @@ export function createKafkajsTransactionalPublisher(config: WorkerConfig, logger
     async readCheckpoint(): Promise<Checkpoint | undefined> {
       const value = await readLatest(
         otherKafka,
-        await connectedAdmin(),
+        await admin.connected(),
         (partitions) => highWatermarks(config, topic, partitions),
         topic,
         id,
@@ -104,17 +98,11 @@ export function createKafkajsTransactionalPublisher(config: WorkerConfig, logger
     },
     commitTransaction: (chunks, checkpoint) => transact([...chunks, [checkpoint]], true),
     probe: (records) => transact([records], false),
-    async unavailableTopics(topics) {
-      // A metadata request for all topics lists those that exist and this client may see.
-      const existing = new Set(await (await connectedAdmin()).listTopics())
-      return topics.filter((t) => !existing.has(t))
-    },
+    unavailableTopics: (topics) => admin.unavailable(topics),
     async disconnect() {
       producerSockets.seal()
       otherSockets.seal()
-      const oldAdmin = admin
-      admin = undefined
-      await Promise.all([producer.drop(), oldAdmin?.disconnect().catch(() => {})])
+      await Promise.all([producer.drop(), admin.disconnect()])
     },
   }
 }
