@@ -17,7 +17,7 @@ export function noOutboxModelError(): OutboxError {
 
 /** The outbox table is missing (SQLSTATE 42P01 from the insert): the migration was not applied. */
 export function missingTableError(error: unknown, table: string): unknown {
-  if (sqlState(error) !== '42P01') return error
+  if (prismaSqlState(error) !== '42P01') return error
   return new OutboxError(
     `prisma-outbox: the outbox table "${table}" does not exist in this database: apply the outbox migration ` +
       '(written by npx outbox-worker init) with npx prisma migrate deploy (or migrate dev)',
@@ -27,9 +27,10 @@ export function missingTableError(error: unknown, table: string): unknown {
 
 /**
  * The SQLSTATE of a failed raw query as Prisma reports it: P2010 with the driver adapter's
- * `originalCode` (Prisma 7), or `meta.code` (query engine).
+ * `originalCode` (Prisma 7), or `meta.code` (query engine). Not the worker's sqlState(), which
+ * reads pg's own errors: an app's Prisma wraps the driver's error, and src/ ships without worker/.
  */
-function sqlState(error: unknown): string | undefined {
+function prismaSqlState(error: unknown): string | undefined {
   const e = error as {
     code?: unknown
     meta?: { code?: unknown; driverAdapterError?: { cause?: { originalCode?: unknown } } }

@@ -43,15 +43,33 @@ export class OutboxPoisonEventError extends OutboxError {
   }
 }
 
+/** SQLSTATEs the worker branches on (never on message text). */
+export const SQLSTATE = {
+  duplicateObject: '42710',
+  insufficientPrivilege: '42501',
+  objectInUse: '55006',
+  undefinedObject: '42704',
+  configurationLimitExceeded: '53400',
+  invalidPassword: '28P01',
+  invalidAuthorization: '28000',
+  invalidCatalogName: '3D000',
+} as const
+
+/** The SQLSTATE of a PostgreSQL error as pg reports it; undefined for any other error. */
+export function sqlState(error: unknown): string | undefined {
+  const code = (error as { code?: unknown })?.code
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined
+}
+
 /**
  * PostgreSQL refused the login (SQLSTATE class 28): a wrong password (28P01), an unknown role or
  * no pg_hba.conf entry (28000). Retrying cannot help, so the worker fails at once with the fix.
  */
 export function loginRefused(error: unknown): OutboxSetupError | undefined {
-  const code = (error as { code?: unknown })?.code
-  if (code !== '28P01' && code !== '28000') return undefined
+  const code = sqlState(error)
+  if (code !== SQLSTATE.invalidPassword && code !== SQLSTATE.invalidAuthorization) return undefined
   const fix =
-    code === '28P01'
+    code === SQLSTATE.invalidPassword
       ? 'check the user and password in DATABASE_URL'
       : 'check the user and password in DATABASE_URL, and that pg_hba.conf lets this user connect from this host'
   return new OutboxSetupError(`PostgreSQL refused the login (${(error as Error).message}): ${fix}`, {
@@ -65,7 +83,7 @@ export function loginRefused(error: unknown): OutboxSetupError | undefined {
  * a refused login, so the worker fails at once instead of retrying as if the server were down.
  */
 export function databaseMissing(error: unknown): OutboxSetupError | undefined {
-  if ((error as { code?: unknown })?.code !== '3D000') return undefined
+  if (sqlState(error) !== SQLSTATE.invalidCatalogName) return undefined
   return new OutboxSetupError(
     `PostgreSQL has no such database (${(error as Error).message}): check the database name at the end of DATABASE_URL, or create the database and apply your migrations`,
     { code: 'OUTBOX_NO_DATABASE', cause: error },

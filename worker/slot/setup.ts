@@ -1,5 +1,5 @@
 import type pg from 'pg'
-import { OutboxSetupError } from '../operations/errors.js'
+import { OutboxSetupError, SQLSTATE, sqlState } from '../operations/errors.js'
 import { type Lsn, parseLsn } from '../stream/lsn.js'
 import {
   publicationProblem,
@@ -8,20 +8,6 @@ import {
   serverProblems,
   slotPluginProblem,
 } from './checks.js'
-
-/** SQLSTATEs the worker branches on (never on message text). */
-export const SQLSTATE = {
-  duplicateObject: '42710',
-  insufficientPrivilege: '42501',
-  objectInUse: '55006',
-  undefinedObject: '42704',
-  configurationLimitExceeded: '53400',
-} as const
-
-export function sqlState(error: unknown): string | undefined {
-  const code = (error as { code?: unknown })?.code
-  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined
-}
 
 export interface SlotInfo {
   exists: boolean

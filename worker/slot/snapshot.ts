@@ -3,10 +3,9 @@ import pg from 'pg'
 import { publishRows } from '../delivery/publish-rows.js'
 import type { Publisher } from '../delivery/publisher.js'
 import type { WorkerConfig } from '../operations/config.js'
-import { OutboxSetupError } from '../operations/errors.js'
+import { OutboxSetupError, SQLSTATE, sqlState } from '../operations/errors.js'
 import type { Logger } from '../operations/logger.js'
 import type { Metrics } from '../operations/metrics.js'
-import { SQLSTATE, sqlState } from './setup.js'
 import { readSlotState } from './slot-state.js'
 
 export interface SlotCreation {
