@@ -244,3 +244,38 @@ describe('a record whose timestamp its topic refuses (INVALID_TIMESTAMP)', () =>
     expect(acknowledged.map((i) => i.record.key)).toEqual(['a', 'b'])
   })
 })
+
+describe('a batch Kafka refuses (MESSAGE_TOO_LARGE)', () => {
+  test('is halved until each refused record is alone: those are dead-lettered, the rest reach Kafka in stream order', async () => {
+    const refused = new Set(['a2', 'b3'])
+    const sent: KafkaRecord[] = []
+    const attempts: string[][] = []
+    const publisher: Publisher = {
+      connect: async () => {},
+      disconnect: async () => {},
+      unavailableTopics: async () => [],
+      send: async (records) => {
+        attempts.push(records.map((r) => r.key as string))
+        if (records.some((r) => refused.has(r.key as string) && !r.topic.endsWith('.dlq')))
+          throw Object.assign(new Error('too large'), { type: 'MESSAGE_TOO_LARGE' })
+        sent.push(...records)
+      },
+    }
+    const acknowledged: DeliveryItem[] = []
+    const deadLettered: string[] = []
+    const delivery = new Delivery(config, publisher, createMetrics(), silentLogger, {
+      acknowledged: (items) => acknowledged.push(...items),
+      deadLettered: ({ id }) => deadLettered.push(id),
+    })
+    const keys = ['a0', 'b0', 'a1', 'b1', 'a2', 'b2', 'a3', 'b3']
+    for (const key of keys) delivery.enqueue(item(key.startsWith('a') ? 'ta' : 'tb', key, 10))
+    const running = delivery.run()
+    while (acknowledged.length < keys.length) await sleep(5)
+    await delivery.close()
+    await running
+    expect(deadLettered).toEqual(['a2', 'b3'])
+    // Depth first, the first half before the second: every record reaches Kafka in stream order.
+    expect(sent.filter((r) => !r.topic.endsWith('.dlq')).map((r) => r.key)).toEqual(keys.filter((k) => !refused.has(k)))
+    expect(attempts.slice(0, 4)).toEqual([keys, keys.slice(0, 4), keys.slice(4), keys.slice(4, 6)])
+  })
+})

@@ -3,9 +3,11 @@ import { OutboxPoisonEventError } from '../operations/errors.js'
 import { errorFields, type Logger } from '../operations/logger.js'
 import type { Metrics } from '../operations/metrics.js'
 import { waitBeforeRetry } from '../retry-policy.js'
+import { halves, RequestBudget } from './batching.js'
 import type { DeliveryHooks, DeliveryItem, EventDelivery, SendError } from './event-delivery.js'
+import { deadLetterFor, unavailableReason } from './poison.js'
 import { classifyPublishError, type Publisher } from './publisher.js'
-import { type KafkaRecord, MAX_REQUEST_BYTES, poisonReason, restamped, toDeadLetter } from './records.js'
+import { type KafkaRecord, poisonReason, restamped } from './records.js'
 import { SendLoop } from './send-loop.js'
 import { TopicAvailability } from './topic-availability.js'
 
@@ -19,15 +21,17 @@ type SendResult =
   /** A record's time is outside what its topic accepts: send the batch again, stamped now. */
   | { kind: 'timestamp' }
 
+/** Records to send together; `stampedNow`: stamped with the time of each attempt (see sendWithRetry). */
+interface Part {
+  items: DeliveryItem[]
+  stampedNow: boolean
+}
+
 /**
  * The sending half of a session: takes records in stream order, batches them, sends them with
  * retries until Kafka acknowledges, and deals with poison. One batch is in flight at a time, so
- * records of one key reach Kafka in stream order.
- *
- * Kafka limits a partition's record batch to its max.message.bytes, and kafkajs puts a request's
- * records for one partition into one batch: a batch never holds more than --max-message-bytes
- * for one topic (a bound for each of its partitions), so a full batch of large events is never
- * refused as a whole.
+ * records of one key reach Kafka in stream order. A batch is what one request may hold
+ * (RequestBudget).
  */
 export class Delivery implements EventDelivery {
   private readonly loop = new SendLoop()
@@ -81,16 +85,11 @@ export class Delivery implements EventDelivery {
   }
 
   private takeBatch(): DeliveryItem[] {
-    const topicBytes = new Map<string, number>()
-    let bytes = 0
-    let count = 0
+    const budget = new RequestBudget(this.config)
     const queue = this.loop.queue
-    while (count < queue.length && count < this.config.batchSize) {
-      const item = queue[count] as DeliveryItem
-      const forTopic = (topicBytes.get(item.record.topic) ?? 0) + item.bytes
-      bytes += item.bytes
-      if (count > 0 && (bytes > MAX_REQUEST_BYTES || forTopic > this.config.maxMessageBytes)) break
-      topicBytes.set(item.record.topic, forTopic)
+    let count = 0
+    for (const item of queue) {
+      if (!budget.add(item.record.topic, item.bytes)) break
       count++
     }
     return queue.splice(0, count)
@@ -117,34 +116,58 @@ export class Delivery implements EventDelivery {
 
   /**
    * Sends items until Kafka has them all (or their dead letters). Each send ends in one result
-   * (failedSend classifies), and each result has one action:
+   * (failedSend classifies), and each result has one action, which gives the parts to send next:
    *
-   * | result         | action                                                                  |
+   * | result         | action (nextParts)                                                      |
    * |----------------|-------------------------------------------------------------------------|
    * | ok             | done                                                                    |
-   * | timestamp      | send them again stamped now (resendStampedNow)                          |
+   * | timestamp      | send them again stamped now (restampedPart)                             |
    * | split-by-topic | send each topic's records on their own, to find the topic refused      |
    * | topics         | dead-letter the records of topics unavailable past the wait, send the rest |
-   * | refused        | halve the batch until the record Kafka refuses is alone: dead-letter it |
+   * | refused        | halve the part until the record Kafka refuses is alone: dead-letter it  |
    *
-   * Every action keeps the items' order within a topic, and so per key.
+   * A part's next parts are all sent before any part after it, in their order, and every action
+   * keeps the items' order within a topic: so records of one key reach Kafka in stream order.
    */
-  private async sendAll(items: DeliveryItem[], stampedNow = false): Promise<void> {
-    const result = await this.sendWithRetry(
-      items.map((i) => i.record),
-      stampedNow,
-    )
+  private async sendAll(items: DeliveryItem[]): Promise<void> {
+    // The parts still to send, the next one last.
+    const pending: Part[] = [{ items, stampedNow: false }]
+    for (let part = pending.pop(); part !== undefined; part = pending.pop()) {
+      const result = await this.sendWithRetry(
+        part.items.map((i) => i.record),
+        part.stampedNow,
+      )
+      pending.push(...(await this.nextParts(part, result)).reverse())
+    }
+  }
+
+  private async nextParts({ items }: Part, result: SendResult): Promise<Part[]> {
     switch (result.kind) {
       case 'ok':
-        return
+        return []
       case 'timestamp':
-        return this.resendStampedNow(items)
+        return [this.restampedPart(items)]
       case 'split-by-topic':
-        return this.sendEachTopic(items)
-      case 'topics':
-        return this.deadLetterUnavailable(items, result.topics)
-      case 'refused':
-        return this.findRefused(items, result.type)
+        return byTopic(items).map((group) => ({ items: group, stampedNow: false }))
+      case 'topics': {
+        const rest: DeliveryItem[] = []
+        for (const item of items) {
+          if (result.topics.includes(item.record.topic)) await this.poison(item, unavailableReason(item.record.topic))
+          else rest.push(item)
+        }
+        return rest.length > 0 ? [{ items: rest, stampedNow: false }] : []
+      }
+      case 'refused': {
+        if (items.length === 1) {
+          await this.poison(items[0] as DeliveryItem, `Kafka refused it: ${result.type}`)
+          return []
+        }
+        this.logger.warn(
+          { records: items.length, type: result.type },
+          'Kafka refused a batch: splitting it to find the record (is --max-message-bytes above the broker limit?)',
+        )
+        return halves(items).map((half) => ({ items: half, stampedNow: false }))
+      }
     }
   }
 
@@ -152,43 +175,13 @@ export class Delivery implements EventDelivery {
    * Good events all the same (a backlog older than the topic's limit, or a clock ahead of the
    * broker's): sent again, in order, stamped with the time they are sent. Not dead-lettered.
    */
-  private async resendStampedNow(items: DeliveryItem[]): Promise<void> {
+  private restampedPart(items: DeliveryItem[]): Part {
     this.logger.warn(
       { records: items.length, topics: [...new Set(items.map((i) => i.record.topic))] },
       "Kafka refused a record's timestamp (INVALID_TIMESTAMP: the row's created_at is outside the topic's message.timestamp.before.max.ms / after.max.ms): sending the batch again stamped with the current time, each record's own time in its originalTimestamp header",
     )
     const now = Date.now()
-    await this.sendAll(
-      items.map((item) => ({ ...item, record: restamped(item.record, now) })),
-      true,
-    )
-  }
-
-  /** Each topic's records keep their order; records of different topics have none in Kafka. */
-  private async sendEachTopic(items: DeliveryItem[]): Promise<void> {
-    const byTopic = new Map<string, DeliveryItem[]>()
-    for (const item of items) byTopic.set(item.record.topic, [...(byTopic.get(item.record.topic) ?? []), item])
-    for (const group of byTopic.values()) await this.sendAll(group)
-  }
-
-  private async deadLetterUnavailable(items: DeliveryItem[], topics: string[]): Promise<void> {
-    const rest: DeliveryItem[] = []
-    for (const item of items) {
-      if (topics.includes(item.record.topic)) await this.poison(item, unavailableReason(item.record.topic))
-      else rest.push(item)
-    }
-    if (rest.length > 0) await this.sendAll(rest)
-  }
-
-  private async findRefused(items: DeliveryItem[], type: string): Promise<void> {
-    if (items.length === 1) return this.poison(items[0] as DeliveryItem, `Kafka refused it: ${type}`)
-    this.logger.warn(
-      { records: items.length, type },
-      'Kafka refused a batch: splitting it to find the record (is --max-message-bytes above the broker limit?)',
-    )
-    const middle = Math.ceil(items.length / 2)
-    await this.sendAll(items.slice(0, middle))
-    await this.sendAll(items.slice(middle))
+    return { items: items.map((item) => ({ ...item, record: restamped(item.record, now) })), stampedNow: true }
   }
 
   /**
@@ -270,9 +263,7 @@ export class Delivery implements EventDelivery {
 
   private async poison(item: DeliveryItem, reason: string): Promise<void> {
     const id = item.record.headers.id ?? '?'
-    this.logger.error({ id, topic: item.record.topic, reason, onPoison: this.config.onPoison }, 'poison event')
-    if (this.config.onPoison === 'stop') throw new OutboxPoisonEventError(id, reason)
-    const dead = toDeadLetter(item.record, reason, this.config.dlqTopicTemplate, this.config.maxMessageBytes)
+    const dead = deadLetterFor(item.record, reason, this.config, this.logger)
     // A dead letter is stamped with the time it is written (toDeadLetter): never 'timestamp'.
     const result = await this.sendWithRetry([dead], true)
     if (result.kind === 'refused')
@@ -296,8 +287,15 @@ export class Delivery implements EventDelivery {
   }
 }
 
-function unavailableReason(topic: string): string {
-  return `Kafka topic "${topic}" does not exist or this worker may not write to it (create it, or grant WRITE on it)`
+/** Each topic's items in their order; records of different topics have none in Kafka. */
+function byTopic(items: DeliveryItem[]): DeliveryItem[][] {
+  const groups = new Map<string, DeliveryItem[]>()
+  for (const item of items) {
+    const group = groups.get(item.record.topic)
+    if (group) group.push(item)
+    else groups.set(item.record.topic, [item])
+  }
+  return [...groups.values()]
 }
 
 /** The delivery was closed while a send was being tried: the session is ending, not failing. */

@@ -2,9 +2,6 @@ import { recordBytes as kafkaRecordBytes } from '../../src/record-size.js'
 import { topicNameProblem } from '../../src/topic.js'
 import type { OutboxRecord } from '../stream/outbox-record.js'
 
-/** Largest Kafka request the relay builds, whatever --batch-size allows (both delivery modes). */
-export const MAX_REQUEST_BYTES = 8 * 1024 * 1024
-
 /** A record ready for Kafka. */
 export interface KafkaRecord {
   topic: string

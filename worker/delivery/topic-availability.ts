@@ -12,10 +12,11 @@ const CHECK_TIMEOUT_MS = 5_000
 
 /**
  * Which topics cannot be written (missing with auto-creation off, or not authorized), since when,
- * and whether the wait for them is over. With auto-creation off one event for a missing topic
- * would otherwise hold every later event forever, with nothing naming the topic: here the log
- * and `outbox_topic_unavailable{topic}` name it within seconds, and after `missingTopicTimeoutMs`
- * its events go to the dead-letter topic (or the worker stops, by --on-poison).
+ * and whether the wait for them is over, for both delivery modes. With auto-creation off one
+ * event for a missing topic would otherwise hold every later event forever, with nothing naming
+ * the topic: here the log and `outbox_topic_unavailable{topic}` name it within seconds. At least
+ * once, after `missingTopicTimeoutMs` its events go to the dead-letter topic (or the worker stops,
+ * by --on-poison); exactly-once waits for the topic (it never asks expired()).
  */
 export class TopicAvailability {
   /** Missing, as metadata says: cleared when metadata lists them again. */
@@ -31,7 +32,7 @@ export class TopicAvailability {
 
   constructor(
     private readonly config: WorkerConfig,
-    private readonly publisher: Publisher,
+    private readonly publisher: Pick<Publisher, 'unavailableTopics'> | { unavailableTopics?: undefined },
     private readonly metrics: Metrics,
     private readonly logger: Logger,
   ) {}
@@ -66,10 +67,16 @@ export class TopicAvailability {
     this.reportUnavailable(topic)
   }
 
-  /** Kafka acknowledged records for these topics: they are writable. */
+  /**
+   * Kafka acknowledged records for these topics: they exist and are writable. The gauge is
+   * cleared even for a topic this instance never named: exactly-once keeps it across sessions.
+   */
   written(topics: string[]): void {
     for (const topic of topics) {
-      if (this.denied.delete(topic) && !this.unavailable.has(topic)) this.reportAvailable(topic)
+      const wasDenied = this.denied.delete(topic)
+      const wasMissing = this.unavailable.delete(topic)
+      if (wasDenied || wasMissing) this.reportAvailable(topic)
+      else this.metrics.topicUnavailable.remove({ topic })
     }
   }
 
@@ -90,6 +97,7 @@ export class TopicAvailability {
     this.lastCheck = now
     let missing: string[]
     try {
+      if (!this.publisher.unavailableTopics) throw new Error('this publisher cannot ask which topics exist')
       missing = await withTimeout(this.publisher.unavailableTopics(topics), CHECK_TIMEOUT_MS)
     } catch (error) {
       this.logger.debug(errorFields(error), 'could not ask Kafka which topics exist')
@@ -112,12 +120,16 @@ export class TopicAvailability {
 
   private reportUnavailable(topic: string): void {
     this.metrics.topicUnavailable.set({ topic }, 1)
-    this.logger.error(
-      { topic, waitMs: this.config.missingTopicTimeoutMs, onPoison: this.config.onPoison },
+    const problem =
       `Kafka topic "${topic}" does not exist or this worker may not write to it: create it ` +
-        '(and its .dlq topic) or grant WRITE and DESCRIBE on it; until then its events wait, ' +
-        `then go to the dead-letter topic (--on-poison dlq) or stop the worker (--on-poison stop)`,
-    )
+      '(and its .dlq topic) or grant WRITE and DESCRIBE on it'
+    if (this.config.delivery === 'exactly-once')
+      this.logger.error({ topic }, `${problem}; exactly-once delivery waits until it can`)
+    else
+      this.logger.error(
+        { topic, waitMs: this.config.missingTopicTimeoutMs, onPoison: this.config.onPoison },
+        `${problem}; until then its events wait, then go to the dead-letter topic (--on-poison dlq) or stop the worker (--on-poison stop)`,
+      )
   }
 
   private reportAvailable(topic: string): void {

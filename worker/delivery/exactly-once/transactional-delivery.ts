@@ -4,8 +4,10 @@ import { errorFields, type Logger } from '../../operations/logger.js'
 import type { Metrics } from '../../operations/metrics.js'
 import { formatLsn, type Lsn } from '../../stream/lsn.js'
 import type { DeliveryHooks, DeliveryItem, EventDelivery, SendError } from '../event-delivery.js'
-import { type KafkaRecord, poisonReason, toDeadLetter } from '../records.js'
+import { deadLetterFor } from '../poison.js'
+import { type KafkaRecord, poisonReason } from '../records.js'
 import { SendLoop } from '../send-loop.js'
+import { TopicAvailability } from '../topic-availability.js'
 import { alreadyInKafka, checkpointRecord } from './checkpoint.js'
 import { checkCheckpoint } from './checkpoint-check.js'
 import { chunkRecords, findRefused } from './refused.js'
@@ -59,12 +61,12 @@ export class TransactionalDelivery implements EventDelivery {
   lastError: SendError | undefined
   /** Topics of the transaction in progress: the ones to ask about when it fails. */
   private sendingTopics: string[] = []
-  /** Topics of the transaction in progress that Kafka says do not exist (or may not be seen). */
-  private readonly missingTopics = new Set<string>()
+  /** Which of them Kafka says do not exist (or may not be seen); named in log and metric. */
+  private readonly topics: TopicAvailability
 
   /** Exactly-once waits for a missing topic until it exists (see docs/exactly-once.md): delivery is held up by them. */
   get blockedTopics(): string[] {
-    return [...this.missingTopics]
+    return this.topics.blocked
   }
 
   constructor(
@@ -74,7 +76,9 @@ export class TransactionalDelivery implements EventDelivery {
     private readonly logger: Logger,
     private readonly hooks: TransactionalDeliveryHooks,
     private readonly identify: () => Promise<ServerIdentity> = () => identifyServer(config),
-  ) {}
+  ) {
+    this.topics = new TopicAvailability(config, publisher, metrics, logger)
+  }
 
   /**
    * Nothing left that can be sent: a graceful stop waits for this. A transaction whose COMMIT is
@@ -225,9 +229,8 @@ export class TransactionalDelivery implements EventDelivery {
     }
     this.checkpoint = last
     this.metrics.batchSize.observe(records.length)
-    // Committed: these topics exist. Set while waiting, or by an earlier session of a restart loop.
-    for (const topic of this.sendingTopics) this.metrics.topicUnavailable.remove({ topic })
-    this.missingTopics.clear()
+    // Committed: these topics exist (named unavailable while waiting, or by an earlier session).
+    this.topics.written(this.sendingTopics)
   }
 
   /** Rejects on what stops the worker; otherwise logs and ends the session. */
@@ -266,33 +269,13 @@ export class TransactionalDelivery implements EventDelivery {
 
   /**
    * A transaction to a missing topic waits or fails (and the session restarts) until the topic
-   * exists: name it in outbox_topic_unavailable{topic} as at-least-once does. The gauge outlives
-   * the session (each restart would otherwise clear it) and is cleared when Kafka lists the topic
-   * or a transaction commits to it.
+   * exists: name it in the log and outbox_topic_unavailable{topic} as at-least-once does. The
+   * gauge outlives the session (close() leaves it, since each restart would otherwise clear it)
+   * and is cleared when Kafka lists the topic or a transaction commits to it.
    */
   private async reportUnavailableTopics(): Promise<void> {
-    const topics = this.sendingTopics
-    if (!this.publisher.unavailableTopics || topics.length === 0 || this.loop.signal.aborted) return
-    let missing: string[]
-    try {
-      missing = await this.publisher.unavailableTopics(topics)
-    } catch (error) {
-      this.logger.debug(errorFields(error), 'could not ask Kafka which topics exist')
-      return
-    }
-    for (const topic of topics) {
-      if (!missing.includes(topic)) {
-        this.missingTopics.delete(topic)
-        this.metrics.topicUnavailable.remove({ topic })
-      } else if (!this.missingTopics.has(topic)) {
-        this.missingTopics.add(topic)
-        this.metrics.topicUnavailable.set({ topic }, 1)
-        this.logger.error(
-          { topic },
-          `Kafka topic "${topic}" does not exist or this worker may not write to it: create it (and its .dlq topic) or grant WRITE and DESCRIBE on it; exactly-once delivery waits until it can`,
-        )
-      }
-    }
+    if (this.sendingTopics.length === 0 || this.loop.signal.aborted) return
+    await this.topics.check(this.sendingTopics)
   }
 
   /** The fix for a missing ACL: what exactly-once needs, in kafka-acls.sh's words. */
@@ -305,11 +288,8 @@ export class TransactionalDelivery implements EventDelivery {
   }
 
   private deadLetter(record: KafkaRecord, reason: string, deadLetters: DeadLetters): KafkaRecord {
-    const id = record.headers.id ?? '?'
-    this.logger.error({ id, topic: record.topic, reason, onPoison: this.config.onPoison }, 'poison event')
-    if (this.config.onPoison === 'stop') throw new OutboxPoisonEventError(id, reason)
-    const dead = toDeadLetter(record, reason, this.config.dlqTopicTemplate, this.config.maxMessageBytes)
-    deadLetters.set(dead, { id, topic: record.topic, reason })
+    const dead = deadLetterFor(record, reason, this.config, this.logger)
+    deadLetters.set(dead, { id: record.headers.id ?? '?', topic: record.topic, reason })
     return dead
   }
 

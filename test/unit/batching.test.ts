@@ -1,0 +1,35 @@
+import { describe, expect, test } from 'vitest'
+import { halves, MAX_REQUEST_BYTES, RequestBudget } from '../../worker/delivery/batching.js'
+
+describe('what one Kafka request may hold (both delivery modes)', () => {
+  const limits = { batchSize: 3, maxMessageBytes: 100 }
+
+  test('at most --batch-size records', () => {
+    const budget = new RequestBudget(limits)
+    expect([1, 2, 3, 4].map(() => budget.add('t', 1))).toEqual([true, true, true, false])
+  })
+
+  test('at most --max-message-bytes for one topic, other topics counted apart', () => {
+    const budget = new RequestBudget({ ...limits, batchSize: 10 })
+    expect(budget.add('a', 60)).toBe(true)
+    expect(budget.add('b', 60)).toBe(true)
+    expect(budget.add('a', 41)).toBe(false)
+    expect(budget.add('a', 40)).toBe(true)
+  })
+
+  test('at most MAX_REQUEST_BYTES in all; a first record larger than every limit still goes (alone)', () => {
+    const big = new RequestBudget({ batchSize: 10, maxMessageBytes: MAX_REQUEST_BYTES })
+    expect(big.add('a', MAX_REQUEST_BYTES - 1)).toBe(true)
+    expect(big.add('b', 2)).toBe(false)
+    const alone = new RequestBudget(limits)
+    expect(alone.add('a', 1000)).toBe(true)
+    expect(alone.add('a', 1)).toBe(false)
+  })
+
+  test('a refused batch is searched in halves, the first (larger) half first', () => {
+    expect(halves([1, 2, 3, 4, 5])).toEqual([
+      [1, 2, 3],
+      [4, 5],
+    ])
+  })
+})
