@@ -5,14 +5,14 @@ import {
   importDefaultId,
   preloadKafkaClient,
 } from './delivery/create-publisher.js'
-import { identifyServer } from './delivery/exactly-once/server-identity.js'
 import type { PublisherFactory } from './delivery/publisher.js'
 import { resolveConfig, type WorkerConfig, type WorkerOptions } from './operations/config.js'
 import { OutboxConfigError, OutboxSetupError } from './operations/errors.js'
 import { startHealthServer } from './operations/http.js'
+import { KafkaReachability } from './operations/kafka-reachability.js'
 import { errorFields, type Logger, redactingLogger, silentLogger } from './operations/logger.js'
 import { createMetrics, type Metrics } from './operations/metrics.js'
-import { liveness, readiness, STANDBY_KAFKA_CHECK_MS, type WorkerFacts, type WorkerState } from './operations/probes.js'
+import { liveness, readiness, type WorkerFacts, type WorkerState } from './operations/probes.js'
 import { redact } from './operations/redact.js'
 import { statusDocument, type WorkerStatus } from './operations/status-document.js'
 import { untilReachable } from './operations/until-reachable.js'
@@ -91,8 +91,7 @@ class Worker extends EventEmitter implements OutboxWorker {
   private readonly retention: RetentionSchedule
   /** When this worker, standing by, last checked the database and the slot successfully. */
   private standbyCheckedAt: number | undefined
-  private kafkaCheckedAt: number | undefined
-  private kafkaCheck: Promise<void> | undefined
+  private readonly kafka: KafkaReachability
   private lastError: { message: string; fix: string; at: number } | undefined
   private confirmedLsn: string | undefined
 
@@ -112,6 +111,7 @@ class Worker extends EventEmitter implements OutboxWorker {
       logger,
       signal: this.stopController.signal,
     })
+    this.kafka = new KafkaReachability(this.createPublisher, logger, () => this.stopped(), this.stopController.signal)
     this.retention = new RetentionSchedule(config, logger, () => this.session?.deliveredBefore ?? 0)
     this.done = new Promise((resolve, reject) => {
       this.resolveDone = resolve
@@ -134,7 +134,7 @@ class Worker extends EventEmitter implements OutboxWorker {
       now,
       heartbeatAt: this.metrics.heartbeat.at,
       standbyCheckedAt: this.standbyCheckedAt,
-      kafkaCheckedAt: this.kafkaCheckedAt,
+      kafkaCheckedAt: this.kafka.checkedAt,
       session: this.state === 'streaming' ? this.session?.health(now) : undefined,
       lastError: this.lastError,
     }
@@ -190,18 +190,13 @@ class Worker extends EventEmitter implements OutboxWorker {
       // behind, pinning WAL for a worker that never ran.
       await this.untilReachable('PostgreSQL', () => this.prepare({ createSlot: false }))
       await clientLoaded
-      await this.untilReachable('Kafka', () => this.probeKafka())
-      this.kafkaCheckedAt = Date.now()
+      await this.untilReachable('Kafka', () => this.kafka.check())
       if (this.config.delivery === 'exactly-once' && this.config.transactionalId === undefined) {
-        // Resolved once, for every session of this worker (and shown in worker.config).
         // Imported here: it loads kafkajs, which only exactly-once uses.
-        const { kafkaCheckpointLookup, resolveTransactionalId } = await importDefaultId()
-        const server = await this.untilReachable('PostgreSQL', () => identifyServer(this.config))
-        const id = await this.untilReachable('Kafka', () =>
-          resolveTransactionalId(this.config, server, kafkaCheckpointLookup(this.config, this.logger)),
+        const { withDefaultTransactionalId } = await importDefaultId()
+        this.config = await withDefaultTransactionalId(this.config, this.logger, (what, attempt) =>
+          this.untilReachable(what, attempt),
         )
-        this.config = { ...this.config, transactionalId: id }
-        this.logger.info({ transactionalId: id }, 'exactly-once: the default transactional id of this slot')
       }
       await this.untilReachable('PostgreSQL', () => this.prepare())
       this.metrics.kafkaConnected.set(1)
@@ -231,15 +226,6 @@ class Worker extends EventEmitter implements OutboxWorker {
       signal: this.stopController.signal,
       stopped: () => this.stopped(),
     })
-  }
-
-  private async probeKafka(): Promise<void> {
-    const publisher = this.createPublisher()
-    try {
-      await publisher.connect()
-    } finally {
-      await publisher.disconnect().catch(() => {})
-    }
   }
 
   private prepare({ createSlot = true } = {}): Promise<Prepared> {
@@ -335,35 +321,13 @@ class Worker extends EventEmitter implements OutboxWorker {
   /** The database and the slot were checked just now, and the slot is another worker's. */
   private standBy(why: string): void {
     this.standbyCheckedAt = Date.now()
-    this.checkKafkaAsStandby()
+    this.kafka.checkAsStandby()
     this.metrics.heartbeat.beat()
     this.metrics.resetSessionGauges({ standby: true })
     if (this.state === 'standby') return
     this.setState('standby')
     this.logger.info({ slot: this.config.slot }, why)
     this.emit('standby')
-  }
-
-  /**
-   * A standby's readiness promises it could take over: that needs Kafka as much as the slot. So
-   * every STANDBY_KAFKA_CHECK_MS it connects as at start, in the background (the slot is tried
-   * on as usual meanwhile); a failure leaves kafkaCheckedAt to age, and readiness with it.
-   */
-  private checkKafkaAsStandby(): void {
-    if (this.kafkaCheck || Date.now() - (this.kafkaCheckedAt ?? 0) < STANDBY_KAFKA_CHECK_MS) return
-    this.kafkaCheck = Promise.race([this.probeKafka(), this.stopped()])
-      .then(
-        () => {
-          this.kafkaCheckedAt = Date.now()
-        },
-        (error: unknown) => {
-          if (!this.stopController.signal.aborted)
-            this.logger.warn(errorFields(error), 'standing by, but Kafka is not reachable: not ready')
-        },
-      )
-      .finally(() => {
-        this.kafkaCheck = undefined
-      })
   }
 
   private async reconnectAfter(error: unknown, failures: number): Promise<void> {

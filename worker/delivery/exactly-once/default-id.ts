@@ -6,6 +6,7 @@ import { kafkaClientConfig } from '../kafkajs-publisher.js'
 import { defaultTransactionalId, formerDefaultTransactionalId } from './checkpoint.js'
 import { readLatest } from './checkpoint-read.js'
 import { highWatermarks } from './kafkajs-transactional.js'
+import { identifyServer } from './server-identity.js'
 import { defaultTopicProblem, validTopicName } from './settings.js'
 
 /** The option names of the worker's messages at start (the CLI's; createWorker's users know them too). */
@@ -13,6 +14,26 @@ const flag = (key: keyof WorkerConfig) =>
   key === 'checkpointTopic'
     ? '--checkpoint-topic (OUTBOX_CHECKPOINT_TOPIC)'
     : '--transactional-id (OUTBOX_TRANSACTIONAL_ID)'
+
+/** Retries a connection at start until it succeeds (the worker's untilReachable). */
+type UntilReachable = <T>(what: 'PostgreSQL' | 'Kafka', attempt: () => Promise<T>) => Promise<T>
+
+/**
+ * The configuration with exactly-once's default transactional id filled in: resolved once at
+ * start, for every session of this worker (and shown in worker.config).
+ */
+export async function withDefaultTransactionalId(
+  config: WorkerConfig,
+  logger: Logger,
+  untilReachable: UntilReachable,
+): Promise<WorkerConfig> {
+  const server = await untilReachable('PostgreSQL', () => identifyServer(config))
+  const id = await untilReachable('Kafka', () =>
+    resolveTransactionalId(config, server, kafkaCheckpointLookup(config, logger)),
+  )
+  logger.info({ transactionalId: id }, 'exactly-once: the default transactional id of this slot')
+  return { ...config, transactionalId: id }
+}
 
 /** What resolveTransactionalId asks Kafka: whether a topic exists, the newest value of a key in one. */
 export interface CheckpointLookup {
