@@ -1,7 +1,6 @@
-import { setTimeout as sleep } from 'node:timers/promises'
-import pRetry, { AbortError } from 'p-retry'
 import type { JsonValue } from '../src/json.js'
 import { errorFields, type Logger } from '../worker/operations/logger.js'
+import { waitBeforeRetry } from '../worker/retry-policy.js'
 import { outageSign } from './database-down.js'
 import type { InboxMetrics } from './metrics.js'
 import { type InboxRecord, parseRecord, poisonId, recordFields } from './record.js'
@@ -32,20 +31,6 @@ export interface RecordHandlerDeps {
   transactionTimeoutMs: number
   /** Called while a record waits (backoff, database outage), so the group does not drop us. */
   keepAlive: () => void
-}
-
-/** A handler's (or its transaction's) failure, counted as one attempt. */
-class HandlerFailed extends Error {
-  constructor(cause: unknown) {
-    super(cause instanceof Error ? cause.message : String(cause), { cause })
-  }
-}
-
-/** A database that does not answer: the record waits for it without using up an attempt. */
-class DatabaseDown extends Error {
-  constructor(cause: unknown) {
-    super(cause instanceof Error ? cause.message : String(cause), { cause })
-  }
 }
 
 /**
@@ -120,11 +105,12 @@ export function recordHandler(deps: RecordHandlerDeps) {
   }
 
   /** Waits out a database outage, however long, unless stopped. */
-  async function databaseWait(error: unknown, record: InboxRecord, signal: AbortSignal, waitMs: number) {
+  /** Waits out a database outage: the `outage`th wait in a row for this record (retry-policy.ts). */
+  async function databaseWait(error: unknown, record: InboxRecord, signal: AbortSignal, outage: number) {
     metrics.databaseWaits.inc()
     logger.warn({ ...recordFields(record), ...errorFields(error) }, 'database unavailable; retrying the record')
     deps.keepAlive()
-    await sleep(waitMs, undefined, { signal }).catch(() => {})
+    await waitBeforeRetry(deps, outage, signal)
   }
 
   /** Whether the database answers at all: tells a handler's own failure from an outage. */
@@ -146,8 +132,7 @@ export function recordHandler(deps: RecordHandlerDeps) {
     tries: number,
     signal: AbortSignal,
   ): Promise<Outcome> {
-    let waitMs = deps.retryInitialMs
-    for (;;) {
+    for (let outage = 0; ; outage++) {
       if (signal.aborted) return 'stopped'
       try {
         // Not inserted: another consumer of the group (a rebalance) ended this record first.
@@ -155,8 +140,7 @@ export function recordHandler(deps: RecordHandlerDeps) {
         metrics.parked.inc({ reason: status })
         return status === 'poison' ? 'poison' : 'parked'
       } catch (error) {
-        await databaseWait(error, record, signal, waitMs)
-        waitMs = Math.min(waitMs * 2, deps.retryMaxMs)
+        await databaseWait(error, record, signal, outage)
       }
     }
   }
@@ -174,96 +158,59 @@ export function recordHandler(deps: RecordHandlerDeps) {
       logger.debug({ ...recordFields(record), type: event.type }, 'no handler for this type; record acknowledged')
       return 'ignored'
     }
+    /** Failed attempts of the handler: every failure but a database outage counts. */
     let used = 0
-    let waitMs = deps.retryInitialMs
-    // Every failure but an outage counts as an attempt; wrapped, since p-retry would not retry a
-    // TypeError (a handler's bug, which may still pass on a later try after a deploy of data).
-    // A stop cuts a wait between attempts short, never an attempt: p-retry given the stop signal
-    // would reject at once and leave the transaction running, unowned, behind a stopped consumer.
-    const betweenAttempts = new AbortController()
-    let attempting = false
-    const onStop = () => {
-      if (!attempting) betweenAttempts.abort()
-    }
-    signal.addEventListener('abort', onStop, { once: true })
-    const counted = async (): Promise<Outcome> => {
-      attempting = true
+    /** Waits for the database so far; they use up no attempt. */
+    let outages = 0
+    // A stop cuts a wait between attempts short, never an attempt: an attempt cut short would
+    // leave its transaction running, unowned, behind a stopped consumer.
+    for (;;) {
+      if (signal.aborted) return 'stopped'
+      let outcome: Outcome
       try {
-        return await attempt(event, record, handler)
+        outcome = await attempt(event, record, handler)
       } catch (error) {
-        if (signal.aborted) throw new AbortError(error instanceof Error ? error : String(error))
+        if (signal.aborted) return 'stopped'
         // A connection error may be the handler's own (an HTTP call to a service that is down):
         // an outage only if the database itself does not answer.
         const sign = outageSign(error)
-        if (sign === 'database' || (sign === 'socket' && !(await databaseAnswers()))) throw new DatabaseDown(error)
-        used++
-        throw new HandlerFailed(error)
-      } finally {
-        attempting = false
-      }
-    }
-    try {
-      return await attemptsUntilEnd()
-    } finally {
-      signal.removeEventListener('abort', onStop)
-    }
-
-    async function attemptsUntilEnd(): Promise<Outcome> {
-      for (;;) {
-        if (signal.aborted) return 'stopped'
-        try {
-          const outcome = await pRetry(counted, {
-            retries: Math.max(0, deps.attempts - used - 1),
-            minTimeout: deps.retryInitialMs,
-            maxTimeout: deps.retryMaxMs,
-            factor: 2,
-            signal: betweenAttempts.signal,
-            // A database outage does not use up the handler's attempts: it goes to the loop below.
-            shouldRetry: (error) => !(error instanceof DatabaseDown),
-            onFailedAttempt: (error) => {
-              if (error instanceof DatabaseDown) return
-              deps.keepAlive()
-              if (error.retriesLeft > 0) {
-                metrics.retried.inc()
-                logger.warn(
-                  {
-                    ...recordFields(record),
-                    id: event.id,
-                    type: event.type,
-                    attempt: used,
-                    ...errorFields(error.cause),
-                  },
-                  'handler failed; retrying',
-                )
-              }
-            },
-          })
-          if (outcome === 'handled') metrics.handled.inc()
-          else if (outcome === 'duplicate') metrics.duplicates.inc()
-          else if (outcome === 'waiting') {
-            metrics.parked.inc({ reason: 'waiting' })
-            logger.warn(
-              { ...recordFields(record), id: event.id, type: event.type },
-              'record parked: its key waits behind a failed record',
-            )
-          }
-          return outcome
-        } catch (error) {
-          if (signal.aborted || error instanceof AbortError) return 'stopped'
-          if (error instanceof DatabaseDown || !(await databaseAnswers())) {
-            await databaseWait(error, record, signal, waitMs)
-            waitMs = Math.min(waitMs * 2, deps.retryMaxMs)
-            continue
-          }
-          const cause = error instanceof HandlerFailed ? error.cause : error
-          const why = cause instanceof Error ? cause.message : String(cause)
-          logger.error(
-            { ...recordFields(record), id: event.id, type: event.type, attempts: used, ...errorFields(cause) },
-            `handler failed ${used} times; record parked${deps.onFailure === 'block-key' && record.key !== null ? ', its key waits' : ''}`,
-          )
-          return park(record, event.id, 'failed', event.type, why, used, signal)
+        if (sign === 'database' || (sign === 'socket' && !(await databaseAnswers()))) {
+          await databaseWait(error, record, signal, outages++)
+          continue
         }
+        used++
+        deps.keepAlive()
+        if (used < deps.attempts) {
+          metrics.retried.inc()
+          logger.warn(
+            { ...recordFields(record), id: event.id, type: event.type, attempt: used, ...errorFields(error) },
+            'handler failed; retrying',
+          )
+          await waitBeforeRetry(deps, used - 1, signal)
+          continue
+        }
+        // Parking needs the database: while it does not answer, wait, then try once more.
+        if (!(await databaseAnswers())) {
+          await databaseWait(error, record, signal, outages++)
+          continue
+        }
+        logger.error(
+          { ...recordFields(record), id: event.id, type: event.type, attempts: used, ...errorFields(error) },
+          `handler failed ${used} times; record parked${deps.onFailure === 'block-key' && record.key !== null ? ', its key waits' : ''}`,
+        )
+        const why = error instanceof Error ? error.message : String(error)
+        return park(record, event.id, 'failed', event.type, why, used, signal)
       }
+      if (outcome === 'handled') metrics.handled.inc()
+      else if (outcome === 'duplicate') metrics.duplicates.inc()
+      else if (outcome === 'waiting') {
+        metrics.parked.inc({ reason: 'waiting' })
+        logger.warn(
+          { ...recordFields(record), id: event.id, type: event.type },
+          'record parked: its key waits behind a failed record',
+        )
+      }
+      return outcome
     }
   }
 }

@@ -1,6 +1,7 @@
 import { setMaxListeners } from 'node:events'
 import { type Consumer, type EachBatchPayload, type IHeaders, Kafka, logLevel } from 'kafkajs'
 import { errorFields, type Logger } from '../worker/operations/logger.js'
+import { type RetryBounds, waitBeforeRetry } from '../worker/retry-policy.js'
 import type { Outcome } from './handle-record.js'
 import type { InboxMetrics } from './metrics.js'
 import type { InboxRecord } from './record.js'
@@ -19,6 +20,8 @@ export interface ConsumerDeps {
 
 /** A consumer silent this long (no fetch, no record, no heartbeat) is taken for stopped and replaced. */
 const SILENCE_MS = 60_000
+/** The backoff between tries to start a replacement consumer (retry-policy.ts). */
+const CONSUMER_RESTART: RetryBounds = { retryInitialMs: 500, retryMaxMs: 10_000 }
 
 /**
  * The inbox's Kafka side on kafkajs: one record at a time per partition, in offset order, up to
@@ -191,7 +194,7 @@ export function kafkajsConsumer(deps: ConsumerDeps) {
       const old = consumer
       joined = false
       await old?.disconnect().catch(() => {})
-      for (let delay = 500; !stopping.signal.aborted; delay = Math.min(delay * 2, 10_000)) {
+      for (let attempt = 0; !stopping.signal.aborted; attempt++) {
         try {
           lastActivity = Date.now()
           await startOne()
@@ -199,7 +202,7 @@ export function kafkajsConsumer(deps: ConsumerDeps) {
         } catch (error) {
           logger.warn(errorFields(error), 'Kafka consumer did not start; trying again')
           await consumer?.disconnect().catch(() => {})
-          await new Promise((r) => setTimeout(r, delay))
+          await waitBeforeRetry(CONSUMER_RESTART, attempt, stopping.signal)
         }
       }
     })().finally(() => {

@@ -34,7 +34,7 @@ export interface InboxOptions<M extends EventMap, C, Tx> {
   onFailure?: 'block-key' | 'continue'
   /** Attempts of a throwing handler before its record is parked. Default: 5. */
   attempts?: number
-  /** Backoff between attempts: the first wait, doubling up to `retryMaxMs`. Default: 200 / 5,000 ms. */
+  /** Backoff between attempts: the first wait, doubling up to `retryMaxMs`, each 50–100 % of that at random (so consumers that failed together do not retry together). Default: 200 / 5,000 ms. */
   retryInitialMs?: number
   retryMaxMs?: number
   /** Partitions handled at once; within a partition one record at a time, in order. Default: 4. */
