@@ -6,6 +6,7 @@ import type { WorkerConfig } from './operations/config.js'
 import { OutboxSetupError, SQLSTATE, sqlState } from './operations/errors.js'
 import type { Logger } from './operations/logger.js'
 import type { Metrics } from './operations/metrics.js'
+import type { PublicationProblem } from './slot/checks.js'
 import { PublicationWatch } from './slot/publication-watch.js'
 import { type Lsn, parseLsn } from './stream/lsn.js'
 import { ReplicationStream } from './stream/stream.js'
@@ -65,7 +66,7 @@ export class ReplicationSession {
    * not shown that events flow (a session of an exactly-once restart loop never does).
    */
   private provenFlowing = false
-  private problem: string | undefined
+  private problem: PublicationProblem | undefined
   private finish!: (outcome: SessionOutcome) => void
   private readonly outcome = new Promise<SessionOutcome>((resolve) => {
     this.finish = (outcome) => {
@@ -106,7 +107,8 @@ export class ReplicationSession {
         const kafkaRecord = undecodableRecord(row.columns, config.topicTemplate)
         this.enqueue({ record: kafkaRecord, bytes: recordBytes(kafkaRecord), transaction, poison: row.reason })
       },
-      tableLeft: (reason) => this.watch.report(reason),
+      // The table is no longer under its name: as start-up would find it.
+      tableLeft: (reason) => this.watch.report({ code: 'OUTBOX_NO_TABLE', message: reason }),
       tableReplaced: () => this.onTableReplaced(),
       confirmed: (lsn) => this.events.confirmed(lsn),
       delivered: () => this.events.delivered(),
@@ -137,7 +139,7 @@ export class ReplicationSession {
     if (this.stream.held)
       return {
         flowing: false,
-        reason: this.problem ?? 'the outbox table left the publication',
+        reason: this.problem?.message ?? 'the outbox table left the publication',
         fix: 'see docs/operations.md, "The table left the publication"',
       }
     const blocked = this.delivery.blockedTopics
@@ -310,9 +312,9 @@ export class ReplicationSession {
    * table, to be republished), turn not ready, and give up after --missing-table-timeout so an
    * orchestrator shows the failure (exit 3) instead of a worker that looks healthy.
    */
-  private onTableProblem(problem: string | undefined): void {
+  private onTableProblem(problem: PublicationProblem | undefined): void {
     if (this.finished) return
-    this.stream.holdConfirming(problem)
+    this.stream.holdConfirming(problem?.message)
     this.problem = problem
     this.metrics.tablePublished.set(problem ? 0 : 1)
     if (!problem) {
@@ -322,14 +324,16 @@ export class ReplicationSession {
     if (problem) {
       this.logger.error(
         { waitMs: this.config.missingTableTimeoutMs },
-        `${problem}. Events inserted meanwhile do not reach the worker: confirming is held; once fixed, republish them (see docs/operations.md, "The table left the publication")`,
+        `${problem.message}. Events inserted meanwhile do not reach the worker: confirming is held; once fixed, republish them (see docs/operations.md, "The table left the publication")`,
       )
-      // Counted from the first sign of trouble, whatever the problem's text becomes meanwhile.
+      // Counted from the first sign of trouble; what is reported is the problem as it is then, with
+      // the code start-up gives it (a worker restarted on it exits the same way).
       this.tableProblemTimer ??= setTimeout(() => {
+        const now = this.problem ?? problem
         this.finish({
           kind: 'fatal',
-          error: new OutboxSetupError(`${problem} (still so after ${this.config.missingTableTimeoutMs} ms)`, {
-            code: 'OUTBOX_TABLE_UNPUBLISHED',
+          error: new OutboxSetupError(`${now.message} (still so after ${this.config.missingTableTimeoutMs} ms)`, {
+            code: now.code,
           }),
         })
       }, this.config.missingTableTimeoutMs)

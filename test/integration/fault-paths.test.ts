@@ -110,12 +110,14 @@ for (const { name, leave, problem, fix } of leaving) {
   })
 }
 
-test('the table stays out of the publication: exit 3 after --missing-table-timeout, naming the fix', async () => {
+test('the table stays out of the publication: exit 3 after --missing-table-timeout, naming the fix, with the code start-up gives it', async () => {
   const worker = await startWorker({ OUTBOX_TABLE_CHECK_INTERVAL: '300ms', OUTBOX_MISSING_TABLE_TIMEOUT: '2s' })
   await worker.waitForLog(/"msg":"streaming"/)
   await db.query('ALTER PUBLICATION prisma_outbox DROP TABLE outbox')
   expect(await worker.exited).toBe(3)
-  expect(worker.output.join('\n')).toMatch(/ALTER PUBLICATION \\?"prisma_outbox\\?" ADD TABLE/)
+  const output = worker.output.join('\n')
+  expect(output).toMatch(/ALTER PUBLICATION \\?"prisma_outbox\\?" ADD TABLE/)
+  expect(output).toContain('"code":"OUTBOX_PUBLICATION_TABLE"')
 })
 
 test('a full batch of large events to a one-partition topic is split under the broker limit: no refusal, no duplicate', async () => {

@@ -1,12 +1,15 @@
 import pg from 'pg'
 import type { WorkerConfig } from '../operations/config.js'
 import { errorFields, type Logger } from '../operations/logger.js'
-import { publicationProblem, readPublicationFacts } from './checks.js'
+import { type PublicationProblem, publicationProblem, readPublicationFacts } from './checks.js'
 
 /** What the catalog says about the outbox table, the publication and the slot, right now. */
 export interface CatalogState {
-  /** Undefined when inserts into the outbox table reach the stream; else what is wrong and the fix. */
-  problem: string | undefined
+  /**
+   * Undefined when inserts into the outbox table reach the stream; else what is wrong and the fix,
+   * with the code start-up gives the same problem.
+   */
+  problem: PublicationProblem | undefined
   /**
    * The table's oid and the oid of its membership in the publication: a table dropped and
    * re-created, or removed from the publication and added back, gets new ones.
@@ -27,7 +30,7 @@ export interface CatalogState {
  */
 export async function readCatalog(client: pg.Client, config: WorkerConfig): Promise<CatalogState> {
   const facts = await readPublicationFacts(client, config)
-  const problem = publicationProblem(facts, config)?.message
+  const problem = publicationProblem(facts, config)
   const { rows } = await client.query(
     `SELECT (SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1) AS slot_pid,
             (SELECT (extract(epoch FROM clock_timestamp() - r.reply_time) * 1000)::float8
@@ -48,7 +51,7 @@ export async function readCatalog(client: pg.Client, config: WorkerConfig): Prom
 
 export interface PublicationWatchHooks {
   /** Called on every change of state: a problem (with its fix), or undefined when it is solved. */
-  changed(problem: string | undefined): void
+  changed(problem: PublicationProblem | undefined): void
   /**
    * The table was re-created or re-added between two checks without a problem ever being seen:
    * events inserted in between may never have been streamed.
@@ -67,7 +70,7 @@ export interface PublicationWatchHooks {
 export class PublicationWatch {
   private client: pg.Client | undefined
   private timer: NodeJS.Timeout | undefined
-  private problem: string | undefined
+  private problem: PublicationProblem | undefined
   private identity: string | undefined
   /** A problem was reported since the identity was last recorded (so a new one is explained). */
   private problemSinceIdentity = false
@@ -86,7 +89,7 @@ export class PublicationWatch {
   }
 
   /** A problem seen elsewhere (a relation message saying the table was renamed). */
-  report(problem: string): void {
+  report(problem: PublicationProblem): void {
     if (this.problem || this.stopped) return
     this.problem = problem
     this.problemSinceIdentity = true
@@ -125,7 +128,7 @@ export class PublicationWatch {
       this.failures = 0
       this.hooks.slotHolder(state.slotPid, state.replyAgeMs)
       if (state.walLsn) this.hooks.walPosition(state.walLsn)
-      if (state.problem !== this.problem) {
+      if (state.problem?.message !== this.problem?.message) {
         this.problem = state.problem
         if (state.problem) this.problemSinceIdentity = true
         this.hooks.changed(state.problem)
