@@ -104,7 +104,6 @@ export function recordHandler(deps: RecordHandlerDeps) {
     }
   }
 
-  /** Waits out a database outage, however long, unless stopped. */
   /** Waits out a database outage: the `outage`th wait in a row for this record (retry-policy.ts). */
   async function databaseWait(error: unknown, record: InboxRecord, signal: AbortSignal, outage: number) {
     metrics.databaseWaits.inc()

@@ -16,7 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
  * | exactly-once transaction                   | its session, through the run loop    | as the run loop                          |
  * | inbox handler (inbox/handle-record.ts)     | a record's handler, in a transaction | after `attempts`: the record is parked   |
  * | inbox, database down (same file)           | the record; uses up no attempt       | never: until the database answers        |
- * | inbox consumer (inbox/kafkajs-consumer.ts) | starting a replacement consumer      | never (500 ms to 10 s: CONSUMER_RESTART) |
+ * | inbox consumer (inbox/kafkajs-consumer.ts) | starting a replacement consumer      | never (CONSUMER_RESTART: 500 ms, 10 s)    |
  *
  * Kafka clients retry a request a few times on their own before our loop sees a failure; those
  * bounds are the clients' (kafkajs-publisher.ts, platformatic-publisher.ts).

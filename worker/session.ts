@@ -2,6 +2,7 @@ import { createDelivery } from './delivery/create-delivery.js'
 import type { DeliveryItem, EventDelivery } from './delivery/event-delivery.js'
 import type { PublisherFactory } from './delivery/publisher.js'
 import { recordBytes, toKafkaRecord, undecodableRecord } from './delivery/records.js'
+import { UNAVAILABLE_TOPIC_FIX } from './delivery/topic-availability.js'
 import type { WorkerConfig } from './operations/config.js'
 import { OutboxSetupError, SQLSTATE, sqlState } from './operations/errors.js'
 import type { Logger } from './operations/logger.js'
@@ -147,7 +148,7 @@ export class ReplicationSession {
       return {
         flowing: false,
         reason: `Kafka topics that do not exist or may not be written: ${blocked.join(', ')}`,
-        fix: 'create them (and their .dlq topics) or grant WRITE and DESCRIBE on them',
+        fix: `for each: ${UNAVAILABLE_TOPIC_FIX}`,
       }
     if (this.delivery.ending) {
       const error = this.delivery.lastError

@@ -5,11 +5,11 @@ import type { Metrics } from '../operations/metrics.js'
 import { waitBeforeRetry } from '../retry-policy.js'
 import { halves, RequestBudget } from './batching.js'
 import type { DeliveryHooks, DeliveryItem, EventDelivery, SendError } from './event-delivery.js'
-import { deadLetterFor, unavailableReason } from './poison.js'
+import { deadLetterFor } from './poison.js'
 import { classifyPublishError, type Publisher } from './publisher.js'
 import { type KafkaRecord, poisonReason, restamped } from './records.js'
 import { SendLoop } from './send-loop.js'
-import { TopicAvailability } from './topic-availability.js'
+import { TopicAvailability, unavailableTopicProblem } from './topic-availability.js'
 
 type SendResult =
   | { kind: 'ok' }
@@ -49,7 +49,7 @@ export class Delivery implements EventDelivery {
     private readonly logger: Logger,
     private readonly hooks: DeliveryHooks,
   ) {
-    this.topics = new TopicAvailability(config, publisher, metrics, logger)
+    this.topics = new TopicAvailability('at-least-once', config, publisher, metrics, logger)
   }
 
   /** Nothing queued and nothing in flight. */
@@ -106,7 +106,7 @@ export class Delivery implements EventDelivery {
         item.poison ??
         poisonReason(item.record, this.config.maxMessageBytes, item.bytes) ??
         (this.topics.expired(item.record.topic) && !probing.has(item.record.topic)
-          ? unavailableReason(item.record.topic)
+          ? unavailableTopicProblem(item.record.topic)
           : undefined)
       if (reason) await this.poison(item, reason)
       else good.push(item)
@@ -152,7 +152,8 @@ export class Delivery implements EventDelivery {
       case 'topics': {
         const rest: DeliveryItem[] = []
         for (const item of items) {
-          if (result.topics.includes(item.record.topic)) await this.poison(item, unavailableReason(item.record.topic))
+          if (result.topics.includes(item.record.topic))
+            await this.poison(item, unavailableTopicProblem(item.record.topic))
           else rest.push(item)
         }
         return rest.length > 0 ? [{ items: rest, stampedNow: false }] : []
@@ -274,7 +275,7 @@ export class Delivery implements EventDelivery {
     if (result.kind === 'topics')
       throw new OutboxPoisonEventError(
         id,
-        `${reason}; and so is its dead-letter topic: ${unavailableReason(dead.topic)}`,
+        `${reason}; and so is its dead-letter topic: ${unavailableTopicProblem(dead.topic)}`,
       )
     if (result.kind !== 'ok') throw new Error(`a dead letter's send ended as ${result.kind}, not acknowledged`)
     this.metrics.eventsDeadLettered.inc()

@@ -14,8 +14,3 @@ export function deadLetterFor(record: KafkaRecord, reason: string, config: Worke
   if (config.onPoison === 'stop') throw new OutboxPoisonEventError(id, reason)
   return toDeadLetter(record, reason, config.dlqTopicTemplate, config.maxMessageBytes)
 }
-
-/** Why the events of a topic that stayed unavailable past --missing-topic-timeout are poison. */
-export function unavailableReason(topic: string): string {
-  return `Kafka topic "${topic}" does not exist or this worker may not write to it (create it, or grant WRITE on it)`
-}

@@ -10,13 +10,22 @@ const CHECK_EVERY_MS = 1_000
 /** A metadata request that does not answer in this time counts as "cannot tell". */
 const CHECK_TIMEOUT_MS = 5_000
 
+/** The fix for a topic Kafka will not take records for: in logs, dead letters and /status. */
+export const UNAVAILABLE_TOPIC_FIX = 'create it (and its .dlq topic) or grant WRITE and DESCRIBE on it'
+
+export function unavailableTopicProblem(topic: string): string {
+  return `Kafka topic "${topic}" does not exist or this worker may not write to it: ${UNAVAILABLE_TOPIC_FIX}`
+}
+
 /**
  * Which topics cannot be written (missing with auto-creation off, or not authorized), since when,
  * and whether the wait for them is over, for both delivery modes. With auto-creation off one
  * event for a missing topic would otherwise hold every later event forever, with nothing naming
  * the topic: here the log and `outbox_topic_unavailable{topic}` name it within seconds. At least
  * once, after `missingTopicTimeoutMs` its events go to the dead-letter topic (or the worker stops,
- * by --on-poison); exactly-once waits for the topic (it never asks expired()).
+ * by --on-poison); exactly-once waits for the topic (it never asks expired()). Which of the two
+ * a log line promises depends on the delivery running, not on --delivery: the initial snapshot
+ * and `republish` send at least once in either mode.
  */
 export class TopicAvailability {
   /** Missing, as metadata says: cleared when metadata lists them again. */
@@ -29,8 +38,12 @@ export class TopicAvailability {
   private lastCheck = 0
   private lastAnswered = true
   private readonly lastProbe = new Map<string, number>()
+  /** When Kafka last acknowledged records for each topic: newer than any answer asked before it. */
+  private readonly lastWritten = new Map<string, number>()
 
   constructor(
+    /** What the delivery using it does with events of a topic that stays unavailable. */
+    private readonly delivery: 'at-least-once' | 'exactly-once',
     private readonly config: WorkerConfig,
     private readonly publisher: Pick<Publisher, 'unavailableTopics'> | { unavailableTopics?: undefined },
     private readonly metrics: Metrics,
@@ -72,7 +85,9 @@ export class TopicAvailability {
    * cleared even for a topic this instance never named: exactly-once keeps it across sessions.
    */
   written(topics: string[]): void {
+    const now = Date.now()
     for (const topic of topics) {
+      this.lastWritten.set(topic, now)
       const wasDenied = this.denied.delete(topic)
       const wasMissing = this.unavailable.delete(topic)
       if (wasDenied || wasMissing) this.reportAvailable(topic)
@@ -107,12 +122,17 @@ export class TopicAvailability {
     this.lastAnswered = true
     for (const topic of topics) {
       const known = this.unavailable.has(topic)
+      // Kafka acknowledged records for it since the question was asked: the answer is stale.
+      if ((this.lastWritten.get(topic) ?? 0) >= now) continue
       if (missing.includes(topic) && !known) {
         this.unavailable.set(topic, now)
         if (!this.denied.has(topic)) this.reportUnavailable(topic)
       } else if (!missing.includes(topic) && known) {
         this.unavailable.delete(topic)
         if (!this.denied.has(topic)) this.reportAvailable(topic)
+      } else if (!missing.includes(topic) && !this.denied.has(topic)) {
+        // Listed: a gauge an earlier session set (exactly-once keeps it across sessions) is stale.
+        this.metrics.topicUnavailable.remove({ topic })
       }
     }
     return true
@@ -120,15 +140,12 @@ export class TopicAvailability {
 
   private reportUnavailable(topic: string): void {
     this.metrics.topicUnavailable.set({ topic }, 1)
-    const problem =
-      `Kafka topic "${topic}" does not exist or this worker may not write to it: create it ` +
-      '(and its .dlq topic) or grant WRITE and DESCRIBE on it'
-    if (this.config.delivery === 'exactly-once')
-      this.logger.error({ topic }, `${problem}; exactly-once delivery waits until it can`)
+    if (this.delivery === 'exactly-once')
+      this.logger.error({ topic }, `${unavailableTopicProblem(topic)}; exactly-once delivery waits until it can`)
     else
       this.logger.error(
         { topic, waitMs: this.config.missingTopicTimeoutMs, onPoison: this.config.onPoison },
-        `${problem}; until then its events wait, then go to the dead-letter topic (--on-poison dlq) or stop the worker (--on-poison stop)`,
+        `${unavailableTopicProblem(topic)}; until then its events wait, then go to the dead-letter topic (--on-poison dlq) or stop the worker (--on-poison stop)`,
       )
   }
 

@@ -77,7 +77,7 @@ export class TransactionalDelivery implements EventDelivery {
     private readonly hooks: TransactionalDeliveryHooks,
     private readonly identify: () => Promise<ServerIdentity> = () => identifyServer(config),
   ) {
-    this.topics = new TopicAvailability(config, publisher, metrics, logger)
+    this.topics = new TopicAvailability('exactly-once', config, publisher, metrics, logger)
   }
 
   /**
