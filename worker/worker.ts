@@ -111,7 +111,12 @@ class Worker extends EventEmitter implements OutboxWorker {
       logger,
       signal: this.stopController.signal,
     })
-    this.kafka = new KafkaReachability(this.createPublisher, logger, () => this.stopped(), this.stopController.signal)
+    this.kafka = new KafkaReachability({
+      createPublisher: this.createPublisher,
+      logger,
+      stopped: () => this.stopped(),
+      signal: this.stopController.signal,
+    })
     this.retention = new RetentionSchedule(config, logger, () => this.session?.deliveredBefore ?? 0)
     this.done = new Promise((resolve, reject) => {
       this.resolveDone = resolve
@@ -321,7 +326,7 @@ class Worker extends EventEmitter implements OutboxWorker {
   /** The database and the slot were checked just now, and the slot is another worker's. */
   private standBy(why: string): void {
     this.standbyCheckedAt = Date.now()
-    this.kafka.checkAsStandby()
+    void this.kafka.checkAsStandby()
     this.metrics.heartbeat.beat()
     this.metrics.resetSessionGauges({ standby: true })
     if (this.state === 'standby') return

@@ -15,34 +15,46 @@ export class KafkaReachability {
   private standbyCheck: Promise<void> | undefined
 
   constructor(
-    private readonly createPublisher: PublisherFactory,
-    private readonly logger: Logger,
-    /** Rejects when the worker is stopped: a check in flight does not hold the stop up. */
-    private readonly stopped: () => Promise<never>,
-    private readonly signal: AbortSignal,
+    private readonly deps: {
+      createPublisher: PublisherFactory
+      logger: Logger
+      /** Rejects when the worker is stopped: a check in flight does not hold the stop up. */
+      stopped: () => Promise<never>
+      signal: AbortSignal
+      now?: () => number
+    },
   ) {}
+
+  private now(): number {
+    return (this.deps.now ?? Date.now)()
+  }
 
   /** Connects once; rejects with the client's error when Kafka cannot be reached. */
   async check(): Promise<void> {
-    const publisher = this.createPublisher()
+    const publisher = this.deps.createPublisher()
     try {
       await publisher.connect()
     } finally {
       await publisher.disconnect().catch(() => {})
     }
-    this.checkedAt = Date.now()
+    this.checkedAt = this.now()
   }
 
-  /** A standby's check, in the background, at most every STANDBY_KAFKA_CHECK_MS. */
-  checkAsStandby(): void {
-    if (this.standbyCheck || Date.now() - (this.checkedAt ?? 0) < STANDBY_KAFKA_CHECK_MS) return
-    this.standbyCheck = Promise.race([this.check(), this.stopped()])
+  /**
+   * A standby's check, at most every STANDBY_KAFKA_CHECK_MS and one at a time. The worker does not
+   * wait for it (the slot is tried on meanwhile); the promise is for tests.
+   */
+  checkAsStandby(): Promise<void> {
+    if (this.standbyCheck) return this.standbyCheck
+    if (this.now() - (this.checkedAt ?? 0) < STANDBY_KAFKA_CHECK_MS) return Promise.resolve()
+    this.standbyCheck = Promise.race([this.check(), this.deps.stopped()])
       .catch((error: unknown) => {
-        if (!this.signal.aborted)
-          this.logger.warn(errorFields(error), 'standing by, but Kafka is not reachable: not ready')
+        if (!this.deps.signal.aborted)
+          this.deps.logger.warn(errorFields(error), 'standing by, but Kafka is not reachable: not ready')
       })
       .finally(() => {
         this.standbyCheck = undefined
       })
+    return this.standbyCheck
   }
 }
