@@ -1,8 +1,10 @@
+import { errorTree } from '../worker/operations/error-tree.js'
+
 /**
  * Whether an error says the database could not be reached, as opposed to a handler that failed:
  * such a record is retried until the database is back, never parked (parking needs the database
- * too, and the record did nothing wrong). Walks the error's causes: Prisma wraps the driver
- * adapter's error, which carries either a `kind` (adapter-pg's mapping) or the socket's `code`.
+ * too, and the record did nothing wrong). Walks the error's whole tree (errorTree): Prisma wraps the
+ * driver adapter's error, which carries either a `kind` (adapter-pg's mapping) or the socket's `code`.
  */
 const UNREACHABLE_KINDS = new Set(['DatabaseNotReachable', 'ConnectionClosed', 'SocketTimeout', 'TooManyConnections'])
 const UNREACHABLE_CODES = new Set([
@@ -27,19 +29,10 @@ const SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE'
  */
 export function outageSign(error: unknown): 'database' | 'socket' | undefined {
   let socket = false
-  const seen = new Set<unknown>()
-  const queue: unknown[] = [error]
-  while (queue.length > 0) {
-    const item = queue.shift()
-    if (item === null || typeof item !== 'object' || seen.has(item)) continue
-    seen.add(item)
-    const { kind, code, cause } = item as { kind?: unknown; code?: unknown; cause?: unknown }
+  for (const { kind, code } of errorTree(error)) {
     if (typeof kind === 'string' && UNREACHABLE_KINDS.has(kind)) return 'database'
     if (typeof code === 'string' && (UNREACHABLE_CODES.has(code) || code.startsWith('08'))) return 'database'
     if (typeof code === 'string' && SOCKET_CODES.has(code)) socket = true
-    queue.push(cause)
-    const errors = (item as { errors?: unknown }).errors
-    if (Array.isArray(errors)) queue.push(...errors)
   }
   return socket ? 'socket' : undefined
 }

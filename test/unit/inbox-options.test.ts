@@ -63,6 +63,13 @@ test('database outages are told from handler failures by code and kind, through 
   expect(outageSign(new Error('wrapped', { cause: { kind: 'ConnectionClosed' } }))).toBe('database')
   expect(outageSign(new Error('wrapped', { cause: { kind: 'postgres', code: '57P01' } }))).toBe('database')
   expect(outageSign(new Error('wrapped', { cause: { code: '08006' } }))).toBe('database')
+  // The same walk as the worker's Kafka classifications: retry wrappers and AggregateErrors too.
+  expect(outageSign(Object.assign(new Error('retries exhausted'), { originalError: { code: 'P1017' } }))).toBe(
+    'database',
+  )
+  expect(outageSign(new AggregateError([new Error('x'), Object.assign(new Error('y'), { code: '57P03' })]))).toBe(
+    'database',
+  )
   // A socket's code alone may be a handler's own call: the runner then asks the database.
   expect(outageSign(new Error('fetch failed', { cause: { code: 'ECONNREFUSED' } }))).toBe('socket')
   expect(outageSign(new Error('customer missing'))).toBeUndefined()

@@ -1,4 +1,4 @@
-import { errorTree } from './error-tree.js'
+import { errorTree } from '../operations/error-tree.js'
 import type { KafkaRecord } from './records.js'
 
 /**

@@ -1,6 +1,7 @@
 import { Admin as PlatformaticAdmin } from '@platformatic/kafka'
 import { type Admin, Kafka } from 'kafkajs'
 import type { WorkerConfig } from '../../operations/config.js'
+import { errorTree } from '../../operations/error-tree.js'
 import { OutboxSetupError } from '../../operations/errors.js'
 import type { Logger } from '../../operations/logger.js'
 import { LazyAdmin } from '../kafkajs-admin.js'
@@ -141,9 +142,10 @@ async function ensureCheckpointTopic(admin: Admin, topic: string): Promise<void>
       topics: [{ topic, numPartitions: 1, configEntries: CHECKPOINT_TOPIC_CONFIG }],
     })
   } catch (error) {
-    if ((error as { type?: string }).type === 'TOPIC_ALREADY_EXISTS') return
-    const denied = JSON.stringify(error, Object.getOwnPropertyNames(error)).includes('AUTHORIZATION_FAILED')
-    if (!denied) throw error
+    const types = [...errorTree(error)].map((fields) => fields.type)
+    if (types.includes('TOPIC_ALREADY_EXISTS')) return
+    // TOPIC_AUTHORIZATION_FAILED or CLUSTER_AUTHORIZATION_FAILED, at whatever depth kafkajs put it.
+    if (!types.some((type) => typeof type === 'string' && type.endsWith('_AUTHORIZATION_FAILED'))) throw error
     throw new OutboxSetupError(
       `the checkpoint topic "${topic}" does not exist and this worker may not create it: create it compacted (kafka-topics.sh --create --topic ${topic} --partitions 1 --config cleanup.policy=compact --config segment.ms=600000 --config segment.bytes=16777216), or grant CREATE, or name another with --checkpoint-topic`,
       { code: 'OUTBOX_CHECKPOINT_TOPIC', cause: error },

@@ -1,4 +1,4 @@
-import { errorTree } from '../error-tree.js'
+import { errorTree } from '../../operations/error-tree.js'
 import { classifyPublishError, type PublishErrorKind } from '../publisher.js'
 import type { KafkaRecord } from '../records.js'
 import type { Checkpoint } from './checkpoint.js'
