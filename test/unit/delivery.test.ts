@@ -278,4 +278,28 @@ describe('a batch Kafka refuses (MESSAGE_TOO_LARGE)', () => {
     expect(sent.filter((r) => !r.topic.endsWith('.dlq')).map((r) => r.key)).toEqual(keys.filter((k) => !refused.has(k)))
     expect(attempts.slice(0, 4)).toEqual([keys, keys.slice(0, 4), keys.slice(4), keys.slice(4, 6)])
   })
+
+  test('the dead-letter topic refusing the dead letter too stops the worker, naming the event, both refusals and the topic', async () => {
+    const publisher: Publisher = {
+      connect: async () => {},
+      disconnect: async () => {},
+      unavailableTopics: async () => [],
+      send: async (records) => {
+        if (records.some((r) => r.headers.id === 'b'))
+          throw Object.assign(new Error('too large'), { type: 'MESSAGE_TOO_LARGE' })
+      },
+    }
+    const acknowledged: string[] = []
+    const delivery = new Delivery(config, publisher, createMetrics(), silentLogger, {
+      acknowledged: (items) => acknowledged.push(...items.map((i) => i.record.headers.id as string)),
+      deadLettered: () => {},
+    })
+    for (const key of ['a', 'b', 'c']) delivery.enqueue(item('orders', key, 10))
+    await expect(delivery.run()).rejects.toThrow(
+      'Kafka refused it: MESSAGE_TOO_LARGE; the dead-letter topic orders.dlq refused it too (MESSAGE_TOO_LARGE)',
+    )
+    // Nothing from the poison event on is acknowledged: the slot is never confirmed past it.
+    expect(acknowledged).toEqual([])
+    await delivery.close()
+  })
 })

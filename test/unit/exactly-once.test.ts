@@ -400,6 +400,26 @@ describe('transactional delivery', () => {
     expect(fake.committed[0]?.values).toEqual(['0.0', '0.1', '0.2', '0.3', '0.4'])
   })
 
+  test('the dead-letter topic refusing the dead letter too stops the worker, with the same words as at-least-once', async () => {
+    const fake = fakePublisher(undefined, (r) => r.headers.id === '0.2')
+    const acknowledged: DeliveryItem[] = []
+    const delivery = new TransactionalDelivery(
+      config,
+      fake.publisher,
+      createMetrics(),
+      silentLogger,
+      { acknowledged: (batch) => acknowledged.push(...batch), deadLettered: () => {}, ended: () => {} },
+      identify,
+    )
+    for (const item of transactions([5])) delivery.enqueue(item)
+    await expect(delivery.run()).rejects.toThrow(
+      'Kafka refused it: MESSAGE_TOO_LARGE; the dead-letter topic orders.dlq refused it too (MESSAGE_TOO_LARGE)',
+    )
+    expect(fake.committed).toEqual([])
+    expect(acknowledged).toEqual([])
+    await delivery.close()
+  })
+
   test('fenced: nothing is acknowledged and the session is ended (the run loop pauses before the next)', async () => {
     const fake = fakePublisher(undefined)
     fake.failWith({ type: 'INVALID_PRODUCER_EPOCH' })

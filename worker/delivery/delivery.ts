@@ -4,8 +4,14 @@ import { errorFields, type Logger } from '../operations/logger.js'
 import type { Metrics } from '../operations/metrics.js'
 import { waitBeforeRetry } from '../retry-policy.js'
 import { halves, RequestBudget } from './batching.js'
-import type { DeliveryHooks, DeliveryItem, EventDelivery, SendError } from './event-delivery.js'
-import { deadLetterFor } from './poison.js'
+import {
+  type DeliveryHooks,
+  type DeliveryItem,
+  type EventDelivery,
+  type SendError,
+  sendErrorOf,
+} from './event-delivery.js'
+import { deadLetterAcknowledged, deadLetterFor, deadLetterRefused } from './poison.js'
 import { classifyPublishError, type Publisher } from './publisher.js'
 import { type KafkaRecord, poisonReason, restamped } from './records.js'
 import { SendLoop } from './send-loop.js'
@@ -36,7 +42,6 @@ interface Part {
 export class Delivery implements EventDelivery {
   private readonly loop = new SendLoop()
   private readonly topics: TopicAvailability
-  kafkaConnected = true
   lastError: SendError | undefined
   /** At-least-once retries a failed send within the session, and sends records as they come. */
   readonly ending = false
@@ -207,7 +212,7 @@ export class Delivery implements EventDelivery {
       )
       try {
         await sending
-        this.setKafkaConnected(true)
+        this.metrics.kafkaConnected.set(1)
         this.lastError = undefined
         this.topics.written(topics)
         this.metrics.batchSize.observe(records.length)
@@ -240,9 +245,7 @@ export class Delivery implements EventDelivery {
     // retrying it would hide it behind a live worker. The worker stops and shows it.
     if (!(error instanceof Error) || error instanceof TypeError) throw error
     const { kind, type } = classifyPublishError(error)
-    this.metrics.publishErrors.inc({ kind })
-    this.metrics.heartbeat.beat()
-    this.lastError = { message: (error as Error).message ?? String(error), type, at: Date.now() }
+    this.lastError = sendErrorOf(this.metrics, error, { kind, type })
     if (kind === 'refused') return { kind: 'refused', type: type ?? 'refused' }
     if (kind === 'fatal') throw error
     // Stamped now and still refused: the broker's clock is far off; retried like an outage.
@@ -251,7 +254,7 @@ export class Delivery implements EventDelivery {
     const answered = await this.topics.check(topics)
     // A send failed: whether metadata answers does not make events flow (NOT_ENOUGH_REPLICAS
     // answers metadata and refuses every send).
-    this.setKafkaConnected(false)
+    this.metrics.kafkaConnected.set(0)
     if (kind === 'topic' && answered && !topics.some((t) => this.topics.blocked.includes(t))) {
       // Listed, yet refused: this worker may see the topic but not write to it.
       if (topics.length > 1) return { kind: 'split-by-topic' }
@@ -267,24 +270,14 @@ export class Delivery implements EventDelivery {
     const dead = deadLetterFor(item.record, reason, this.config, this.logger)
     // A dead letter is stamped with the time it is written (toDeadLetter): never 'timestamp'.
     const result = await this.sendWithRetry([dead], true)
-    if (result.kind === 'refused')
-      throw new OutboxPoisonEventError(
-        id,
-        `${reason}; the dead-letter topic ${dead.topic} refused it too (${result.type})`,
-      )
+    if (result.kind === 'refused') throw deadLetterRefused(id, reason, dead.topic, result.type)
     if (result.kind === 'topics')
       throw new OutboxPoisonEventError(
         id,
         `${reason}; and so is its dead-letter topic: ${unavailableTopicProblem(dead.topic)}`,
       )
     if (result.kind !== 'ok') throw new Error(`a dead letter's send ended as ${result.kind}, not acknowledged`)
-    this.metrics.eventsDeadLettered.inc()
-    this.hooks.deadLettered({ id, topic: item.record.topic, reason })
-  }
-
-  private setKafkaConnected(connected: boolean): void {
-    this.kafkaConnected = connected
-    this.metrics.kafkaConnected.set(connected ? 1 : 0)
+    deadLetterAcknowledged(this.metrics, this.hooks, { id, topic: item.record.topic, reason })
   }
 }
 

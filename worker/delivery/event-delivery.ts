@@ -1,3 +1,4 @@
+import type { Metrics } from '../operations/metrics.js'
 import type { TrackedTransaction } from '../stream/lsn-tracker.js'
 import type { KafkaRecord } from './records.js'
 
@@ -21,6 +22,21 @@ export interface SendError {
   message: string
   type: string | undefined
   at: number
+}
+
+/**
+ * A failed send (at-least-once) or Kafka transaction (exactly-once), as both deliveries record it:
+ * counted by kind, the heartbeat beaten (a failing send is no stuck worker), and returned as the
+ * delivery's lastError.
+ */
+export function sendErrorOf(
+  metrics: Metrics,
+  error: unknown,
+  classified: { kind: string; type: string | undefined },
+): SendError {
+  metrics.publishErrors.inc({ kind: classified.kind })
+  metrics.heartbeat.beat()
+  return { message: (error as Error | undefined)?.message ?? String(error), type: classified.type, at: Date.now() }
 }
 
 /**

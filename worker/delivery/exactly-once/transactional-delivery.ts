@@ -3,8 +3,14 @@ import { OutboxPoisonEventError, OutboxSetupError } from '../../operations/error
 import { errorFields, type Logger } from '../../operations/logger.js'
 import type { Metrics } from '../../operations/metrics.js'
 import { formatLsn, type Lsn } from '../../stream/lsn.js'
-import type { DeliveryHooks, DeliveryItem, EventDelivery, SendError } from '../event-delivery.js'
-import { deadLetterFor } from '../poison.js'
+import {
+  type DeliveryHooks,
+  type DeliveryItem,
+  type EventDelivery,
+  type SendError,
+  sendErrorOf,
+} from '../event-delivery.js'
+import { deadLetterAcknowledged, deadLetterFor, deadLetterRefused } from '../poison.js'
 import { type KafkaRecord, poisonReason } from '../records.js'
 import { SendLoop } from '../send-loop.js'
 import { TopicAvailability } from '../topic-availability.js'
@@ -54,7 +60,6 @@ export class TransactionalDelivery implements EventDelivery {
   private checkpointRead = false
   /** The PostgreSQL history this session streams, written into every checkpoint. */
   private identity: ServerIdentity | undefined
-  kafkaConnected = true
   /** A transaction failed: the session is ending (and the next one starts from the slot). */
   ending = false
   /** The failure that ends this session, for /status. */
@@ -151,10 +156,7 @@ export class TransactionalDelivery implements EventDelivery {
   private async deliver(batch: Batch): Promise<void> {
     const deadLetters: DeadLetters = new Map()
     await this.loop.track(this.attempt(batch, deadLetters))
-    for (const info of deadLetters.values()) {
-      this.metrics.eventsDeadLettered.inc()
-      this.hooks.deadLettered(info)
-    }
+    for (const info of deadLetters.values()) deadLetterAcknowledged(this.metrics, this.hooks, info)
   }
 
   /** The checkpoint if not read yet, then one committed Kafka transaction for what Kafka lacks. */
@@ -185,7 +187,7 @@ export class TransactionalDelivery implements EventDelivery {
     const fresh = batch.filter((item) => !alreadyInKafka(item.transaction.endLsn as Lsn, this.checkpoint))
     if (fresh.length < batch.length)
       this.logger.info({ events: batch.length - fresh.length }, 'exactly-once: skipped events already in Kafka')
-    this.setKafkaConnected(true)
+    this.metrics.kafkaConnected.set(1)
     if (fresh.length === 0) return
     const last = (fresh[fresh.length - 1] as DeliveryItem).transaction.endLsn as Lsn
     const records = fresh.map((item) => {
@@ -216,11 +218,8 @@ export class TransactionalDelivery implements EventDelivery {
         if (refused.size === 0) throw error
         for (const [record, refusedType] of refused) {
           const index = records.indexOf(record)
-          if (deadLetters.has(record))
-            throw new OutboxPoisonEventError(
-              record.headers.id ?? '?',
-              `its dead letter was refused by the dead-letter topic ${record.topic} too (${refusedType})`,
-            )
+          const deadLetter = deadLetters.get(record)
+          if (deadLetter) throw deadLetterRefused(deadLetter.id, deadLetter.reason, record.topic, refusedType)
           records[index] = this.deadLetter(record, `Kafka refused it: ${refusedType}`, deadLetters)
         }
       } finally {
@@ -236,9 +235,7 @@ export class TransactionalDelivery implements EventDelivery {
   /** Rejects on what stops the worker; otherwise logs and ends the session. */
   private async failed(error: unknown): Promise<void> {
     const { kind, type } = classifyTransactionError(error)
-    this.metrics.publishErrors.inc({ kind })
-    this.metrics.heartbeat.beat()
-    this.lastError = { message: (error as Error).message ?? String(error), type, at: Date.now() }
+    this.lastError = sendErrorOf(this.metrics, error, { kind, type })
     this.ending = true
     if (kind === 'topic') await this.reportUnavailableTopics()
     if (error instanceof OutboxPoisonEventError || error instanceof OutboxSetupError || kind === 'fatal') throw error
@@ -249,13 +246,13 @@ export class TransactionalDelivery implements EventDelivery {
         'exactly-once: could not identify the PostgreSQL server: the session ends and restarts',
       )
     } else if (kind === 'fenced') {
-      this.setKafkaConnected(false)
+      this.metrics.kafkaConnected.set(0)
       this.logger.error(
         { ...errorFields(error), transactionalId: transactionalId(this.config) },
         'fenced: another worker has taken over this transactional id: this session ends, confirming nothing more',
       )
     } else {
-      this.setKafkaConnected(false)
+      this.metrics.kafkaConnected.set(0)
       this.logger.warn(
         errorFields(error),
         'Kafka transaction failed: the session ends and restarts from the confirmed position, skipping what the checkpoint shows Kafka has',
@@ -291,10 +288,5 @@ export class TransactionalDelivery implements EventDelivery {
     const dead = deadLetterFor(record, reason, this.config, this.logger)
     deadLetters.set(dead, { id: record.headers.id ?? '?', topic: record.topic, reason })
     return dead
-  }
-
-  private setKafkaConnected(connected: boolean): void {
-    this.kafkaConnected = connected
-    this.metrics.kafkaConnected.set(connected ? 1 : 0)
   }
 }
