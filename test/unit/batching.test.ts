@@ -1,5 +1,8 @@
 import { describe, expect, test } from 'vitest'
-import { halves, MAX_REQUEST_BYTES, RequestBudget } from '../../worker/delivery/batching.js'
+import { halves, MAX_REQUEST_BYTES, RequestBudget, requestLength } from '../../worker/delivery/batching.js'
+import { chunkRecords } from '../../worker/delivery/exactly-once/refused.js'
+import { type KafkaRecord, recordBytes } from '../../worker/delivery/records.js'
+import { DEFAULTS } from '../../worker/operations/config.js'
 
 describe('what one Kafka request may hold (both delivery modes)', () => {
   const limits = { batchSize: 3, maxMessageBytes: 100 }
@@ -31,5 +34,33 @@ describe('what one Kafka request may hold (both delivery modes)', () => {
       [1, 2, 3],
       [4, 5],
     ])
+  })
+
+  test('a request is cut from any start; exactly-once cuts a transaction into requests the same way, in order', () => {
+    const sizes = [
+      { topic: 'a', bytes: 60 },
+      { topic: 'a', bytes: 60 },
+      { topic: 'b', bytes: 60 },
+      { topic: 'a', bytes: 10 },
+    ]
+    expect(requestLength(sizes, 0, limits, (s) => s)).toBe(1)
+    expect(requestLength(sizes, 1, limits, (s) => s)).toBe(3)
+    expect(requestLength(sizes, 4, limits, (s) => s)).toBe(0)
+    const records: KafkaRecord[] = ['x'.repeat(400), 'y'.repeat(400), 'z', 'w'].map((value, i) => ({
+      topic: 'a',
+      key: String(i),
+      value,
+      headers: {},
+      timestamp: '0',
+    }))
+    const chunks = chunkRecords(records, {
+      ...DEFAULTS,
+      databaseUrl: '',
+      kafkaBrokers: [],
+      batchSize: 3,
+      maxMessageBytes: 2 * recordBytes(records[0] as KafkaRecord) - 1,
+    })
+    expect(chunks.flat()).toEqual(records)
+    expect(chunks.map((c) => c.map((r) => r.key))).toEqual([['0'], ['1', '2', '3']])
   })
 })

@@ -31,6 +31,27 @@ export class RequestBudget {
 }
 
 /**
+ * How many items, from `start` on, one request may hold (RequestBudget); at least one. Both
+ * deliveries cut their requests this way: at-least-once from the head of its queue, exactly-once
+ * a Kafka transaction into several requests.
+ */
+export function requestLength<T>(
+  items: readonly T[],
+  start: number,
+  limits: { batchSize: number; maxMessageBytes: number },
+  sizeOf: (item: T) => { topic: string; bytes: number },
+): number {
+  const budget = new RequestBudget(limits)
+  let end = start
+  while (end < items.length) {
+    const { topic, bytes } = sizeOf(items[end] as T)
+    if (!budget.add(topic, bytes)) break
+    end++
+  }
+  return end - start
+}
+
+/**
  * How both deliveries search a batch Kafka refused for the record it refuses: halved, the first
  * half tried before the second (records keep their order), until the refused record is alone.
  */

@@ -3,7 +3,7 @@ import { OutboxPoisonEventError } from '../operations/errors.js'
 import { errorFields, type Logger } from '../operations/logger.js'
 import type { Metrics } from '../operations/metrics.js'
 import { waitBeforeRetry } from '../retry-policy.js'
-import { halves, RequestBudget } from './batching.js'
+import { halves, requestLength } from './batching.js'
 import {
   type DeliveryHooks,
   type DeliveryItem,
@@ -90,14 +90,8 @@ export class Delivery implements EventDelivery {
   }
 
   private takeBatch(): DeliveryItem[] {
-    const budget = new RequestBudget(this.config)
     const queue = this.loop.queue
-    let count = 0
-    for (const item of queue) {
-      if (!budget.add(item.record.topic, item.bytes)) break
-      count++
-    }
-    return queue.splice(0, count)
+    return queue.splice(0, requestLength(queue, 0, this.config, itemSize))
   }
 
   /** Publishes a batch; poison records go to the dead-letter topic (or stop the worker). */
@@ -279,6 +273,10 @@ export class Delivery implements EventDelivery {
     if (result.kind !== 'ok') throw new Error(`a dead letter's send ended as ${result.kind}, not acknowledged`)
     deadLetterAcknowledged(this.metrics, this.hooks, { id, topic: item.record.topic, reason })
   }
+}
+
+function itemSize(item: DeliveryItem): { topic: string; bytes: number } {
+  return { topic: item.record.topic, bytes: item.bytes }
 }
 
 /** Each topic's items in their order; records of different topics have none in Kafka. */

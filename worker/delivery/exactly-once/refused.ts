@@ -1,5 +1,5 @@
 import type { WorkerConfig } from '../../operations/config.js'
-import { halves, RequestBudget } from '../batching.js'
+import { halves, requestLength } from '../batching.js'
 import type { KafkaRecord } from '../records.js'
 import { recordBytes } from '../records.js'
 import { classifyTransactionError } from './transactional-publisher.js'
@@ -11,19 +11,14 @@ import { classifyTransactionError } from './transactional-publisher.js'
  */
 export function chunkRecords(records: KafkaRecord[], config: WorkerConfig): KafkaRecord[][] {
   const chunks: KafkaRecord[][] = []
-  let chunk: KafkaRecord[] = []
-  let budget = new RequestBudget(config)
-  for (const record of records) {
-    const size = recordBytes(record)
-    if (!budget.add(record.topic, size)) {
-      chunks.push(chunk)
-      chunk = []
-      budget = new RequestBudget(config)
-      budget.add(record.topic, size)
-    }
-    chunk.push(record)
+  for (let start = 0; start < records.length; ) {
+    const length = requestLength(records, start, config, (record) => ({
+      topic: record.topic,
+      bytes: recordBytes(record),
+    }))
+    chunks.push(records.slice(start, start + length))
+    start += length
   }
-  if (chunk.length > 0) chunks.push(chunk)
   return chunks
 }
 
