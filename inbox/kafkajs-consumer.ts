@@ -1,7 +1,7 @@
 import { setMaxListeners } from 'node:events'
 import { type Consumer, type EachBatchPayload, type IHeaders, Kafka, logLevel } from 'kafkajs'
 import { errorFields, type Logger } from '../worker/operations/logger.js'
-import { type RetryBounds, waitBeforeRetry } from '../worker/retry-policy.js'
+import { CONSUMER_RESTART, waitBeforeRetry } from '../worker/retry-policy.js'
 import type { Outcome } from './handle-record.js'
 import type { InboxMetrics } from './metrics.js'
 import type { InboxRecord } from './record.js'
@@ -20,8 +20,6 @@ export interface ConsumerDeps {
 
 /** A consumer silent this long (no fetch, no record, no heartbeat) is taken for stopped and replaced. */
 const SILENCE_MS = 60_000
-/** The backoff between tries to start a replacement consumer (retry-policy.ts). */
-const CONSUMER_RESTART: RetryBounds = { retryInitialMs: 500, retryMaxMs: 10_000 }
 
 /**
  * The inbox's Kafka side on kafkajs: one record at a time per partition, in offset order, up to

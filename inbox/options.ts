@@ -1,6 +1,7 @@
 import { OutboxError } from '../src/errors.js'
 import { topicNameProblem } from '../src/topic.js'
 import type { Logger } from '../worker/operations/logger.js'
+import { DEFAULT_RETRY } from '../worker/retry-policy.js'
 import type { EventMap, Handlers } from './types.js'
 
 /** What `createInbox` needs; every optional field has its default in DEFAULT_INBOX_OPTIONS. */
@@ -59,8 +60,7 @@ export interface InboxOptions<M extends EventMap, C, Tx> {
 export const DEFAULT_INBOX_OPTIONS = {
   onFailure: 'block-key' as 'block-key' | 'continue',
   attempts: 5,
-  retryInitialMs: 200,
-  retryMaxMs: 5000,
+  ...DEFAULT_RETRY,
   partitionsConcurrently: 4,
   table: 'inbox',
   retainHandledMs: 7 * 24 * 3600 * 1000,

@@ -1,6 +1,7 @@
 import { topicNameProblem } from '../../src/topic.js'
 import { exactlyOnceProblem } from '../delivery/exactly-once/settings.js'
 import { applyTemplate } from '../delivery/records.js'
+import { DEFAULT_RETRY } from '../retry-policy.js'
 import { OutboxConfigError } from './errors.js'
 import { rememberSecrets } from './redact.js'
 
@@ -134,10 +135,7 @@ export const DEFAULTS: Omit<WorkerConfig, 'databaseUrl' | 'kafkaBrokers'> = {
   standbyPollMs: 2_000,
   startupTimeoutMs: 30_000,
   shutdownTimeoutMs: 15_000,
-  retryInitialMs: 200,
-  // The relay has one job and one connection each way: a retry every few seconds costs nothing,
-  // and it bounds how long delivery waits after Kafka or PostgreSQL come back.
-  retryMaxMs: 5_000,
+  ...DEFAULT_RETRY,
   healthPort: 9464,
   healthHost: '0.0.0.0',
   logLevel: 'info',
