@@ -1,5 +1,5 @@
 import { recordBytes as kafkaRecordBytes } from '../../src/record-size.js'
-import { topicNameProblem } from '../../src/topic.js'
+import { asTopicName, topicNameProblem } from '../../src/topic.js'
 import type { OutboxRecord } from '../stream/outbox-record.js'
 
 /** A record ready for Kafka. */
@@ -115,10 +115,7 @@ export function toDeadLetter(
   dlqTemplate: string,
   maxMessageBytes: number,
 ): KafkaRecord {
-  let topic = applyTemplate(dlqTemplate, { topic: record.topic })
-    .replace(/[^a-zA-Z0-9._-]/g, '_')
-    .slice(0, 249)
-  if (topic === '' || topic === '.' || topic === '..') topic = 'outbox.dlq'
+  const topic = asTopicName(applyTemplate(dlqTemplate, { topic: record.topic }), 'outbox.dlq')
   // Stamped with the time it is written, the event's own in originalTimestamp: a dead-letter
   // topic may refuse old timestamps too (message.timestamp.before.max.ms set broker-wide).
   const stamped = restamped(record, Date.now())

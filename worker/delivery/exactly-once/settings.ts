@@ -1,3 +1,5 @@
+import { MAX_TOPIC_LENGTH, topicNameProblem } from '../../../src/topic.js'
+
 /**
  * The exactly-once settings: what they mean (the transactional id, the checkpoint topic) and
  * whether they are valid. Typed by the fields they read, not by WorkerConfig, so that the
@@ -43,17 +45,17 @@ export function exactlyOnceProblem(config: ExactlyOnceSettings, name: SettingNam
   const topic = checkpointTopic(config)
   if (!validTopicName(topic)) {
     if (config.checkpointTopic !== undefined)
-      return `${name('checkpointTopic')} "${topic}" is not a valid Kafka topic name (letters, digits, ".", "_", "-"; at most 249)`
+      return `${name('checkpointTopic')} "${topic}" is not a valid Kafka topic name (letters, digits, ".", "_", "-"; at most ${MAX_TOPIC_LENGTH})`
     return defaultTopicProblem(topic, name)
   }
   return undefined
 }
 
 export function validTopicName(topic: string): boolean {
-  return /^[a-zA-Z0-9._-]{1,249}$/.test(topic) && !/^\.\.?$/.test(topic)
+  return topicNameProblem(topic) === undefined
 }
 
 /** The default checkpoint topic is no valid topic name (the id has other characters): the fix. */
 export function defaultTopicProblem(topic: string, name: SettingName): string {
-  return `the default checkpoint topic "${topic}" (the transactional id and ".checkpoint") is not a valid Kafka topic name (letters, digits, ".", "_", "-"; at most 249): set ${name('checkpointTopic')}, or a ${name('transactionalId')} made of those characters`
+  return `the default checkpoint topic "${topic}" (the transactional id and ".checkpoint") is not a valid Kafka topic name (letters, digits, ".", "_", "-"; at most ${MAX_TOPIC_LENGTH}): set ${name('checkpointTopic')}, or a ${name('transactionalId')} made of those characters`
 }
