@@ -1,7 +1,7 @@
 import type { WorkerConfig } from '../operations/config.js'
 import type { Logger } from '../operations/logger.js'
 import type { Metrics } from '../operations/metrics.js'
-import { importTransactional } from './create-publisher.js'
+import { importTransactional, whenLoaded } from './create-publisher.js'
 import { Delivery } from './delivery.js'
 import type { DeliveryHooks, EventDelivery } from './event-delivery.js'
 import { TransactionalDelivery } from './exactly-once/transactional-delivery.js'
@@ -51,18 +51,15 @@ function gatedPublisher(publisher: Publisher, alive: () => boolean): Publisher {
  * with @platformatic/kafka must not pay for kafkajs's import.
  */
 function lazyTransactionalPublisher(config: WorkerConfig, logger: Logger): TransactionalPublisher {
-  const loaded = importTransactional().then((module) => module.createKafkajsTransactionalPublisher(config, logger))
-  // A failed import is reported by the first call; until then it must not be unhandled.
-  loaded.catch(() => {})
-  return {
-    connect: async () => (await loaded).connect(),
-    readCheckpoint: async () => (await loaded).readCheckpoint(),
-    commitTransaction: async (chunks, checkpoint) => (await loaded).commitTransaction(chunks, checkpoint),
-    probe: async (records) => (await loaded).probe(records),
-    unavailableTopics: async (topics) => {
-      const publisher = await loaded
-      return publisher.unavailableTopics ? publisher.unavailableTopics(topics) : []
+  return whenLoaded<TransactionalPublisher>(
+    importTransactional().then((module) => module.createKafkajsTransactionalPublisher(config, logger)),
+    {
+      connect: true,
+      readCheckpoint: true,
+      commitTransaction: true,
+      probe: true,
+      unavailableTopics: true,
+      disconnect: true,
     },
-    disconnect: async () => (await loaded).disconnect(),
-  }
+  )
 }

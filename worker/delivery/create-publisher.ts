@@ -9,22 +9,29 @@ import type { Publisher } from './publisher.js'
  * second of CPU at start on a busy 2-core machine (it compiles its option schemas), kafkajs ~13 MB.
  */
 export function createPublisher(config: WorkerConfig, logger: Logger): Publisher {
-  return lazyPublisher(
+  return whenLoaded<Publisher>(
     config.kafkaClient === 'kafkajs'
       ? import('./kafkajs-publisher.js').then((module) => module.createKafkaPublisher(config, logger))
       : importPlatformaticPublisher().then((module) => module.createPlatformaticPublisher(config)),
+    { connect: true, send: true, unavailableTopics: true, disconnect: true },
   )
 }
 
-function lazyPublisher(loaded: Promise<Publisher>): Publisher {
-  // A failed import is reported by the first call; until then it must not be unhandled.
+/**
+ * An object whose methods wait for `loaded` (a client's module being imported), then call the
+ * loaded object's: a publisher can be handed out at once, and its library imported beside the
+ * start-up checks. A failed import is reported by the first call, never as an unhandled rejection.
+ * `methods` names every method of T (the compiler checks that none is left out).
+ */
+export function whenLoaded<T extends object>(loaded: Promise<T>, methods: { [K in keyof Required<T>]: true }): T {
   loaded.catch(() => {})
-  return {
-    connect: async () => (await loaded).connect(),
-    send: async (records) => (await loaded).send(records),
-    unavailableTopics: async (topics) => (await loaded).unavailableTopics(topics),
-    disconnect: async () => (await loaded).disconnect(),
-  }
+  const forwarding: Record<string, (...args: unknown[]) => Promise<unknown>> = {}
+  for (const method of Object.keys(methods) as (keyof T & string)[])
+    forwarding[method] = async (...args) => {
+      const target = await loaded
+      return (target[method] as (...args: unknown[]) => unknown).apply(target, args)
+    }
+  return forwarding as T
 }
 
 /**
