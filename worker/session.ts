@@ -1,7 +1,7 @@
 import { createDelivery } from './delivery/create-delivery.js'
-import type { DeliveryItem, EventDelivery } from './delivery/event-delivery.js'
+import { type DeliveryItem, deliveryItem, type EventDelivery } from './delivery/event-delivery.js'
 import type { PublisherFactory } from './delivery/publisher.js'
-import { recordBytes, toKafkaRecord, undecodableRecord } from './delivery/records.js'
+import { toKafkaRecord, undecodableRecord } from './delivery/records.js'
 import { UNAVAILABLE_TOPIC_FIX } from './delivery/topic-availability.js'
 import type { WorkerConfig } from './operations/config.js'
 import { OutboxSetupError, SQLSTATE, sqlState } from './operations/errors.js'
@@ -100,14 +100,10 @@ export class ReplicationSession {
         this.metrics.streaming.set(1)
         this.events.streaming()
       },
-      record: (record, transaction) => {
-        const kafkaRecord = toKafkaRecord(record, config.topicTemplate)
-        this.enqueue({ record: kafkaRecord, bytes: recordBytes(kafkaRecord), transaction })
-      },
-      undecodable: (row, transaction) => {
-        const kafkaRecord = undecodableRecord(row.columns, config.topicTemplate)
-        this.enqueue({ record: kafkaRecord, bytes: recordBytes(kafkaRecord), transaction, poison: row.reason })
-      },
+      record: (record, transaction) =>
+        this.enqueue(deliveryItem(toKafkaRecord(record, config.topicTemplate), transaction)),
+      undecodable: (row, transaction) =>
+        this.enqueue(deliveryItem(undecodableRecord(row.columns, config.topicTemplate), transaction, row.reason)),
       // The table is no longer under its name: as start-up would find it.
       tableLeft: (reason) => this.watch.report({ code: 'OUTBOX_NO_TABLE', message: reason }),
       tableReplaced: () => this.onTableReplaced(),

@@ -1,6 +1,6 @@
 import type { Metrics } from '../operations/metrics.js'
 import type { TrackedTransaction } from '../stream/lsn-tracker.js'
-import type { KafkaRecord } from './records.js'
+import { type KafkaRecord, recordBytes } from './records.js'
 
 /** One record on its way to Kafka, with the transaction to acknowledge once Kafka has it. */
 export interface DeliveryItem {
@@ -9,6 +9,13 @@ export interface DeliveryItem {
   transaction: TrackedTransaction
   /** Known to be poison when received (an undecodable row): dead-lettered, never sent as is. */
   poison?: string
+}
+
+/** The item for a record, its size counted once (batches are cut by it: RequestBudget). */
+export function deliveryItem(record: KafkaRecord, transaction: TrackedTransaction, poison?: string): DeliveryItem {
+  const item: DeliveryItem = { record, bytes: recordBytes(record), transaction }
+  if (poison !== undefined) item.poison = poison
+  return item
 }
 
 export interface DeliveryHooks {

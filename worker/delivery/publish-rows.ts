@@ -6,9 +6,9 @@ import type { Metrics } from '../operations/metrics.js'
 import { splitTable } from '../slot/checks.js'
 import { JSON_TYPE_OIDS, toRecord } from '../stream/decoder.js'
 import { Delivery } from './delivery.js'
-import type { DeliveryItem } from './event-delivery.js'
+import { type DeliveryItem, deliveryItem } from './event-delivery.js'
 import type { Publisher } from './publisher.js'
-import { recordBytes, toKafkaRecord, undecodableRecord } from './records.js'
+import { toKafkaRecord, undecodableRecord } from './records.js'
 
 const PAGE_ROWS = 1000
 
@@ -177,9 +177,12 @@ function toItem(row: Record<string, string | null>, fields: pg.FieldDef[], topic
       toRecord(row, { parsers, payloadIsJson: JSON_TYPE_OIDS.has(payloadType) }),
       topicTemplate,
     )
-    return { record, bytes: recordBytes(record), transaction }
+    return deliveryItem(record, transaction)
   } catch (error) {
-    const record = undecodableRecord(row, topicTemplate)
-    return { record, bytes: recordBytes(record), transaction, poison: `undecodable row: ${(error as Error).message}` }
+    return deliveryItem(
+      undecodableRecord(row, topicTemplate),
+      transaction,
+      `undecodable row: ${(error as Error).message}`,
+    )
   }
 }

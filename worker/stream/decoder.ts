@@ -91,7 +91,7 @@ export class OutboxDecoder {
   }
 
   /**
-   * Message mode's events (worker/message-decoder.ts); anyone else's messages are skipped. One of
+   * Message mode's events (message-decoder.ts); anyone else's messages are skipped. One of
    * ours that cannot be read (a newer format, or someone else using our prefix) is poison like an
    * undecodable row: dead-lettered with its content, so it can be replayed by a newer worker.
    */
