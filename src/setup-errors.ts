@@ -26,16 +26,19 @@ export function missingTableError(error: unknown, table: string): unknown {
 }
 
 /**
- * The SQLSTATE of a failed raw query as Prisma reports it: P2010 with the driver adapter's
- * `originalCode` (Prisma 7), or `meta.code` (query engine). Not the worker's sqlState(), which
- * reads pg's own errors: an app's Prisma wraps the driver's error, and src/ ships without worker/.
+ * The SQLSTATE of a failed raw query as Prisma reports it: P2010 with the driver adapter's error
+ * (Prisma 7), or `meta.code` (query engine). Not the worker's sqlState(), which reads pg's own
+ * errors: an app's Prisma wraps the driver's error, and src/ ships without worker/.
  */
 function prismaSqlState(error: unknown): string | undefined {
-  const e = error as {
-    code?: unknown
-    meta?: { code?: unknown; driverAdapterError?: { cause?: { originalCode?: unknown } } }
-  }
+  const e = error as { code?: unknown; meta?: { code?: unknown; driverAdapterError?: unknown } }
   if (e?.code !== 'P2010') return undefined
-  const code = e.meta?.driverAdapterError?.cause?.originalCode ?? e.meta?.code
+  const code = adapterSqlState(e.meta?.driverAdapterError) ?? e.meta?.code
+  return typeof code === 'string' ? code : undefined
+}
+
+/** The SQLSTATE of a driver adapter's error: @prisma/adapter-pg keeps PostgreSQL's in `cause.originalCode`. */
+export function adapterSqlState(error: unknown): string | undefined {
+  const code = (error as { cause?: { originalCode?: unknown } } | undefined)?.cause?.originalCode
   return typeof code === 'string' ? code : undefined
 }

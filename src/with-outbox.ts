@@ -1,5 +1,6 @@
 import { OutboxError } from './errors.js'
 import { inlineParams } from './inline-sql.js'
+import { adapterSqlState } from './setup-errors.js'
 import { EMIT_SQL_MARKER } from './sql.js'
 import { transactionEnd } from './transaction-end.js'
 
@@ -239,7 +240,7 @@ async function commitWith(tx: AdapterTransaction, statements: string[], ending: 
     await rollbackQuietly(tx)
     // Our statements are well formed; a syntax error means the adapter prepared the message,
     // and a prepared statement cannot hold several commands.
-    if ((error as { cause?: { originalCode?: unknown } })?.cause?.originalCode === SYNTAX_ERROR) {
+    if (adapterSqlState(error) === SYNTAX_ERROR) {
       throw new OutboxError(
         'withOutbox cannot send events with COMMIT through an adapter that prepares statements: ' +
           'remove the statementNameGenerator option of PrismaPg, or do not use withOutbox',
