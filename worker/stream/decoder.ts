@@ -115,7 +115,7 @@ export class OutboxDecoder {
     if (!isOutbox) {
       if (this.outboxRelations.delete(relation.relationOid)) {
         this.sink.tableLeft(
-          `the outbox table ${this.schema}.${this.table} is now ${relation.schema}.${relation.name} (renamed or moved)`,
+          `the outbox table ${this.schema}.${this.table} is now ${relation.schema}.${relation.name} (renamed or moved): rename it back, or restart the worker with OUTBOX_TABLE (--table) naming it, after adding it to the publication`,
         )
       }
       return
