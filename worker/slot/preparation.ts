@@ -1,9 +1,10 @@
-import pg from 'pg'
+import type pg from 'pg'
 import type { PublisherFactory } from '../delivery/publisher.js'
 import { DEFAULTS, statusIntervalProblem, type WorkerConfig } from '../operations/config.js'
 import { OutboxSetupError } from '../operations/errors.js'
 import type { Logger } from '../operations/logger.js'
 import type { Metrics } from '../operations/metrics.js'
+import { sideConnection } from '../operations/side-connection.js'
 import { prepareDatabase, slotInfo } from './setup.js'
 import { dropInvalidatedSlot, readSlotState, slotAction } from './slot-state.js'
 import { createSlot, slotCreationUnderWay } from './snapshot.js'
@@ -54,12 +55,7 @@ export class SlotPreparation {
    */
   async prepare({ createSlot = true, starting = false } = {}): Promise<Prepared> {
     const config = this.context.config()
-    const client = new pg.Client({
-      connectionString: config.databaseUrl,
-      connectionTimeoutMillis: 5000,
-      query_timeout: 15_000,
-    })
-    client.on('error', () => {})
+    const client = sideConnection(config.databaseUrl)
     await client.connect()
     try {
       await prepareDatabase(client, config)

@@ -1,5 +1,5 @@
-import pg from 'pg'
 import type { WorkerConfig } from '../operations/config.js'
+import { sideConnection } from '../operations/side-connection.js'
 import { formatLsn } from '../stream/lsn.js'
 import {
   publicationProblem,
@@ -37,8 +37,7 @@ export interface StatusReport {
 export async function readStatus(
   config: Pick<WorkerConfig, 'databaseUrl' | 'slot' | 'publication' | 'table'>,
 ): Promise<StatusReport> {
-  const client = new pg.Client({ connectionString: config.databaseUrl, connectionTimeoutMillis: 5000 })
-  client.on('error', () => {})
+  const client = sideConnection(config.databaseUrl)
   await client.connect()
   try {
     const server = await readServerFacts(client)
