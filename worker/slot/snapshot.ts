@@ -7,7 +7,7 @@ import { OutboxSetupError, SQLSTATE, sqlState } from '../operations/errors.js'
 import type { Logger } from '../operations/logger.js'
 import type { Metrics } from '../operations/metrics.js'
 import { NO_QUERY_TIMEOUT, type SideConnectionOptions, sideConnection } from '../operations/side-connection.js'
-import { readSlotState } from './slot-state.js'
+import { readSlot } from './slot-state.js'
 
 export interface SlotCreation {
   config: WorkerConfig
@@ -69,7 +69,7 @@ export async function createSlot(creation: SlotCreation): Promise<SlotCreationOu
       return 'busy'
     }
     // Made while this worker waited for the lock.
-    if ((await readSlotState(control, config.slot)).kind !== 'missing') return 'exists'
+    if ((await readSlot(control, config.slot)).state.kind !== 'missing') return 'exists'
     replication = await snapshotClient(config, true)
     if (config.snapshot !== 'initial') {
       try {

@@ -8,8 +8,7 @@ import {
   serverProblems,
   slotPluginProblem,
 } from './checks.js'
-import { slotInfo } from './setup.js'
-import { invalidatedProblem, otherDatabaseProblem, readSlotState } from './slot-state.js'
+import { invalidatedProblem, otherDatabaseProblem, readSlot } from './slot-state.js'
 
 export interface StatusReport {
   healthy: boolean
@@ -48,7 +47,7 @@ export async function readStatus(
          FROM pg_publication_tables t WHERE t.pubname = $1`,
       [config.publication],
     )
-    const slot = await slotInfo(client, config.slot)
+    const slot = await readSlot(client, config.slot)
     const lsn = (await client.query('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0].lsn as string
     const tables: string[] = pub.rows[0]?.tables ?? []
     const problems: string[] = [
@@ -56,7 +55,7 @@ export async function readStatus(
       publicationProblem(facts, config),
       slotPluginProblem(config.slot, slot),
     ].flatMap((problem) => (problem ? [problem.message] : []))
-    const state = await readSlotState(client, config.slot)
+    const { state } = slot
     const unused = await client.query(
       `SELECT slot_name FROM pg_replication_slots
         WHERE plugin = 'pgoutput' AND NOT active AND database = current_database() AND slot_name <> $1 ORDER BY slot_name`,
