@@ -113,8 +113,10 @@ export async function readPublicationFacts(
   names: { publication: string; table: string },
 ): Promise<PublicationFacts> {
   const [schema, table] = splitTable(names.table)
-  const version = Number((await client.query('SHOW server_version_num')).rows[0].server_version_num)
-  const filters = version >= 150000 ? 'r.prqual IS NOT NULL OR r.prattrs IS NOT NULL' : 'false'
+  // Row filters and column lists (prqual, prattrs) came with PostgreSQL 15: read from the row as
+  // JSON, they are simply absent on 14, so this query needs no version of its own (the server's
+  // is read once, by readServerFacts).
+  const filters = `to_jsonb(r) ->> 'prqual' IS NOT NULL OR to_jsonb(r) ->> 'prattrs' IS NOT NULL`
   const { rows } = await client.query(
     `SELECT c.oid::text AS table_oid, p.oid IS NOT NULL AS publication_exists, p.pubinsert AS publishes_inserts,
             p.puballtables AS all_tables, r.oid::text AS membership_oid, COALESCE(${filters}, false) AS filtered,
