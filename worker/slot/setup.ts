@@ -1,5 +1,5 @@
 import type pg from 'pg'
-import { OutboxSetupError, SQLSTATE, sqlState } from '../operations/errors.js'
+import { OutboxSetupError } from '../operations/errors.js'
 import {
   publicationProblem,
   readPublicationFacts,
@@ -23,13 +23,4 @@ export async function prepareDatabase(
     publicationProblem(await readPublicationFacts(client, options), options) ??
     slotPluginProblem(options.slot, await readSlot(client, options.slot))
   if (problem) throw new OutboxSetupError(problem.message, { code: problem.code })
-}
-
-/** Drops the slot; fine when another worker dropped it first. */
-export async function dropSlot(client: pg.Client, slot: string): Promise<void> {
-  try {
-    await client.query('SELECT pg_drop_replication_slot($1)', [slot])
-  } catch (error) {
-    if (sqlState(error) !== SQLSTATE.undefinedObject) throw error
-  }
 }
