@@ -1,5 +1,5 @@
 import type pg from 'pg'
-import { quoteIdent } from '../../src/sql.js'
+import { quoteIdent, quoteQualifiedTable, splitTable } from '../../src/sql.js'
 
 /**
  * Setup problems that both the worker (at start) and `outbox-worker status` report, checked and
@@ -150,7 +150,7 @@ export function publicationProblem(
 ): PublicationProblem | undefined {
   const [schema, table] = splitTable(names.table)
   const pub = quoteIdent(names.publication)
-  const qualified = `${quoteIdent(schema)}.${quoteIdent(table)}`
+  const qualified = quoteQualifiedTable(names.table)
   if (!facts.publicationExists)
     return {
       code: 'OUTBOX_NO_PUBLICATION',
@@ -178,9 +178,4 @@ export function publicationProblem(
       message: `publication "${names.publication}" filters the outbox table's rows or columns: ALTER PUBLICATION ${pub} SET TABLE ${qualified}`,
     }
   return undefined
-}
-
-export function splitTable(table: string): [schema: string, table: string] {
-  const parts = table.split('.')
-  return parts.length === 2 ? [parts[0] as string, parts[1] as string] : ['public', parts[0] as string]
 }

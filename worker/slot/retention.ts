@@ -1,5 +1,5 @@
 import type pg from 'pg'
-import { quoteTable } from '../../src/sql.js'
+import { quoteQualifiedTable } from '../../src/sql.js'
 import type { WorkerConfig } from '../operations/config.js'
 import { errorFields, type Logger } from '../operations/logger.js'
 import { sideConnection } from '../operations/side-connection.js'
@@ -91,8 +91,8 @@ export async function deleteExpiredRows(
   batchSize = 1000,
 ): Promise<number> {
   const sql =
-    `DELETE FROM ${quoteTable(table)} WHERE ctid = ANY(ARRAY(` +
-    `SELECT ctid FROM ${quoteTable(table)} WHERE created_at < LEAST(now() - make_interval(secs => $1), $3) LIMIT $2))`
+    `DELETE FROM ${quoteQualifiedTable(table)} WHERE ctid = ANY(ARRAY(` +
+    `SELECT ctid FROM ${quoteQualifiedTable(table)} WHERE created_at < LEAST(now() - make_interval(secs => $1), $3) LIMIT $2))`
   let total = 0
   for (;;) {
     const result = await client.query(sql, [retentionMs / 1000, batchSize, deliveredBefore])
