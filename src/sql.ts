@@ -12,6 +12,21 @@ export function quoteTable(table: string): string {
 }
 
 /**
+ * `outbox` → `public`, `outbox`; `schema.outbox` → `schema`, `outbox`. The worker's table
+ * (OUTBOX_TABLE): a bare name means public.outbox, as in the message prefix, never whichever
+ * `outbox` the worker's search_path finds first.
+ */
+export function splitTable(table: string): [schema: string, table: string] {
+  const parts = table.split('.')
+  return parts.length === 2 ? [parts[0] as string, parts[1] as string] : ['public', parts[0] as string]
+}
+
+/** The worker's table quoted and always schema-qualified: `outbox` → `"public"."outbox"`. */
+export function quoteQualifiedTable(table: string): string {
+  return splitTable(table).map(quoteIdent).join('.')
+}
+
+/**
  * Leads every statement `emit` and `emitMany` send: how withOutbox (src/with-outbox.ts) tells them
  * from the app's own statements, to hold them until COMMIT.
  */

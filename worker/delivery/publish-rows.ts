@@ -1,9 +1,8 @@
 import pg from 'pg'
-import { quoteIdent } from '../../src/sql.js'
+import { quoteQualifiedTable } from '../../src/sql.js'
 import type { WorkerConfig } from '../operations/config.js'
 import type { Logger } from '../operations/logger.js'
 import type { Metrics } from '../operations/metrics.js'
-import { splitTable } from '../slot/checks.js'
 import { JSON_TYPE_OIDS, toRecord } from '../stream/decoder.js'
 import { Delivery } from './delivery.js'
 import { type DeliveryItem, deliveryItem } from './event-delivery.js'
@@ -47,8 +46,7 @@ export async function publishRows(
   },
 ): Promise<number> {
   const { config, publisher, metrics, logger, signal, filter = {} } = options
-  const [schema, table] = splitTable(config.table)
-  const from = `${quoteIdent(schema)}.${quoteIdent(table)}`
+  const from = quoteQualifiedTable(config.table)
   let pending: { left: number; done: () => void } | undefined
   const delivery = new Delivery(config, publisher, metrics, logger, {
     acknowledged: (items) => {

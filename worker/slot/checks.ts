@@ -1,5 +1,5 @@
 import type pg from 'pg'
-import { quoteIdent } from '../../src/sql.js'
+import { quoteIdent, quoteQualifiedTable, splitTable } from '../../src/sql.js'
 
 /**
  * Setup problems that both the worker (at start) and `outbox-worker status` report, checked and
@@ -113,8 +113,10 @@ export async function readPublicationFacts(
   names: { publication: string; table: string },
 ): Promise<PublicationFacts> {
   const [schema, table] = splitTable(names.table)
-  const version = Number((await client.query('SHOW server_version_num')).rows[0].server_version_num)
-  const filters = version >= 150000 ? 'r.prqual IS NOT NULL OR r.prattrs IS NOT NULL' : 'false'
+  // Row filters and column lists (prqual, prattrs) came with PostgreSQL 15: read from the row as
+  // JSON, they are simply absent on 14, so this query needs no version of its own (the server's
+  // is read once, by readServerFacts).
+  const filters = `to_jsonb(r) ->> 'prqual' IS NOT NULL OR to_jsonb(r) ->> 'prattrs' IS NOT NULL`
   const { rows } = await client.query(
     `SELECT c.oid::text AS table_oid, p.oid IS NOT NULL AS publication_exists, p.pubinsert AS publishes_inserts,
             p.puballtables AS all_tables, r.oid::text AS membership_oid, COALESCE(${filters}, false) AS filtered,
@@ -148,7 +150,7 @@ export function publicationProblem(
 ): PublicationProblem | undefined {
   const [schema, table] = splitTable(names.table)
   const pub = quoteIdent(names.publication)
-  const qualified = `${quoteIdent(schema)}.${quoteIdent(table)}`
+  const qualified = quoteQualifiedTable(names.table)
   if (!facts.publicationExists)
     return {
       code: 'OUTBOX_NO_PUBLICATION',
@@ -176,9 +178,4 @@ export function publicationProblem(
       message: `publication "${names.publication}" filters the outbox table's rows or columns: ALTER PUBLICATION ${pub} SET TABLE ${qualified}`,
     }
   return undefined
-}
-
-export function splitTable(table: string): [schema: string, table: string] {
-  const parts = table.split('.')
-  return parts.length === 2 ? [parts[0] as string, parts[1] as string] : ['public', parts[0] as string]
 }

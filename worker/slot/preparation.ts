@@ -1,11 +1,12 @@
-import pg from 'pg'
+import type pg from 'pg'
 import type { PublisherFactory } from '../delivery/publisher.js'
 import { DEFAULTS, statusIntervalProblem, type WorkerConfig } from '../operations/config.js'
 import { OutboxSetupError } from '../operations/errors.js'
 import type { Logger } from '../operations/logger.js'
 import type { Metrics } from '../operations/metrics.js'
-import { prepareDatabase, slotInfo } from './setup.js'
-import { dropInvalidatedSlot, readSlotState, slotAction } from './slot-state.js'
+import { sideConnection } from '../operations/side-connection.js'
+import { prepareDatabase } from './setup.js'
+import { dropInvalidatedSlot, readSlot, slotAction } from './slot-state.js'
 import { createSlot, slotCreationUnderWay } from './snapshot.js'
 
 /**
@@ -54,17 +55,12 @@ export class SlotPreparation {
    */
   async prepare({ createSlot = true, starting = false } = {}): Promise<Prepared> {
     const config = this.context.config()
-    const client = new pg.Client({
-      connectionString: config.databaseUrl,
-      connectionTimeoutMillis: 5000,
-      query_timeout: 15_000,
-    })
-    client.on('error', () => {})
+    const client = sideConnection(config.databaseUrl)
     await client.connect()
     try {
       await prepareDatabase(client, config)
       if ((await this.settleSlot(client, createSlot)) === 'creating-elsewhere') return { kind: 'creating-elsewhere' }
-      const slot = await slotInfo(client, config.slot)
+      const slot = await readSlot(client, config.slot)
       const { rows } = await client.query(
         `SELECT setting::int AS ms, pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_flush_lsn() END, '0/0')::text AS wal
            FROM pg_settings WHERE name = 'wal_sender_timeout'`,
@@ -110,7 +106,7 @@ export class SlotPreparation {
   private async settleSlot(client: pg.Client, mayCreate: boolean): Promise<'settled' | 'creating-elsewhere'> {
     const config = this.context.config()
     const { slot, onSlotLost } = config
-    const state = await readSlotState(client, slot)
+    const { state } = await readSlot(client, slot)
     const action = slotAction(state, { slot, known: this.slotKnown, mayCreate, onSlotLost })
     if (action === 'later') return 'settled'
     // A slot whose creator still holds the lock is not finished (its FAILOVER not yet set).

@@ -1,6 +1,7 @@
-import pg from 'pg'
+import type pg from 'pg'
 import type { WorkerConfig } from '../operations/config.js'
 import { errorFields, type Logger } from '../operations/logger.js'
+import { sideConnection } from '../operations/side-connection.js'
 import { type PublicationProblem, publicationProblem, readPublicationFacts } from './checks.js'
 
 /** What the catalog says about the outbox table, the publication and the slot, right now. */
@@ -114,12 +115,7 @@ export class PublicationWatch {
     this.running = true
     try {
       if (!this.client) {
-        const client = new pg.Client({
-          connectionString: this.config.databaseUrl,
-          connectionTimeoutMillis: 5000,
-          query_timeout: 10_000,
-        })
-        client.on('error', () => {})
+        const client = sideConnection(this.config.databaseUrl)
         this.client = client
         await client.connect()
       }

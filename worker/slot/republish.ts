@@ -1,10 +1,10 @@
-import pg from 'pg'
 import { createPublisher } from '../delivery/create-publisher.js'
 import { publishRows, type RowFilter } from '../delivery/publish-rows.js'
 import type { WorkerConfig } from '../operations/config.js'
 import { OutboxConfigError } from '../operations/errors.js'
 import type { Logger } from '../operations/logger.js'
 import { createMetrics } from '../operations/metrics.js'
+import { NO_QUERY_TIMEOUT, sideConnection } from '../operations/side-connection.js'
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
@@ -31,8 +31,9 @@ export function parseSince(since: string | undefined): RowFilter {
  */
 export async function republish(config: WorkerConfig, since: string | undefined, logger: Logger): Promise<number> {
   const filter = parseSince(since)
-  const reader = new pg.Client({ connectionString: config.databaseUrl, connectionTimeoutMillis: 10_000 })
-  reader.on('error', () => {})
+  // No bound on a query: a page filtered by --since finds its rows by created_at, which has no
+  // index, so on a large table each page scans and sorts it, for as long as that takes.
+  const reader = sideConnection(config.databaseUrl, { queryTimeoutMs: NO_QUERY_TIMEOUT })
   await reader.connect()
   try {
     await reader.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')

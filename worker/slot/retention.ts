@@ -1,7 +1,14 @@
-import pg from 'pg'
-import { quoteTable } from '../../src/sql.js'
+import type pg from 'pg'
+import { quoteQualifiedTable } from '../../src/sql.js'
 import type { WorkerConfig } from '../operations/config.js'
 import { errorFields, type Logger } from '../operations/logger.js'
+import { sideConnection } from '../operations/side-connection.js'
+
+/**
+ * Longer than a catalog query's bound: each batch's DELETE finds its rows by created_at, which
+ * has no index, so on a large table it scans; a slow batch is tried again at the next run.
+ */
+const RETENTION_QUERY_TIMEOUT_MS = 60_000
 
 /**
  * When retention runs: when more events are known delivered (that is when what may be deleted
@@ -49,8 +56,7 @@ export class RetentionSchedule {
   private async run(): Promise<void> {
     const deliveredBefore = this.deliveredBefore()
     if (deliveredBefore <= 0) return
-    const client = new pg.Client({ connectionString: this.config.databaseUrl, query_timeout: 60_000 })
-    client.on('error', () => {})
+    const client = sideConnection(this.config.databaseUrl, { queryTimeoutMs: RETENTION_QUERY_TIMEOUT_MS })
     try {
       await client.connect()
       const deleted = await deleteExpiredRows(
@@ -85,8 +91,8 @@ export async function deleteExpiredRows(
   batchSize = 1000,
 ): Promise<number> {
   const sql =
-    `DELETE FROM ${quoteTable(table)} WHERE ctid = ANY(ARRAY(` +
-    `SELECT ctid FROM ${quoteTable(table)} WHERE created_at < LEAST(now() - make_interval(secs => $1), $3) LIMIT $2))`
+    `DELETE FROM ${quoteQualifiedTable(table)} WHERE ctid = ANY(ARRAY(` +
+    `SELECT ctid FROM ${quoteQualifiedTable(table)} WHERE created_at < LEAST(now() - make_interval(secs => $1), $3) LIMIT $2))`
   let total = 0
   for (;;) {
     const result = await client.query(sql, [retentionMs / 1000, batchSize, deliveredBefore])

@@ -1,5 +1,6 @@
 import type pg from 'pg'
 import { OutboxSetupError } from '../operations/errors.js'
+import { type Lsn, parseLsn } from '../stream/lsn.js'
 
 /**
  * What the worker's replication slot looks like from this database, beyond "it exists": slots
@@ -12,21 +13,59 @@ export type SlotState =
   | { kind: 'other-database'; database: string; ours: string; active: boolean }
   | { kind: 'invalidated'; reason: string }
 
+/** The slot's row: its state, and what preparation and `status` read of it. */
+export interface SlotInfo {
+  state: SlotState
+  /** A slot of this name exists in the cluster, whatever its database or state. */
+  exists: boolean
+  active: boolean
+  activePid: number | null
+  plugin: string | null
+  confirmedFlushLsn: Lsn | null
+  /** Bytes of WAL between the slot's confirmed position and the server's current position. */
+  lagBytes: number | null
+  walStatus: string | null
+}
+
 /**
- * The columns vary by version: `wal_status` (13+), `conflicting` (16+: a logical slot on a standby
- * invalidated by a recovery conflict), `invalidation_reason` (17+: wal_removed, rows_removed,
- * wal_level_insufficient; 18 adds idle_timeout). The row is read as JSON so the one query works
- * on each, the columns a version lacks simply absent.
+ * The one read of the slot's row. The columns vary by version: `wal_status` (13+), `conflicting`
+ * (16+: a logical slot on a standby invalidated by a recovery conflict), `invalidation_reason`
+ * (17+: wal_removed, rows_removed, wal_level_insufficient; 18 adds idle_timeout). The row is read
+ * as JSON so the one query works on each, the columns a version lacks simply absent.
  */
-export async function readSlotState(client: pg.Client, slot: string): Promise<SlotState> {
+export async function readSlot(client: pg.Client, slot: string): Promise<SlotInfo> {
   const { rows } = await client.query(
     `SELECT current_database() AS ours,
-            (SELECT to_jsonb(s) FROM pg_replication_slots s WHERE s.slot_name = $1) AS slot`,
+            (SELECT to_jsonb(s) || jsonb_build_object('lag_bytes', pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn))
+               FROM pg_replication_slots s WHERE s.slot_name = $1) AS slot`,
     [slot],
   )
   const ours: string = rows[0].ours
   const s = rows[0].slot as Record<string, unknown> | null
-  if (!s) return { kind: 'missing' }
+  if (!s)
+    return {
+      state: { kind: 'missing' },
+      exists: false,
+      active: false,
+      activePid: null,
+      plugin: null,
+      confirmedFlushLsn: null,
+      lagBytes: null,
+      walStatus: null,
+    }
+  return {
+    state: slotState(s, ours),
+    exists: true,
+    active: s.active === true,
+    activePid: typeof s.active_pid === 'number' ? s.active_pid : null,
+    plugin: typeof s.plugin === 'string' ? s.plugin : null,
+    confirmedFlushLsn: typeof s.confirmed_flush_lsn === 'string' ? parseLsn(s.confirmed_flush_lsn) : null,
+    lagBytes: s.lag_bytes === null || s.lag_bytes === undefined ? null : Number(s.lag_bytes),
+    walStatus: typeof s.wal_status === 'string' ? s.wal_status : null,
+  }
+}
+
+function slotState(s: Record<string, unknown>, ours: string): SlotState {
   const active = s.active === true
   if (s.database !== ours) return { kind: 'other-database', database: String(s.database), ours, active }
   const reason = invalidationReason(s)

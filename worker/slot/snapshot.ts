@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto'
-import pg from 'pg'
+import type pg from 'pg'
 import { publishRows } from '../delivery/publish-rows.js'
 import type { Publisher } from '../delivery/publisher.js'
 import type { WorkerConfig } from '../operations/config.js'
 import { OutboxSetupError, SQLSTATE, sqlState } from '../operations/errors.js'
 import type { Logger } from '../operations/logger.js'
 import type { Metrics } from '../operations/metrics.js'
-import { readSlotState } from './slot-state.js'
+import { NO_QUERY_TIMEOUT, type SideConnectionOptions, sideConnection } from '../operations/side-connection.js'
+import { readSlot } from './slot-state.js'
 
 export interface SlotCreation {
   config: WorkerConfig
@@ -68,7 +69,7 @@ export async function createSlot(creation: SlotCreation): Promise<SlotCreationOu
       return 'busy'
     }
     // Made while this worker waited for the lock.
-    if ((await readSlotState(control, config.slot)).kind !== 'missing') return 'exists'
+    if ((await readSlot(control, config.slot)).state.kind !== 'missing') return 'exists'
     replication = await snapshotClient(config, true)
     if (config.snapshot !== 'initial') {
       try {
@@ -206,31 +207,25 @@ async function publishSnapshot(reader: pg.Client, snapshotName: string, creation
  * whose host is gone must not hold the lock (and every replica on standby) for the hours of
  * the system default.
  */
-const SNAPSHOT_SESSION = {
-  application_name: 'prisma-outbox initial snapshot',
-  connectionTimeoutMillis: 10_000,
+const SNAPSHOT_SESSION: SideConnectionOptions = {
+  applicationName: 'prisma-outbox initial snapshot',
+  // For the same reason no bound on a query from this side: creating the slot and the first page
+  // wait as long as they must. The keepalives below notice a server that is gone instead.
+  queryTimeoutMs: NO_QUERY_TIMEOUT,
   // Our side too: a snapshot waiting on a connection whose server is gone ends (and is redone)
   // instead of holding the worker, which counts the snapshot as progress, for hours.
-  keepAlive: true,
-  keepAliveInitialDelayMillis: 10_000,
-  options: [
+  keepAliveAfterMs: 10_000,
+  serverSettings: [
     'idle_in_transaction_session_timeout=0',
     'statement_timeout=0',
     'tcp_keepalives_idle=10',
     'tcp_keepalives_interval=5',
     'tcp_keepalives_count=3',
-  ]
-    .map((setting) => `-c ${setting}`)
-    .join(' '),
+  ],
 }
 
 async function snapshotClient(config: WorkerConfig, replication: boolean): Promise<pg.Client> {
-  const client = new pg.Client({
-    connectionString: config.databaseUrl,
-    ...SNAPSHOT_SESSION,
-    ...(replication ? { replication: 'database' } : {}),
-  } as pg.ClientConfig)
-  client.on('error', () => {})
+  const client = sideConnection(config.databaseUrl, { ...SNAPSHOT_SESSION, replication })
   await client.connect()
   return client
 }

@@ -1,5 +1,5 @@
-import pg from 'pg'
 import type { WorkerConfig } from '../operations/config.js'
+import { sideConnection } from '../operations/side-connection.js'
 import { formatLsn } from '../stream/lsn.js'
 import {
   publicationProblem,
@@ -8,8 +8,7 @@ import {
   serverProblems,
   slotPluginProblem,
 } from './checks.js'
-import { slotInfo } from './setup.js'
-import { invalidatedProblem, otherDatabaseProblem, readSlotState } from './slot-state.js'
+import { invalidatedProblem, otherDatabaseProblem, readSlot } from './slot-state.js'
 
 export interface StatusReport {
   healthy: boolean
@@ -37,8 +36,7 @@ export interface StatusReport {
 export async function readStatus(
   config: Pick<WorkerConfig, 'databaseUrl' | 'slot' | 'publication' | 'table'>,
 ): Promise<StatusReport> {
-  const client = new pg.Client({ connectionString: config.databaseUrl, connectionTimeoutMillis: 5000 })
-  client.on('error', () => {})
+  const client = sideConnection(config.databaseUrl)
   await client.connect()
   try {
     const server = await readServerFacts(client)
@@ -49,7 +47,7 @@ export async function readStatus(
          FROM pg_publication_tables t WHERE t.pubname = $1`,
       [config.publication],
     )
-    const slot = await slotInfo(client, config.slot)
+    const slot = await readSlot(client, config.slot)
     const lsn = (await client.query('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0].lsn as string
     const tables: string[] = pub.rows[0]?.tables ?? []
     const problems: string[] = [
@@ -57,7 +55,7 @@ export async function readStatus(
       publicationProblem(facts, config),
       slotPluginProblem(config.slot, slot),
     ].flatMap((problem) => (problem ? [problem.message] : []))
-    const state = await readSlotState(client, config.slot)
+    const { state } = slot
     const unused = await client.query(
       `SELECT slot_name FROM pg_replication_slots
         WHERE plugin = 'pgoutput' AND NOT active AND database = current_database() AND slot_name <> $1 ORDER BY slot_name`,

@@ -1,5 +1,5 @@
 import type { Pgoutput } from 'pg-logical-replication'
-import { splitTable } from '../slot/checks.js'
+import { splitTable } from '../../src/sql.js'
 import { OutboxMessageDecoder } from './message-decoder.js'
 import type { OutboxRecord } from './outbox-record.js'
 

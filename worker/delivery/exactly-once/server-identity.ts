@@ -1,5 +1,5 @@
-import pg from 'pg'
 import type { WorkerConfig } from '../../operations/config.js'
+import { sideConnection } from '../../operations/side-connection.js'
 import { type Lsn, parseLsn } from '../../stream/lsn.js'
 
 /** Which PostgreSQL history a checkpoint belongs to, and how far that history has got. */
@@ -19,14 +19,7 @@ export interface ServerIdentity {
 export async function identifyServer(config: WorkerConfig): Promise<ServerIdentity & { database: string }> {
   // Bounded like every other connection of the worker: a network that drops the answer must end
   // in an error (and a new session), never in a delivery that waits forever.
-  const client = new pg.Client({
-    connectionString: config.databaseUrl,
-    replication: 'database',
-    connectionTimeoutMillis: 10_000,
-    keepAlive: true,
-    query_timeout: 15_000,
-  } as pg.ClientConfig)
-  client.on('error', () => {})
+  const client = sideConnection(config.databaseUrl, { replication: true })
   try {
     await client.connect()
     const { rows } = await client.query<{
