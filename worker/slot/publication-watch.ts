@@ -67,6 +67,16 @@ export interface PublicationWatchHooks {
   walPosition(lsn: string): void
 }
 
+/**
+ * How old the slot holder's last status update is now. The server measured `replyAgeMs` while it
+ * answered, at some moment since `askedAt`: the whole wait is added, so an answer delayed by a slow
+ * network or server (up to the query timeout) never makes a paused stream look fresher than it
+ * was, and never keeps it sending after the server may have handed the slot to another worker.
+ */
+export function replyAgeNow(replyAgeMs: number | null, askedAt: number, now = Date.now()): number | null {
+  return replyAgeMs === null ? null : Math.max(0, replyAgeMs) + Math.max(0, now - askedAt)
+}
+
 /** Runs readCatalog every --table-check-interval on a connection of its own. */
 export class PublicationWatch {
   private client: pg.Client | undefined
@@ -119,10 +129,11 @@ export class PublicationWatch {
         this.client = client
         await client.connect()
       }
+      const askedAt = Date.now()
       const state = await readCatalog(this.client, this.config)
       if (this.stopped) return
       this.failures = 0
-      this.hooks.slotHolder(state.slotPid, state.replyAgeMs)
+      this.hooks.slotHolder(state.slotPid, replyAgeNow(state.replyAgeMs, askedAt))
       if (state.walLsn) this.hooks.walPosition(state.walLsn)
       if (state.problem?.message !== this.problem?.message) {
         this.problem = state.problem
