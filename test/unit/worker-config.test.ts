@@ -4,6 +4,7 @@ import { poisonReason, toDeadLetter, toKafkaRecord } from '../../worker/delivery
 import { configFrom, parseCommandLine } from '../../worker/operations/args.js'
 import {
   DEFAULTS,
+  EXACTLY_ONCE_BATCH_SIZE,
   EXACTLY_ONCE_BUFFER_BYTES,
   EXACTLY_ONCE_BUFFER_EVENTS,
   parseDuration,
@@ -93,7 +94,11 @@ describe('the command line, in the words the user typed', () => {
     )
   })
 
-  test('--buffer-events and --buffer-bytes default by delivery: exactly-once keeps larger transactions; a given value wins', () => {
+  test('--batch-size, --buffer-events and --buffer-bytes default by delivery: exactly-once keeps larger transactions; a given value wins', () => {
+    expect(configOf([]).batchSize).toBe(DEFAULTS.batchSize)
+    expect(configOf(['--delivery', 'exactly-once']).batchSize).toBe(EXACTLY_ONCE_BATCH_SIZE)
+    expect(EXACTLY_ONCE_BATCH_SIZE).toBeGreaterThan(DEFAULTS.batchSize)
+    expect(configOf(['--delivery', 'exactly-once', '--batch-size', '700']).batchSize).toBe(700)
     expect(configOf([]).bufferEvents).toBe(DEFAULTS.bufferEvents)
     expect(configOf(['--delivery', 'exactly-once']).bufferEvents).toBe(EXACTLY_ONCE_BUFFER_EVENTS)
     expect(configOf(['--delivery', 'exactly-once', '--buffer-events', '300']).bufferEvents).toBe(300)
