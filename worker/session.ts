@@ -120,7 +120,7 @@ export class ReplicationSession {
     this.watch = new PublicationWatch(config, logger, {
       changed: (problem) => this.onTableProblem(problem),
       replaced: () => this.onTableReplaced(),
-      slotHolder: (pid, replyAgeMs) => this.stream.slotHolder(pid, replyAgeMs),
+      slotHolder: (pid, replySentAtMs) => this.stream.slotHolder(pid, replySentAtMs),
       walPosition: (lsn) => this.stream.serverPosition(parseLsn(lsn)),
     })
   }

@@ -85,6 +85,27 @@ async function healthz(port: number): Promise<number> {
   return (await fetch(`http://127.0.0.1:${port}/healthz`)).status
 }
 
+test("the status updates carry this clock's time: the server's reply_time, which a paused stream is judged by, is now", async () => {
+  await startFakeKafkaWorker()
+  await insertEvents(db, [{ aggregateId: 'o' }])
+  let skewMs = Number.NaN
+  await waitUntil(
+    'a status update received',
+    async () => {
+      const [row] = await db.query<{ skew_ms: number | null }>(
+        `SELECT (extract(epoch FROM r.reply_time - now()) * 1000)::float8 AS skew_ms
+           FROM pg_stat_replication r JOIN pg_replication_slots s ON s.active_pid = r.pid
+          WHERE s.database = current_database()`,
+      )
+      skewMs = Number(row?.skew_ms ?? Number.NaN)
+      return Number.isFinite(skewMs)
+    },
+    10_000,
+  )
+  // The same machine's clock on both sides: within a status interval, not days.
+  expect(Math.abs(skewMs)).toBeLessThan(5_000)
+})
+
 test('an outage is not a wedge: /healthz stays 200 while every send fails, /readyz is 503', async () => {
   const { port } = await startFakeKafkaWorker()
   kafka.down = true

@@ -8,9 +8,12 @@ import { randomUUID } from 'node:crypto'
 import { Socket } from 'node:net'
 import { LogicalReplicationService, type Pgoutput, PgoutputPlugin } from 'pg-logical-replication'
 import { afterEach, expect, inject, test } from 'vitest'
-import { replicationBackendPid, replicationSocket } from '../../worker/stream/replication-internals.js'
+import { formatLsn, parseLsn } from '../../worker/stream/lsn.js'
+import { replicationBackendPid, replicationSocket, sendCopyData } from '../../worker/stream/replication-internals.js'
+import { standbyStatusUpdate } from '../../worker/stream/status-update.js'
 import { createTestDatabase, type TestDatabase, uniqueName } from '../helpers/database.js'
 import { collectTopics, testKafka } from '../helpers/kafka.js'
+import { waitUntil } from '../services/ports.js'
 
 let db: TestDatabase | undefined
 afterEach(async () => {
@@ -65,6 +68,21 @@ test('a committed outbox row travels from the WAL through a pgoutput slot to Kaf
     [slot],
   )
   expect(replicationBackendPid(service)).toBe(holder?.active_pid)
+  // The worker's own status update (status-update.ts), sent on the library's connection, confirms the slot.
+  expect(
+    sendCopyData(service, standbyStatusUpdate(parseLsn(commitEndLsn as unknown as string), Date.now(), true)),
+  ).toBe(true)
+  await waitUntil(
+    'the slot confirmed at the commit',
+    async () =>
+      (
+        await (db as TestDatabase).query<{ confirmed: string }>(
+          'SELECT confirmed_flush_lsn::text AS confirmed FROM pg_replication_slots WHERE slot_name = $1',
+          [slot],
+        )
+      )[0]?.confirmed === formatLsn(parseLsn(commitEndLsn as unknown as string)),
+    10_000,
+  )
   await service.stop()
 
   expect(commitEndLsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/)

@@ -43,15 +43,16 @@ test('a silent, unpaused stream ends after the receive timeout; a recent message
 })
 
 test('a paused stream is judged by when the server last heard from it, not by the catalog showing it still holds the slot', () => {
-  /** A paused stream whose backend (pid 42) the catalog shows holding the slot, heard `replyAgeMs` ago. */
-  const pausedHeldStream = (ended: unknown[], replyAgeMs: number) => {
+  /** A paused stream whose backend (pid 42) the catalog shows holding the slot, heard `heardAgoMs` ago. */
+  const pausedHeldStream = (ended: unknown[], heardAgoMs: number) => {
     const { stream: s, pause, inside } = stream(ended)
     const reach = inside as unknown as { backendPid(): number }
     reach.backendPid = () => 42
     s.streaming = true
     pause()
     inside.lastReceived = Date.now() - 10 * 60_000
-    s.slotHolder(42, replyAgeMs)
+    // The server keeps the time the update was sent, as the worker wrote it (status-update.ts).
+    s.slotHolder(42, Date.now() - heardAgoMs)
     inside.checkAlive()
   }
   const heardJustNow: unknown[] = []

@@ -18,8 +18,11 @@ export interface CatalogState {
   identity: string | undefined
   /** The backend holding the slot, if any. */
   slotPid: number | null
-  /** How long ago (ms, by the server's clock) that backend last received a status update. */
-  replyAgeMs: number | null
+  /**
+   * When the last status update the slot's backend received was sent (pg_stat_replication.reply_time,
+   * Unix ms): the time the sender wrote into it, so by the sending worker's clock (status-update.ts).
+   */
+  replySentAtMs: number | null
   /** The server's flushed WAL position (replayed, on a server in recovery), as text. */
   walLsn: string
 }
@@ -34,9 +37,9 @@ export async function readCatalog(client: pg.Client, config: WorkerConfig): Prom
   const problem = publicationProblem(facts, config)
   const { rows } = await client.query(
     `SELECT (SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1) AS slot_pid,
-            (SELECT (extract(epoch FROM clock_timestamp() - r.reply_time) * 1000)::float8
+            (SELECT (extract(epoch FROM r.reply_time) * 1000)::float8
                FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid
-              WHERE s.slot_name = $1) AS reply_age_ms,
+              WHERE s.slot_name = $1) AS reply_sent_at_ms,
             (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_flush_lsn() END)::text AS wal_lsn`,
     [config.slot],
   )
@@ -45,7 +48,7 @@ export async function readCatalog(client: pg.Client, config: WorkerConfig): Prom
     problem,
     identity: problem ? undefined : `${facts.tableOid}/${facts.membershipOid ?? 'all'}`,
     slotPid: row.slot_pid,
-    replyAgeMs: row.reply_age_ms === null ? null : Number(row.reply_age_ms),
+    replySentAtMs: row.reply_sent_at_ms === null ? null : Number(row.reply_sent_at_ms),
     walLsn: row.wal_lsn,
   }
 }
@@ -59,22 +62,12 @@ export interface PublicationWatchHooks {
    */
   replaced(): void
   /**
-   * The slot's holder, as the catalog says, and how long ago its walsender last heard from it
-   * (pg_stat_replication.reply_time, by the server's clock), for a session whose stream is paused.
+   * The slot's holder, as the catalog says, and when the last status update its walsender received
+   * was sent (CatalogState.replySentAtMs), for a session whose stream is paused.
    */
-  slotHolder(pid: number | null, replyAgeMs: number | null): void
+  slotHolder(pid: number | null, replySentAtMs: number | null): void
   /** The server's WAL position (text), for the slot lag while reading is paused. */
   walPosition(lsn: string): void
-}
-
-/**
- * How old the slot holder's last status update is now. The server measured `replyAgeMs` while it
- * answered, at some moment since `askedAt`: the whole wait is added, so an answer delayed by a slow
- * network or server (up to the query timeout) never makes a paused stream look fresher than it
- * was, and never keeps it sending after the server may have handed the slot to another worker.
- */
-export function replyAgeNow(replyAgeMs: number | null, askedAt: number, now = Date.now()): number | null {
-  return replyAgeMs === null ? null : Math.max(0, replyAgeMs) + Math.max(0, now - askedAt)
 }
 
 /** Runs readCatalog every --table-check-interval on a connection of its own. */
@@ -129,11 +122,10 @@ export class PublicationWatch {
         this.client = client
         await client.connect()
       }
-      const askedAt = Date.now()
       const state = await readCatalog(this.client, this.config)
       if (this.stopped) return
       this.failures = 0
-      this.hooks.slotHolder(state.slotPid, replyAgeNow(state.replyAgeMs, askedAt))
+      this.hooks.slotHolder(state.slotPid, state.replySentAtMs)
       if (state.walLsn) this.hooks.walPosition(state.walLsn)
       if (state.problem?.message !== this.problem?.message) {
         this.problem = state.problem

@@ -6,7 +6,8 @@ import { OutboxDecoder, type UndecodableRow } from './decoder.js'
 import { formatLsn, type Lsn, maxLsn, parseLsn } from './lsn.js'
 import { LsnTracker, type TrackedTransaction } from './lsn-tracker.js'
 import type { OutboxRecord } from './outbox-record.js'
-import { replicationBackendPid, replicationSocket } from './replication-internals.js'
+import { replicationBackendPid, replicationSocket, sendCopyData } from './replication-internals.js'
+import { standbyStatusUpdate } from './status-update.js'
 
 export interface StreamHooks {
   /** START_REPLICATION succeeded: this connection holds the slot. */
@@ -209,16 +210,18 @@ export class ReplicationStream {
    * The catalog's word on who holds the slot. Another backend means this connection is dead
    * (the server freed the slot): end, whether or not the socket has noticed. Our own backend
    * holding it proves only that the slot was not yet freed; what the server counts its
-   * wal_sender_timeout from is the last status update it received from us (`replyAgeMs` ago), so
-   * that is the sign of life a paused stream is judged by. The difference is taken on the
-   * server's clock, so the two clocks need not agree.
+   * wal_sender_timeout from is the last status update it received from us, so that is the sign of
+   * life a paused stream is judged by: sent at `replySentAtMs` by this process's clock (the time
+   * it wrote into the update), so no clock of the server's is compared with ours. It was received
+   * later still, so the deadline counted from the send is the safe side. A time ahead of now (a
+   * clock stepped back) counts as now.
    */
-  slotHolder(pid: number | null, replyAgeMs: number | null): void {
+  slotHolder(pid: number | null, replySentAtMs: number | null): void {
     if (this.closed || !this.streaming) return
     const own = this.backendPid()
     if (own === undefined) return
     if (pid === own) {
-      if (replyAgeMs !== null) this.lastVerified = Math.max(this.lastVerified, Date.now() - Math.max(0, replyAgeMs))
+      if (replySentAtMs !== null) this.lastVerified = Math.max(this.lastVerified, Math.min(Date.now(), replySentAtMs))
     } else
       this.end(
         new Error(`the slot is now held by ${pid === null ? 'no one' : `backend ${pid}`}: this connection is dead`),
@@ -296,9 +299,7 @@ export class ReplicationStream {
   }
 
   /**
-   * Tells PostgreSQL the slot may forget WAL up to the safe LSN. pg-logical-replication reports
-   * `lsn + 1` as written/flushed/applied, so it is given safe - 1 to report exactly the safe LSN.
-   * While confirming is held, the last confirmed position is repeated (the server still needs
+   * Tells PostgreSQL the slot may forget WAL up to the safe LSN (status-update.ts). While confirming is held, the last confirmed position is repeated (the server still needs
    * to hear from us).
    */
   private sendStatus(requestReply: boolean): void {
@@ -311,7 +312,7 @@ export class ReplicationStream {
     this.metrics.slotLagBytes.set(Number(this.serverLsn > safe ? this.serverLsn - safe : 0n))
     this.metrics.pendingTransactions.set(this.tracker.pending)
     if (safe <= 0n) return
-    void this.service.acknowledge(formatLsn(safe - 1n), requestReply)
+    sendCopyData(this.service, standbyStatusUpdate(safe, Date.now(), requestReply))
     if (safe > this.confirmed) {
       this.confirmed = safe
       this.metrics.confirmedLsn.set(Number(safe))
