@@ -58,12 +58,21 @@ test('a paused stream is judged by when the server last heard from it, not by th
   const heardJustNow: unknown[] = []
   pausedHeldStream(heardJustNow, 10)
   expect(heardJustNow).toHaveLength(0)
-  // Still its slot, but the server has not heard from it for longer than the receive timeout
-  // (a half-open connection): the server frees the slot at its own deadline, so this ends first.
+  // The receive timeout (1 s here) allows a status interval between a message received and the
+  // update the server heard; a time the server heard from it directly is given that interval.
+  const heardWithinDeadline: unknown[] = []
+  pausedHeldStream(heardWithinDeadline, config.statusIntervalMs + 1000 - 300)
+  expect(heardWithinDeadline).toHaveLength(0)
+  // Still its slot, but the server has not heard from it for longer than that (a half-open
+  // connection): the server frees the slot at its own deadline, so this ends first.
   const notHeard: unknown[] = []
-  pausedHeldStream(notHeard, 5000)
+  pausedHeldStream(notHeard, config.statusIntervalMs + 1000 + 300)
   expect(notHeard).toHaveLength(1)
   expect(String(notHeard[0])).toMatch(/reading paused/)
+  // A send time ahead of this clock (a clock stepped back) proves nothing.
+  const fromTheFuture: unknown[] = []
+  pausedHeldStream(fromTheFuture, -60_000)
+  expect(fromTheFuture).toHaveLength(1)
 })
 
 test("the server's TCP timeouts on the replication connection cannot end it before the worker's receive deadline", () => {

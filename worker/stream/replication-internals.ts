@@ -22,9 +22,10 @@ export function replicationBackendPid(service: LogicalReplicationService): numbe
 }
 
 /**
- * Sends a message of the replication protocol (CopyData) on the connection; false when it is not
- * connected. A connection without the method is a library that changed: never confirming the slot
- * in silence, it throws.
+ * Sends a message of the replication protocol (CopyData) on the connection; false when there is no
+ * connection yet. A write on a socket already closed is dropped by pg, as the library's own
+ * status updates were. A connection without the method is a library that changed: rather than
+ * never confirming the slot in silence, it throws.
  */
 export function sendCopyData(service: LogicalReplicationService, message: Buffer): boolean {
   const connection = (service as unknown as { _connection?: { sendCopyFromChunk?(chunk: Buffer): void } })._connection

@@ -213,15 +213,19 @@ export class ReplicationStream {
    * wal_sender_timeout from is the last status update it received from us, so that is the sign of
    * life a paused stream is judged by: sent at `replySentAtMs` by this process's clock (the time
    * it wrote into the update), so no clock of the server's is compared with ours. It was received
-   * later still, so the deadline counted from the send is the safe side. A time ahead of now (a
-   * clock stepped back) counts as now.
+   * later still, so a deadline counted from the send is the safe side. The receive timeout leaves
+   * a status interval between the last message received and the last update the server heard
+   * (receiveTimeout in slot/preparation.ts); a time the server heard from us needs none, so it
+   * counts as a message received a status interval later. A time ahead of now (a clock stepped
+   * back) proves nothing and is ignored.
    */
   slotHolder(pid: number | null, replySentAtMs: number | null): void {
     if (this.closed || !this.streaming) return
     const own = this.backendPid()
     if (own === undefined) return
     if (pid === own) {
-      if (replySentAtMs !== null) this.lastVerified = Math.max(this.lastVerified, Math.min(Date.now(), replySentAtMs))
+      if (replySentAtMs !== null && replySentAtMs <= Date.now())
+        this.lastVerified = Math.max(this.lastVerified, replySentAtMs + this.config.statusIntervalMs)
     } else
       this.end(
         new Error(`the slot is now held by ${pid === null ? 'no one' : `backend ${pid}`}: this connection is dead`),
