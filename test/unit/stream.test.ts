@@ -86,3 +86,22 @@ test("the server's TCP timeouts on the replication connection cannot end it befo
     expect(settings.tcp_user_timeout).toBeGreaterThan(receiveTimeoutMs)
   }
 })
+
+test("a paused stream's deadline (a status interval past the receive timeout) comes before the server's TCP timeouts too", () => {
+  // A status interval of 20 s (allowed up to a third of wal_sender_timeout) exceeds the 15 s the
+  // TCP bound keeps past the receive timeout alone.
+  const slow: WorkerConfig = { ...config, statusIntervalMs: 20_000 }
+  const s = new ReplicationStream(slow, 0n, 1000, createMetrics(), {
+    started: () => {},
+    record: () => {},
+    undecodable: () => {},
+    tableLeft: () => {},
+    tableReplaced: () => {},
+    confirmed: () => {},
+    delivered: () => {},
+    ended: () => {},
+  })
+  const options = (s as unknown as { service: { clientConfig: { options: string } } }).service.clientConfig.options
+  const userTimeoutMs = Number(/tcp_user_timeout=(\d+)/.exec(options)?.[1])
+  expect(userTimeoutMs).toBeGreaterThan(1000 + slow.statusIntervalMs)
+})

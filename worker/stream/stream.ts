@@ -71,7 +71,9 @@ export class ReplicationStream {
         connectionString: config.databaseUrl,
         connectionTimeoutMillis: 10_000,
         keepAlive: true,
-        options: serverTcpSettings(receiveTimeoutMs),
+        // The latest this worker may still send while holding the slot: a paused stream's deadline
+        // is counted from the last update the server heard, a status interval later (slotHolder).
+        options: serverTcpSettings(receiveTimeoutMs + config.statusIntervalMs),
       },
       // Never let the library confirm anything: it would confirm what was received, not delivered.
       { acknowledge: { auto: false, timeoutSeconds: 0 } },
@@ -336,17 +338,17 @@ export class ReplicationStream {
 /**
  * The server's TCP settings for this connection. Set by a DBA to notice dead clients sooner
  * (tcp_keepalives_*, tcp_user_timeout), they would let the server end a half-open connection,
- * and free the slot for a standby, before this worker's receive deadline, while it still
- * publishes: two workers at once. So on this connection they can fire only after the deadline
- * (by about 15 s); with wal_sender_timeout off they still free a dead worker's slot that long after.
+ * and free the slot for a standby, before this worker's deadline, while it still publishes: two
+ * workers at once. So on this connection they can fire only after `deadlineMs` (by about 15 s);
+ * with wal_sender_timeout off they still free a dead worker's slot that long after.
  */
-export function serverTcpSettings(receiveTimeoutMs: number): string {
-  const idleSeconds = Math.ceil(receiveTimeoutMs / 1000)
+export function serverTcpSettings(deadlineMs: number): string {
+  const idleSeconds = Math.ceil(deadlineMs / 1000)
   return [
     `tcp_keepalives_idle=${idleSeconds}`,
     'tcp_keepalives_interval=5',
     'tcp_keepalives_count=3',
-    `tcp_user_timeout=${receiveTimeoutMs + 15_000}`,
+    `tcp_user_timeout=${deadlineMs + 15_000}`,
   ]
     .map((setting) => `-c ${setting}`)
     .join(' ')
