@@ -339,8 +339,12 @@ export class ReplicationStream {
  * The server's TCP settings for this connection. Set by a DBA to notice dead clients sooner
  * (tcp_keepalives_*, tcp_user_timeout), they would let the server end a half-open connection,
  * and free the slot for a standby, before this worker's deadline, while it still publishes: two
- * workers at once. So on this connection they can fire only after `deadlineMs` (by about 15 s);
- * with wal_sender_timeout off they still free a dead worker's slot that long after.
+ * workers at once. So on this connection keepalives can fire only after `deadlineMs` (by about
+ * 15 s), and tcp_user_timeout never: Linux counts a zero receive window against it, which a
+ * paused stream holds for as long as the pause lasts (a Kafka outage, a backlog). With 69 s, a
+ * healthy worker paused over a large backlog lost its connection, and the slot, 69 s into the
+ * pause. A dead worker's slot is freed by wal_sender_timeout, or with it off by keepalives (idle
+ * connection) or TCP's retransmission limit (data in flight, minutes).
  */
 export function serverTcpSettings(deadlineMs: number): string {
   const idleSeconds = Math.ceil(deadlineMs / 1000)
@@ -348,7 +352,7 @@ export function serverTcpSettings(deadlineMs: number): string {
     `tcp_keepalives_idle=${idleSeconds}`,
     'tcp_keepalives_interval=5',
     'tcp_keepalives_count=3',
-    `tcp_user_timeout=${deadlineMs + 15_000}`,
+    'tcp_user_timeout=0',
   ]
     .map((setting) => `-c ${setting}`)
     .join(' ')
