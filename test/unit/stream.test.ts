@@ -5,8 +5,8 @@ import { ReplicationStream, serverTcpSettings } from '../../worker/stream/stream
 
 const config: WorkerConfig = { ...DEFAULTS, databaseUrl: 'postgresql://x@127.0.0.1:1/db', kafkaBrokers: ['k:9092'] }
 
-function stream(ended: unknown[]) {
-  const s = new ReplicationStream(config, 0n, 1000, createMetrics(), {
+function stream(ended: unknown[], streamConfig: WorkerConfig = config) {
+  const s = new ReplicationStream(streamConfig, 0n, 1000, createMetrics(), {
     started: () => {},
     record: () => {},
     undecodable: () => {},
@@ -92,16 +92,7 @@ test("the server's TCP timeouts on the replication connection cannot end it befo
 test("a paused stream's deadline (a status interval past the receive timeout) comes before the server's keepalives too", () => {
   // A status interval of 20 s (allowed up to a third of wal_sender_timeout).
   const slow: WorkerConfig = { ...config, statusIntervalMs: 20_000 }
-  const s = new ReplicationStream(slow, 0n, 1000, createMetrics(), {
-    started: () => {},
-    record: () => {},
-    undecodable: () => {},
-    tableLeft: () => {},
-    tableReplaced: () => {},
-    confirmed: () => {},
-    delivered: () => {},
-    ended: () => {},
-  })
+  const { stream: s } = stream([], slow)
   const options = (s as unknown as { service: { clientConfig: { options: string } } }).service.clientConfig.options
   const idleMs = Number(/tcp_keepalives_idle=(\d+)/.exec(options)?.[1]) * 1000
   expect(idleMs).toBeGreaterThanOrEqual(1000 + slow.statusIntervalMs)

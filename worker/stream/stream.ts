@@ -305,8 +305,9 @@ export class ReplicationStream {
   }
 
   /**
-   * Tells PostgreSQL the slot may forget WAL up to the safe LSN (status-update.ts). While confirming is held, the last confirmed position is repeated (the server still needs
-   * to hear from us).
+   * Tells PostgreSQL the slot may forget WAL up to the safe LSN (status-update.ts). While
+   * confirming is held, the last confirmed position is repeated (the server still needs to hear
+   * from us).
    */
   private sendStatus(requestReply: boolean): void {
     if (this.closed || !this.streaming) return
