@@ -9,6 +9,8 @@
  * puts a plain consumer of each Kafka client through broker restarts (test/bench/consumer-restarts.ts);
  * `-- --only=rss [--rss-events=N]` drains N events (1,000,000) with each client for the peak RSS;
  * `-- --only=start [--runs=R]` measures start-up (test/bench/first-record.ts);
+ * `-- --only=latency [--exactly-once]` commit→consume latency at each rate, at least once and
+ *   exactly once (or exactly once only);
  * OUTBOX_BATCH_SIZE / OUTBOX_BUFFER_EVENTS / OUTBOX_BUFFER_BYTES are passed on to the worker.
  */
 import { execFileSync } from 'node:child_process'
@@ -126,7 +128,7 @@ async function latencies(
   variant = DEFAULT_VARIANT,
 ): Promise<LatencyResult[]> {
   const db = await createTestDatabase(url)
-  const topicPrefix = `bench.latency.${relay}.${variant.name.replace(/[^a-z]+/g, '-')}`
+  const topicPrefix = `bench.latency.${relay}.${variant.name.replace(/[^a-z]+/g, '-')}.${db.name}`
   let stop: () => Promise<unknown>
   if (relay === 'worker') {
     const worker = await spawnWorker(
@@ -414,6 +416,14 @@ async function runOnly(part: string) {
       const runs = Number(option('runs') ?? START_RUNS)
       for (const client of [DEFAULT_VARIANT.name, KAFKAJS.name])
         process.stdout.write(`${startLine(await startFigures(url, brokers, client, runs), runs)}\n`)
+    } else if (part === 'latency') {
+      log('building the worker (dist/)')
+      execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'ignore' })
+      for (const variant of process.argv.includes('--exactly-once') ? [EXACTLY_ONCE] : [DEFAULT_VARIANT, EXACTLY_ONCE])
+        for (const l of await latencies(url, brokers, 'worker', variant))
+          process.stdout.write(
+            `commit→consume p50/p95/p99, ${variant.name}, ${f0(l.rate)}/s: ${f0(l.p50)} / ${f0(l.p95)} / ${f0(l.p99)} ms (${l.received} of ${l.sent} events); load ${loadavg()[0]?.toFixed(2)}\n`,
+          )
     } else if (part === 'inbox') {
       const events = Number(option('events') ?? (quick ? 5000 : 20_000))
       for (const r of await benchInbox(url, brokers, events)) {
@@ -430,7 +440,7 @@ async function runOnly(part: string) {
       }
     } else {
       throw new Error(
-        `--only=${part}: use --only=write-side, --only=drain, --only=relay, --only=rss, --only=start, --only=inbox or --only=consumer-restarts`,
+        `--only=${part}: use --only=write-side, --only=drain, --only=relay, --only=rss, --only=start, --only=latency, --only=inbox or --only=consumer-restarts`,
       )
     }
   } finally {
