@@ -144,7 +144,7 @@ test('a worker that lost the slot is fenced by the one that took over: nothing i
       key: transactionalId,
       value: '{"lsn":"FF/0"}',
     }
-    const error = await zombie.commitTransaction([[record, checkpoint]]).then(
+    const error = await zombie.commitTransaction([[record]], checkpoint).then(
       () => undefined,
       (e: unknown) => e,
     )
@@ -271,7 +271,7 @@ test.each<[string, { slot?: string; lsn?: string; system?: string }, RegExp]>([
     const foreign = { ...ours, value: JSON.stringify({ ...JSON.parse(ours.value as string), ...differs }) }
     const previous = createKafkajsTransactionalPublisher(config, silentLogger)
     await previous.connect()
-    await previous.commitTransaction([[foreign]])
+    await previous.commitTransaction([], foreign)
     await previous.disconnect()
 
     const worker = await startWorker(exactlyOnce(transactionalId))

@@ -302,25 +302,19 @@ function transactions(sizes: number[], topic = 'orders'): DeliveryItem[] {
   return items
 }
 
-/** A transaction's records and its checkpoint, which must be its last record. */
-function splitCheckpoint(chunks: KafkaRecord[][]): { records: KafkaRecord[]; checkpoint: Lsn } {
-  const records = chunks.flat()
-  const last = records.pop() as KafkaRecord
-  expect(last.topic).toMatch(/\.checkpoint$/)
-  return { records, checkpoint: parseCheckpoint(last.value as string, 't').lsn }
-}
-
 function fakePublisher(checkpoint: Lsn | undefined, refuse: (r: KafkaRecord) => boolean = () => false) {
   const committed: { values: (string | null)[]; checkpoint: Lsn }[] = []
   let fail: unknown
   const publisher: TransactionalPublisher = {
     connect: async () => {},
     readCheckpoint: async () => ours(checkpoint),
-    async commitTransaction(chunks) {
+    async commitTransaction(chunks, record) {
       if (fail) throw fail
-      const { records, checkpoint } = splitCheckpoint(chunks)
-      if (records.some(refuse)) throw { type: 'MESSAGE_TOO_LARGE' }
-      committed.push({ values: records.map((r) => r.value), checkpoint })
+      if (chunks.flat().some(refuse)) throw { type: 'MESSAGE_TOO_LARGE' }
+      committed.push({
+        values: chunks.flat().map((r) => r.value),
+        checkpoint: parseCheckpoint(record.value as string, 't').lsn,
+      })
     },
     async probe(records) {
       if (records.some(refuse)) throw { type: 'MESSAGE_TOO_LARGE' }
@@ -454,11 +448,13 @@ function slowPublisher(checkpoint: Lsn | undefined, connectError?: unknown) {
       if (connectError) throw connectError
     },
     readCheckpoint: async () => ours(checkpoint),
-    async commitTransaction(chunks) {
+    async commitTransaction(chunks, cp) {
       // A Kafka transaction takes a while (AddPartitionsToTxn, produce, EndTxn and markers).
       await new Promise((r) => setTimeout(r, 20))
-      const { records, checkpoint } = splitCheckpoint(chunks)
-      committed.push({ values: records.map((r) => r.value), checkpoint })
+      committed.push({
+        values: chunks.flat().map((r) => r.value),
+        checkpoint: parseCheckpoint(cp.value as string, 't').lsn,
+      })
     },
     probe: async () => {},
     disconnect: async () => {},
@@ -632,8 +628,8 @@ test('after a failure drops the producer, the session ends: the transactional id
   await publisher.connect()
   expect(producers.made).toBe(1)
   const record = reviewRecord('a')
-  await expect(publisher.commitTransaction([[record, record]])).rejects.toThrow(/connection reset/)
-  await expect(publisher.commitTransaction([[record, record]])).rejects.toThrow(/dropped after a failure/)
+  await expect(publisher.commitTransaction([[record]], record)).rejects.toThrow(/connection reset/)
+  await expect(publisher.commitTransaction([[record]], record)).rejects.toThrow(/dropped after a failure/)
   expect(producers.made).toBe(1)
   await publisher.disconnect()
 })

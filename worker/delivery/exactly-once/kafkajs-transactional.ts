@@ -103,7 +103,7 @@ export function createKafkajsTransactionalPublisher(config: WorkerConfig, logger
       )
       return value === undefined ? undefined : parseCheckpoint(value, topic)
     },
-    commitTransaction: (chunks) => transact(chunks, true),
+    commitTransaction: (chunks, checkpoint) => transact([...chunks, [checkpoint]], true),
     probe: (records) => transact([records], false),
     unavailableTopics: (topics) => admin.unavailable(topics),
     async disconnect() {

@@ -201,10 +201,10 @@ export class TransactionalDelivery implements EventDelivery {
       // fail: ask Kafka about its topics every few seconds while it is under way.
       const watch = setInterval(() => void this.reportUnavailableTopics(), TOPIC_CHECK_MS)
       try {
-        // The checkpoint rides in the last request: a request of its own would cost another
-        // AddPartitionsToTxn and produce round trip in every transaction.
-        const checkpoint = checkpointRecord(this.config, last, this.identity as ServerIdentity)
-        await this.publisher.commitTransaction(chunkRecords([...records, checkpoint], this.config))
+        await this.publisher.commitTransaction(
+          chunkRecords(records, this.config),
+          checkpointRecord(this.config, last, this.identity as ServerIdentity),
+        )
         break
       } catch (error) {
         const { kind, type } = classifyTransactionError(error)

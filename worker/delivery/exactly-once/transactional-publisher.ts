@@ -16,12 +16,12 @@ export interface TransactionalPublisher {
   /** The latest committed checkpoint of this transactional id, undefined when none. */
   readCheckpoint(): Promise<Checkpoint | undefined>
   /**
-   * One Kafka transaction: the records, one request per chunk, in order (see chunkRecords), the
-   * last record being the checkpoint; then commit. Resolves once committed. On any failure the
-   * transaction is aborted (or left to Kafka to abort, when the producer is dropped) before it
-   * rejects: nothing of it is ever visible to read_committed.
+   * One Kafka transaction: the records (one request per chunk, in order; see chunkRecords), then
+   * the checkpoint record, then commit. Resolves once
+   * committed. On any failure the transaction is aborted (or left to Kafka to abort, when the
+   * producer is dropped) before it rejects: nothing of it is ever visible to read_committed.
    */
-  commitTransaction(chunks: KafkaRecord[][]): Promise<void>
+  commitTransaction(chunks: KafkaRecord[][], checkpoint: KafkaRecord): Promise<void>
   /**
    * Sends the records in a transaction that is then aborted: whether Kafka accepts them, without
    * making them visible. Used to find a refused record by halving.
