@@ -5,7 +5,7 @@ import { afterEach, describe, expect, test, vi } from 'vitest'
 const consumerConnect = vi.hoisted(() => ({ delayMs: 0 }))
 /** Producers made (each initializes the id), and transactions begun; the first one is the init. */
 const producers = vi.hoisted(() => ({ made: 0, transactions: 0 }))
-vi.mock('kafkajs', () => {
+vi.mock('kafkajs', async (importOriginal) => {
   class Kafka {
     admin() {
       return {
@@ -45,7 +45,7 @@ vi.mock('kafkajs', () => {
       }
     }
   }
-  return { Kafka, logLevel: { NOTHING: 0, ERROR: 1, WARN: 2, INFO: 4, DEBUG: 5 } }
+  return { ...(await importOriginal<typeof import('kafkajs')>()), Kafka }
 })
 
 // The high watermarks of the checkpoint read come from @platformatic/kafka's admin.

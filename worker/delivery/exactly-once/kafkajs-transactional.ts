@@ -5,13 +5,14 @@ import { errorTree } from '../../operations/error-tree.js'
 import { OutboxSetupError } from '../../operations/errors.js'
 import type { Logger } from '../../operations/logger.js'
 import { LazyAdmin } from '../kafkajs-admin.js'
-import { DroppableProducer, topicMessages } from '../kafkajs-producer.js'
+import { DroppableProducer } from '../kafkajs-producer.js'
 import { kafkaClientConfig } from '../kafkajs-publisher.js'
 import { FencedSockets } from '../kafkajs-sockets.js'
 import { platformaticClientOptions } from '../platformatic-publisher.js'
 import type { KafkaRecord } from '../records.js'
 import { type Checkpoint, parseCheckpoint } from './checkpoint.js'
 import { readLatest } from './checkpoint-read.js'
+import { partitionRequests, type TopicPartitions } from './partition-requests.js'
 import { checkpointTopic, transactionalId } from './settings.js'
 import { classifyTransactionError, type TransactionalPublisher } from './transactional-publisher.js'
 
@@ -22,6 +23,13 @@ import { classifyTransactionError, type TransactionalPublisher } from './transac
  * transaction.max.timeout.ms (15 min).
  */
 export const TRANSACTION_TIMEOUT_MS = 300_000
+
+/**
+ * How long a transaction waits for its topics' partitions before it goes without them: reading
+ * them takes a round trip; a Kafka that does not answer would hold the transaction up for the
+ * admin's retries, on top of its own.
+ */
+const PARTITIONS_WAIT_MS = 5_000
 
 /**
  * The kafkajs transactional publisher of one session: a producer with the worker's
@@ -54,14 +62,43 @@ export function createKafkajsTransactionalPublisher(config: WorkerConfig, logger
   })
   const admin = new LazyAdmin(otherKafka)
 
-  /** Sends the chunks in one transaction, a request each; `commit` false aborts it (a probe). */
+  /**
+   * The partitions of the topics, read before each transaction, so that a partition added since
+   * is used as soon as the producer would use it. Empty when they cannot be read (a topic still
+   * missing, Kafka not answering): the transaction then goes as the producer partitions it.
+   */
+  const partitionsOf = async (chunks: KafkaRecord[][]): Promise<TopicPartitions> => {
+    const topics = [...new Set(chunks.flat().map((record) => record.topic))]
+    const reading = admin.connected().then((a) => a.fetchTopicMetadata({ topics }))
+    reading.catch(() => {}) // given up on below: its failure matters to no one
+    let timer: NodeJS.Timeout | undefined
+    const givenUp = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), PARTITIONS_WAIT_MS)
+    })
+    try {
+      const metadata = await Promise.race([reading, givenUp])
+      return new Map(metadata?.topics.map((topic) => [topic.name, topic.partitions]))
+    } catch {
+      return new Map()
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  /**
+   * Sends the chunks in one transaction, a request per partition (see partitionRequests);
+   * `commit` false aborts it (a probe).
+   */
   const transact = async (chunks: KafkaRecord[][], commit: boolean) => {
     const p = producer.current
     if (!p) throw new Error('the transactional producer was dropped after a failure: the session ends')
     const started = Date.now()
+    const partitions = await partitionsOf(chunks)
     const transaction = await p.transaction()
     try {
-      for (const chunk of chunks) await transaction.sendBatch({ acks: -1, topicMessages: topicMessages(chunk) })
+      for (const chunk of chunks)
+        for (const request of partitionRequests(chunk, partitions))
+          await transaction.sendBatch({ acks: -1, topicMessages: request })
       if (commit) await transaction.commit()
       else await transaction.abort()
     } catch (error) {
