@@ -10,8 +10,10 @@ import { beforeEach, expect, test, vi } from 'vitest'
 const kafka = vi.hoisted(() => ({
   /** What each sendBatch call of a committed or aborted transaction was given, in order. */
   sent: [] as { topic: string; messages: { key: string; partition?: number; headers: { id: string } }[] }[][],
-  /** The metadata the admin answers with; undefined: it fails. */
-  partitions: undefined as number | undefined,
+  /** The partitions the admin's metadata lists per topic; 'fails' or 'hangs' instead. */
+  partitions: 4 as number | 'fails' | 'hangs',
+  /** Metadata requests the admin was asked. */
+  metadataReads: 0,
 }))
 
 vi.mock('kafkajs', async (importOriginal) => {
@@ -23,8 +25,10 @@ vi.mock('kafkajs', async (importOriginal) => {
         disconnect: async () => {},
         listTopics: async () => ['shop.checkpoint'],
         fetchTopicMetadata: async ({ topics }: { topics: string[] }) => {
+          kafka.metadataReads++
           const count = kafka.partitions
-          if (count === undefined) throw new Error('This server does not host this topic-partition')
+          if (count === 'fails') throw new Error('This server does not host this topic-partition')
+          if (count === 'hangs') return new Promise(() => {})
           // Partitions led by brokers 1 and 2 in turn: a sendBatch of several goes to both.
           const partitions = Array.from({ length: count }, (_, partitionId) => ({
             partitionErrorCode: 0,
@@ -96,30 +100,41 @@ function kafkajsPartition(key: string, count: number): number {
 
 beforeEach(() => {
   kafka.sent.length = 0
+  kafka.metadataReads = 0
+  kafka.partitions = 4
 })
 
-test('each sendBatch of a transaction holds one partition, the one kafkajs would choose, with its events in order; every event is sent once', async () => {
-  kafka.partitions = 4
-  const publisher = createKafkajsTransactionalPublisher(config, silentLogger)
-  await publisher.connect()
-  await publisher.commitTransaction([records.slice(0, 20), records.slice(20)], checkpoint)
-  await publisher.disconnect()
-
-  const calls = kafka.sent.map((call) =>
+/** Each sendBatch call's messages, with the partition kafkajs will give each among `count`. */
+function sentCalls(count: number) {
+  return kafka.sent.map((call) =>
     call.flatMap(({ topic, messages }) =>
       messages.map((m) => ({
         topic,
-        partition: m.partition ?? kafkajsPartition(m.key, 4),
+        explicit: m.partition,
+        partition: kafkajsPartition(m.key, count),
         key: m.key,
         id: m.headers.id,
       })),
     ),
   )
-  const partitionsPerCall = calls.map((call) => new Set(call.map((m) => `${m.topic}/${m.partition}`)).size)
-  expect(partitionsPerCall.filter((n) => n !== 1)).toEqual([])
+}
+
+const partitionsPerCall = (calls: ReturnType<typeof sentCalls>) =>
+  calls.map((call) => new Set(call.map((m) => `${m.topic}/${m.partition}`)).size)
+
+test('each sendBatch of a transaction holds one partition (the producer still chooses it), with its events in order; every event is sent once', async () => {
+  const publisher = createKafkajsTransactionalPublisher(config, silentLogger)
+  await publisher.connect()
+  await publisher.commitTransaction([records.slice(0, 20), records.slice(20)], checkpoint)
+  await publisher.disconnect()
+
+  const calls = sentCalls(4)
+  expect(partitionsPerCall(calls).filter((n) => n !== 1)).toEqual([])
   const sent = calls.flat()
+  // Left to the producer: were its partition count older than the admin's, a partition set here
+  // that it does not know yet would be sent nowhere.
+  expect(sent.filter((m) => m.explicit !== undefined)).toEqual([])
   expect(sent.map((m) => m.id).sort()).toEqual([...records.map((r) => r.headers.id), 'checkpoint'].sort())
-  for (const m of sent.filter((m) => m.topic === 'orders')) expect(m.partition).toBe(kafkajsPartition(m.key, 4))
   // Per aggregate, the events in the order given.
   for (let a = 0; a < 10; a++) {
     const key = `order-${a}`
@@ -129,14 +144,47 @@ test('each sendBatch of a transaction holds one partition, the one kafkajs would
   }
 })
 
-test("when the topics' partitions cannot be read, the transaction still sends every event once, in order, partitioned by kafkajs", async () => {
-  kafka.partitions = undefined
+test('the partition counts are read once per topic, and kept when a later read fails', async () => {
+  const publisher = createKafkajsTransactionalPublisher(config, silentLogger)
+  await publisher.connect()
+  await publisher.commitTransaction([records], checkpoint)
+  expect(kafka.metadataReads).toBe(1)
+  kafka.partitions = 'fails'
+  kafka.sent.length = 0
+  await publisher.commitTransaction([records], checkpoint)
+  await publisher.disconnect()
+  expect(kafka.metadataReads).toBe(1)
+  expect(partitionsPerCall(sentCalls(4)).filter((n) => n !== 1)).toEqual([])
+})
+
+test("when the topics' partitions cannot be read, the transaction still sends every event once, in order", async () => {
+  kafka.partitions = 'fails'
   const publisher = createKafkajsTransactionalPublisher(config, silentLogger)
   await publisher.connect()
   await publisher.commitTransaction([records], checkpoint)
   await publisher.disconnect()
 
-  const sent = kafka.sent.flat().flatMap(({ messages }) => messages)
-  expect(sent.map((m) => m.headers.id)).toEqual([...records.map((r) => r.headers.id), 'checkpoint'])
-  expect(sent.filter((m) => m.partition !== undefined)).toEqual([])
+  const sent = sentCalls(4).flat()
+  expect(sent.map((m) => m.id)).toEqual([...records.map((r) => r.headers.id), 'checkpoint'])
+})
+
+test('a metadata request Kafka never answers holds the transaction up 5 s, not for good', async () => {
+  kafka.partitions = 'hangs'
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
+  try {
+    const publisher = createKafkajsTransactionalPublisher(config, silentLogger)
+    await publisher.connect()
+    let committed = false
+    const committing = publisher.commitTransaction([records], checkpoint).then(() => {
+      committed = true
+    })
+    await vi.advanceTimersByTimeAsync(4_900)
+    expect(committed).toBe(false)
+    await vi.advanceTimersByTimeAsync(200)
+    await committing
+    expect(sentCalls(4).flat()).toHaveLength(records.length + 1)
+    await publisher.disconnect()
+  } finally {
+    vi.useRealTimers()
+  }
 })

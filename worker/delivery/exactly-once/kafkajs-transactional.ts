@@ -12,7 +12,7 @@ import { platformaticClientOptions } from '../platformatic-publisher.js'
 import type { KafkaRecord } from '../records.js'
 import { type Checkpoint, parseCheckpoint } from './checkpoint.js'
 import { readLatest } from './checkpoint-read.js'
-import { partitionRequests, type TopicPartitions } from './partition-requests.js'
+import { type PartitionCounts, partitionRequests } from './partition-requests.js'
 import { checkpointTopic, transactionalId } from './settings.js'
 import { classifyTransactionError, type TransactionalPublisher } from './transactional-publisher.js'
 
@@ -30,6 +30,12 @@ export const TRANSACTION_TIMEOUT_MS = 300_000
  * admin's retries, on top of its own.
  */
 const PARTITIONS_WAIT_MS = 5_000
+
+/** How old the partition counts may grow: kafkajs's own metadata refresh (metadataMaxAge). */
+const PARTITIONS_MAX_AGE_MS = 300_000
+
+/** After a failed refresh, how long the counts read before are used without asking again. */
+const PARTITIONS_RETRY_MS = 30_000
 
 /**
  * The kafkajs transactional publisher of one session: a producer with the worker's
@@ -63,12 +69,35 @@ export function createKafkajsTransactionalPublisher(config: WorkerConfig, logger
   const admin = new LazyAdmin(otherKafka)
 
   /**
-   * The partitions of the topics, read before each transaction, so that a partition added since
-   * is used as soon as the producer would use it. Empty when they cannot be read (a topic still
-   * missing, Kafka not answering): the transaction then goes as the producer partitions it.
+   * Each topic's partition count, read when a topic is first sent to and again once
+   * PARTITIONS_MAX_AGE_MS old (a partition added), as the producer refreshes its own. A count
+   * that cannot be read within PARTITIONS_WAIT_MS (a topic still missing, Kafka not answering)
+   * keeps the one read before, asked for again PARTITIONS_RETRY_MS later; a topic never read
+   * goes as the producer groups it.
    */
-  const partitionsOf = async (chunks: KafkaRecord[][]): Promise<TopicPartitions> => {
+  const known = new Map<string, { count: number; readAt: number }>()
+  const partitionCounts = async (chunks: KafkaRecord[][]): Promise<PartitionCounts> => {
     const topics = [...new Set(chunks.flat().map((record) => record.topic))]
+    const now = Date.now()
+    const wanted = topics.filter((topic) => now - (known.get(topic)?.readAt ?? 0) > PARTITIONS_MAX_AGE_MS)
+    if (wanted.length > 0) {
+      const read = await readPartitionCounts(wanted)
+      for (const topic of wanted) {
+        const count = read?.get(topic)
+        const before = known.get(topic)
+        if (count) known.set(topic, { count, readAt: Date.now() })
+        else if (before) before.readAt = now - PARTITIONS_MAX_AGE_MS + PARTITIONS_RETRY_MS
+      }
+    }
+    const counts: PartitionCounts = new Map()
+    for (const topic of topics) {
+      const count = known.get(topic)?.count
+      if (count) counts.set(topic, count)
+    }
+    return counts
+  }
+  /** The topics' partition counts, or undefined when Kafka does not tell within PARTITIONS_WAIT_MS. */
+  const readPartitionCounts = async (topics: string[]): Promise<Map<string, number> | undefined> => {
     const reading = admin.connected().then((a) => a.fetchTopicMetadata({ topics }))
     reading.catch(() => {}) // given up on below: its failure matters to no one
     let timer: NodeJS.Timeout | undefined
@@ -77,9 +106,9 @@ export function createKafkajsTransactionalPublisher(config: WorkerConfig, logger
     })
     try {
       const metadata = await Promise.race([reading, givenUp])
-      return new Map(metadata?.topics.map((topic) => [topic.name, topic.partitions]))
+      return metadata && new Map(metadata.topics.map((topic) => [topic.name, topic.partitions.length]))
     } catch {
-      return new Map()
+      return undefined
     } finally {
       clearTimeout(timer)
     }
@@ -93,7 +122,7 @@ export function createKafkajsTransactionalPublisher(config: WorkerConfig, logger
     const p = producer.current
     if (!p) throw new Error('the transactional producer was dropped after a failure: the session ends')
     const started = Date.now()
-    const partitions = await partitionsOf(chunks)
+    const partitions = await partitionCounts(chunks)
     const transaction = await p.transaction()
     try {
       for (const chunk of chunks)

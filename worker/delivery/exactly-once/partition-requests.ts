@@ -1,13 +1,13 @@
-import { Partitioners, type PartitionMetadata, type TopicMessages } from 'kafkajs'
+import { Partitioners, type TopicMessages } from 'kafkajs'
 import { topicMessages } from '../kafkajs-producer.js'
 import type { KafkaRecord } from '../records.js'
 
-/** Each topic's partitions, as Kafka's metadata lists them; a topic left out is unknown. */
-export type TopicPartitions = Map<string, PartitionMetadata[]>
+/** How many partitions each topic has; a topic left out is unknown. */
+export type PartitionCounts = Map<string, number>
 
 /**
  * The sendBatch calls that send one chunk of a Kafka transaction: one per partition, each with
- * that partition's records in the chunk's order, sent one after the other.
+ * that partition's records in the chunk's order, to be sent one after the other.
  *
  * Why not one call for the chunk: kafkajs sends a sendBatch as one request per partition leader
  * under a single retry. When one broker's request fails (a leader moving, a dropped connection)
@@ -17,31 +17,42 @@ export type TopicPartitions = Map<string, PartitionMetadata[]>
  * one partition goes to one broker in one request, which has failed (and given its sequence
  * numbers back) before it is retried, so Kafka recognizes a resent request.
  *
- * The partition is the one the producer would choose (kafkajs's default partitioner: murmur2 of
- * the key, as Kafka's Java client). Records of a topic whose partitions are unknown (its metadata
- * could not be read) are left to the producer, in one more call.
+ * Records are grouped by the partition the producer will choose (kafkajs's default partitioner:
+ * murmur2 of the key, as Kafka's Java client), but the choice is left to the producer: were its
+ * partition count older than `counts`, a partition it does not know yet would be sent nowhere.
+ * Records of a topic whose count is unknown go together in one more call.
  */
-export function partitionRequests(records: KafkaRecord[], partitions: TopicPartitions): TopicMessages[][] {
+export function partitionRequests(records: KafkaRecord[], counts: PartitionCounts): TopicMessages[][] {
   const partitioner = Partitioners.DefaultPartitioner()
-  const placed = new Map<string, TopicMessages>()
+  const grouped = new Map<string, KafkaRecord[]>()
   const unplaced: KafkaRecord[] = []
   for (const record of records) {
-    const partitionMetadata = partitions.get(record.topic)
-    if (!partitionMetadata || partitionMetadata.length === 0) {
+    const count = counts.get(record.topic)
+    if (!count) {
       unplaced.push(record)
       continue
     }
-    const message = { key: record.key, value: record.value, headers: record.headers, timestamp: record.timestamp }
-    const partition = partitioner({ topic: record.topic, partitionMetadata, message })
+    const partition = partitioner({
+      topic: record.topic,
+      partitionMetadata: partitionsOf(count),
+      message: { key: record.key, value: record.value },
+    })
     const id = `${partition}:${record.topic}`
-    let request = placed.get(id)
-    if (!request) {
-      request = { topic: record.topic, messages: [] }
-      placed.set(id, request)
-    }
-    request.messages.push({ ...message, partition })
+    const group = grouped.get(id)
+    if (group) group.push(record)
+    else grouped.set(id, [record])
   }
-  const requests = [...placed.values()].map((request) => [request])
+  const requests = [...grouped.values()].map(topicMessages)
   if (unplaced.length > 0) requests.push(topicMessages(unplaced))
   return requests
 }
+
+// The partitioner reads only the count for a keyed record (every outbox record has a key).
+const partitionsOf = (count: number) =>
+  Array.from({ length: count }, (_, partitionId) => ({
+    partitionErrorCode: 0,
+    partitionId,
+    leader: 0,
+    replicas: [],
+    isr: [],
+  }))
