@@ -1,5 +1,5 @@
 import { Admin as PlatformaticAdmin } from '@platformatic/kafka'
-import { type Admin, Kafka } from 'kafkajs'
+import { type Admin, type ICustomPartitioner, Kafka, Partitioners } from 'kafkajs'
 import type { WorkerConfig } from '../../operations/config.js'
 import { errorTree } from '../../operations/error-tree.js'
 import { OutboxSetupError } from '../../operations/errors.js'
@@ -31,11 +31,23 @@ export const TRANSACTION_TIMEOUT_MS = 300_000
  */
 const PARTITIONS_WAIT_MS = 5_000
 
-/** How old the partition counts may grow: kafkajs's own metadata refresh (metadataMaxAge). */
-const PARTITIONS_MAX_AGE_MS = 300_000
+/**
+ * How many partitions the producer last saw for each topic, recorded by its partitioner as it
+ * places each record (the metadata it sends by), so that the requests of a transaction are
+ * grouped by the partitions the producer will choose, also right after partitions are added. Kept
+ * for the process, not the session: a session that starts after a failure, often while Kafka is
+ * still in trouble, must not depend on reading metadata first.
+ */
+const partitionCountsSeen: PartitionCounts = new Map()
 
-/** After a failed refresh, how long the counts read before are used without asking again. */
-const PARTITIONS_RETRY_MS = 30_000
+/** kafkajs's default partitioner, recording the count it was given into partitionCountsSeen. */
+const countingPartitioner: ICustomPartitioner = () => {
+  const partitioner = Partitioners.DefaultPartitioner()
+  return (args) => {
+    partitionCountsSeen.set(args.topic, args.partitionMetadata.length)
+    return partitioner(args)
+  }
+}
 
 /**
  * The kafkajs transactional publisher of one session: a producer with the worker's
@@ -58,6 +70,7 @@ export function createKafkajsTransactionalPublisher(config: WorkerConfig, logger
       maxInFlightRequests: 1,
       allowAutoTopicCreation: true,
       transactionTimeout: TRANSACTION_TIMEOUT_MS,
+      createPartitioner: countingPartitioner,
     })
     await fresh.connect()
     // kafkajs initializes the transactional id on the first transaction: do it now, so that
@@ -69,32 +82,18 @@ export function createKafkajsTransactionalPublisher(config: WorkerConfig, logger
   const admin = new LazyAdmin(otherKafka)
 
   /**
-   * Each topic's partition count, read when a topic is first sent to and again once
-   * PARTITIONS_MAX_AGE_MS old (a partition added), as the producer refreshes its own. A count
-   * that cannot be read within PARTITIONS_WAIT_MS (a topic still missing, Kafka not answering)
-   * keeps the one read before, asked for again PARTITIONS_RETRY_MS later; a topic never read
-   * goes as the producer groups it.
+   * Each topic's partition count: the producer's own (see partitionCountsSeen), and for a topic
+   * it has not sent to yet in this process, the admin's metadata, asked for up to
+   * PARTITIONS_WAIT_MS. A topic whose count is unknown still goes as the producer groups it.
    */
-  const known = new Map<string, { count: number; readAt: number }>()
   const partitionCounts = async (chunks: KafkaRecord[][]): Promise<PartitionCounts> => {
     const topics = [...new Set(chunks.flat().map((record) => record.topic))]
-    const now = Date.now()
-    const wanted = topics.filter((topic) => now - (known.get(topic)?.readAt ?? 0) > PARTITIONS_MAX_AGE_MS)
-    if (wanted.length > 0) {
-      const read = await readPartitionCounts(wanted)
-      for (const topic of wanted) {
-        const count = read?.get(topic)
-        const before = known.get(topic)
-        if (count) known.set(topic, { count, readAt: Date.now() })
-        else if (before) before.readAt = now - PARTITIONS_MAX_AGE_MS + PARTITIONS_RETRY_MS
-      }
+    const unknown = topics.filter((topic) => !partitionCountsSeen.has(topic))
+    if (unknown.length > 0) {
+      for (const [topic, count] of (await readPartitionCounts(unknown)) ?? [])
+        if (!partitionCountsSeen.has(topic)) partitionCountsSeen.set(topic, count)
     }
-    const counts: PartitionCounts = new Map()
-    for (const topic of topics) {
-      const count = known.get(topic)?.count
-      if (count) counts.set(topic, count)
-    }
-    return counts
+    return partitionCountsSeen
   }
   /** The topics' partition counts, or undefined when Kafka does not tell within PARTITIONS_WAIT_MS. */
   const readPartitionCounts = async (topics: string[]): Promise<Map<string, number> | undefined> => {
