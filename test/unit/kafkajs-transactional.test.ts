@@ -25,6 +25,8 @@ const kafka = vi.hoisted(() => ({
   inFlight: 0,
   /** How many partitions the producer's own metadata lists per topic. */
   producerPartitions: 4,
+  /** The same for the producer of one transactional id, where it differs. */
+  producerPartitionsOf: {} as Record<string, number>,
   /** What the admin's metadata lists: a count, or 'fails' / 'hangs'. */
   adminPartitions: 4 as number | 'fails' | 'hangs',
   /** Metadata requests the admin was asked. */
@@ -57,7 +59,7 @@ vi.mock('kafkajs', async (importOriginal) => {
         },
       }
     }
-    producer(options: { createPartitioner?: import('kafkajs').ICustomPartitioner }) {
+    producer(options: { transactionalId: string; createPartitioner?: import('kafkajs').ICustomPartitioner }) {
       const partitioner = (options.createPartitioner ?? actual.Partitioners.DefaultPartitioner)()
       type Sent = { topic: string; messages: { key: string; partition?: number; headers: { id: string } }[] }
       return {
@@ -73,7 +75,9 @@ vi.mock('kafkajs', async (importOriginal) => {
                   topic,
                   partition: partitioner({
                     topic,
-                    partitionMetadata: partitionMetadata(kafka.producerPartitions),
+                    partitionMetadata: partitionMetadata(
+                      kafka.producerPartitionsOf[options.transactionalId] ?? kafka.producerPartitions,
+                    ),
                     message: { ...message, value: null },
                   }),
                   explicit: message.partition,
@@ -137,11 +141,12 @@ beforeEach(() => {
   kafka.mostInFlight = 0
   kafka.metadataReads = 0
   kafka.producerPartitions = 4
+  kafka.producerPartitionsOf = {}
   kafka.adminPartitions = 4
 })
 
-async function commit(chunks: KafkaRecord[][]) {
-  const publisher = createKafkajsTransactionalPublisher(config, silentLogger)
+async function commit(chunks: KafkaRecord[][], transactionalId = config.transactionalId) {
+  const publisher = createKafkajsTransactionalPublisher({ ...config, transactionalId }, silentLogger)
   await publisher.connect()
   try {
     await publisher.commitTransaction(chunks, checkpoint)
@@ -183,6 +188,17 @@ test("after partitions are added, the requests follow the producer's count, not 
   await commit([records])
   expect(partitionsPerCall().filter((n) => n !== 1)).toEqual([])
   expect(kafka.metadataReads).toBe(1)
+})
+
+test("two workers in one process each group by their own producer's count", async () => {
+  const records = events('orders.e')
+  kafka.producerPartitionsOf = { 'worker-a': 4, 'worker-b': 6 }
+  await commit([records], 'worker-a')
+  await commit([records], 'worker-b')
+  await commit([records], 'worker-a')
+  kafka.calls.length = 0
+  await commit([records], 'worker-b')
+  expect(partitionsPerCall().filter((n) => n !== 1)).toEqual([])
 })
 
 test('a topic whose partitions cannot be read goes as the producer groups it (every event once, in order), and by partition once the producer has sent to it', async () => {

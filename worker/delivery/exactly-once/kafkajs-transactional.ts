@@ -32,20 +32,33 @@ export const TRANSACTION_TIMEOUT_MS = 300_000
 const PARTITIONS_WAIT_MS = 5_000
 
 /**
- * How many partitions the producer last saw for each topic, recorded by its partitioner as it
- * places each record (the metadata it sends by), so that the requests of a transaction are
- * grouped by the partitions the producer will choose, also right after partitions are added. Kept
- * for the process, not the session: a session that starts after a failure, often while Kafka is
- * still in trouble, must not depend on reading metadata first.
+ * How many partitions each worker's producer last saw for each topic, recorded by its partitioner
+ * as it places each record (the metadata it sends by), so that the requests of a transaction are
+ * grouped by the partitions the producer will choose, also right after partitions are added.
+ * Kept for the process, not the session: a session that starts after a failure, often while
+ * Kafka is still in trouble, must not depend on reading metadata first. One map per brokers and
+ * transactional id: workers created side by side (createWorker) each have their own producer.
  */
-const partitionCountsSeen: PartitionCounts = new Map()
+const partitionCountsSeen = new Map<string, PartitionCounts>()
 
-/** kafkajs's default partitioner, recording the count it was given into partitionCountsSeen. */
-const countingPartitioner: ICustomPartitioner = () => {
-  const partitioner = Partitioners.DefaultPartitioner()
-  return (args) => {
-    partitionCountsSeen.set(args.topic, args.partitionMetadata.length)
-    return partitioner(args)
+function countsOfProducer(config: WorkerConfig, id: string): PartitionCounts {
+  const key = `${config.kafkaBrokers.join(',')}\u0000${id}`
+  let counts = partitionCountsSeen.get(key)
+  if (!counts) {
+    counts = new Map()
+    partitionCountsSeen.set(key, counts)
+  }
+  return counts
+}
+
+/** kafkajs's default partitioner, recording the count it was given into `counts`. */
+function countingPartitioner(counts: PartitionCounts): ICustomPartitioner {
+  return () => {
+    const partitioner = Partitioners.DefaultPartitioner()
+    return (args) => {
+      counts.set(args.topic, args.partitionMetadata.length)
+      return partitioner(args)
+    }
   }
 }
 
@@ -59,6 +72,7 @@ const countingPartitioner: ICustomPartitioner = () => {
 export function createKafkajsTransactionalPublisher(config: WorkerConfig, logger: Logger): TransactionalPublisher {
   const id = transactionalId(config)
   const topic = checkpointTopic(config)
+  const counts = countsOfProducer(config, id)
   const producerSockets = new FencedSockets()
   const otherSockets = new FencedSockets()
   const kafka = new Kafka({ ...kafkaClientConfig(config, logger), socketFactory: producerSockets.factory })
@@ -70,7 +84,7 @@ export function createKafkajsTransactionalPublisher(config: WorkerConfig, logger
       maxInFlightRequests: 1,
       allowAutoTopicCreation: true,
       transactionTimeout: TRANSACTION_TIMEOUT_MS,
-      createPartitioner: countingPartitioner,
+      createPartitioner: countingPartitioner(counts),
     })
     await fresh.connect()
     // kafkajs initializes the transactional id on the first transaction: do it now, so that
@@ -83,17 +97,17 @@ export function createKafkajsTransactionalPublisher(config: WorkerConfig, logger
 
   /**
    * Each topic's partition count: the producer's own (see partitionCountsSeen), and for a topic
-   * it has not sent to yet in this process, the admin's metadata, asked for up to
+   * this worker's producer has not sent to yet in this process, the admin's metadata, asked for up to
    * PARTITIONS_WAIT_MS. A topic whose count is unknown still goes as the producer groups it.
    */
   const partitionCounts = async (chunks: KafkaRecord[][]): Promise<PartitionCounts> => {
     const topics = [...new Set(chunks.flat().map((record) => record.topic))]
-    const unknown = topics.filter((topic) => !partitionCountsSeen.has(topic))
+    const unknown = topics.filter((topic) => !counts.has(topic))
     if (unknown.length > 0) {
       for (const [topic, count] of (await readPartitionCounts(unknown)) ?? [])
-        if (!partitionCountsSeen.has(topic)) partitionCountsSeen.set(topic, count)
+        if (!counts.has(topic)) counts.set(topic, count)
     }
-    return partitionCountsSeen
+    return counts
   }
   /** The topics' partition counts, or undefined when Kafka does not tell within PARTITIONS_WAIT_MS. */
   const readPartitionCounts = async (topics: string[]): Promise<Map<string, number> | undefined> => {
