@@ -2,6 +2,7 @@ import type { WorkerConfig } from '../operations/config.js'
 import { errorFields, type Logger } from '../operations/logger.js'
 import type { Metrics } from '../operations/metrics.js'
 import type { Publisher } from './publisher.js'
+import { withTimeout } from './with-timeout.js'
 
 /** How often topics already known to be unavailable are asked about again. */
 const RECHECK_MS = 5_000
@@ -152,17 +153,5 @@ export class TopicAvailability {
   private reportAvailable(topic: string): void {
     this.metrics.topicUnavailable.remove({ topic })
     this.logger.info({ topic }, `Kafka topic "${topic}" is available again`)
-  }
-}
-
-async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms)
-  })
-  try {
-    return await Promise.race([promise, timeout])
-  } finally {
-    clearTimeout(timer)
   }
 }

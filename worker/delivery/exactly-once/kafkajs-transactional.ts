@@ -10,6 +10,7 @@ import { kafkaClientConfig } from '../kafkajs-publisher.js'
 import { FencedSockets } from '../kafkajs-sockets.js'
 import { platformaticClientOptions } from '../platformatic-publisher.js'
 import type { KafkaRecord } from '../records.js'
+import { withTimeout } from '../with-timeout.js'
 import { type Checkpoint, parseCheckpoint } from './checkpoint.js'
 import { readLatest } from './checkpoint-read.js'
 import { type PartitionCounts, partitionRequests } from './partition-requests.js'
@@ -111,19 +112,12 @@ export function createKafkajsTransactionalPublisher(config: WorkerConfig, logger
   }
   /** The topics' partition counts, or undefined when Kafka does not tell within PARTITIONS_WAIT_MS. */
   const readPartitionCounts = async (topics: string[]): Promise<Map<string, number> | undefined> => {
-    const reading = admin.connected().then((a) => a.fetchTopicMetadata({ topics }))
-    reading.catch(() => {}) // given up on below: its failure matters to no one
-    let timer: NodeJS.Timeout | undefined
-    const givenUp = new Promise<undefined>((resolve) => {
-      timer = setTimeout(() => resolve(undefined), PARTITIONS_WAIT_MS)
-    })
     try {
-      const metadata = await Promise.race([reading, givenUp])
-      return metadata && new Map(metadata.topics.map((topic) => [topic.name, topic.partitions.length]))
+      const reading = admin.connected().then((a) => a.fetchTopicMetadata({ topics }))
+      const metadata = await withTimeout(reading, PARTITIONS_WAIT_MS)
+      return new Map(metadata.topics.map((topic) => [topic.name, topic.partitions.length]))
     } catch {
       return undefined
-    } finally {
-      clearTimeout(timer)
     }
   }
 

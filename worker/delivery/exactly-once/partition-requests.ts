@@ -1,4 +1,4 @@
-import { Partitioners, type TopicMessages } from 'kafkajs'
+import { Partitioners, type PartitionMetadata, type TopicMessages } from 'kafkajs'
 import { topicMessages } from '../kafkajs-producer.js'
 import type { KafkaRecord } from '../records.js'
 
@@ -24,6 +24,8 @@ export type PartitionCounts = Map<string, number>
  */
 export function partitionRequests(records: KafkaRecord[], counts: PartitionCounts): TopicMessages[][] {
   const partitioner = Partitioners.DefaultPartitioner()
+  // Built once per topic: the partitioner is called for every record.
+  const metadata = new Map<string, PartitionMetadata[]>()
   const grouped = new Map<string, KafkaRecord[]>()
   const unplaced: KafkaRecord[] = []
   for (const record of records) {
@@ -32,9 +34,14 @@ export function partitionRequests(records: KafkaRecord[], counts: PartitionCount
       unplaced.push(record)
       continue
     }
+    let partitionMetadata = metadata.get(record.topic)
+    if (!partitionMetadata) {
+      partitionMetadata = partitionsOf(count)
+      metadata.set(record.topic, partitionMetadata)
+    }
     const partition = partitioner({
       topic: record.topic,
-      partitionMetadata: partitionsOf(count),
+      partitionMetadata,
       message: { key: record.key, value: record.value },
     })
     const id = `${partition}:${record.topic}`
@@ -48,7 +55,7 @@ export function partitionRequests(records: KafkaRecord[], counts: PartitionCount
 }
 
 // The partitioner reads only the count for a keyed record (every outbox record has a key).
-const partitionsOf = (count: number) =>
+const partitionsOf = (count: number): PartitionMetadata[] =>
   Array.from({ length: count }, (_, partitionId) => ({
     partitionErrorCode: 0,
     partitionId,

@@ -1,0 +1,15 @@
+/**
+ * `promise`, or a rejection after `ms` if it has not settled by then. The promise itself goes on;
+ * its later rejection is handled (by the race), so nothing is reported as unhandled.
+ */
+export async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms)
+  })
+  try {
+    return await Promise.race([promise, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
