@@ -176,6 +176,7 @@ class Worker extends EventEmitter implements OutboxWorker {
     const clientLoaded =
       this.injectedPublisher && this.config.delivery !== 'exactly-once' ? undefined : preloadKafkaClient(this.config)
     clientLoaded?.catch(() => {}) // awaited below; until then it must not be unhandled
+    let prepared: Prepared
     try {
       if (this.config.healthPort > 0) {
         const server = await startHealthServer({
@@ -203,7 +204,7 @@ class Worker extends EventEmitter implements OutboxWorker {
           this.untilReachable(what, attempt),
         )
       }
-      await this.untilReachable('PostgreSQL', () => this.prepare())
+      prepared = await this.untilReachable('PostgreSQL', () => this.prepare())
       this.metrics.kafkaConnected.set(1)
       this.retention.start()
       this.cleanups.push(async () => this.retention.stop())
@@ -216,7 +217,7 @@ class Worker extends EventEmitter implements OutboxWorker {
       await this.fail(error)
       throw error
     }
-    this.runLoop().then(
+    this.runLoop(prepared).then(
       () => this.finish(),
       (error: unknown) => this.fail(error),
     )
@@ -242,16 +243,19 @@ class Worker extends EventEmitter implements OutboxWorker {
    * slot; after a failure, reconnect after a pause (retry-policy.ts), resuming from the slot's
    * confirmed position.
    */
-  private async runLoop(): Promise<void> {
+  private async runLoop(preparedAtStart: Prepared): Promise<void> {
     let failures = 0
     /** The last session failed and none has delivered since (see ReplicationSession's walAtStart). */
     let recovering = false
+    /** The first session uses start()'s preparation, made a moment ago: one round of queries less. */
+    let fresh: Prepared | undefined = preparedAtStart
     while (!this.stopController.signal.aborted) {
       this.metrics.heartbeat.beat()
       let prepared: Prepared
       try {
         // A reconnect's set-up can be slow (a struggling server): stop() does not wait for it.
-        prepared = await Promise.race([this.prepare(), this.stopped()])
+        prepared = fresh ?? (await Promise.race([this.prepare(), this.stopped()]))
+        fresh = undefined
       } catch (error) {
         if (this.stopController.signal.aborted) return
         if (error instanceof OutboxSetupError) throw error
