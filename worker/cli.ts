@@ -4,7 +4,6 @@
  * Flags win over environment variables; `--help` lists both with their defaults.
  */
 import { readFileSync } from 'node:fs'
-import nodeModule from 'node:module'
 import { join } from 'node:path'
 import { OutboxError } from '../src/errors.js'
 import { configFrom, parseCommandLine } from './operations/args.js'
@@ -14,13 +13,6 @@ import { loadEnvFile } from './operations/env-file.js'
 import { EXIT, OutboxConfigError, OutboxPoisonEventError, OutboxSetupError } from './operations/errors.js'
 import { exitCodesLine, helpRows } from './operations/help-text.js'
 import { redact } from './operations/redact.js'
-
-// Node 22.8+ keeps the code it compiles in a cache directory (os.tmpdir()/node-compile-cache, or
-// NODE_COMPILE_CACHE), so a restart on the same machine or image skips most of the compiling of
-// the Kafka client, pg and pino: about 60 ms of a 360 ms start to the first record (docs/benchmarks.md).
-// Node checks each cached entry against its source. Where the directory cannot be written, or with
-// NODE_DISABLE_COMPILE_CACHE=1, the worker starts as before; Node 20 has no such cache.
-;(nodeModule as { enableCompileCache?: () => unknown }).enableCompileCache?.()
 
 // Each command imports what it needs when it runs: the relay's modules (the Kafka clients, pg,
 // pino) cost most of a second of CPU and tens of MB, which --help, init and status do not need.

@@ -3,8 +3,7 @@
  * fix, a documented exit code (2 configuration, 3 setup), and never a password.
  */
 import { spawn } from 'node:child_process'
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
-import nodeModule from 'node:module'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { type AddressInfo, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -426,19 +425,6 @@ test('a health port already in use: exit 2 with the way to run a second worker o
     await new Promise((resolve) => taken.close(resolve))
   }
 })
-
-// Node 22.8+ only: Node 20 has no compile cache.
-test.skipIf(!('enableCompileCache' in nodeModule))(
-  "the worker keeps Node's compile cache (in TMPDIR), so a restart on the same machine compiles less",
-  async ({ onTestFinished }) => {
-    const dir = temporaryDir('outbox-compile-cache-', onTestFinished)
-    // The relay path imports the Kafka client while it waits for an unreachable database.
-    const { code } = await cli([], { TMPDIR: dir, DATABASE_URL: 'postgresql://127.0.0.1:1/db', KAFKA_BROKERS: 'h:1' })
-    expect(code).toBe(3)
-    const cached = readdirSync(join(dir, 'node-compile-cache'), { recursive: true, withFileTypes: true })
-    expect(cached.filter((entry) => entry.isFile()).length).toBeGreaterThan(0)
-  },
-)
 
 describe('wal_level=replica', () => {
   let replica: LocalPostgres
