@@ -363,7 +363,7 @@ test('a database connection lost mid-stream is retried, never parked', async () 
   expect(await metric(inbox, 'inbox_records_parked_total', { reason: 'failed' })).toBe(0)
 })
 
-test('stop() finishes the record in hand and commits; a new consumer of the group starts after it', async () => {
+test('stop() finishes the record in hand and commits: the group resumes just past what was handled, and a new consumer finishes the rest', async () => {
   const events = orderEvents(200, 4)
   await produceEvents(brokers, topic, events)
   const group = uniqueName('group')
