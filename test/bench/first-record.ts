@@ -5,6 +5,10 @@
  * Kafka (the topic stamps records with the broker's clock, LogAppendTime, on this same machine),
  * and the worker's CPU seconds and peak RSS once that transaction is confirmed. Also `--help`'s wall
  * time, CPU and peak RSS. Uses DATABASE_URL and KAFKA_BROKERS when set (`npm run services`).
+ *
+ * `--compare=<build>/worker/cli.js,<build>/worker/cli.js[,...]`: the first-record time of each
+ * build instead, their starts alternating on the same services (one uncounted round first), so
+ * that a change in the machine's load falls on every build alike.
  */
 import { execFileSync, spawnSync } from 'node:child_process'
 import { loadavg } from 'node:os'
@@ -164,11 +168,46 @@ export function startLine(f: StartFigures, runs: number): string {
   )
 }
 
+/** Medians of `runs` first-record times per build, the builds' starts alternating. */
+async function compareBuilds(url: string, brokers: string[], clis: string[], runs: number): Promise<string[]> {
+  const db = await createTestDatabase(url)
+  const times = clis.map(() => [] as number[])
+  try {
+    for (let i = 0; i <= runs; i++)
+      for (const [k, cli] of clis.entries()) {
+        const start = await measureStart(
+          db,
+          brokers,
+          `${db.name}_cmp${i}_${k}`,
+          `bench.first.${db.name}.${i}.${k}`,
+          {
+            OUTBOX_KAFKA_CLIENT: CLIENT,
+          },
+          cli,
+        )
+        log(`${cli} run ${i}${i === 0 ? ' (warm-up)' : ''}: first record ${start.firstRecordMs} ms, load ${load()}`)
+        if (i > 0) times[k]?.push(start.firstRecordMs)
+      }
+  } finally {
+    await db.dispose()
+  }
+  return clis.map((cli, k) => {
+    const sorted = [...(times[k] ?? [])].sort((a, b) => a - b)
+    return `${process.version}, ${CLIENT}, ${cli}: first record ${median(sorted)} ms after spawn (${sorted[0]}–${sorted.at(-1)}, medians of ${runs}; load ${load()})`
+  })
+}
+
 async function main() {
-  if (!arg('cli')) execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'ignore' })
+  const compare = arg('compare')
+    ?.split(',')
+    .map((cli) => resolve(root, cli))
+  if (!arg('cli') && !compare) execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'ignore' })
   const services = await startServices(log, { kafkaJvm: 'throughput' })
   try {
-    console.log(startLine(await startFigures(services.databaseUrl, services.kafkaBrokers, CLIENT, RUNS), RUNS))
+    if (compare)
+      for (const line of await compareBuilds(services.databaseUrl, services.kafkaBrokers, compare, RUNS))
+        console.log(line)
+    else console.log(startLine(await startFigures(services.databaseUrl, services.kafkaBrokers, CLIENT, RUNS), RUNS))
   } finally {
     await services.dispose()
   }
