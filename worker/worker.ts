@@ -67,7 +67,7 @@ export function createWorker(options: CreateWorkerOptions): OutboxWorker {
   const config = resolveConfig(rest)
   if (createPublisher && config.delivery === 'exactly-once')
     throw new OutboxConfigError(
-      'createPublisher replaces the at-least-once publisher, but delivery is exactly-once (its events go through a kafkajs transactional producer, which it cannot replace): remove createPublisher, or use at-least-once delivery',
+      'createPublisher replaces the at-least-once publisher, but delivery is exactly-once (its events go through a transactional producer of the worker, which it cannot replace): remove createPublisher, or use at-least-once delivery',
     )
   // Whatever the logger, it receives no password (see redactingLogger).
   return new Worker(config, injected ? redactingLogger(injected) : silentLogger, createPublisher)

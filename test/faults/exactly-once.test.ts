@@ -5,8 +5,9 @@
  * FAULTS_DELIVERY=exactly-once; these run always, as do the exactly-once cases of chaos.test.ts
  * and network-and-setup.test.ts.
  */
-import { afterAll, beforeAll, test } from 'vitest'
+import { afterAll, beforeAll, describe, test } from 'vitest'
 import { adminQuery } from '../helpers/database.js'
+import { KAFKA_CLIENTS } from '../helpers/kafka-clients.js'
 import { waitUntil } from '../services/ports.js'
 import {
   expectGuarantees,
@@ -21,7 +22,6 @@ import { killForTakeover, killWorker, restartPostgres, stopKafka, terminateWalse
 
 let services: FaultServices
 const results: ScenarioResult[] = []
-const env = { OUTBOX_DELIVERY: 'exactly-once' }
 
 beforeAll(async () => {
   services = await startFaultServices()
@@ -32,134 +32,143 @@ afterAll(async () => {
   await services?.kafka.dispose()
 })
 
-test('kill -9 of the worker at random moments, 10 times: no duplicate', async () => {
-  const result = await runScenario(
-    'kill -9 ×10',
-    services,
-    async (ctx) => {
-      for (let i = 0; i < 10; i++) {
-        await ctx.sleep(randomBetween(200, 1500))
-        await killWorker(ctx)
-      }
-    },
-    { env },
-  )
-  expectGuarantees(results, result)
-}, 240_000)
+// Each scenario with each client's transactions.
+describe.each(KAFKA_CLIENTS)('with %s', (client) => {
+  const env = { OUTBOX_DELIVERY: 'exactly-once', OUTBOX_KAFKA_CLIENT: client }
 
-test('PostgreSQL restarted mid-stream twice, then the walsender terminated (replays from the confirmed position): no duplicate', async () => {
-  expectGuarantees(
-    results,
-    await runScenario(
-      'PostgreSQL restart ×2 + walsender killed',
+  test('kill -9 of the worker at random moments, 10 times: no duplicate', async () => {
+    const result = await runScenario(
+      `kill -9 ×10 (${client})`,
       services,
       async (ctx) => {
-        for (let i = 0; i < 2; i++) {
-          await ctx.sleep(1500)
-          await restartPostgres(ctx)
+        for (let i = 0; i < 10; i++) {
+          await ctx.sleep(randomBetween(200, 1500))
+          await killWorker(ctx)
         }
-        await ctx.sleep(1000)
-        await terminateWalsender(ctx)
-        await ctx.measureRecovery()
       },
       { env },
-    ),
-  )
-}, 240_000)
+    )
+    expectGuarantees(results, result)
+  }, 240_000)
 
-test('Kafka stopped for 8 s and restarted, then its connections reset and partitioned: no duplicate', async () => {
-  expectGuarantees(
-    results,
-    await runScenario(
-      'Kafka restart + resets + partition',
-      services,
-      async (ctx) => {
-        await ctx.sleep(1500)
-        await stopKafka(ctx, 8000)
-        for (let i = 0; i < 3; i++) {
-          await ctx.sleep(randomBetween(300, 1000))
-          ctx.kafka.proxy.resetAll()
-        }
-        ctx.kafka.proxy.blackhole()
-        await ctx.sleep(4000)
-        ctx.kafka.proxy.restore()
-        await ctx.measureRecovery()
-      },
-      { env },
-    ),
-  )
-}, 240_000)
-
-test('the streaming worker killed while a standby waits, 3 times: no duplicate', async () => {
-  expectGuarantees(
-    results,
-    await runScenario(
-      'standby takeover ×3',
-      services,
-      async (ctx) => {
-        for (let i = 0; i < 3; i++) {
-          await ctx.sleep(randomBetween(500, 1500))
-          await killForTakeover(ctx)
-        }
-      },
-      { workers: 2, env },
-    ),
-  )
-}, 240_000)
-
-test('zombie: the streaming worker cut off from PostgreSQL while the standby takes over; healed, nothing it held arrives twice (its producer is fenced: see test/integration/exactly-once.test.ts)', async () => {
-  const admin = services.postgres.url
-  await adminQuery(admin, `ALTER SYSTEM SET wal_sender_timeout = '3s'`)
-  await adminQuery(admin, 'SELECT pg_reload_conf()')
-  try {
+  test('PostgreSQL restarted mid-stream twice, then the walsender terminated (replays from the confirmed position): no duplicate', async () => {
     expectGuarantees(
       results,
       await runScenario(
-        'zombie (PostgreSQL partition)',
+        `PostgreSQL restart ×2 + walsender killed (${client})`,
         services,
         async (ctx) => {
-          await waitUntil('a worker streaming', async () => (await ctx.supervisor.active()) !== undefined, 30_000)
-          if ((await ctx.supervisor.active()) !== ctx.supervisor.worker(0)) await ctx.supervisor.killActive('SIGKILL')
-          await waitUntil('worker 0 streaming', async () => (await ctx.supervisor.worker(0)?.active()) === true, 30_000)
+          for (let i = 0; i < 2; i++) {
+            await ctx.sleep(1500)
+            await restartPostgres(ctx)
+          }
           await ctx.sleep(1000)
-          // Its Kafka transaction cannot finish either: it is caught holding one open.
-          ctx.pgProxy.blackhole()
-          await waitUntil(
-            'the standby streaming',
-            async () =>
-              (await ctx.supervisor
-                .worker(1)
-                ?.active()
-                .catch(() => false)) === true,
-            30_000,
-          )
-          await ctx.sleep(2000)
-          ctx.pgProxy.restore()
+          await terminateWalsender(ctx)
           await ctx.measureRecovery()
+        },
+        { env },
+      ),
+    )
+  }, 240_000)
+
+  test('Kafka stopped for 8 s and restarted, then its connections reset and partitioned: no duplicate', async () => {
+    expectGuarantees(
+      results,
+      await runScenario(
+        `Kafka restart + resets + partition (${client})`,
+        services,
+        async (ctx) => {
+          await ctx.sleep(1500)
+          await stopKafka(ctx, 8000)
+          for (let i = 0; i < 3; i++) {
+            await ctx.sleep(randomBetween(300, 1000))
+            ctx.kafka.proxy.resetAll()
+          }
+          ctx.kafka.proxy.blackhole()
+          await ctx.sleep(4000)
+          ctx.kafka.proxy.restore()
+          await ctx.measureRecovery()
+        },
+        { env },
+      ),
+    )
+  }, 240_000)
+
+  test('the streaming worker killed while a standby waits, 3 times: no duplicate', async () => {
+    expectGuarantees(
+      results,
+      await runScenario(
+        `standby takeover ×3 (${client})`,
+        services,
+        async (ctx) => {
+          for (let i = 0; i < 3; i++) {
+            await ctx.sleep(randomBetween(500, 1500))
+            await killForTakeover(ctx)
+          }
         },
         { workers: 2, env },
       ),
     )
-  } finally {
-    await adminQuery(admin, 'ALTER SYSTEM RESET wal_sender_timeout')
-    await adminQuery(admin, 'SELECT pg_reload_conf()')
-  }
-}, 240_000)
+  }, 240_000)
 
-test('poison mixed in: dead-lettered inside the transactions, nothing twice', async () => {
-  expectGuarantees(
-    results,
-    await runScenario(
-      'poison mixed in',
-      services,
-      async (ctx) => {
-        for (let i = 0; i < 3; i++) {
-          await ctx.sleep(500)
-          await ctx.insertPoison()
-        }
-        await ctx.measureRecovery()
-      },
-      { env },
-    ),
-  )
-}, 240_000)
+  test('zombie: the streaming worker cut off from PostgreSQL while the standby takes over; healed, nothing it held arrives twice (its producer is fenced: see test/integration/exactly-once.test.ts)', async () => {
+    const admin = services.postgres.url
+    await adminQuery(admin, `ALTER SYSTEM SET wal_sender_timeout = '3s'`)
+    await adminQuery(admin, 'SELECT pg_reload_conf()')
+    try {
+      expectGuarantees(
+        results,
+        await runScenario(
+          `zombie (PostgreSQL partition) (${client})`,
+          services,
+          async (ctx) => {
+            await waitUntil('a worker streaming', async () => (await ctx.supervisor.active()) !== undefined, 30_000)
+            if ((await ctx.supervisor.active()) !== ctx.supervisor.worker(0)) await ctx.supervisor.killActive('SIGKILL')
+            await waitUntil(
+              'worker 0 streaming',
+              async () => (await ctx.supervisor.worker(0)?.active()) === true,
+              30_000,
+            )
+            await ctx.sleep(1000)
+            // Its Kafka transaction cannot finish either: it is caught holding one open.
+            ctx.pgProxy.blackhole()
+            await waitUntil(
+              'the standby streaming',
+              async () =>
+                (await ctx.supervisor
+                  .worker(1)
+                  ?.active()
+                  .catch(() => false)) === true,
+              30_000,
+            )
+            await ctx.sleep(2000)
+            ctx.pgProxy.restore()
+            await ctx.measureRecovery()
+          },
+          { workers: 2, env },
+        ),
+      )
+    } finally {
+      await adminQuery(admin, 'ALTER SYSTEM RESET wal_sender_timeout')
+      await adminQuery(admin, 'SELECT pg_reload_conf()')
+    }
+  }, 240_000)
+
+  test('poison mixed in: dead-lettered inside the transactions, nothing twice', async () => {
+    expectGuarantees(
+      results,
+      await runScenario(
+        `poison mixed in (${client})`,
+        services,
+        async (ctx) => {
+          for (let i = 0; i < 3; i++) {
+            await ctx.sleep(500)
+            await ctx.insertPoison()
+          }
+          await ctx.measureRecovery()
+        },
+        { env },
+      ),
+    )
+  }, 240_000)
+})

@@ -3,9 +3,10 @@
  * already has is skipped by the checkpoint, and a worker that lost the slot can commit nothing.
  * The consumers read with read_committed (kafkajs's default), as docs/exactly-once.md tells users to.
  */
-import { expect, inject, test } from 'vitest'
+import { describe, expect, inject, test } from 'vitest'
 import { checkpointRecord } from '../../worker/delivery/exactly-once/checkpoint.js'
 import { createKafkajsTransactionalPublisher } from '../../worker/delivery/exactly-once/kafkajs-transactional.js'
+import { createPlatformaticTransactionalPublisher } from '../../worker/delivery/exactly-once/platformatic-transactional.js'
 import { identifyServer } from '../../worker/delivery/exactly-once/server-identity.js'
 import { classifyTransactionError } from '../../worker/delivery/exactly-once/transactional-publisher.js'
 import { createWorker } from '../../worker/index.js'
@@ -14,6 +15,7 @@ import { silentLogger } from '../../worker/operations/logger.js'
 import { parseLsn } from '../../worker/stream/lsn.js'
 import { type TestDatabase, uniqueName } from '../helpers/database.js'
 import { type ReceivedMessage, testKafka } from '../helpers/kafka.js'
+import { KAFKA_CLIENTS } from '../helpers/kafka-clients.js'
 import { proxyDatabaseUrl } from '../helpers/proxied-services.js'
 import { relayTestFixture } from '../helpers/relay-fixture.js'
 import { currentLsn, insertEvents, slotReplays, type WorkerProcess, waitForConfirmed } from '../helpers/worker.js'
@@ -22,7 +24,7 @@ import { waitUntil } from '../services/ports.js'
 let db: TestDatabase
 let slot: string
 let prefix: string
-const { startWorker, consume } = relayTestFixture((fresh) => {
+const { startWorker, consume, useKafkaClient } = relayTestFixture((fresh) => {
   ;({ db, slot, prefix } = fresh)
 })
 
@@ -97,263 +99,272 @@ async function replayAfterRewind(delivery: 'exactly-once' | 'at-least-once') {
   return { ids: [...before, ...after], copies: copiesOf(consumer.messages), second }
 }
 
-test('exactly-once: a replay of transactions Kafka already has publishes none of them again', async () => {
-  const { ids, copies, second } = await replayAfterRewind('exactly-once')
-  expect(ids).toHaveLength(60)
-  for (const id of ids) expect(copies.get(id), id).toBe(1)
-  expect(copies.size).toBe(60)
-  // The replayed transactions were recognised and skipped, not merely lost on the way.
-  const skipped = second.output
-    .filter((line) => line.includes('skipped events already in Kafka'))
-    .reduce((sum, line) => sum + (JSON.parse(line) as { events: number }).events, 0)
-  expect(skipped).toBe(50)
-}, 120_000)
+// Every scenario with each client's transactions: the workers, and the zombie's producer.
+describe.each(KAFKA_CLIENTS)('with %s', (client) => {
+  useKafkaClient(client)
+  const createTransactionalPublisher =
+    client === 'kafkajs' ? createKafkajsTransactionalPublisher : createPlatformaticTransactionalPublisher
 
-test('at-least-once, the same replay publishes each replayed event again (what exactly-once removes)', async () => {
-  const { ids, copies } = await replayAfterRewind('at-least-once')
-  expect(ids.filter((id) => copies.get(id) === 2)).toHaveLength(50)
-}, 120_000)
+  test('exactly-once: a replay of transactions Kafka already has publishes none of them again', async () => {
+    const { ids, copies, second } = await replayAfterRewind('exactly-once')
+    expect(ids).toHaveLength(60)
+    for (const id of ids) expect(copies.get(id), id).toBe(1)
+    expect(copies.size).toBe(60)
+    // The replayed transactions were recognised and skipped, not merely lost on the way.
+    const skipped = second.output
+      .filter((line) => line.includes('skipped events already in Kafka'))
+      .reduce((sum, line) => sum + (JSON.parse(line) as { events: number }).events, 0)
+    expect(skipped).toBe(50)
+  }, 120_000)
 
-test('a worker that lost the slot is fenced by the one that took over: nothing it sends afterwards is committed', async () => {
-  const transactionalId = uniqueName('txid')
-  const topic = `${prefix}.order`
-  const consumer = await consume([topic], { create: true })
-  // The zombie: a transactional producer initialized with the id, as a worker that then froze.
-  const zombie = createKafkajsTransactionalPublisher(
-    {
-      ...DEFAULTS,
-      databaseUrl: db.url,
-      kafkaBrokers: inject('kafkaBrokers'),
-      delivery: 'exactly-once',
-      transactionalId,
-      slot,
-    },
-    silentLogger,
-  )
-  await zombie.connect()
-  try {
-    const worker = await startWorker(exactlyOnce(transactionalId))
-    await worker.waitForLog(/"msg":"streaming"/)
-    const ids = await insertBatches(4, 5, 'live')
-    await worker.waitForLog(/exactly-once: transactions ending at or before the checkpoint/)
-    await consumer.waitFor(20)
-    const record = { topic, key: 'zombie', value: '{}', headers: { id: 'zombie' }, timestamp: String(Date.now()) }
-    const checkpoint = {
-      ...record,
-      topic: `${transactionalId}.checkpoint`,
-      key: transactionalId,
-      value: '{"lsn":"FF/0"}',
-    }
-    const error = await zombie.commitTransaction([[record]], checkpoint).then(
-      () => undefined,
-      (e: unknown) => e,
+  test('at-least-once, the same replay publishes each replayed event again (what exactly-once removes)', async () => {
+    const { ids, copies } = await replayAfterRewind('at-least-once')
+    expect(ids.filter((id) => copies.get(id) === 2)).toHaveLength(50)
+  }, 120_000)
+
+  test('a worker that lost the slot is fenced by the one that took over: nothing it sends afterwards is committed', async () => {
+    const transactionalId = uniqueName('txid')
+    const topic = `${prefix}.order`
+    const consumer = await consume([topic], { create: true })
+    // The zombie: a transactional producer initialized with the id, as a worker that then froze.
+    const zombie = createTransactionalPublisher(
+      {
+        ...DEFAULTS,
+        databaseUrl: db.url,
+        kafkaBrokers: inject('kafkaBrokers'),
+        delivery: 'exactly-once',
+        transactionalId,
+        slot,
+      },
+      silentLogger,
     )
-    expect(error).toBeDefined()
-    expect(classifyTransactionError(error).kind).toBe('fenced')
-    const more = await insertBatches(2, 5, 'later')
-    await consumer.waitFor(30)
-    await new Promise((r) => setTimeout(r, 1000))
-    const copies = copiesOf(consumer.messages)
-    expect(copies.has('zombie')).toBe(false)
-    for (const id of [...ids, ...more]) expect(copies.get(id)).toBe(1)
-  } finally {
-    await zombie.disconnect()
-  }
-}, 120_000)
+    await zombie.connect()
+    try {
+      const worker = await startWorker(exactlyOnce(transactionalId))
+      await worker.waitForLog(/"msg":"streaming"/)
+      const ids = await insertBatches(4, 5, 'live')
+      await worker.waitForLog(/exactly-once: transactions ending at or before the checkpoint/)
+      await consumer.waitFor(20)
+      const record = { topic, key: 'zombie', value: '{}', headers: { id: 'zombie' }, timestamp: String(Date.now()) }
+      const checkpoint = {
+        ...record,
+        topic: `${transactionalId}.checkpoint`,
+        key: transactionalId,
+        value: '{"lsn":"FF/0"}',
+      }
+      const error = await zombie.commitTransaction([[record]], checkpoint).then(
+        () => undefined,
+        (e: unknown) => e,
+      )
+      expect(error).toBeDefined()
+      expect(classifyTransactionError(error).kind).toBe('fenced')
+      const more = await insertBatches(2, 5, 'later')
+      await consumer.waitFor(30)
+      await new Promise((r) => setTimeout(r, 1000))
+      const copies = copiesOf(consumer.messages)
+      expect(copies.has('zombie')).toBe(false)
+      for (const id of [...ids, ...more]) expect(copies.get(id)).toBe(1)
+    } finally {
+      await zombie.disconnect()
+    }
+  }, 120_000)
 
-test('exactly-once: a transaction larger than --buffer-events is read to its COMMIT and delivered whole', async () => {
-  const consumer = await consume([`${prefix}.order`], { create: true })
-  const worker = await startWorker({ ...exactlyOnce(uniqueName('txid')), OUTBOX_BUFFER_EVENTS: '10' })
-  await worker.waitForLog(/"msg":"streaming"/)
-  // About 2 MB of WAL: many socket reads, so reading would pause after the first ones.
-  const rows = await db.query<{ id: string }>(
-    `INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload)
+  test('exactly-once: a transaction larger than --buffer-events is read to its COMMIT and delivered whole', async () => {
+    const consumer = await consume([`${prefix}.order`], { create: true })
+    const worker = await startWorker({ ...exactlyOnce(uniqueName('txid')), OUTBOX_BUFFER_EVENTS: '10' })
+    await worker.waitForLog(/"msg":"streaming"/)
+    // About 2 MB of WAL: many socket reads, so reading would pause after the first ones.
+    const rows = await db.query<{ id: string }>(
+      `INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload)
      SELECT gen_random_uuid(), 'order', (g % 3)::text, 'order.created', json_build_object('pad', repeat('x', 500))::jsonb
        FROM generate_series(1, 3000) g RETURNING id`,
-  )
-  const ids = rows.map((r) => r.id)
-  await waitForConfirmed(db, slot, await currentLsn(db), 60_000)
-  await consumer.waitFor(3000)
-  const copies = copiesOf(consumer.messages)
-  for (const id of ids) expect(copies.get(id)).toBe(1)
-}, 120_000)
-
-/** How many events the worker skipped as already in Kafka (from its log). */
-function skippedEvents(worker: WorkerProcess): number {
-  return worker.output
-    .filter((line) => line.includes('exactly-once: skipped events already in Kafka'))
-    .reduce((sum, line) => sum + (JSON.parse(line) as { events: number }).events, 0)
-}
-
-test('another transactional id with a transaction open on a shared --checkpoint-topic: the worker waits for it rather than trust an older checkpoint, and publishes nothing twice', async () => {
-  const checkpointTopic = uniqueName('cp')
-  const env = { ...exactlyOnce(uniqueName('txid')), OUTBOX_CHECKPOINT_TOPIC: checkpointTopic }
-  const consumer = await consume([`${prefix}.order`], { create: true })
-  const saved = await saveSlot()
-  const first = await startWorker(env)
-  await first.waitForLog(/"msg":"streaming"/)
-  const early = await insertBatches(1, 5, 'early')
-  await consumer.waitFor(5)
-  // Another worker sharing the topic, its checkpoint written and its commit not done (killed,
-  // partitioned, slow): read_committed readers stop at it, so our later checkpoints are hidden.
-  const other = testKafka(inject('kafkaBrokers')).producer({
-    transactionalId: uniqueName('other'),
-    idempotent: true,
-    maxInFlightRequests: 1,
-    transactionTimeout: 300_000,
-  })
-  await other.connect()
-  const open = await other.transaction()
-  try {
-    await open.send({ topic: checkpointTopic, messages: [{ key: 'other', value: '{"lsn":"0/1"}' }] })
-    const before = await insertBatches(10, 5, 'before')
-    await consumer.waitFor(55)
-    await first.kill()
-    await rewindSlot(saved)
-    const second = await startWorker(env)
-    await second.waitForLog(/"msg":"streaming"/)
-    // The replayed events wait on the checkpoint read, which waits while the other transaction
-    // is open: after 3 s, still no checkpoint taken and nothing published. (A fixed window: the
-    // waiting itself is what is checked.)
-    await new Promise((r) => setTimeout(r, 3000))
-    const checkpointTaken = /exactly-once: transactions ending at or before the checkpoint/
-    expect(second.output.filter((line) => checkpointTaken.test(line))).toEqual([])
-    expect(await second.metric('outbox_events_published_total')).toBe(0)
-    expect(consumer.messages).toHaveLength(55)
-    await open.abort()
-    // Once it ends, the read reaches our latest checkpoint: the 55 replayed events are skipped.
-    await second.waitForLog(checkpointTaken, 30_000)
-    await waitUntil('the replayed events skipped', async () => skippedEvents(second) === 55, 30_000).catch((error) => {
-      throw new Error(`${(error as Error).message}: ${skippedEvents(second)} skipped`)
-    })
-    const after = await insertBatches(2, 5, 'after')
-    // A marker behind every key's events (one key, one partition): once each has arrived, any
-    // copy of an event before it would have too.
-    const markers = await insertEvents(
-      db,
-      ['early', 'before', 'after'].flatMap((tag) => [0, 1, 2].map((i) => ({ aggregateId: `${tag}-${i}` }))),
     )
-    await waitUntil(
-      'the markers',
-      async () => markers.every((id) => consumer.messages.some((m) => m.headers.id === id)),
-      60_000,
-    )
+    const ids = rows.map((r) => r.id)
+    await waitForConfirmed(db, slot, await currentLsn(db), 60_000)
+    await consumer.waitFor(3000)
     const copies = copiesOf(consumer.messages)
-    const notOnce = [...early, ...before, ...after].filter((id) => copies.get(id) !== 1)
-    expect(notOnce, `${notOnce.length} of 65 events not exactly once`).toEqual([])
-  } finally {
-    await open.abort().catch(() => {})
-    await other.disconnect()
+    for (const id of ids) expect(copies.get(id)).toBe(1)
+  }, 120_000)
+
+  /** How many events the worker skipped as already in Kafka (from its log). */
+  function skippedEvents(worker: WorkerProcess): number {
+    return worker.output
+      .filter((line) => line.includes('exactly-once: skipped events already in Kafka'))
+      .reduce((sum, line) => sum + (JSON.parse(line) as { events: number }).events, 0)
   }
-}, 180_000)
 
-test.each<[string, { slot?: string; lsn?: string; system?: string }, RegExp]>([
-  ['written for another slot', { slot: 'another_slot' }, /written for the slot "another_slot"/],
-  ['ahead of the WAL (a restored database, a promoted standby)', { lsn: 'FF/0' }, /ahead of this server's WAL/],
-  ['of another PostgreSQL system', { system: '12345' }, /written for the PostgreSQL system 12345/],
-])(
-  'a checkpoint %s stops the worker (exit 3) naming the fix, and confirms nothing past events Kafka lacks',
-  async (_, differs, message) => {
-    const transactionalId = uniqueName('txid')
-    const config: WorkerConfig = {
-      ...DEFAULTS,
-      databaseUrl: db.url,
-      kafkaBrokers: inject('kafkaBrokers'),
-      delivery: 'exactly-once',
-      transactionalId,
-      slot,
+  test('another transactional id with a transaction open on a shared --checkpoint-topic: the worker waits for it rather than trust an older checkpoint, and publishes nothing twice', async () => {
+    const checkpointTopic = uniqueName('cp')
+    const env = { ...exactlyOnce(uniqueName('txid')), OUTBOX_CHECKPOINT_TOPIC: checkpointTopic }
+    const consumer = await consume([`${prefix}.order`], { create: true })
+    const saved = await saveSlot()
+    const first = await startWorker(env)
+    await first.waitForLog(/"msg":"streaming"/)
+    const early = await insertBatches(1, 5, 'early')
+    await consumer.waitFor(5)
+    // Another worker sharing the topic, its checkpoint written and its commit not done (killed,
+    // partitioned, slow): read_committed readers stop at it, so our later checkpoints are hidden.
+    const other = testKafka(inject('kafkaBrokers')).producer({
+      transactionalId: uniqueName('other'),
+      idempotent: true,
+      maxInFlightRequests: 1,
+      transactionTimeout: 300_000,
+    })
+    await other.connect()
+    const open = await other.transaction()
+    try {
+      await open.send({ topic: checkpointTopic, messages: [{ key: 'other', value: '{"lsn":"0/1"}' }] })
+      const before = await insertBatches(10, 5, 'before')
+      await consumer.waitFor(55)
+      await first.kill()
+      await rewindSlot(saved)
+      const second = await startWorker(env)
+      await second.waitForLog(/"msg":"streaming"/)
+      // The replayed events wait on the checkpoint read, which waits while the other transaction
+      // is open: after 3 s, still no checkpoint taken and nothing published. (A fixed window: the
+      // waiting itself is what is checked.)
+      await new Promise((r) => setTimeout(r, 3000))
+      const checkpointTaken = /exactly-once: transactions ending at or before the checkpoint/
+      expect(second.output.filter((line) => checkpointTaken.test(line))).toEqual([])
+      expect(await second.metric('outbox_events_published_total')).toBe(0)
+      expect(consumer.messages).toHaveLength(55)
+      await open.abort()
+      // Once it ends, the read reaches our latest checkpoint: the 55 replayed events are skipped.
+      await second.waitForLog(checkpointTaken, 30_000)
+      await waitUntil('the replayed events skipped', async () => skippedEvents(second) === 55, 30_000).catch(
+        (error) => {
+          throw new Error(`${(error as Error).message}: ${skippedEvents(second)} skipped`)
+        },
+      )
+      const after = await insertBatches(2, 5, 'after')
+      // A marker behind every key's events (one key, one partition): once each has arrived, any
+      // copy of an event before it would have too.
+      const markers = await insertEvents(
+        db,
+        ['early', 'before', 'after'].flatMap((tag) => [0, 1, 2].map((i) => ({ aggregateId: `${tag}-${i}` }))),
+      )
+      await waitUntil(
+        'the markers',
+        async () => markers.every((id) => consumer.messages.some((m) => m.headers.id === id)),
+        60_000,
+      )
+      const copies = copiesOf(consumer.messages)
+      const notOnce = [...early, ...before, ...after].filter((id) => copies.get(id) !== 1)
+      expect(notOnce, `${notOnce.length} of 65 events not exactly once`).toEqual([])
+    } finally {
+      await open.abort().catch(() => {})
+      await other.disconnect()
     }
-    const ours = checkpointRecord(
-      { ...config, slot: differs.slot ?? slot },
-      parseLsn(differs.lsn ?? '0/1'),
-      await identifyServer(config),
-    )
-    const foreign = { ...ours, value: JSON.stringify({ ...JSON.parse(ours.value as string), ...differs }) }
-    const previous = createKafkajsTransactionalPublisher(config, silentLogger)
-    await previous.connect()
-    await previous.commitTransaction([], foreign)
-    await previous.disconnect()
+  }, 180_000)
 
-    const worker = await startWorker(exactlyOnce(transactionalId))
+  test.each<[string, { slot?: string; lsn?: string; system?: string }, RegExp]>([
+    ['written for another slot', { slot: 'another_slot' }, /written for the slot "another_slot"/],
+    ['ahead of the WAL (a restored database, a promoted standby)', { lsn: 'FF/0' }, /ahead of this server's WAL/],
+    ['of another PostgreSQL system', { system: '12345' }, /written for the PostgreSQL system 12345/],
+  ])(
+    'a checkpoint %s stops the worker (exit 3) naming the fix, and confirms nothing past events Kafka lacks',
+    async (_, differs, message) => {
+      const transactionalId = uniqueName('txid')
+      const config: WorkerConfig = {
+        ...DEFAULTS,
+        databaseUrl: db.url,
+        kafkaBrokers: inject('kafkaBrokers'),
+        delivery: 'exactly-once',
+        transactionalId,
+        slot,
+      }
+      const ours = checkpointRecord(
+        { ...config, slot: differs.slot ?? slot },
+        parseLsn(differs.lsn ?? '0/1'),
+        await identifyServer(config),
+      )
+      const foreign = { ...ours, value: JSON.stringify({ ...JSON.parse(ours.value as string), ...differs }) }
+      const previous = createKafkajsTransactionalPublisher(config, silentLogger)
+      await previous.connect()
+      await previous.commitTransaction([], foreign)
+      await previous.disconnect()
+
+      const worker = await startWorker(exactlyOnce(transactionalId))
+      await worker.waitForLog(/"msg":"streaming"/)
+      const [first] = await insertBatches(2, 5, 'new')
+      expect(await worker.exited).toBe(3)
+      expect(worker.output.join('\n')).toMatch(message)
+      expect(worker.output.join('\n')).toMatch(/new --transactional-id/)
+      expect(await slotReplays(db, slot, first as string)).toBe(true)
+    },
+    120_000,
+  )
+
+  test('a small transaction, then one larger than --buffer-events behind it: reading resumes for its COMMIT and all are delivered', async () => {
+    const consumer = await consume([`${prefix}.order`], { create: true })
+    const worker = await startWorker({ ...exactlyOnce(uniqueName('txid')), OUTBOX_BUFFER_EVENTS: '10' })
     await worker.waitForLog(/"msg":"streaming"/)
-    const [first] = await insertBatches(2, 5, 'new')
-    expect(await worker.exited).toBe(3)
-    expect(worker.output.join('\n')).toMatch(message)
-    expect(worker.output.join('\n')).toMatch(/new --transactional-id/)
-    expect(await slotReplays(db, slot, first as string)).toBe(true)
-  },
-  120_000,
-)
-
-test('a small transaction, then one larger than --buffer-events behind it: reading resumes for its COMMIT and all are delivered', async () => {
-  const consumer = await consume([`${prefix}.order`], { create: true })
-  const worker = await startWorker({ ...exactlyOnce(uniqueName('txid')), OUTBOX_BUFFER_EVENTS: '10' })
-  await worker.waitForLog(/"msg":"streaming"/)
-  // T1 is taken at once (the first Kafka transaction also reads the checkpoint: seconds), T2 waits,
-  // committed, at the head of the queue while T3 is read: the buffer fills and reading pauses.
-  await insertEvents(db, [{ aggregateId: 'a' }])
-  await insertEvents(db, [{ aggregateId: 'b' }])
-  await db.query(
-    `INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload)
+    // T1 is taken at once (the first Kafka transaction also reads the checkpoint: seconds), T2 waits,
+    // committed, at the head of the queue while T3 is read: the buffer fills and reading pauses.
+    await insertEvents(db, [{ aggregateId: 'a' }])
+    await insertEvents(db, [{ aggregateId: 'b' }])
+    await db.query(
+      `INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload)
      SELECT gen_random_uuid(), 'order', (g % 3)::text, 'order.created', json_build_object('pad', repeat('x', 500))::jsonb
        FROM generate_series(1, 3000) g`,
-  )
-  await waitForConfirmed(db, slot, await currentLsn(db), 45_000)
-  await consumer.waitFor(3002)
-  expect(consumer.messages).toHaveLength(3002)
-}, 120_000)
-
-test('the server check at session start ends in a PostgreSQL error when PostgreSQL stops answering, never in a hang', async () => {
-  const { url, proxy } = await proxyDatabaseUrl(db.url)
-  try {
-    proxy.blackhole()
-    const started = Date.now()
-    await expect(identifyServer({ ...DEFAULTS, databaseUrl: url, kafkaBrokers: [] })).rejects.toThrow(
-      /PostgreSQL: IDENTIFY_SYSTEM on a replication connection failed/,
     )
-    // The connect timeout (10 s), not the test's: a delivery waiting on it would end its session.
-    expect(Date.now() - started).toBeLessThan(30_000)
-  } finally {
-    await proxy.close()
-  }
-})
+    await waitForConfirmed(db, slot, await currentLsn(db), 45_000)
+    await consumer.waitFor(3002)
+    expect(consumer.messages).toHaveLength(3002)
+  }, 120_000)
 
-test("the default transactional id is the slot's, however DATABASE_URL spells the database: two spellings share one id and checkpoint", async () => {
-  // A role named like the database: a URL without a database name connects to the user's own.
-  await db.query(`CREATE ROLE "${db.name}" LOGIN REPLICATION SUPERUSER`)
-  const direct = new URL(db.url)
-  const spellings = [db.url, `postgresql://${db.name}@localhost:${direct.port}?application_name=another-spelling`]
-  const consumer = await consume([`${prefix}.order`])
-  const ids: (string | undefined)[] = []
-  try {
-    for (const [n, databaseUrl] of spellings.entries()) {
-      const worker = createWorker({
-        databaseUrl,
-        kafkaBrokers: inject('kafkaBrokers'),
-        slot,
-        topicTemplate: `${prefix}.{aggregateType}`,
-        delivery: 'exactly-once',
-        healthPort: 0,
-      })
-      try {
-        await worker.start()
-        await insertEvents(db, [{ aggregateId: `s${n}` }])
-        await consumer.waitFor(n + 1, 30_000)
-        ids.push(worker.config.transactionalId)
-      } finally {
-        await worker.stop()
-      }
+  test('the server check at session start ends in a PostgreSQL error when PostgreSQL stops answering, never in a hang', async () => {
+    const { url, proxy } = await proxyDatabaseUrl(db.url)
+    try {
+      proxy.blackhole()
+      const started = Date.now()
+      await expect(identifyServer({ ...DEFAULTS, databaseUrl: url, kafkaBrokers: [] })).rejects.toThrow(
+        /PostgreSQL: IDENTIFY_SYSTEM on a replication connection failed/,
+      )
+      // The connect timeout (10 s), not the test's: a delivery waiting on it would end its session.
+      expect(Date.now() - started).toBeLessThan(30_000)
+    } finally {
+      await proxy.close()
     }
-  } finally {
-    await db.query(`DROP ROLE "${db.name}"`)
-  }
-  const { system } = await identifyServer({ ...DEFAULTS, databaseUrl: db.url, kafkaBrokers: [] })
-  const expected = `prisma-outbox.${system}.${db.name}.${slot}`
-  // What Kafka holds: one checkpoint topic for this slot, that of the id both workers used.
-  const admin = testKafka(inject('kafkaBrokers')).admin()
-  await admin.connect()
-  const checkpointTopics = (await admin.listTopics()).filter((t) => t.endsWith(`.${slot}.checkpoint`))
-  await admin.disconnect()
-  expect(checkpointTopics).toEqual([`${expected}.checkpoint`])
-  expect(ids).toEqual([expected, expected])
+  })
+
+  test("the default transactional id is the slot's, however DATABASE_URL spells the database: two spellings share one id and checkpoint", async () => {
+    // A role named like the database: a URL without a database name connects to the user's own.
+    await db.query(`CREATE ROLE "${db.name}" LOGIN REPLICATION SUPERUSER`)
+    const direct = new URL(db.url)
+    const spellings = [db.url, `postgresql://${db.name}@localhost:${direct.port}?application_name=another-spelling`]
+    const consumer = await consume([`${prefix}.order`])
+    const ids: (string | undefined)[] = []
+    try {
+      for (const [n, databaseUrl] of spellings.entries()) {
+        const worker = createWorker({
+          databaseUrl,
+          kafkaBrokers: inject('kafkaBrokers'),
+          slot,
+          topicTemplate: `${prefix}.{aggregateType}`,
+          delivery: 'exactly-once',
+          healthPort: 0,
+        })
+        try {
+          await worker.start()
+          await insertEvents(db, [{ aggregateId: `s${n}` }])
+          await consumer.waitFor(n + 1, 30_000)
+          ids.push(worker.config.transactionalId)
+        } finally {
+          await worker.stop()
+        }
+      }
+    } finally {
+      await db.query(`DROP ROLE "${db.name}"`)
+    }
+    const { system } = await identifyServer({ ...DEFAULTS, databaseUrl: db.url, kafkaBrokers: [] })
+    const expected = `prisma-outbox.${system}.${db.name}.${slot}`
+    // What Kafka holds: one checkpoint topic for this slot, that of the id both workers used.
+    const admin = testKafka(inject('kafkaBrokers')).admin()
+    await admin.connect()
+    const checkpointTopics = (await admin.listTopics()).filter((t) => t.endsWith(`.${slot}.checkpoint`))
+    await admin.disconnect()
+    expect(checkpointTopics).toEqual([`${expected}.checkpoint`])
+    expect(ids).toEqual([expected, expected])
+  })
 })

@@ -244,12 +244,10 @@ describe('options', () => {
       /checkpointTopic "a b" is not a valid Kafka topic name/,
     )
   })
-  test('exactly-once uses kafkajs unless a client is chosen; choosing another is refused, naming the fix', () => {
+  test('exactly-once uses the default client (platformatic) unless another is chosen', () => {
     expect(resolveConfig(base).kafkaClient).toBe('platformatic')
-    expect(resolveConfig({ ...base, delivery: 'exactly-once' }).kafkaClient).toBe('kafkajs')
-    expect(() => resolveConfig({ ...base, delivery: 'exactly-once', kafkaClient: 'platformatic' })).toThrow(
-      /exactly-once needs the kafkajs client for now, but kafkaClient is platformatic: leave it unset or set it to kafkajs/,
-    )
+    expect(resolveConfig({ ...base, delivery: 'exactly-once' }).kafkaClient).toBe('platformatic')
+    expect(resolveConfig({ ...base, delivery: 'exactly-once', kafkaClient: 'kafkajs' }).kafkaClient).toBe('kafkajs')
   })
 })
 

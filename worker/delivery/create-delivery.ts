@@ -47,12 +47,12 @@ function gatedPublisher(publisher: Publisher, alive: () => boolean): Publisher {
 }
 
 /**
- * Exactly-once's kafkajs publisher, imported only when that delivery is chosen: at-least-once
- * with @platformatic/kafka must not pay for kafkajs's import.
+ * Exactly-once's publisher for the chosen client, imported only when that delivery is chosen:
+ * at-least-once with @platformatic/kafka must not pay for kafkajs's import.
  */
 function lazyTransactionalPublisher(config: WorkerConfig, logger: Logger): TransactionalPublisher {
   return whenLoaded<TransactionalPublisher>(
-    importTransactional().then((module) => module.createKafkajsTransactionalPublisher(config, logger)),
+    importTransactional(config).then((create) => create(config, logger)),
     {
       connect: true,
       readCheckpoint: true,

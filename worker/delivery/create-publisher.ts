@@ -1,5 +1,6 @@
 import type { WorkerConfig } from '../operations/config.js'
 import type { Logger } from '../operations/logger.js'
+import type { TransactionalPublisher } from './exactly-once/transactional-publisher.js'
 import { loadPlatformaticKafka } from './platformatic-import.js'
 import type { Publisher } from './publisher.js'
 
@@ -40,7 +41,7 @@ export function whenLoaded<T extends object>(loaded: Promise<T>, methods: { [K i
  * --startup-timeout-ms as if Kafka were slow to answer. createPublisher then finds it loaded.
  */
 export function preloadKafkaClient(config: WorkerConfig): Promise<unknown> {
-  if (config.delivery === 'exactly-once') return importTransactional()
+  if (config.delivery === 'exactly-once') return importTransactional(config)
   return config.kafkaClient === 'kafkajs' ? import('./kafkajs-publisher.js') : importPlatformaticPublisher()
 }
 
@@ -50,9 +51,14 @@ export async function importPlatformaticPublisher() {
   return import('./platformatic-publisher.js')
 }
 
-export async function importTransactional() {
+/** The transactional publisher of the chosen client, as a factory. */
+export async function importTransactional(
+  config: WorkerConfig,
+): Promise<(config: WorkerConfig, logger: Logger) => TransactionalPublisher> {
   await loadPlatformaticKafka()
-  return import('./exactly-once/kafkajs-transactional.js')
+  if (config.kafkaClient === 'platformatic')
+    return (await import('./exactly-once/platformatic-transactional.js')).createPlatformaticTransactionalPublisher
+  return (await import('./exactly-once/kafkajs-transactional.js')).createKafkajsTransactionalPublisher
 }
 
 export async function importDefaultId() {

@@ -5,7 +5,9 @@ import {
   type BaseOptions,
   compatibilityPartitioner,
   type Producer as KafkaProducer,
+  type MessageToProduce,
   Producer,
+  type ProducerOptions,
   stringSerializers,
 } from '@platformatic/kafka'
 import type { WorkerConfig } from '../operations/config.js'
@@ -46,12 +48,45 @@ export function platformaticClientOptions(config: WorkerConfig): BaseOptions {
 }
 
 /**
+ * The producer settings of both publishers (at-least-once and transactional): idempotent, acks
+ * from all in-sync replicas, Kafka's Java partitioner, string serializers.
+ */
+export function producerOptions(options: BaseOptions): ProducerOptions<string, string, string, string> {
+  return {
+    ...options,
+    idempotent: true,
+    acks: -1,
+    // How long the broker may wait for all in-sync replicas, as kafkajs's default.
+    timeout: 30_000,
+    requestTimeout: 30_000,
+    autocreateTopics: true,
+    serializers: stringSerializers,
+    // Kafka's Java client (and kafkajs) place a key by murmur2 & 0x7fffffff; the library's
+    // default keeps the sign bit, which puts some keys on other partitions. Switching clients
+    // must not move an aggregate to another partition.
+    partitioner: compatibilityPartitioner,
+  }
+}
+
+/** A record as the library sends it. */
+export function platformaticMessage(record: KafkaRecord): MessageToProduce<string, string, string, string> {
+  return {
+    topic: record.topic,
+    key: record.key,
+    // A null value is a tombstone, as kafkajs sends it (the serializer maps it to null).
+    value: record.value as string,
+    headers: record.headers,
+    timestamp: BigInt(record.timestamp),
+  }
+}
+
+/**
  * Cuts a client off for good: resets (RST) every connection it holds, which fails its requests in
  * flight at once, then closes it, which closes its connection pool so that no new connection can
  * be made (the equivalent of kafkajs-publisher's FencedSockets). The library's own close ends
  * sockets gracefully, and the kernel would keep retransmitting an unacknowledged produce request.
  */
-async function fence(client: StringProducer | Admin | undefined): Promise<void> {
+export async function fence(client: StringProducer | Admin | undefined): Promise<void> {
   if (!client) return
   for (const [, connection] of client.connections) if (connection.socket) resetConnection(connection.socket)
   try {
@@ -79,20 +114,7 @@ export function createPlatformaticPublisher(config: WorkerConfig): Publisher {
   const connected = async (): Promise<StringProducer> => {
     if (closed) throw new Error('this publisher is closed')
     if (producer) return producer
-    const fresh: StringProducer = new Producer({
-      ...options,
-      idempotent: true,
-      acks: -1,
-      // How long the broker may wait for all in-sync replicas, as kafkajs's default.
-      timeout: 30_000,
-      requestTimeout: 30_000,
-      autocreateTopics: true,
-      serializers: stringSerializers,
-      // Kafka's Java client (and kafkajs) place a key by murmur2 & 0x7fffffff; the library's
-      // default keeps the sign bit, which puts some keys on other partitions. Switching clients
-      // must not move an aggregate to another partition.
-      partitioner: compatibilityPartitioner,
-    })
+    const fresh: StringProducer = new Producer(producerOptions(options))
     producer = fresh
     return fresh
   }
@@ -116,14 +138,7 @@ export function createPlatformaticPublisher(config: WorkerConfig): Publisher {
       try {
         const p = await connected()
         await p.send({
-          messages: records.map((r: KafkaRecord) => ({
-            topic: r.topic,
-            key: r.key,
-            // A null value is a tombstone, as kafkajs sends it (the serializer maps it to null).
-            value: r.value as string,
-            headers: r.headers,
-            timestamp: BigInt(r.timestamp),
-          })),
+          messages: records.map(platformaticMessage),
         })
       } catch (error) {
         await drop()

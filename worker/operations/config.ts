@@ -116,8 +116,7 @@ export const DEFAULTS: Omit<WorkerConfig, 'databaseUrl' | 'kafkaBrokers'> = {
   snapshot: 'initial',
   failoverSlot: false,
   dlqTopicTemplate: '{topic}.dlq',
-  // The faster client that passes the whole fault suite (docs/worker.md, "Kafka clients"); exactly-once
-  // delivery, built on kafkajs's transactions, gets kafkajs instead (resolveConfig).
+  // The faster client that passes the whole fault suite, in both deliveries (docs/worker.md, "Kafka clients").
   kafkaClient: 'platformatic',
   kafkaClientId: 'prisma-outbox',
   kafkaSsl: false,
@@ -286,8 +285,7 @@ export const OPTIONS: OptionSpec[] = [
     flag: 'kafka-client',
     env: 'OUTBOX_KAFKA_CLIENT',
     parse: text,
-    description:
-      'Kafka client library: kafkajs or platformatic (@platformatic/kafka); exactly-once delivery uses kafkajs',
+    description: 'Kafka client library: platformatic (@platformatic/kafka) or kafkajs, for either delivery',
   },
   {
     key: 'kafkaClientId',
@@ -576,9 +574,6 @@ export function resolveConfig(options: ConfigInput, { requireKafka = true, names
   checkTemplate(name('topicTemplate'), config.topicTemplate, { aggregateType: 'x', type: 'x' })
   checkTemplate(name('dlqTopicTemplate'), config.dlqTopicTemplate, { topic: 'x' })
   oneOf(name('onPoison'), config.onPoison, ['dlq', 'stop'])
-  // Transactions (exactly-once) are built on kafkajs so far: unless a client was chosen, that
-  // mode gets kafkajs; choosing another with it is refused below (exactlyOnceProblem).
-  if (defined.kafkaClient === undefined && config.delivery === 'exactly-once') config.kafkaClient = 'kafkajs'
   if (defined.batchSize === undefined && config.delivery === 'exactly-once') config.batchSize = EXACTLY_ONCE_BATCH_SIZE
   if (defined.bufferEvents === undefined && config.delivery === 'exactly-once')
     config.bufferEvents = EXACTLY_ONCE_BUFFER_EVENTS

@@ -18,7 +18,6 @@ import { EXIT } from './errors.js'
 const SPECIAL_DEFAULTS: Partial<Record<OptionSpec['key'], string>> = {
   databaseUrl: '(required)',
   kafkaBrokers: '(required)',
-  kafkaClient: 'platformatic (kafkajs with --delivery exactly-once)',
   batchSize: `${DEFAULTS.batchSize} (${EXACTLY_ONCE_BATCH_SIZE} with --delivery exactly-once)`,
   bufferEvents: `${DEFAULTS.bufferEvents} (${EXACTLY_ONCE_BUFFER_EVENTS} with --delivery exactly-once)`,
   bufferBytes: `${DEFAULTS.bufferBytes} (${EXACTLY_ONCE_BUFFER_BYTES} with --delivery exactly-once)`,

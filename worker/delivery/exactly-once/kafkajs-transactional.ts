@@ -195,7 +195,7 @@ const CHECKPOINT_TOPIC_CONFIG = [
  * Kafka aborted the transaction because it outlived TRANSACTION_TIMEOUT_MS: the producer's epoch
  * is bumped, which looks like fencing, but no other worker took over. Retried with back-off.
  */
-function timedOut(error: unknown, elapsedMs: number): Error | undefined {
+export function timedOut(error: unknown, elapsedMs: number): Error | undefined {
   if (elapsedMs < TRANSACTION_TIMEOUT_MS || classifyTransactionError(error).kind !== 'fenced') return undefined
   return new Error(
     `the Kafka transaction took ${Math.round(elapsedMs / 1000)} s, longer than the transaction timeout (${TRANSACTION_TIMEOUT_MS / 1000} s), and Kafka aborted it: a PostgreSQL transaction this large cannot be delivered exactly once (see docs/exactly-once.md): ${(error as Error).message}`,
@@ -207,7 +207,7 @@ function timedOut(error: unknown, elapsedMs: number): Error | undefined {
  * worker's latest checkpoint for good; a plain one would lose it to retention (then the next
  * start after a replay would publish duplicates).
  */
-async function ensureCheckpointTopic(admin: Admin, topic: string): Promise<void> {
+export async function ensureCheckpointTopic(admin: Admin, topic: string): Promise<void> {
   if ((await admin.listTopics()).includes(topic)) return
   try {
     await admin.createTopics({

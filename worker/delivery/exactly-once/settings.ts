@@ -7,13 +7,12 @@ import { MAX_TOPIC_LENGTH, topicNameProblem } from '../../../src/topic.js'
  */
 export interface ExactlyOnceSettings {
   delivery: string
-  kafkaClient: string
   /** Resolved at start when not given (default-id.ts). */
   transactionalId?: string | undefined
   checkpointTopic?: string | undefined
 }
 
-type SettingName = (key: 'delivery' | 'kafkaClient' | 'transactionalId' | 'checkpointTopic') => string
+type SettingName = (key: 'delivery' | 'transactionalId' | 'checkpointTopic') => string
 
 /**
  * The transactional id: the one given, or the slot's default, which the worker resolves once at
@@ -35,9 +34,6 @@ export function checkpointTopic(config: Pick<ExactlyOnceSettings, 'transactional
 /** Checks of the exactly-once options; undefined when fine, else the problem and its fix. */
 export function exactlyOnceProblem(config: ExactlyOnceSettings, name: SettingName): string | undefined {
   if (config.delivery !== 'exactly-once') return undefined
-  // Transactions are built on kafkajs so far (TransactionalPublisher has one implementation).
-  if (config.kafkaClient !== 'kafkajs')
-    return `${name('delivery')} exactly-once needs the kafkajs client for now, but ${name('kafkaClient')} is ${config.kafkaClient}: leave it unset or set it to kafkajs, or use at-least-once delivery`
   if (config.transactionalId !== undefined && config.transactionalId.trim() === '')
     return `${name('transactionalId')} is empty: leave it unset for the default (from the database and slot) or give an id`
   // The default id (and so the default topic) is known only at start: checked then (default-id.ts).

@@ -237,7 +237,9 @@ export class TransactionalDelivery implements EventDelivery {
     const { kind, type } = classifyTransactionError(error)
     this.lastError = sendErrorOf(this.metrics, error, { kind, type })
     this.ending = true
-    if (kind === 'topic') await this.reportUnavailableTopics()
+    // A missing topic may come back as any failure (@platformatic/kafka reports it without a Kafka
+    // error type): ask which topics exist, as at-least-once does after a failed send.
+    if (kind === 'topic' || kind === 'retriable') await this.reportUnavailableTopics()
     if (error instanceof OutboxPoisonEventError || error instanceof OutboxSetupError || kind === 'fatal') throw error
     if (transactionalIdDenied(error)) throw this.denied(error)
     if (error instanceof PostgresIdentityError) {

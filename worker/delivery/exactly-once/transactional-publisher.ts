@@ -34,16 +34,21 @@ export interface TransactionalPublisher {
 
 /**
  * Another producer with our transactional id has initialized since ours (a worker took over the
- * slot). Kafka error types, and their codes for clients that do not know the newer ones by name
- * (kafkajs predates PRODUCER_FENCED).
+ * slot). Kafka error types (kafkajs's `type`, @platformatic/kafka's `apiId`), and their codes for
+ * clients that do not know the newer ones by name (kafkajs predates PRODUCER_FENCED).
  */
 const FENCED_TYPES = new Set(['PRODUCER_FENCED', 'INVALID_PRODUCER_EPOCH'])
 const FENCED_CODES = new Set([47, 90])
 
 /** The worker may not use its transactional id (an ACL is missing): no retry can help. */
 export function transactionalIdDenied(error: unknown): boolean {
-  for (const { type, code } of errorTree(error))
-    if (type === 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED' || code === 53) return true
+  for (const { type, apiId, code } of errorTree(error))
+    if (
+      type === 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED' ||
+      apiId === 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED' ||
+      code === 53
+    )
+      return true
   return false
 }
 
@@ -51,8 +56,9 @@ export type TransactionErrorKind = PublishErrorKind | 'fenced'
 
 /** Like classifyPublishError, with `fenced`: this producer can never commit again. */
 export function classifyTransactionError(error: unknown): { kind: TransactionErrorKind; type: string | undefined } {
-  for (const { type, code } of errorTree(error)) {
-    if (typeof type === 'string' && FENCED_TYPES.has(type)) return { kind: 'fenced', type }
+  for (const { type, apiId, code } of errorTree(error)) {
+    for (const name of [type, apiId])
+      if (typeof name === 'string' && FENCED_TYPES.has(name)) return { kind: 'fenced', type: name }
     if (typeof code === 'number' && FENCED_CODES.has(code)) return { kind: 'fenced', type: `code ${code}` }
   }
   return classifyPublishError(error)
