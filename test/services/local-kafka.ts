@@ -107,6 +107,23 @@ export interface LocalKafkaOptions {
   autoCreateTopics?: boolean
   /** Default `light`. */
   jvm?: KafkaJvm
+  /**
+   * Users (name → password) of a client listener that takes SASL PLAIN logins and enforces ACLs
+   * (Kafka's StandardAuthorizer). The direct listener stays open and its clients (ANONYMOUS) are
+   * super users: tests create topics and ACLs through `directBrokers`.
+   */
+  saslUsers?: Record<string, string>
+}
+
+/** The broker settings of LocalKafkaOptions.saslUsers. */
+function aclSettings(users: Record<string, string>): string[] {
+  const logins = Object.entries(users).map(([name, password]) => `user_${name}="${password}"`)
+  return [
+    'sasl.enabled.mechanisms=PLAIN',
+    `listener.name.plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required ${logins.join(' ')};`,
+    'authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer',
+    'super.users=User:ANONYMOUS',
+  ]
 }
 
 /**
@@ -132,7 +149,8 @@ export async function startLocalKafka(options: LocalKafkaOptions = {}): Promise<
       'controller.listener.names=CONTROLLER',
       // The broker's own requests (e.g. transaction markers to itself) must not cross a fault proxy.
       'inter.broker.listener.name=DIRECT',
-      'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,DIRECT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+      `listener.security.protocol.map=PLAINTEXT:${options.saslUsers ? 'SASL_PLAINTEXT' : 'PLAINTEXT'},DIRECT:PLAINTEXT,CONTROLLER:PLAINTEXT`,
+      ...(options.saslUsers ? aclSettings(options.saslUsers) : []),
       `log.dirs=${join(dir, 'data')}`,
       // Several partitions per auto-created topic, so per-key ordering is actually exercised.
       'num.partitions=4',
