@@ -160,16 +160,7 @@ export function createKafkajsTransactionalPublisher(config: WorkerConfig, logger
         throw error
       }
     },
-    async readCheckpoint(): Promise<Checkpoint | undefined> {
-      const value = await readLatest(
-        otherKafka,
-        await admin.connected(),
-        (partitions) => highWatermarks(config, topic, partitions),
-        topic,
-        id,
-      )
-      return value === undefined ? undefined : parseCheckpoint(value, topic)
-    },
+    readCheckpoint: () => readCheckpoint(config, otherKafka, admin, topic, id),
     commitTransaction: (chunks, checkpoint) => transact([...chunks, [checkpoint]], true),
     probe: (records) => transact([records], false),
     unavailableTopics: (topics) => admin.unavailable(topics),
@@ -179,6 +170,22 @@ export function createKafkajsTransactionalPublisher(config: WorkerConfig, logger
       await Promise.all([producer.drop(), admin.disconnect()])
     },
   }
+}
+
+/**
+ * The latest committed checkpoint of the transactional id `id` in `topic` (readLatest), read with
+ * kafkajs clients of the publisher's own, whichever client its transactions use.
+ */
+export async function readCheckpoint(
+  config: WorkerConfig,
+  kafka: Kafka,
+  admin: LazyAdmin,
+  topic: string,
+  id: string,
+): Promise<Checkpoint | undefined> {
+  const read = (partitions: number[]) => highWatermarks(config, topic, partitions)
+  const value = await readLatest(kafka, await admin.connected(), read, topic, id)
+  return value === undefined ? undefined : parseCheckpoint(value, topic)
 }
 
 /**

@@ -17,9 +17,7 @@ import { kafkaClientConfig } from '../kafkajs-publisher.js'
 import { fence, platformaticClientOptions, platformaticMessage, producerOptions } from '../platformatic-publisher.js'
 import { classifyPublishError } from '../publisher.js'
 import type { KafkaRecord } from '../records.js'
-import { type Checkpoint, parseCheckpoint } from './checkpoint.js'
-import { readLatest } from './checkpoint-read.js'
-import { ensureCheckpointTopic, highWatermarks, TRANSACTION_TIMEOUT_MS, timedOut } from './kafkajs-transactional.js'
+import { ensureCheckpointTopic, readCheckpoint, TRANSACTION_TIMEOUT_MS, timedOut } from './kafkajs-transactional.js'
 import { checkpointTopic, transactionalId } from './settings.js'
 import type { TransactionalPublisher } from './transactional-publisher.js'
 
@@ -186,16 +184,7 @@ export function createPlatformaticTransactionalPublisher(config: WorkerConfig, l
         }
       }
     },
-    async readCheckpoint(): Promise<Checkpoint | undefined> {
-      const value = await readLatest(
-        otherKafka,
-        await admin.connected(),
-        (partitions) => highWatermarks(config, topic, partitions),
-        topic,
-        id,
-      )
-      return value === undefined ? undefined : parseCheckpoint(value, topic)
-    },
+    readCheckpoint: () => readCheckpoint(config, otherKafka, admin, topic, id),
     commitTransaction: (chunks, checkpoint) => transact([...chunks, [checkpoint]], true),
     probe: (records) => transact([records], false),
     unavailableTopics: (topics) => admin.unavailable(topics),
