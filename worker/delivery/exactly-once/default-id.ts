@@ -84,8 +84,9 @@ function idChanged(id: string, former: string, where: string): OutboxSetupError 
 
 /**
  * Kafka as resolveTransactionalId asks it, with clients of its own (kafkajs, which reads the
- * checkpoint with either client's transactions). No transactional id is initialized: read_committed, the read waits for a transaction
- * a worker of the earlier version may have open, as a session's checkpoint read does.
+ * checkpoint with either client's transactions). No transactional id is initialized:
+ * read_committed, the read waits for a transaction a worker of the earlier version may have
+ * open, as a session's checkpoint read does.
  */
 export function kafkaCheckpointLookup(config: WorkerConfig, logger: Logger): CheckpointLookup {
   const withAdmin = async <T>(use: (kafka: Kafka, admin: Admin) => Promise<T>): Promise<T> => {

@@ -250,7 +250,7 @@ function partitionMessages(records: KafkaRecord[], metadata: ClusterMetadata) {
   for (const record of records) {
     const count = metadata.topics.get(record.topic)?.partitionsCount
     const message = platformaticMessage(record)
-    if (count) message.partition = compatibilityPartitioner(message, Buffer.from(record.key ?? '')) % count
+    if (count) message.partition = compatibilityPartitioner(message, Buffer.from(record.key)) % count
     const id = `${message.partition ?? ''}:${record.topic}`
     const group = grouped.get(id)
     if (group) group.push(message)
