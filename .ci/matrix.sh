@@ -91,7 +91,10 @@ npm run --silent generate
 summary=$(printf '%-20s %-9s %-11s %-30s %6s  %s' cell node postgres groups seconds result)
 summary+=$'\n'$(printf '%-20s %-9s %-11s %-30s %6s  %s' fetch - - - $((SECONDS - started)) ok)
 
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
 failed=0
+failed_cells=()
 for cell in "${CELLS[@]}"; do
   read -r name node pg groups <<<"$cell"
   wanted "$name" || continue
@@ -106,16 +109,34 @@ for cell in "${CELLS[@]}"; do
   [[ ,$groups, == *,pg,* ]] && files+=" $PG_FILES"
   # DATABASE_URL/KAFKA_BROKERS would point the suites at other servers: the cell starts its own.
   # (vitest runs a file named twice once.)
-  cell_vitest() { env -u DATABASE_URL -u KAFKA_BROKERS PATH="$path" OUTBOX_TEST_POSTGRES="$pg" npx vitest run "$@"; }
+  # Each run's output is also kept, so the failures can be printed again below the summary: CI
+  # shows the end of the log, where a failed cell would otherwise say only FAILED.
+  cell_vitest() {
+    env -u DATABASE_URL -u KAFKA_BROKERS PATH="$path" OUTBOX_TEST_POSTGRES="$pg" npx vitest run "$@" 2>&1 |
+      tee -a "$logs/$name.log"
+  }
   # shellcheck disable=SC2086 # the file lists split on whitespace
   cell_vitest $files || { result=FAILED; failed=1; }
   if [[ ,$groups, == *,faults,* ]]; then
     cell_vitest test/faults -t "$SERVER_FAULTS" || { result=FAILED; failed=1; }
   fi
+  [ "$result" = ok ] || failed_cells+=("$name")
   summary+=$'\n'$(printf '%-20s %-9s %-11s %-30s %6s  %s' "$name" "$node" "$pg" "$groups" $((SECONDS - cell_started)) "$result")
 done
 
 echo
 echo "== matrix summary (total $((SECONDS - started)) s)"
 echo "$summary"
+# Each failed cell's failures again: vitest's own account (from "Failed Tests" or "Unhandled
+# Errors" to its totals), or the end of its output when it stopped before giving one.
+for name in "${failed_cells[@]}"; do
+  echo
+  echo "== what failed in $name"
+  plain=$(sed 's/\x1b\[[0-9;]*m//g' "$logs/$name.log")
+  if grep -qE 'Failed Tests|Unhandled Error' <<<"$plain"; then
+    awk '/Failed Tests|Unhandled Error/ { on = 1 } on { print } /Test Files/ { on = 0 }' <<<"$plain" | head -n 150
+  else
+    tail -n 60 <<<"$plain"
+  fi
+done
 exit $failed
