@@ -91,13 +91,17 @@ export interface OptionSpec {
  * Exactly-once's --batch-size and --buffer-events defaults. A Kafka transaction takes whole
  * PostgreSQL transactions up to --batch-size events, and one is in flight at a time: its fixed
  * cost (adding the partitions, the commit and its markers) is paid per transaction, so larger
- * ones drain faster, and the buffer must hold the next one while one commits. Draining 200,000
- * events (kafkajs, interleaved runs, load 1.3-1.7): 14,200-23,300 events/s with 1,000 / 2,000,
- * 28,400-31,600 with 2,000 / 4,000 (at-least-once: 31,400-38,500), peak RSS 182-192 against
- * 188-213 MB. At low rates transactions are small either way: latency does not change.
+ * ones drain faster. The buffer holds several transactions' worth so that the next ones are full
+ * when one commits: with room for two, reading paused behind the one in flight and the next
+ * often left short. Draining 200,000 events (npm run bench -- --only=relay --exactly-once, runs
+ * interleaved, load 1.6-2.5), @platformatic/kafka: 25,900-39,700 events/s with 2,000 / 4,000
+ * (0.67-0.74 of at-least-once in the same run), 35,300-44,300 with 2,000 / 8,000 (0.75-0.92),
+ * 33,500-44,100 with 4,000 / 8,000 (0.73-0.90); kafkajs: 17,400-24,300 against 24,700-26,800
+ * with 2,000 / 8,000. Peak RSS 174-200 against 191-205 MB. At low rates transactions are small
+ * either way: latency does not change.
  */
 export const EXACTLY_ONCE_BATCH_SIZE = 2000
-export const EXACTLY_ONCE_BUFFER_EVENTS = 4000
+export const EXACTLY_ONCE_BUFFER_EVENTS = 8000
 
 /** Exactly-once's --buffer-bytes default, for the same reason: two of its largest requests. */
 export const EXACTLY_ONCE_BUFFER_BYTES = 16 * 1024 * 1024
