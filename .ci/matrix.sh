@@ -94,7 +94,7 @@ summary+=$'\n'$(printf '%-20s %-9s %-11s %-30s %6s  %s' fetch - - - $((SECONDS -
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
 failed=0
-failed_cells=()
+failed_logs=()
 for cell in "${CELLS[@]}"; do
   read -r name node pg groups <<<"$cell"
   wanted "$name" || continue
@@ -109,32 +109,35 @@ for cell in "${CELLS[@]}"; do
   [[ ,$groups, == *,pg,* ]] && files+=" $PG_FILES"
   # DATABASE_URL/KAFKA_BROKERS would point the suites at other servers: the cell starts its own.
   # (vitest runs a file named twice once.)
-  # Each run's output is also kept, so the failures can be printed again below the summary: CI
-  # shows the end of the log, where a failed cell would otherwise say only FAILED.
+  # Each run's output is also kept, one file per run, so a failed run's failures can be printed
+  # again below the summary: CI shows the end of the log, where a failed cell says only FAILED.
+  run=0
   cell_vitest() {
+    run=$((run + 1))
+    local log="$logs/$name.$run.log"
     env -u DATABASE_URL -u KAFKA_BROKERS PATH="$path" OUTBOX_TEST_POSTGRES="$pg" npx vitest run "$@" 2>&1 |
-      tee -a "$logs/$name.log"
+      tee "$log" || { failed_logs+=("$log"); return 1; }
   }
   # shellcheck disable=SC2086 # the file lists split on whitespace
   cell_vitest $files || { result=FAILED; failed=1; }
   if [[ ,$groups, == *,faults,* ]]; then
     cell_vitest test/faults -t "$SERVER_FAULTS" || { result=FAILED; failed=1; }
   fi
-  [ "$result" = ok ] || failed_cells+=("$name")
   summary+=$'\n'$(printf '%-20s %-9s %-11s %-30s %6s  %s' "$name" "$node" "$pg" "$groups" $((SECONDS - cell_started)) "$result")
 done
 
 echo
 echo "== matrix summary (total $((SECONDS - started)) s)"
 echo "$summary"
-# Each failed cell's failures again: vitest's own account (from "Failed Tests" or "Unhandled
-# Errors" to its totals), or the end of its output when it stopped before giving one.
-for name in "${failed_cells[@]}"; do
+# Each failed run's failures again: vitest's own account (its "Failed Suites", "Failed Tests" and
+# "Unhandled Errors" sections, through its totals), or the end of its output when it stopped before
+# giving one. awk caps the lines itself: a reader that exits early would end this script (pipefail).
+for log in "${failed_logs[@]}"; do
   echo
-  echo "== what failed in $name"
-  plain=$(sed 's/\x1b\[[0-9;]*m//g' "$logs/$name.log")
-  if grep -qE 'Failed Tests|Unhandled Error' <<<"$plain"; then
-    awk '/Failed Tests|Unhandled Error/ { on = 1 } on { print } /Test Files/ { on = 0 }' <<<"$plain" | head -n 150
+  echo "== what failed in $(basename "$log" .log)"
+  plain=$(sed 's/\x1b\[[0-9;]*m//g' "$log")
+  if grep -qE 'Failed (Suites|Tests)|Unhandled Error' <<<"$plain"; then
+    awk '/Failed (Suites|Tests)|Unhandled Error/ { on = 1 } on && ++n <= 150 { print } /^ *Tests / { on = 0 }' <<<"$plain"
   else
     tail -n 60 <<<"$plain"
   fi
