@@ -93,11 +93,12 @@ export interface OptionSpec {
  * cost (adding the partitions, the commit and its markers) is paid per transaction, so larger
  * ones drain faster. The buffer holds several transactions' worth so that the next ones are full
  * when one commits: with room for two, reading paused behind the one in flight and the next
- * often left short. Draining 200,000 events (npm run bench -- --only=relay --exactly-once, runs
- * interleaved, load 1.6-2.5), @platformatic/kafka: 25,900-39,700 events/s with 2,000 / 4,000
- * (0.67-0.74 of at-least-once in the same run), 35,300-44,300 with 2,000 / 8,000 (0.75-0.92),
- * 33,500-44,100 with 4,000 / 8,000 (0.73-0.90); kafkajs: 17,400-24,300 against 24,700-26,800
- * with 2,000 / 8,000. Peak RSS 174-200 against 191-205 MB. At low rates transactions are small
+ * often left short. Draining 200,000 events of ~200 bytes (npm run bench -- --only=relay
+ * --exactly-once, runs interleaved, load 1.6-2.5), @platformatic/kafka: 25,900-39,700 events/s
+ * with 2,000 / 4,000 (0.67-0.74 of at-least-once in the same run, peak RSS 174-200 MB),
+ * 35,300-44,300 with 2,000 / 8,000 (0.75-0.92, 191-205 MB), 33,500-44,100 with 4,000 / 8,000
+ * (0.73-0.90); kafkajs: 17,400-24,300 with 2,000 / 4,000, 24,700-26,800 with 2,000 / 8,000. For
+ * events over ~2 KiB the byte bound below is reached first. At low rates transactions are small
  * either way: latency does not change.
  */
 export const EXACTLY_ONCE_BATCH_SIZE = 2000
