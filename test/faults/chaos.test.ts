@@ -19,7 +19,15 @@ import {
   type ScenarioResult,
   startFaultServices,
 } from './environment.js'
-import { killForTakeover, killWorker, restartPostgres, sigterm, stopKafka, terminateWalsender } from './faults.js'
+import {
+  killForTakeover,
+  killWorker,
+  restartPostgres,
+  sigterm,
+  stopKafka,
+  terminateWalsender,
+  withWalSenderTimeout,
+} from './faults.js'
 
 let services: FaultServices
 const results: ScenarioResult[] = []
@@ -137,33 +145,24 @@ test.each([
   'at-least-once',
   'exactly-once',
 ])('Kafka down for longer than wal_sender_timeout: the worker stays connected or resumes, and does not confirm (%s)', async (delivery) => {
-  const admin = services.postgres.url
-  const { adminQuery } = await import('../helpers/database.js')
-  await adminQuery(admin, `ALTER SYSTEM SET wal_sender_timeout = '2s'`)
-  await adminQuery(admin, 'SELECT pg_reload_conf()')
-  try {
-    expectGuarantees(
-      results,
-      await runScenario(
-        'Kafka down 4× wal_sender_timeout',
-        services,
-        async (ctx) => {
-          await ctx.sleep(1500)
-          await ctx.kafka.stop()
-          const atOutage = await currentLsn(ctx.db)
-          await ctx.sleep(8000)
-          // Commits made during the outage are not confirmed: the slot is at or before the outage.
-          expect(await confirmedLsn(ctx.db, ctx.slot)).toBeLessThanOrEqual(atOutage)
-          await ctx.kafka.start()
-          await ctx.measureRecovery()
-        },
-        { env: { OUTBOX_DELIVERY: delivery } },
-      ),
-    )
-  } finally {
-    await adminQuery(admin, 'ALTER SYSTEM RESET wal_sender_timeout')
-    await adminQuery(admin, 'SELECT pg_reload_conf()')
-  }
+  const result = await withWalSenderTimeout(services.postgres.url, '2s', () =>
+    runScenario(
+      'Kafka down 4× wal_sender_timeout',
+      services,
+      async (ctx) => {
+        await ctx.sleep(1500)
+        await ctx.kafka.stop()
+        const atOutage = await currentLsn(ctx.db)
+        await ctx.sleep(8000)
+        // Commits made during the outage are not confirmed: the slot is at or before the outage.
+        expect(await confirmedLsn(ctx.db, ctx.slot)).toBeLessThanOrEqual(atOutage)
+        await ctx.kafka.start()
+        await ctx.measureRecovery()
+      },
+      { env: { OUTBOX_DELIVERY: delivery } },
+    ),
+  )
+  expectGuarantees(results, result)
 })
 
 test('the streaming worker killed while a standby waits: the standby takes over', async () => {

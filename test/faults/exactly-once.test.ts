@@ -6,9 +6,7 @@
  * and network-and-setup.test.ts.
  */
 import { afterAll, beforeAll, describe, test } from 'vitest'
-import { adminQuery } from '../helpers/database.js'
 import { KAFKA_CLIENTS } from '../helpers/kafka-clients.js'
-import { waitUntil } from '../services/ports.js'
 import {
   expectGuarantees,
   type FaultServices,
@@ -18,7 +16,15 @@ import {
   type ScenarioResult,
   startFaultServices,
 } from './environment.js'
-import { killForTakeover, killWorker, restartPostgres, stopKafka, terminateWalsender } from './faults.js'
+import {
+  killForTakeover,
+  killWorker,
+  partitionStreamingWorker,
+  restartPostgres,
+  stopKafka,
+  terminateWalsender,
+  withWalSenderTimeout,
+} from './faults.js'
 
 let services: FaultServices
 const results: ScenarioResult[] = []
@@ -112,46 +118,14 @@ describe.each(KAFKA_CLIENTS)('with %s', (client) => {
   }, 240_000)
 
   test('zombie: the streaming worker cut off from PostgreSQL while the standby takes over; healed, nothing it held arrives twice (its producer is fenced: see test/integration/exactly-once.test.ts)', async () => {
-    const admin = services.postgres.url
-    await adminQuery(admin, `ALTER SYSTEM SET wal_sender_timeout = '3s'`)
-    await adminQuery(admin, 'SELECT pg_reload_conf()')
-    try {
-      expectGuarantees(
-        results,
-        await runScenario(
-          `zombie (PostgreSQL partition) (${client})`,
-          services,
-          async (ctx) => {
-            await waitUntil('a worker streaming', async () => (await ctx.supervisor.active()) !== undefined, 30_000)
-            if ((await ctx.supervisor.active()) !== ctx.supervisor.worker(0)) await ctx.supervisor.killActive('SIGKILL')
-            await waitUntil(
-              'worker 0 streaming',
-              async () => (await ctx.supervisor.worker(0)?.active()) === true,
-              30_000,
-            )
-            await ctx.sleep(1000)
-            // Its Kafka transaction cannot finish either: it is caught holding one open.
-            ctx.pgProxy.blackhole()
-            await waitUntil(
-              'the standby streaming',
-              async () =>
-                (await ctx.supervisor
-                  .worker(1)
-                  ?.active()
-                  .catch(() => false)) === true,
-              30_000,
-            )
-            await ctx.sleep(2000)
-            ctx.pgProxy.restore()
-            await ctx.measureRecovery()
-          },
-          { workers: 2, env },
-        ),
-      )
-    } finally {
-      await adminQuery(admin, 'ALTER SYSTEM RESET wal_sender_timeout')
-      await adminQuery(admin, 'SELECT pg_reload_conf()')
-    }
+    // Cut off, its Kafka transaction cannot finish either: it is caught holding one open.
+    const result = await withWalSenderTimeout(services.postgres.url, '3s', () =>
+      runScenario(`zombie (PostgreSQL partition) (${client})`, services, partitionStreamingWorker, {
+        workers: 2,
+        env,
+      }),
+    )
+    expectGuarantees(results, result)
   }, 240_000)
 
   test('poison mixed in: dead-lettered inside the transactions, nothing twice', async () => {

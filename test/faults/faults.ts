@@ -1,5 +1,6 @@
 import { Kafka, logLevel } from 'kafkajs'
 import { expect } from 'vitest'
+import { adminQuery } from '../helpers/database.js'
 import type { WorkerProcess } from '../helpers/worker.js'
 import { waitUntil } from '../services/ports.js'
 import type { ScenarioContext } from './environment.js'
@@ -130,5 +131,46 @@ async function kafkaAnswers(brokers: string[]): Promise<boolean> {
     return false
   } finally {
     await admin.disconnect().catch(() => {})
+  }
+}
+
+/**
+ * The streaming worker cut off from PostgreSQL while a standby waits: its connection through the
+ * proxy goes silent (half-open) until the standby streams the slot; then the partition heals and
+ * the zombie's connection comes back, with what it held. Worker 0, the one behind the proxy, is
+ * made the streaming one first: the partition must cut off the worker holding the slot.
+ */
+export async function partitionStreamingWorker(ctx: ScenarioContext): Promise<void> {
+  await waitUntil('a worker streaming', async () => (await ctx.supervisor.active()) !== undefined, 30_000)
+  if ((await ctx.supervisor.active()) !== ctx.supervisor.worker(0)) await ctx.supervisor.killActive('SIGKILL')
+  await waitUntil('worker 0 streaming', async () => (await ctx.supervisor.worker(0)?.active()) === true, 30_000)
+  await ctx.sleep(1000)
+  ctx.pgProxy.blackhole()
+  await waitUntil(
+    'the standby streaming',
+    async () =>
+      (await ctx.supervisor
+        .worker(1)
+        ?.active()
+        .catch(() => false)) === true,
+    30_000,
+  )
+  await ctx.sleep(2000)
+  ctx.pgProxy.restore()
+  await ctx.measureRecovery()
+}
+
+/**
+ * Runs `run` with the server's wal_sender_timeout set to `value` (the server then ends a silent
+ * replication connection within seconds), and resets it afterwards.
+ */
+export async function withWalSenderTimeout<T>(adminUrl: string, value: string, run: () => Promise<T>): Promise<T> {
+  await adminQuery(adminUrl, `ALTER SYSTEM SET wal_sender_timeout = '${value}'`)
+  await adminQuery(adminUrl, 'SELECT pg_reload_conf()')
+  try {
+    return await run()
+  } finally {
+    await adminQuery(adminUrl, 'ALTER SYSTEM RESET wal_sender_timeout')
+    await adminQuery(adminUrl, 'SELECT pg_reload_conf()')
   }
 }

@@ -6,7 +6,6 @@
  */
 
 import { afterAll, beforeAll, describe, test } from 'vitest'
-import { adminQuery } from '../helpers/database.js'
 import { KAFKA_CLIENTS } from '../helpers/kafka-clients.js'
 import { waitUntil } from '../services/ports.js'
 import {
@@ -19,7 +18,7 @@ import {
   type ScenarioResult,
   startFaultServices,
 } from './environment.js'
-import { terminateWalsender } from './faults.js'
+import { partitionStreamingWorker, terminateWalsender, withWalSenderTimeout } from './faults.js'
 
 let services: FaultServices
 const results: ScenarioResult[] = []
@@ -110,43 +109,10 @@ describe.each(KAFKA_CLIENTS)('with %s', (client) => {
 })
 
 test('the streaming worker partitioned from PostgreSQL (half-open): the standby takes over, the zombie stops publishing', async () => {
-  const admin = services.postgres.url
-  await adminQuery(admin, `ALTER SYSTEM SET wal_sender_timeout = '3s'`)
-  await adminQuery(admin, 'SELECT pg_reload_conf()')
-  try {
-    expectGuarantees(
-      results,
-      await runScenario(
-        'PostgreSQL partition of the streaming worker',
-        services,
-        async (ctx) => {
-          // The partition must cut off the streaming worker: make worker 0 (behind the proxy) stream.
-          await waitUntil('a worker streaming', async () => (await ctx.supervisor.active()) !== undefined, 30_000)
-          if ((await ctx.supervisor.active()) !== ctx.supervisor.worker(0)) await ctx.supervisor.killActive('SIGKILL')
-          await waitUntil('worker 0 streaming', async () => (await ctx.supervisor.worker(0)?.active()) === true, 30_000)
-          await ctx.sleep(1000)
-          ctx.pgProxy.blackhole()
-          await waitUntil(
-            'the standby streaming',
-            async () =>
-              (await ctx.supervisor
-                .worker(1)
-                ?.active()
-                .catch(() => false)) === true,
-            30_000,
-          )
-          await ctx.sleep(2000)
-          // The partition heals: the zombie's connection comes back, with what it held.
-          ctx.pgProxy.restore()
-          await ctx.measureRecovery()
-        },
-        { workers: 2 },
-      ),
-    )
-  } finally {
-    await adminQuery(admin, 'ALTER SYSTEM RESET wal_sender_timeout')
-    await adminQuery(admin, 'SELECT pg_reload_conf()')
-  }
+  const result = await withWalSenderTimeout(services.postgres.url, '3s', () =>
+    runScenario('PostgreSQL partition of the streaming worker', services, partitionStreamingWorker, { workers: 2 }),
+  )
+  expectGuarantees(results, result)
 })
 
 /**
