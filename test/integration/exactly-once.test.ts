@@ -99,6 +99,18 @@ async function replayAfterRewind(delivery: 'exactly-once' | 'at-least-once') {
   return { ids: [...before, ...after], copies: copiesOf(consumer.messages), second }
 }
 
+/** The worker's configuration with exactly-once delivery and the transactional id given, on this file's slot. */
+function exactlyOnceConfig(transactionalId: string): WorkerConfig {
+  return {
+    ...DEFAULTS,
+    databaseUrl: db.url,
+    kafkaBrokers: inject('kafkaBrokers'),
+    delivery: 'exactly-once',
+    transactionalId,
+    slot,
+  }
+}
+
 // Every scenario with each client's transactions: the workers, and the zombie's producer.
 describe.each(KAFKA_CLIENTS)('with %s', (client) => {
   useKafkaClient(client)
@@ -127,17 +139,7 @@ describe.each(KAFKA_CLIENTS)('with %s', (client) => {
     const topic = `${prefix}.order`
     const consumer = await consume([topic], { create: true })
     // The zombie: a transactional producer initialized with the id, as a worker that then froze.
-    const zombie = createTransactionalPublisher(
-      {
-        ...DEFAULTS,
-        databaseUrl: db.url,
-        kafkaBrokers: inject('kafkaBrokers'),
-        delivery: 'exactly-once',
-        transactionalId,
-        slot,
-      },
-      silentLogger,
-    )
+    const zombie = createTransactionalPublisher(exactlyOnceConfig(transactionalId), silentLogger)
     await zombie.connect()
     try {
       const worker = await startWorker(exactlyOnce(transactionalId))
@@ -265,14 +267,7 @@ describe.each(KAFKA_CLIENTS)('with %s', (client) => {
     'a checkpoint %s stops the worker (exit 3) naming the fix, and confirms nothing past events Kafka lacks',
     async (_, differs, message) => {
       const transactionalId = uniqueName('txid')
-      const config: WorkerConfig = {
-        ...DEFAULTS,
-        databaseUrl: db.url,
-        kafkaBrokers: inject('kafkaBrokers'),
-        delivery: 'exactly-once',
-        transactionalId,
-        slot,
-      }
+      const config = exactlyOnceConfig(transactionalId)
       const ours = checkpointRecord(
         { ...config, slot: differs.slot ?? slot },
         parseLsn(differs.lsn ?? '0/1'),
