@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest'
 import { halves, MAX_REQUEST_BYTES, RequestBudget, requestLength } from '../../worker/delivery/batching.js'
-import { chunkRecords } from '../../worker/delivery/exactly-once/refused.js'
+import { chunkRecords, sized } from '../../worker/delivery/exactly-once/refused.js'
 import { type KafkaRecord, recordBytes } from '../../worker/delivery/records.js'
 import { DEFAULTS } from '../../worker/operations/config.js'
 
@@ -53,7 +53,7 @@ describe('what one Kafka request may hold (both delivery modes)', () => {
       headers: {},
       timestamp: '0',
     }))
-    const chunks = chunkRecords(records, {
+    const chunks = chunkRecords(records.map(sized), {
       ...DEFAULTS,
       databaseUrl: '',
       kafkaBrokers: [],

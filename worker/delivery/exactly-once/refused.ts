@@ -1,22 +1,29 @@
 import type { WorkerConfig } from '../../operations/config.js'
 import { halves, requestLength } from '../batching.js'
-import type { KafkaRecord } from '../records.js'
-import { recordBytes } from '../records.js'
+import { type KafkaRecord, recordBytes } from '../records.js'
 import { classifyTransactionError } from './transactional-publisher.js'
+
+/** A record with its size, counted once (a DeliveryItem is one). */
+export interface SizedRecord {
+  record: KafkaRecord
+  bytes: number
+}
+
+/** The record with its size counted (a dead letter, or a record known without its item). */
+export function sized(record: KafkaRecord): SizedRecord {
+  return { record, bytes: recordBytes(record) }
+}
 
 /**
  * The requests of one Kafka transaction, each what one request may hold (RequestBudget), so a
  * large PostgreSQL transaction is sent in several requests of the same Kafka transaction instead
  * of being refused as a whole.
  */
-export function chunkRecords(records: KafkaRecord[], config: WorkerConfig): KafkaRecord[][] {
+export function chunkRecords(records: readonly SizedRecord[], config: WorkerConfig): KafkaRecord[][] {
   const chunks: KafkaRecord[][] = []
   for (let start = 0; start < records.length; ) {
-    const length = requestLength(records, start, config, (record) => ({
-      topic: record.topic,
-      bytes: recordBytes(record),
-    }))
-    chunks.push(records.slice(start, start + length))
+    const length = requestLength(records, start, config, (item) => ({ topic: item.record.topic, bytes: item.bytes }))
+    chunks.push(records.slice(start, start + length).map((item) => item.record))
     start += length
   }
   return chunks
@@ -28,7 +35,7 @@ export function chunkRecords(records: KafkaRecord[], config: WorkerConfig): Kafk
  * Nothing probed is ever visible to a read_committed consumer. Errors other than a refusal reject.
  */
 export async function findRefused(
-  records: KafkaRecord[],
+  records: readonly SizedRecord[],
   config: WorkerConfig,
   probe: (records: KafkaRecord[]) => Promise<void>,
 ): Promise<Map<KafkaRecord, string>> {

@@ -16,7 +16,7 @@ import { SendLoop } from '../send-loop.js'
 import { TopicAvailability } from '../topic-availability.js'
 import { alreadyInKafka, checkpointRecord } from './checkpoint.js'
 import { checkCheckpoint } from './checkpoint-check.js'
-import { chunkRecords, findRefused } from './refused.js'
+import { chunkRecords, findRefused, type SizedRecord, sized } from './refused.js'
 import { identifyServer, PostgresIdentityError, type ServerIdentity } from './server-identity.js'
 import { checkpointTopic, transactionalId } from './settings.js'
 import {
@@ -190,11 +190,12 @@ export class TransactionalDelivery implements EventDelivery {
     this.metrics.kafkaConnected.set(1)
     if (fresh.length === 0) return
     const last = (fresh[fresh.length - 1] as DeliveryItem).transaction.endLsn as Lsn
-    const records = fresh.map((item) => {
-      const reason = item.poison ?? poisonReason(item.record, this.config.maxMessageBytes)
-      return reason ? this.deadLetter(item.record, reason, deadLetters) : item.record
+    // DeliveryItems are sized records: their sizes, counted on arrival, cut the requests.
+    const records: SizedRecord[] = fresh.map((item) => {
+      const reason = item.poison ?? poisonReason(item.record, this.config.maxMessageBytes, item.bytes)
+      return reason ? this.deadLetter(item.record, reason, deadLetters) : item
     })
-    this.sendingTopics = [...new Set(records.map((r) => r.topic))]
+    this.sendingTopics = [...new Set(records.map((r) => r.record.topic))]
     for (;;) {
       this.metrics.heartbeat.beat()
       // A transaction to a missing topic may wait (the client retrying its metadata) rather than
@@ -217,7 +218,7 @@ export class TransactionalDelivery implements EventDelivery {
         // Refused as a whole, yet each part accepted: retry with backoff like any other failure.
         if (refused.size === 0) throw error
         for (const [record, refusedType] of refused) {
-          const index = records.indexOf(record)
+          const index = records.findIndex((r) => r.record === record)
           const deadLetter = deadLetters.get(record)
           if (deadLetter) throw deadLetterRefused(deadLetter.id, deadLetter.reason, record.topic, refusedType)
           records[index] = this.deadLetter(record, `Kafka refused it: ${refusedType}`, deadLetters)
@@ -286,9 +287,9 @@ export class TransactionalDelivery implements EventDelivery {
     )
   }
 
-  private deadLetter(record: KafkaRecord, reason: string, deadLetters: DeadLetters): KafkaRecord {
+  private deadLetter(record: KafkaRecord, reason: string, deadLetters: DeadLetters): SizedRecord {
     const dead = deadLetterFor(record, reason, this.config, this.logger)
     deadLetters.set(dead, { id: record.headers.id ?? '?', topic: record.topic, reason })
-    return dead
+    return sized(dead)
   }
 }
