@@ -54,6 +54,8 @@ export async function drainWithWorker(
   /** Worker settings for this run (OUTBOX_KAFKA_CLIENT, OUTBOX_DELIVERY, ...), over the tunables. */
   settings: Record<string, string> = {},
   nodeArgs = process.env.OUTBOX_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [],
+  /** The node executable, when not this process's (test/bench/memory-limit.ts). */
+  node?: string,
 ): Promise<Drained> {
   const env = benchWorkerEnv(db.url, brokers, slot, topic)
   for (const name of TUNABLES) {
@@ -61,7 +63,7 @@ export async function drainWithWorker(
     if (value) env[name] = value
   }
   Object.assign(env, settings)
-  const worker = await spawnWorker(env, [], { built: true, nodeArgs })
+  const worker = await spawnWorker(env, [], { built: true, nodeArgs, node })
   const pid = worker.child.pid as number
   await worker.waitForLog(/"msg":"streaming"/)
   const started = performance.now()

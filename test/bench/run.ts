@@ -7,7 +7,9 @@
  * the produce limit; `-- --only=inbox [--events=N]` compares events/s consumed through the inbox
  * with plain kafkajs consumers of the same topic (test/bench/inbox.ts); `-- --only=consumer-restarts`
  * puts a plain consumer of each Kafka client through broker restarts (test/bench/consumer-restarts.ts);
- * `-- --only=rss [--rss-events=N]` drains N events (1,000,000) with each client for the peak RSS;
+ * `-- --only=rss [--rss-events=N]` drains N events (1,000,000) with each client for the peak RSS, and
+ *   with the default client under a 512 MiB memory limit (a cgroup; needs root), without and with
+ *   the image's node options;
  * `-- --only=start [--runs=R]` measures start-up (test/bench/first-record.ts);
  * `-- --only=latency [--exactly-once]` commit→consume latency at each rate, at least once and
  *   exactly once (or exactly once only);
@@ -18,6 +20,7 @@ import { writeFileSync } from 'node:fs'
 import { cpus, loadavg, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { createTestDatabase, ordersMigrationSql, outboxMigrationSql } from '../helpers/database.js'
+import { imageNodeArgs } from '../helpers/dockerfile.js'
 import { ensureTopics } from '../helpers/kafka.js'
 import { currentLsn, spawnWorker } from '../helpers/worker.js'
 import { startServices } from '../services/index.js'
@@ -28,6 +31,7 @@ import { startFigures, startLine } from './first-record.js'
 import { benchInbox } from './inbox.js'
 import { type LatencyResult, measureLatency } from './latency.js'
 import { pgRecvlogicalSeconds, producerPerformance } from './limits.js'
+import { memoryLimitedNode } from './memory-limit.js'
 import { POLLING_SCHEMA, startPollingRelay } from './polling-relay.js'
 import { measureWriteSide, WRITE_VARIANTS, writeSideOnFreshDatabase, writeSideTable } from './write-side.js'
 
@@ -185,10 +189,31 @@ async function jsonVersusJsonb(url: string) {
   return out
 }
 
+/** The memory limit of the drains "in a container": the Kubernetes manifest's (deploy/kubernetes). */
+const CONTAINER_MEMORY_MB = 512
+
 async function peakRssDraining(url: string, brokers: string[]) {
   const db = await createTestDatabase(url)
+  // The default client again under a container's memory limit, with node as it comes and with the
+  // image's node options: Node sizes V8's young generation from the limit (docs/deploying.md#memory).
+  const limited = memoryLimitedNode(CONTAINER_MEMORY_MB)
+  const inContainer = `${DEFAULT_VARIANT.name}, ${CONTAINER_MEMORY_MB} MiB memory limit`
+  const variants: { name: string; settings: Record<string, string>; nodeArgs?: string[]; node?: string }[] = [
+    DEFAULT_VARIANT,
+    KAFKAJS,
+  ]
+  if ('node' in limited)
+    variants.push(
+      { name: `${inContainer}, plain node`, settings: DEFAULT_VARIANT.settings, nodeArgs: [], node: limited.node },
+      {
+        name: `${inContainer}, the image's node (${imageNodeArgs().join(' ')})`,
+        settings: DEFAULT_VARIANT.settings,
+        nodeArgs: imageNodeArgs(),
+        node: limited.node,
+      },
+    )
+  else log(`peak RSS under a ${CONTAINER_MEMORY_MB} MiB memory limit: skipped, ${limited.skipped}`)
   try {
-    const variants = [DEFAULT_VARIANT, KAFKAJS]
     for (const i of variants.keys())
       await db.query(`SELECT pg_create_logical_replication_slot('${db.name}_rss${i}', 'pgoutput')`)
     log(`peak RSS: filling ${RSS_N} events`)
@@ -198,7 +223,16 @@ async function peakRssDraining(url: string, brokers: string[]) {
     for (const [i, variant] of variants.entries()) {
       log(`peak RSS: draining, ${variant.name}`)
       const topic = `bench.rss.${i}.{aggregateType}`
-      const drained = await drainWithWorker(db, brokers, `${db.name}_rss${i}`, endLsn, topic, variant.settings)
+      const drained = await drainWithWorker(
+        db,
+        brokers,
+        `${db.name}_rss${i}`,
+        endLsn,
+        topic,
+        variant.settings,
+        variant.nodeArgs,
+        variant.node,
+      )
       results.push({
         variant: variant.name,
         events: RSS_N,
@@ -210,6 +244,7 @@ async function peakRssDraining(url: string, brokers: string[]) {
     }
     return results
   } finally {
+    if ('node' in limited) limited.dispose()
     await db.dispose()
   }
 }

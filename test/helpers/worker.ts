@@ -33,13 +33,20 @@ export interface WorkerProcess {
 export async function spawnWorker(
   env: Record<string, string>,
   args: string[] = [],
-  options: { built?: boolean; onLine?: (line: string) => void; nodeArgs?: string[]; entry?: string } = {},
+  options: {
+    built?: boolean
+    onLine?: (line: string) => void
+    nodeArgs?: string[]
+    entry?: string
+    /** The node executable (a wrapper, e.g. test/bench/memory-limit.ts); this process's node by default. */
+    node?: string
+  } = {},
 ): Promise<WorkerProcess> {
   const healthPort = await freePort()
   // `built`: the package's own build (dist/, or `entry`), which the benchmarks measure; otherwise
   // this test run's compile of the sources (test/setup/build.ts).
   const entry = options.built ? (options.entry ?? join(root, 'dist/worker/cli.js')) : workerCli
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), entry, ...args], {
+  const child = spawn(options.node ?? process.execPath, [...(options.nodeArgs ?? []), entry, ...args], {
     cwd: root,
     env: {
       PATH: process.env.PATH,
