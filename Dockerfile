@@ -29,4 +29,8 @@ USER 1000:1000
 EXPOSE 9464
 # node itself is the container's process: SIGTERM reaches the worker, which flushes in-flight
 # events and confirms before it exits. Through npx or npm the signal is not reliably passed on.
-ENTRYPOINT ["node", "dist/worker/cli.js"]
+# --max-semi-space-size=16: under a memory limit Node sizes V8's young generation from it (1 MB
+# semi-spaces at 512 MiB), and the worker, which makes short-lived garbage per event, then drains
+# at about half its rate; Node 24 without a limit grows it to 64 MB and peaks near twice the
+# memory. 16 MB is what Node 20 and 22 use on a large machine (docs/deploying.md#memory).
+ENTRYPOINT ["node", "--max-semi-space-size=16", "dist/worker/cli.js"]
