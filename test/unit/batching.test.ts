@@ -63,4 +63,15 @@ describe('what one Kafka request may hold (both delivery modes)', () => {
     expect(chunks.flat()).toEqual(records)
     expect(chunks.map((c) => c.map((r) => r.key))).toEqual([['0'], ['1', '2', '3']])
   })
+
+  test('exactly-once cuts requests by the size each record was given on arrival, not by measuring it again', () => {
+    const record = (key: string): KafkaRecord => ({ topic: 'a', key, value: 'v', headers: {}, timestamp: '0' })
+    const config = { ...DEFAULTS, databaseUrl: '', kafkaBrokers: [], batchSize: 10, maxMessageBytes: 1000 }
+    const given = [
+      { record: record('0'), bytes: 600 },
+      { record: record('1'), bytes: 600 },
+      { record: record('2'), bytes: 10 },
+    ]
+    expect(chunkRecords(given, config).map((c) => c.map((r) => r.key))).toEqual([['0'], ['1', '2']])
+  })
 })
