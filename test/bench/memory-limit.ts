@@ -18,7 +18,7 @@ export interface LimitedNode {
 export function memoryLimitedNode(mb: number): LimitedNode | { skipped: string } {
   const bytes = String(mb * 1024 * 1024)
   const name = `prisma-outbox-bench-${process.pid}`
-  let group: string
+  let group: string | undefined
   let procs: string
   try {
     if (existsSync('/sys/fs/cgroup/cgroup.controllers')) {
@@ -38,21 +38,30 @@ export function memoryLimitedNode(mb: number): LimitedNode | { skipped: string }
     }
     procs = join(group, 'cgroup.procs')
   } catch (error) {
-    return { skipped: `cannot create a memory cgroup (${(error as Error).message}); run as root` }
+    if (group) removeGroup(group)
+    return {
+      skipped: `cannot create a memory cgroup (${(error as Error).message}): it needs root and a writable cgroup hierarchy`,
+    }
   }
+  const made = group
   const dir = mkdtempSync(join(tmpdir(), 'prisma-outbox-bench-'))
   const node = join(dir, 'node')
-  writeFileSync(node, `#!/bin/sh\necho $$ > '${procs}'\nexec '${process.execPath}' "$@"\n`)
+  // set -e: a process that could not join the group must not run (and be measured) without the limit.
+  writeFileSync(node, `#!/bin/sh\nset -e\necho $$ > '${procs}'\nexec '${process.execPath}' "$@"\n`)
   chmodSync(node, 0o755)
   return {
     node,
     dispose() {
       rmSync(dir, { recursive: true, force: true })
-      try {
-        rmdirSync(group)
-      } catch {
-        // A process of it still exiting: the empty group is left behind, harmless.
-      }
+      removeGroup(made)
     },
+  }
+}
+
+function removeGroup(group: string): void {
+  try {
+    rmdirSync(group)
+  } catch {
+    // A process of it still exiting: the empty group is left behind, harmless.
   }
 }

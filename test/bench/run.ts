@@ -197,23 +197,24 @@ async function peakRssDraining(url: string, brokers: string[]) {
   // The default client again under a container's memory limit, with node as it comes and with the
   // image's node options: Node sizes V8's young generation from the limit (docs/deploying.md#memory).
   const limited = memoryLimitedNode(CONTAINER_MEMORY_MB)
-  const inContainer = `${DEFAULT_VARIANT.name}, ${CONTAINER_MEMORY_MB} MiB memory limit`
-  const variants: { name: string; settings: Record<string, string>; nodeArgs?: string[]; node?: string }[] = [
-    DEFAULT_VARIANT,
-    KAFKAJS,
-  ]
-  if ('node' in limited)
-    variants.push(
-      { name: `${inContainer}, plain node`, settings: DEFAULT_VARIANT.settings, nodeArgs: [], node: limited.node },
-      {
-        name: `${inContainer}, the image's node (${imageNodeArgs().join(' ')})`,
-        settings: DEFAULT_VARIANT.settings,
-        nodeArgs: imageNodeArgs(),
-        node: limited.node,
-      },
-    )
-  else log(`peak RSS under a ${CONTAINER_MEMORY_MB} MiB memory limit: skipped, ${limited.skipped}`)
   try {
+    const inContainer = `${DEFAULT_VARIANT.name}, ${CONTAINER_MEMORY_MB} MiB memory limit`
+    const variants: { name: string; settings: Record<string, string>; nodeArgs?: string[]; node?: string }[] = [
+      DEFAULT_VARIANT,
+      KAFKAJS,
+    ]
+    if ('node' in limited) {
+      const imageArgs = imageNodeArgs()
+      variants.push(
+        { name: `${inContainer}, plain node`, settings: DEFAULT_VARIANT.settings, nodeArgs: [], node: limited.node },
+        {
+          name: `${inContainer}, the image's node (${imageArgs.join(' ')})`,
+          settings: DEFAULT_VARIANT.settings,
+          nodeArgs: imageArgs,
+          node: limited.node,
+        },
+      )
+    } else log(`peak RSS under a ${CONTAINER_MEMORY_MB} MiB memory limit: skipped, ${limited.skipped}`)
     for (const i of variants.keys())
       await db.query(`SELECT pg_create_logical_replication_slot('${db.name}_rss${i}', 'pgoutput')`)
     log(`peak RSS: filling ${RSS_N} events`)

@@ -31,7 +31,11 @@ export function imageNodeArgs(): string[] {
   const entrypoint = finalStage()
     .filter((i) => i.instruction === 'ENTRYPOINT')
     .at(-1)
-  const argv = JSON.parse(entrypoint?.args ?? '[]') as string[]
-  const cli = argv.findIndex((arg, i) => i > 0 && !arg.startsWith('-'))
-  return argv.slice(1, cli < 0 ? argv.length : cli)
+  return nodeOptionsOf(JSON.parse(entrypoint?.args ?? '[]') as string[])
+}
+
+/** What a `node …` command gives node itself: the options before the script (after it, they are the script's). */
+export function nodeOptionsOf(argv: readonly string[]): string[] {
+  const script = argv.findIndex((arg, i) => i > 0 && !arg.startsWith('-'))
+  return argv.slice(1, script < 0 ? argv.length : script)
 }

@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { describe, expect, test } from 'vitest'
 import { parseAllDocuments } from 'yaml'
 import { DEFAULTS, type Key, OPTIONS, SHUTDOWN_WATCHDOG_EXTRA_MS } from '../../worker/operations/config.js'
-import { finalStage, imageNodeArgs } from '../helpers/dockerfile.js'
+import { finalStage, imageNodeArgs, nodeOptionsOf } from '../helpers/dockerfile.js'
 
 const root = join(import.meta.dirname, '../..')
 /**
@@ -155,7 +155,7 @@ describe('Kubernetes manifests', () => {
         test(`${container.name}: runs node directly, as non-root, on a read-only root filesystem`, () => {
           if (container.command) {
             expect(container.command[0]).toBe('node')
-            expect(container.command).toContain(SEMI_SPACE_FLAG)
+            expect(nodeOptionsOf(container.command)).toContain(SEMI_SPACE_FLAG)
           }
           expect(pod.securityContext?.runAsNonRoot).toBe(true)
           expect(pod.securityContext?.runAsUser).not.toBe(0)
