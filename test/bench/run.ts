@@ -199,10 +199,7 @@ async function peakRssDraining(url: string, brokers: string[]) {
   const limited = memoryLimitedNode(CONTAINER_MEMORY_MB)
   try {
     const inContainer = `${DEFAULT_VARIANT.name}, ${CONTAINER_MEMORY_MB} MiB memory limit`
-    const variants: { name: string; settings: Record<string, string>; nodeArgs?: string[]; node?: string }[] = [
-      DEFAULT_VARIANT,
-      KAFKAJS,
-    ]
+    const variants: (RelayVariant & { nodeArgs?: string[]; node?: string })[] = [DEFAULT_VARIANT, KAFKAJS]
     if ('node' in limited) {
       const imageArgs = imageNodeArgs()
       variants.push(

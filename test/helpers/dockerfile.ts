@@ -31,11 +31,14 @@ export function imageNodeArgs(): string[] {
   const entrypoint = finalStage()
     .filter((i) => i.instruction === 'ENTRYPOINT')
     .at(-1)
-  return nodeOptionsOf(JSON.parse(entrypoint?.args ?? '[]') as string[])
+  return nodeCommand(JSON.parse(entrypoint?.args ?? '[]') as string[]).options
 }
 
-/** What a `node …` command gives node itself: the options before the script (after it, they are the script's). */
-export function nodeOptionsOf(argv: readonly string[]): string[] {
-  const script = argv.findIndex((arg, i) => i > 0 && !arg.startsWith('-'))
-  return argv.slice(1, script < 0 ? argv.length : script)
+/**
+ * A `node …` command's parts: the options node itself takes, then the script; what follows the
+ * script is the script's own.
+ */
+export function nodeCommand(argv: readonly string[]): { options: string[]; script: string | undefined } {
+  const at = argv.findIndex((arg, i) => i > 0 && !arg.startsWith('-'))
+  return { options: argv.slice(1, at < 0 ? argv.length : at), script: at < 0 ? undefined : argv[at] }
 }

@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { describe, expect, test } from 'vitest'
 import { parseAllDocuments } from 'yaml'
 import { DEFAULTS, type Key, OPTIONS, SHUTDOWN_WATCHDOG_EXTRA_MS } from '../../worker/operations/config.js'
-import { finalStage, imageNodeArgs, nodeOptionsOf } from '../helpers/dockerfile.js'
+import { finalStage, imageNodeArgs, nodeCommand } from '../helpers/dockerfile.js'
 
 const root = join(import.meta.dirname, '../..')
 /**
@@ -155,7 +155,7 @@ describe('Kubernetes manifests', () => {
         test(`${container.name}: runs node directly, as non-root, on a read-only root filesystem`, () => {
           if (container.command) {
             expect(container.command[0]).toBe('node')
-            expect(nodeOptionsOf(container.command)).toContain(SEMI_SPACE_FLAG)
+            expect(nodeCommand(container.command).options).toContain(SEMI_SPACE_FLAG)
           }
           expect(pod.securityContext?.runAsNonRoot).toBe(true)
           expect(pod.securityContext?.runAsUser).not.toBe(0)
@@ -185,7 +185,7 @@ describe('Dockerfile', () => {
     expect(argv[0]).toBe('node')
     expect(argv.some((a) => /\b(npm|npx|sh|bash)\b/.test(a))).toBe(false)
     const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { bin: Record<string, string> }
-    expect(argv.slice(1).find((a) => !a.startsWith('-'))).toBe(pkg.bin['outbox-worker']?.replace(/^\.\//, ''))
+    expect(nodeCommand(argv).script).toBe(pkg.bin['outbox-worker']?.replace(/^\.\//, ''))
   })
 
   test("node's young generation is sized for the worker, not from the container's memory limit", () => {
