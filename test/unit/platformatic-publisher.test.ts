@@ -1,8 +1,7 @@
 /**
  * @platformatic/kafka's errors, built as the library builds them, classified as the relay must
- * classify kafkajs's: poison splitting, missing topics and fatal configuration depend on it. And
- * its partitioner places every key where kafkajs does, so switching clients keeps an aggregate's
- * events on one partition, in order.
+ * classify kafkajs's: poison splitting, missing topics and fatal configuration depend on it.
+ * (Where it places keys: key-hash.test.ts.)
  */
 
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -10,14 +9,12 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
   AuthenticationError,
-  compatibilityPartitioner,
   MultipleErrors,
   NetworkError,
   ResponseError,
   TimeoutError,
   UserError,
 } from '@platformatic/kafka'
-import { Partitioners } from 'kafkajs'
 import { describe, expect, test } from 'vitest'
 import { platformaticClientOptions } from '../../worker/delivery/platformatic-publisher.js'
 import { classifyPublishError } from '../../worker/delivery/publisher.js'
@@ -72,27 +69,6 @@ describe('classifyPublishError on @platformatic/kafka errors', () => {
   ])('%s is retriable', (_, error) => {
     expect(classifyPublishError(error).kind).toBe('retriable')
   })
-})
-
-describe('partitioning', () => {
-  test('every key lands on the partition kafkajs (and the Java client) picks', () => {
-    const kafkajs = Partitioners.DefaultPartitioner()
-    for (let partitions = 1; partitions <= 12; partitions++) {
-      const partitionMetadata = Array.from({ length: partitions }, (_, partitionId) => ({
-        partitionId,
-        leader: 0,
-        replicas: [0],
-        isr: [0],
-        partitionErrorCode: 0,
-      }))
-      for (let i = 0; i < 500; i++) {
-        const key = `aggregate-${i}`
-        const expected = kafkajs({ topic: 't', partitionMetadata, message: { key, value: null } })
-        const actual = compatibilityPartitioner({ topic: 't', key, value: null }, Buffer.from(key)) % partitions
-        expect(actual, `key ${key}, ${partitions} partitions`).toBe(expected)
-      }
-    }
-  }, 30_000)
 })
 
 describe('connection options', () => {

@@ -3,6 +3,7 @@ import { Kafka, type KafkaConfig, logLevel, type SASLOptions } from 'kafkajs'
 import type { WorkerConfig } from '../operations/config.js'
 import type { Logger } from '../operations/logger.js'
 import { LazyAdmin } from './kafkajs-admin.js'
+import { javaCompatiblePartitioner } from './kafkajs-partitioner.js'
 import { DroppableProducer, topicMessages } from './kafkajs-producer.js'
 import { FencedSockets } from './kafkajs-sockets.js'
 import type { Publisher } from './publisher.js'
@@ -57,7 +58,12 @@ export function createKafkaPublisher(config: WorkerConfig, logger: Logger): Publ
   const kafka = new Kafka({ ...kafkaClientConfig(config, logger), socketFactory: producerSockets.factory })
   const admin = new LazyAdmin(new Kafka({ ...kafkaClientConfig(config, logger), socketFactory: adminSockets.factory }))
   const producer = new DroppableProducer(producerSockets, async () => {
-    const fresh = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: true })
+    const fresh = kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      allowAutoTopicCreation: true,
+      createPartitioner: javaCompatiblePartitioner,
+    })
     await fresh.connect()
     return fresh
   })

@@ -3,7 +3,6 @@ import { isIP } from 'node:net'
 import {
   Admin,
   type BaseOptions,
-  compatibilityPartitioner,
   type Producer as KafkaProducer,
   type MessageToProduce,
   Producer,
@@ -11,6 +10,7 @@ import {
   stringSerializers,
 } from '@platformatic/kafka'
 import type { WorkerConfig } from '../operations/config.js'
+import { javaCompatiblePartitioner } from './key-hash.js'
 import type { Publisher } from './publisher.js'
 import type { KafkaRecord } from './records.js'
 import { resetConnection } from './reset-connection.js'
@@ -63,8 +63,9 @@ export function producerOptions(options: BaseOptions): ProducerOptions<string, s
     serializers: stringSerializers,
     // Kafka's Java client (and kafkajs) place a key by murmur2 & 0x7fffffff; the library's
     // default keeps the sign bit, which puts some keys on other partitions. Switching clients
-    // must not move an aggregate to another partition.
-    partitioner: compatibilityPartitioner,
+    // must not move an aggregate to another partition. Its compatibilityPartitioner places keys
+    // as this does, ~15 times slower (key-hash.ts).
+    partitioner: javaCompatiblePartitioner,
   }
 }
 

@@ -1,10 +1,11 @@
 import { Admin as PlatformaticAdmin } from '@platformatic/kafka'
-import { type Admin, type ICustomPartitioner, Kafka, Partitioners } from 'kafkajs'
+import { type Admin, type ICustomPartitioner, Kafka } from 'kafkajs'
 import type { WorkerConfig } from '../../operations/config.js'
 import { errorTree } from '../../operations/error-tree.js'
 import { OutboxSetupError } from '../../operations/errors.js'
 import type { Logger } from '../../operations/logger.js'
 import { LazyAdmin } from '../kafkajs-admin.js'
+import { javaCompatiblePartitioner } from '../kafkajs-partitioner.js'
 import { DroppableProducer } from '../kafkajs-producer.js'
 import { kafkaClientConfig } from '../kafkajs-publisher.js'
 import { FencedSockets } from '../kafkajs-sockets.js'
@@ -52,10 +53,10 @@ function countsOfProducer(config: WorkerConfig, id: string): PartitionCounts {
   return counts
 }
 
-/** kafkajs's default partitioner, recording the count it was given into `counts`. */
+/** The worker's kafkajs partitioner (Kafka's Java client's placement), recording the count it was given into `counts`. */
 function countingPartitioner(counts: PartitionCounts): ICustomPartitioner {
   return () => {
-    const partitioner = Partitioners.DefaultPartitioner()
+    const partitioner = javaCompatiblePartitioner()
     return (args) => {
       counts.set(args.topic, args.partitionMetadata.length)
       return partitioner(args)

@@ -1,4 +1,5 @@
-import { Partitioners, type PartitionMetadata, type TopicMessages } from 'kafkajs'
+import type { PartitionMetadata, TopicMessages } from 'kafkajs'
+import { javaCompatiblePartitioner } from '../kafkajs-partitioner.js'
 import { topicMessages } from '../kafkajs-producer.js'
 import type { KafkaRecord } from '../records.js'
 
@@ -17,13 +18,13 @@ export type PartitionCounts = Map<string, number>
  * one partition goes to one broker in one request, which has failed (and given its sequence
  * numbers back) before it is retried, so Kafka recognizes a resent request.
  *
- * Records are grouped by the partition the producer will choose (kafkajs's default partitioner,
+ * Records are grouped by the partition the producer will choose (its partitioner, kafkajs-partitioner.ts:
  * murmur2 of the key as Kafka's Java client, over `counts`: the producer's own where it has sent
  * to the topic), but the choice is left to the producer: a partition it does not know would be
  * sent nowhere. Records of a topic whose count is unknown go together in one more call.
  */
 export function partitionRequests(records: KafkaRecord[], counts: PartitionCounts): TopicMessages[][] {
-  const partitioner = Partitioners.DefaultPartitioner()
+  const partitioner = javaCompatiblePartitioner()
   // Built once per topic: the partitioner is called for every record.
   const metadata = new Map<string, PartitionMetadata[]>()
   const grouped = new Map<string, KafkaRecord[]>()

@@ -3,7 +3,6 @@ import {
   addPartitionsToTxnV3,
   type Callback,
   type ClusterMetadata,
-  compatibilityPartitioner,
   kGetApi,
   type MessageRecord,
   Producer,
@@ -14,6 +13,7 @@ import { errorTree } from '../../operations/error-tree.js'
 import type { Logger } from '../../operations/logger.js'
 import { LazyAdmin } from '../kafkajs-admin.js'
 import { kafkaClientConfig } from '../kafkajs-publisher.js'
+import { keyHash } from '../key-hash.js'
 import { fence, platformaticClientOptions, platformaticMessage, producerOptions } from '../platformatic-publisher.js'
 import { classifyPublishError } from '../publisher.js'
 import type { KafkaRecord } from '../records.js'
@@ -242,15 +242,16 @@ async function addPartitions(
  * one request, which has either been answered or failed before anything else is sent, so the
  * sequence numbers the library keeps always match what Kafka appended (see transact).
  *
- * Each record's partition is set here, as the library would choose it (murmur2 of the key, as
- * Kafka's Java client, over the partition count of the metadata the library sends by).
+ * Each record's partition is set here, as the producer's partitioner would choose it (keyHash:
+ * murmur2 of the key, as Kafka's Java client, over the partition count of the metadata the
+ * library sends by).
  */
 function partitionMessages(records: KafkaRecord[], metadata: ClusterMetadata) {
   const grouped = new Map<string, ReturnType<typeof platformaticMessage>[]>()
   for (const record of records) {
     const count = metadata.topics.get(record.topic)?.partitionsCount
     const message = platformaticMessage(record)
-    if (count) message.partition = compatibilityPartitioner(message, Buffer.from(record.key)) % count
+    if (count) message.partition = keyHash(Buffer.from(record.key)) % count
     const id = `${message.partition ?? ''}:${record.topic}`
     const group = grouped.get(id)
     if (group) group.push(message)
