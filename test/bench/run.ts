@@ -2,10 +2,11 @@
  * `npm run bench` (`-- --quick` for a short run): every performance figure (write-side overhead, drain throughput per
  * Kafka client, end-to-end latency, limits) measured side by side in one run on the same services, written to test/bench/results.json and printed as a table.
  * `-- --only=write-side` or `-- --only=drain` measures that part alone and prints it (results.json
- * is left as it is). `-- --only=relay [--events=N] [--runs=R]` drains N events R times with the
- * worker with each Kafka client (events/s, CPU per event, peak RSS, decode limit), then measures
- * the produce limit; `-- --only=inbox [--events=N]` compares events/s consumed through the inbox
- * with plain kafkajs consumers of the same topic (test/bench/inbox.ts); `-- --only=consumer-restarts`
+ * is left as it is). `-- --only=relay [--events=N] [--runs=R] [--uuid-keys]` drains N events R
+ * times with the worker with each Kafka client (events/s, CPU per event, peak RSS, decode limit),
+ * then measures the produce limit (`--uuid-keys`: UUID aggregate ids, the keys, instead of
+ * '0'–'999'); `-- --only=inbox [--events=N]` compares events/s consumed through the inbox with
+ * plain kafkajs consumers of the same topic (test/bench/inbox.ts); `-- --only=consumer-restarts`
  * puts a plain consumer of each Kafka client through broker restarts (test/bench/consumer-restarts.ts);
  * `-- --only=rss [--rss-events=N]` drains N events (1,000,000) with each client for the peak RSS, and
  *   with the default client under a 512 MiB memory limit (a cgroup; needs root), without and with
@@ -73,6 +74,7 @@ async function relayThroughput(
   perTransaction: number,
   mode: 'table' | 'message',
   variants: RelayVariant[] = [DEFAULT_VARIANT],
+  uuidIds = false,
 ) {
   const db = await createTestDatabase(url)
   try {
@@ -83,7 +85,7 @@ async function relayThroughput(
       await db.query(`SELECT pg_create_logical_replication_slot('${slot}', 'pgoutput')`)
     log(`filling ${N} events in transactions of ${perTransaction}, ${mode} mode`)
     const startLsn = await currentLsn(db)
-    await (mode === 'table' ? fillOutbox : fillMessages)(db, N, perTransaction)
+    await (mode === 'table' ? fillOutbox(db, N, perTransaction, '', uuidIds) : fillMessages(db, N, perTransaction))
     const endLsn = await currentLsn(db)
     log('decode limit: pg_recvlogical')
     const decodeS = await pgRecvlogicalSeconds(db.url, decodeSlot, lsnText(endLsn))
@@ -450,9 +452,10 @@ async function runOnly(part: string) {
         const variants = process.argv.includes('--exactly-once')
           ? [DEFAULT_VARIANT, ...EXACTLY_ONCE]
           : [DEFAULT_VARIANT, KAFKAJS]
-        for (const t of await relayThroughput(url, brokers, 10, 'table', variants)) {
+        const uuidKeys = process.argv.includes('--uuid-keys')
+        for (const t of await relayThroughput(url, brokers, 10, 'table', variants, uuidKeys)) {
           process.stdout.write(
-            `relay drain of ${f0(N)} events (${t.variant}, table mode, transactions of 10): ${f0(t.relayPerS)} events/s, ${t.cpuUsPerEvent.toFixed(1)} µs CPU per event, peak RSS ${t.relayRssMb} MB; decode limit ${f0(t.decodePerS)} events/s; load ${load()}\n`,
+            `relay drain of ${f0(N)} events (${t.variant}, table mode, transactions of 10${uuidKeys ? ', UUID keys' : ''}): ${f0(t.relayPerS)} events/s, ${t.cpuUsPerEvent.toFixed(1)} µs CPU per event, peak RSS ${t.relayRssMb} MB; decode limit ${f0(t.decodePerS)} events/s; load ${load()}\n`,
           )
         }
       }

@@ -16,11 +16,3 @@ const JAVA_CLIENT_SEED = 0x9747b28c
 export function keyHash(key: Uint8Array): number {
   return murmurhash.v2(key, JAVA_CLIENT_SEED) & 0x7fffffff
 }
-
-/**
- * @platformatic/kafka's `partitioner` option: its compatibilityPartitioner (the key is the
- * serialized Buffer), with keyHash; the library takes the result modulo the partition count.
- */
-export function javaCompatiblePartitioner(_message: unknown, key: Buffer | undefined): number {
-  return Buffer.isBuffer(key) ? keyHash(key) : 0
-}

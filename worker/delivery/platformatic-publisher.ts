@@ -10,7 +10,7 @@ import {
   stringSerializers,
 } from '@platformatic/kafka'
 import type { WorkerConfig } from '../operations/config.js'
-import { javaCompatiblePartitioner } from './key-hash.js'
+import { keyHash } from './key-hash.js'
 import type { Publisher } from './publisher.js'
 import type { KafkaRecord } from './records.js'
 import { resetConnection } from './reset-connection.js'
@@ -67,6 +67,14 @@ export function producerOptions(options: BaseOptions): ProducerOptions<string, s
     // as this does, ~15 times slower (key-hash.ts).
     partitioner: javaCompatiblePartitioner,
   }
+}
+
+/**
+ * The library's compatibilityPartitioner (the key is the serialized Buffer; the library takes the
+ * result modulo the partition count), with the worker's keyHash.
+ */
+function javaCompatiblePartitioner(_message: unknown, key: Buffer | undefined): number {
+  return Buffer.isBuffer(key) ? keyHash(key) : 0
 }
 
 /** A record as the library sends it. */

@@ -246,7 +246,7 @@ async function addPartitions(
  * murmur2 of the key, as Kafka's Java client, over the partition count of the metadata the
  * library sends by).
  */
-function partitionMessages(records: KafkaRecord[], metadata: ClusterMetadata) {
+export function partitionMessages(records: KafkaRecord[], metadata: ClusterMetadata) {
   const grouped = new Map<string, ReturnType<typeof platformaticMessage>[]>()
   for (const record of records) {
     const count = metadata.topics.get(record.topic)?.partitionsCount
