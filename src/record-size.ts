@@ -5,6 +5,9 @@
  */
 export function recordBytes(key: string, valueBytes: number, headers: Record<string, string>): number {
   let bytes = Buffer.byteLength(key) + valueBytes + 64
-  for (const [name, value] of Object.entries(headers)) bytes += Buffer.byteLength(name) + Buffer.byteLength(value) + 8
+  // for…in rather than Object.entries: the worker measures every record, and entries allocates.
+  for (const name in headers) {
+    if (Object.hasOwn(headers, name)) bytes += Buffer.byteLength(name) + Buffer.byteLength(headers[name] as string) + 8
+  }
   return bytes
 }

@@ -11,6 +11,7 @@ import {
 } from '@platformatic/kafka'
 import type { WorkerConfig } from '../operations/config.js'
 import { keyHash } from './key-hash.js'
+import { memo } from './memo.js'
 import type { Publisher } from './publisher.js'
 import type { KafkaRecord } from './records.js'
 import { resetConnection } from './reset-connection.js'
@@ -60,7 +61,9 @@ export function producerOptions(options: BaseOptions): ProducerOptions<string, s
     timeout: 30_000,
     requestTimeout: 30_000,
     autocreateTopics: true,
-    serializers: stringSerializers,
+    // Header names repeat on every record (id, type, aggregateType, aggregateId): their bytes are
+    // made once. The library only reads what a serializer returns.
+    serializers: { ...stringSerializers, headerKey: headerNameSerializer },
     // Kafka's Java client (and kafkajs) place a key by murmur2 & 0x7fffffff; the library's
     // default keeps the sign bit, which puts some keys on other partitions. Switching clients
     // must not move an aggregate to another partition. Its compatibilityPartitioner places keys
@@ -77,14 +80,26 @@ function javaCompatiblePartitioner(_message: unknown, key: Buffer | undefined): 
   return Buffer.isBuffer(key) ? keyHash(key) : 0
 }
 
+const headerNameBytes = memo((name) => Buffer.from(name, 'utf8'))
+
+/** The library's string serializer for header names, with each name's bytes made once. */
+function headerNameSerializer(name?: string): Buffer | undefined {
+  return typeof name === 'string' ? headerNameBytes(name) : undefined
+}
+
 /** A record as the library sends it. */
 export function platformaticMessage(record: KafkaRecord): MessageToProduce<string, string, string, string> {
+  // A Map, which the library takes as it is; an object it copies into one through Object.entries.
+  const headers = new Map<string, string>()
+  for (const name in record.headers) {
+    if (Object.hasOwn(record.headers, name)) headers.set(name, record.headers[name] as string)
+  }
   return {
     topic: record.topic,
     key: record.key,
     // A null value is a tombstone, as kafkajs sends it (the serializer maps it to null).
     value: record.value as string,
-    headers: record.headers,
+    headers,
     timestamp: BigInt(record.timestamp),
   }
 }

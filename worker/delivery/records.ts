@@ -1,6 +1,7 @@
 import { recordBytes as kafkaRecordBytes } from '../../src/record-size.js'
 import { asTopicName, topicNameProblem } from '../../src/topic.js'
 import type { OutboxRecord } from '../stream/outbox-record.js'
+import { memo } from './memo.js'
 
 /** A record ready for Kafka. */
 export interface KafkaRecord {
@@ -10,22 +11,6 @@ export interface KafkaRecord {
   headers: Record<string, string>
   /** ms since epoch, as a string (kafkajs' format). */
   timestamp: string
-}
-
-/**
- * Small memo for pure functions of a topic's parts, which every record evaluates but whose inputs
- * repeat (a handful of aggregate types and topics): emptied when full, so odd data cannot grow it.
- */
-function memo<T>(compute: (key: string) => T): (key: string) => T {
-  const cache = new Map<string, T>()
-  return (key) => {
-    const known = cache.get(key)
-    if (known !== undefined || cache.has(key)) return known as T
-    if (cache.size >= 10_000) cache.clear()
-    const value = compute(key)
-    cache.set(key, value)
-    return value
-  }
 }
 
 const templated = memo((key) => {
