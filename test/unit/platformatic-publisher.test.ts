@@ -16,7 +16,11 @@ import {
   UserError,
 } from '@platformatic/kafka'
 import { describe, expect, test } from 'vitest'
-import { platformaticClientOptions } from '../../worker/delivery/platformatic-publisher.js'
+import {
+  platformaticClientOptions,
+  platformaticMessage,
+  producerOptions,
+} from '../../worker/delivery/platformatic-publisher.js'
 import { classifyPublishError } from '../../worker/delivery/publisher.js'
 import { resolveConfig } from '../../worker/operations/config.js'
 
@@ -68,6 +72,50 @@ describe('classifyPublishError on @platformatic/kafka errors', () => {
     ['"Unknown topic" from the metadata step', new UserError('Unknown topic orders.')],
   ])('%s is retriable', (_, error) => {
     expect(classifyPublishError(error).kind).toBe('retriable')
+  })
+})
+
+describe('records as the library gets them', () => {
+  const options = () =>
+    producerOptions(
+      platformaticClientOptions(resolveConfig({ databaseUrl: 'postgresql://u:p@db/app', kafkaBrokers: 'k:9092' })),
+    )
+
+  test('header names serialize to their UTF-8 bytes, the short ones made once and not in a shared pool', () => {
+    const headerKey = options().serializers?.headerKey
+    if (!headerKey) throw new Error('no header name serializer')
+    const names = [
+      'id',
+      'aggregateType',
+      '',
+      'naïve-Ä-東京-🚚',
+      'lone-\ud800-surrogate',
+      'x'.repeat(64),
+      'y'.repeat(65),
+    ]
+    for (const name of names) expect(headerKey(name), name).toEqual(Buffer.from(name, 'utf8'))
+    const short = headerKey('aggregateType') as Buffer
+    // The same bytes for every record, in memory of their own: a kept slice of Node's 8 KiB pool
+    // would keep the whole pool alive.
+    expect(headerKey('aggregateType')).toBe(short)
+    expect(short.byteOffset).toBe(0)
+    expect(short.buffer.byteLength).toBe(short.length)
+    // A long name (an odd raw-SQL row) is not kept.
+    expect(headerKey('y'.repeat(65))).not.toBe(headerKey('y'.repeat(65)))
+    expect(headerKey(undefined)).toBeUndefined()
+  })
+
+  test("a record's headers go as a Map of its own headers, in their order", () => {
+    const record = {
+      topic: 't',
+      key: 'k',
+      value: '{}',
+      headers: { tenant: 'a', '1': 'one', id: 'e1', type: 'order.created' },
+      timestamp: '1700000000000',
+    }
+    const message = platformaticMessage(record)
+    expect([...(message.headers as Map<string, string>)]).toEqual(Object.entries(record.headers))
+    expect(message.timestamp).toBe(1_700_000_000_000n)
   })
 })
 

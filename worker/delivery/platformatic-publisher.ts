@@ -80,11 +80,23 @@ function javaCompatiblePartitioner(_message: unknown, key: Buffer | undefined): 
   return Buffer.isBuffer(key) ? keyHash(key) : 0
 }
 
-const headerNameBytes = memo((name) => Buffer.from(name, 'utf8'))
+/** Names up to this many characters are kept: the worker's own four, and any app's usual ones. */
+const CACHED_HEADER_NAME_LENGTH = 64
 
-/** The library's string serializer for header names, with each name's bytes made once. */
+const headerNameBytes = memo((name) => {
+  // Memory of its own: a slice of Node's shared 8 KiB pool, kept, would keep the whole pool alive.
+  const bytes = Buffer.allocUnsafeSlow(Buffer.byteLength(name, 'utf8'))
+  bytes.write(name, 'utf8')
+  return bytes
+}, 100)
+
+/**
+ * The library's string serializer for header names, with the bytes of short names made once
+ * (at most 100 of them, 192 bytes each, are kept); a long name is serialized as the library would.
+ */
 function headerNameSerializer(name?: string): Buffer | undefined {
-  return typeof name === 'string' ? headerNameBytes(name) : undefined
+  if (typeof name !== 'string') return undefined
+  return name.length <= CACHED_HEADER_NAME_LENGTH ? headerNameBytes(name) : Buffer.from(name, 'utf8')
 }
 
 /** A record as the library sends it. */
