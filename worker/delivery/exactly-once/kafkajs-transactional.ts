@@ -53,7 +53,10 @@ function countsOfProducer(config: WorkerConfig, id: string): PartitionCounts {
   return counts
 }
 
-/** The worker's kafkajs partitioner (Kafka's Java client's placement), recording the count it was given into `counts`. */
+/**
+ * The worker's kafkajs partitioner (Kafka's Java client's placement), recording the count it was
+ * given into `counts`.
+ */
 function countingPartitioner(counts: PartitionCounts): ICustomPartitioner {
   return () => {
     const partitioner = javaCompatiblePartitioner()

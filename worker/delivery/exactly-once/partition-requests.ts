@@ -18,8 +18,8 @@ export type PartitionCounts = Map<string, number>
  * one partition goes to one broker in one request, which has failed (and given its sequence
  * numbers back) before it is retried, so Kafka recognizes a resent request.
  *
- * Records are grouped by the partition the producer will choose (its partitioner, kafkajs-partitioner.ts:
- * murmur2 of the key as Kafka's Java client, over `counts`: the producer's own where it has sent
+ * Records are grouped by the partition the producer will choose (its partitioner,
+ * kafkajs-partitioner.ts: murmur2 of the key as Kafka's Java client, over `counts`: the producer's own where it has sent
  * to the topic), but the choice is left to the producer: a partition it does not know would be
  * sent nowhere. Records of a topic whose count is unknown go together in one more call.
  */
