@@ -19,9 +19,9 @@ export type PartitionCounts = Map<string, number>
  * numbers back) before it is retried, so Kafka recognizes a resent request.
  *
  * Records are grouped by the partition the producer will choose (its partitioner,
- * kafkajs-partitioner.ts: murmur2 of the key as Kafka's Java client, over `counts`: the producer's own where it has sent
- * to the topic), but the choice is left to the producer: a partition it does not know would be
- * sent nowhere. Records of a topic whose count is unknown go together in one more call.
+ * kafkajs-partitioner.ts: murmur2 of the key as Kafka's Java client, over `counts`: the
+ * producer's own where it has sent to the topic), but the choice is left to the producer: a
+ * partition it does not know would be sent nowhere. Records of a topic whose count is unknown go together in one more call.
  */
 export function partitionRequests(records: KafkaRecord[], counts: PartitionCounts): TopicMessages[][] {
   const partitioner = javaCompatiblePartitioner()
