@@ -182,7 +182,9 @@ test('snapshot order: rows another writer made (random UUIDs, plain SQL, several
 
 test('kill -9 during the initial snapshot, at several points: the next start publishes every row', async () => {
   written = 0
-  await writeBacklog(30_000, 1000)
+  // Large enough that the second kill (at 8,000) comes well before the end on a fast machine:
+  // the worker publishes about 60,000 rows a second here.
+  await writeBacklog(60_000, 1000)
   const consumer = await consume([`${prefix}.order`])
   for (const killAfter of [1000, 8000]) {
     const worker = await startWorker()
