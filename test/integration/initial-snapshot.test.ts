@@ -206,6 +206,43 @@ test('kill -9 during the initial snapshot, at several points: the next start pub
   expectFirstCopiesInOrder(consumer.messages, written)
 })
 
+test('a worker frozen mid-snapshot, whose sessions the server ended, sends nothing more when it wakes: the worker that took over is not overtaken', async () => {
+  written = 0
+  await writeBacklog(3000, 100)
+  const consumer = await consume([`${prefix}.order`])
+  // One record per send, so the frozen worker still holds rows of its page when it wakes.
+  const frozen = await startWorker({ OUTBOX_BATCH_SIZE: '1' })
+  await frozen.waitForLog(/initial snapshot: publishing/, 60_000)
+  await waitUntil('the snapshot under way', async () => consumer.messages.length >= 100, 60_000, 10)
+  const pid = frozen.child.pid as number
+  process.kill(pid, 'SIGSTOP') // a paused VM, a node cut off
+  try {
+    // What the server does to a silent host's sessions once its keepalives go unanswered: the
+    // lock and the temporary slot go with them, and another worker takes over.
+    await adminQuery(
+      inject('databaseUrl'),
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+        WHERE application_name = 'prisma-outbox initial snapshot' AND datname = $1`,
+      [db.name],
+    )
+    const taker = await startWorker()
+    await taker.waitForLog(/"msg":"streaming"/, 60_000)
+    await waitUntil(
+      'every row from the worker that took over',
+      async () => new Set(consumer.messages.map((m) => m.headers.id)).size >= written,
+      60_000,
+    )
+  } finally {
+    process.kill(pid, 'SIGCONT')
+  }
+  await frozen.waitForLog(/initial snapshot did not complete/, 30_000)
+  await new Promise((r) => setTimeout(r, 1000)) // anything it still sends is consumed meanwhile
+  // Nothing older after the newer: each aggregate's last record in Kafka is its newest event.
+  for (const [key, ns] of perAggregate(consumer.messages)) {
+    expect(ns.at(-1), `aggregate ${key}`).toBe(Math.max(...ns))
+  }
+})
+
 test('two workers started together on a fresh slot, writers busy meanwhile: nothing lost, nothing reordered per aggregate', async () => {
   written = 0
   await writeBacklog(20_000, 1000)

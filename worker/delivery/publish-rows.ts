@@ -43,6 +43,8 @@ export async function publishRows(
     order?: 'id' | 'commit'
     /** Log line for progress, every page. */
     progress: string
+    /** Rejects when the rows must not be sent any longer (the snapshot's lock was lost): ends this call. */
+    interrupted?: Promise<never>
   },
 ): Promise<number> {
   const { config, publisher, metrics, logger, signal, filter = {} } = options
@@ -87,7 +89,7 @@ export async function publishRows(
         pending = { left: items.length, done: resolve }
       })
       for (const item of items) delivery.enqueue(item)
-      await Promise.race([acknowledged, ended, stopped])
+      await Promise.race([acknowledged, ended, stopped, ...(options.interrupted ? [options.interrupted] : [])])
       published += items.length
       logger.info({ published }, options.progress)
       if (result.rows.length < PAGE_ROWS) break

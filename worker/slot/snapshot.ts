@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import type pg from 'pg'
 import { publishRows } from '../delivery/publish-rows.js'
 import type { Publisher } from '../delivery/publisher.js'
+import { withTimeout } from '../delivery/with-timeout.js'
 import type { WorkerConfig } from '../operations/config.js'
 import { OutboxSetupError, SQLSTATE, sqlState } from '../operations/errors.js'
 import type { Logger } from '../operations/logger.js'
@@ -182,20 +183,72 @@ async function publishSnapshot(reader: pg.Client, snapshotName: string, creation
   await reader.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
   await reader.query(`SET TRANSACTION SNAPSHOT '${snapshotName.replace(/'/g, "''")}'`)
   logger.info({ slot: config.slot }, 'initial snapshot: publishing the rows already in the outbox table')
+  const lock = heldLock(reader)
   const published = await publishRows(reader, {
     config,
-    publisher: creation.createPublisher(),
+    publisher: lock.gate(creation.createPublisher()),
     metrics: creation.metrics,
     logger,
     signal: creation.signal,
     order: 'commit',
     progress: 'initial snapshot: rows published so far',
+    interrupted: lock.lost,
   })
   await reader.query('COMMIT')
   logger.info(
     { slot: config.slot, published },
     `initial snapshot: published ${published} rows already in the table; streaming continues from the slot`,
   )
+}
+
+/**
+ * How long a check of the lock's session may go unanswered before the session counts as lost:
+ * a connection to a server that is gone can stay silent far longer (see SNAPSHOT_SESSION).
+ */
+const LOCK_CHECK_TIMEOUT_MS = 10_000
+
+/**
+ * The creation lock, checked before each snapshot send. Once the lock's session has ended (the
+ * server's keepalives gave up on a frozen host, or pg_terminate_backend), another worker may take
+ * the lock, snapshot the table again and stream: a row this worker sent after that would land
+ * behind that worker's newer events for the same aggregate. A worker frozen mid-snapshot wakes
+ * with rows of its page still to send (or a send to retry), so each send (one per batch) waits
+ * for a round trip on the lock's session first; when that fails, nothing more is sent and `lost`
+ * ends the snapshot (the next start redoes it).
+ */
+function heldLock(control: pg.Client): { gate(publisher: Publisher): Publisher; lost: Promise<never> } {
+  let lostError: Error | undefined
+  let reportLost: (error: Error) => void = () => {}
+  const lost = new Promise<never>((_, reject) => {
+    reportLost = reject
+  })
+  lost.catch(() => {})
+  const ensureHeld = async () => {
+    if (!lostError) {
+      try {
+        await withTimeout(control.query('SELECT 1'), LOCK_CHECK_TIMEOUT_MS)
+      } catch (error) {
+        lostError = new Error(
+          "the initial snapshot's session with PostgreSQL, which holds the slot creation lock, was ended or did not answer: another worker may have taken over, so nothing more of this snapshot is sent (the next start redoes it)",
+          { cause: error },
+        )
+        reportLost(lostError)
+      }
+    }
+    if (lostError) throw lostError
+  }
+  return {
+    gate: (publisher) => ({
+      connect: () => publisher.connect(),
+      send: async (records) => {
+        await ensureHeld()
+        return publisher.send(records)
+      },
+      unavailableTopics: (topics) => publisher.unavailableTopics(topics),
+      disconnect: () => publisher.disconnect(),
+    }),
+    lost,
+  }
 }
 
 /**
