@@ -216,6 +216,7 @@ test('a worker frozen mid-snapshot, whose sessions the server ended, sends nothi
   await waitUntil('the snapshot under way', async () => consumer.messages.length >= 100, 60_000, 10)
   const pid = frozen.child.pid as number
   process.kill(pid, 'SIGSTOP') // a paused VM, a node cut off
+  const frozenAt = Date.now()
   try {
     // What the server does to a silent host's sessions once its keepalives go unanswered: the
     // lock and the temporary slot go with them, and another worker takes over.
@@ -232,6 +233,9 @@ test('a worker frozen mid-snapshot, whose sessions the server ended, sends nothi
       async () => new Set(consumer.messages.map((m) => m.headers.id)).size >= written,
       60_000,
     )
+    // A real freeze lasts as long as the server's keepalives (about 25 s): at least longer than
+    // the worker trusts a lock check's answer (1 s), which may predate the sessions' end.
+    await new Promise((r) => setTimeout(r, Math.max(0, frozenAt + 2000 - Date.now())))
   } finally {
     process.kill(pid, 'SIGCONT')
   }

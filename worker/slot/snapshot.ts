@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type pg from 'pg'
 import { publishRows } from '../delivery/publish-rows.js'
 import type { Publisher } from '../delivery/publisher.js'
-import { withTimeout } from '../delivery/with-timeout.js'
+import { TimeoutError, withTimeout } from '../delivery/with-timeout.js'
 import type { WorkerConfig } from '../operations/config.js'
 import { OutboxSetupError, SQLSTATE, sqlState } from '../operations/errors.js'
 import type { Logger } from '../operations/logger.js'
@@ -202,19 +203,29 @@ async function publishSnapshot(reader: pg.Client, snapshotName: string, creation
 }
 
 /**
- * How long a check of the lock's session may go unanswered before the session counts as lost:
- * a connection to a server that is gone can stay silent far longer (see SNAPSHOT_SESSION).
+ * A check of the lock's session counts only if its answer is read within this long of asking: an
+ * answer read later (the process was frozen in between) may predate the session's end.
  */
-const LOCK_CHECK_TIMEOUT_MS = 10_000
+const LOCK_ANSWER_MS = 1000
+/**
+ * No counted answer for this long and the lock counts as lost: well before the server can end a
+ * silent session (its keepalives and tcp_user_timeout, 25 s: SNAPSHOT_SESSION), so this worker
+ * has stopped sending before another can take the lock.
+ */
+const LOCK_LOST_AFTER_MS = 10_000
+/** While a send is under way (the Kafka client retries on its own), the lock is checked this often. */
+const LOCK_WATCH_MS = 1000
 
 /**
- * The creation lock, checked before each snapshot send. Once the lock's session has ended (the
- * server's keepalives gave up on a frozen host, or pg_terminate_backend), another worker may take
- * the lock, snapshot the table again and stream: a row this worker sent after that would land
- * behind that worker's newer events for the same aggregate. A worker frozen mid-snapshot wakes
- * with rows of its page still to send (or a send to retry), so each send (one per batch) waits
- * for a round trip on the lock's session first; when that fails, nothing more is sent and `lost`
- * ends the snapshot (the next start redoes it).
+ * The creation lock, checked before each snapshot send and while it is under way. Once the lock's
+ * session has ended (the server gave up on a frozen or cut-off host, or pg_terminate_backend),
+ * another worker may take the lock, snapshot the table again and stream: a row this worker sent
+ * after that would land behind that worker's newer events for the same aggregate. A worker that
+ * wakes from a freeze has rows of its page still to send (or a send to retry), so each send (one
+ * per batch) starts only after a prompt round trip on the lock's session; a send that outlasts
+ * LOCK_WATCH_MS is watched the same way. When the session is gone (or stays silent for
+ * LOCK_LOST_AFTER_MS), nothing more is sent and `lost` ends the snapshot, whose delivery then drops
+ * its Kafka connections with what they still carry; the next start redoes the snapshot.
  */
 function heldLock(control: pg.Client): { gate(publisher: Publisher): Publisher; lost: Promise<never> } {
   let lostError: Error | undefined
@@ -223,26 +234,58 @@ function heldLock(control: pg.Client): { gate(publisher: Publisher): Publisher; 
     reportLost = reject
   })
   lost.catch(() => {})
+  const lose = (cause: unknown) => {
+    if (lostError) return
+    lostError = new Error(
+      "the initial snapshot's session with PostgreSQL, which holds the slot creation lock, was ended or did not answer: another worker may have taken over, so nothing more of this snapshot is sent (the next start redoes it)",
+      { cause },
+    )
+    reportLost(lostError)
+  }
+  control.once('end', () => lose(new Error('the connection ended')))
+
+  /** Round trips until one is answered within LOCK_ANSWER_MS; throws once the lock is lost. */
   const ensureHeld = async () => {
-    if (!lostError) {
+    const since = performance.now()
+    while (!lostError) {
+      const askedAt = performance.now()
       try {
-        await withTimeout(control.query('SELECT 1'), LOCK_CHECK_TIMEOUT_MS)
+        await withTimeout(control.query('SELECT 1'), LOCK_ANSWER_MS)
+        if (!lostError && performance.now() - askedAt <= LOCK_ANSWER_MS) return
       } catch (error) {
-        lostError = new Error(
-          "the initial snapshot's session with PostgreSQL, which holds the slot creation lock, was ended or did not answer: another worker may have taken over, so nothing more of this snapshot is sent (the next start redoes it)",
-          { cause: error },
-        )
-        reportLost(lostError)
+        // A timeout asks again (the late answer is read first: queries are answered in turn);
+        // PostgreSQL's refusal or a closed connection means the session is gone.
+        if (!(error instanceof TimeoutError)) lose(error)
       }
+      if (performance.now() - since > LOCK_LOST_AFTER_MS)
+        lose(new Error(`no prompt answer for ${LOCK_LOST_AFTER_MS} ms`))
     }
-    if (lostError) throw lostError
+    throw lostError
+  }
+  const watch = async (sending: Promise<void>) => {
+    let settled = false
+    const done = sending.then(
+      () => {
+        settled = true
+      },
+      () => {
+        settled = true
+      },
+    )
+    for (;;) {
+      await Promise.race([done, sleep(LOCK_WATCH_MS)])
+      if (settled || lostError) return
+      await ensureHeld().catch(() => {}) // a loss is reported through `lost`
+    }
   }
   return {
     gate: (publisher) => ({
       connect: () => publisher.connect(),
       send: async (records) => {
         await ensureHeld()
-        return publisher.send(records)
+        const sending = publisher.send(records)
+        void watch(sending)
+        return sending
       },
       unavailableTopics: (topics) => publisher.unavailableTopics(topics),
       disconnect: () => publisher.disconnect(),
@@ -274,6 +317,9 @@ const SNAPSHOT_SESSION: SideConnectionOptions = {
     'tcp_keepalives_idle=10',
     'tcp_keepalives_interval=5',
     'tcp_keepalives_count=3',
+    // Keepalives are not sent while data the server sent is unacknowledged (a host frozen just
+    // after a lock check): this bounds that case to the same 25 s instead of minutes.
+    'tcp_user_timeout=25000',
   ],
 }
 
