@@ -242,12 +242,19 @@ function heldLock(control: pg.Client): { gate(publisher: Publisher): Publisher; 
     )
     reportLost(lostError)
   }
+  // The server's notice that it ended the session (pg_terminate_backend, a shutdown) can arrive in
+  // the same read as the answer to a check: it is parsed before that check's caller resumes.
+  control.once('error', lose)
   control.once('end', () => lose(new Error('the connection ended')))
 
-  /** Round trips until one is answered within LOCK_ANSWER_MS; throws once the lock is lost. */
-  const ensureHeld = async () => {
+  /**
+   * Round trips until one is answered within LOCK_ANSWER_MS; throws once the lock is lost. Stops
+   * asking once `needed` says so: the watch of a send that has settled must not queue checks
+   * behind the next page's FETCH.
+   */
+  const ensureHeld = async (needed = () => true) => {
     const since = performance.now()
-    while (!lostError) {
+    while (!lostError && needed()) {
       const askedAt = performance.now()
       try {
         await withTimeout(control.query('SELECT 1'), LOCK_ANSWER_MS)
@@ -260,7 +267,7 @@ function heldLock(control: pg.Client): { gate(publisher: Publisher): Publisher; 
       if (performance.now() - since > LOCK_LOST_AFTER_MS)
         lose(new Error(`no prompt answer for ${LOCK_LOST_AFTER_MS} ms`))
     }
-    throw lostError
+    if (lostError) throw lostError
   }
   const watch = async (sending: Promise<void>) => {
     let settled = false
@@ -273,9 +280,9 @@ function heldLock(control: pg.Client): { gate(publisher: Publisher): Publisher; 
       },
     )
     for (;;) {
-      await Promise.race([done, sleep(LOCK_WATCH_MS)])
+      await Promise.race([done, sleep(LOCK_WATCH_MS, undefined, { ref: false })])
       if (settled || lostError) return
-      await ensureHeld().catch(() => {}) // a loss is reported through `lost`
+      await ensureHeld(() => !settled).catch(() => {}) // a loss is reported through `lost`
     }
   }
   return {
