@@ -32,6 +32,11 @@ async function emit(aggregateId: string, n: number, topic?: string): Promise<str
   return id
 }
 
+/** How many different events (by their id header) these records carry: copies count once. */
+function distinctIds(messages: { headers: Record<string, string | undefined> }[]): number {
+  return new Set(messages.map((m) => m.headers.id)).size
+}
+
 /** The slot, or the temporary one its snapshot is taken from (`<slot>_snapshot_…`). */
 async function slotExists(): Promise<boolean> {
   const rows = await adminQuery(
@@ -67,7 +72,7 @@ test('deploy race: events committed before the first start and during it all arr
 
   await waitUntil(
     `all ${sent.length} events delivered`,
-    async () => new Set(consumer.messages.map((m) => m.headers.id)).size >= sent.length,
+    async () => distinctIds(consumer.messages) >= sent.length,
     60_000,
   )
   expect(worker.output.join('\n')).toMatch(/initial snapshot: published \d+ rows already in the table/)
@@ -199,11 +204,7 @@ test('kill -9 during the initial snapshot, at several points: the next start pub
   }
   const worker = await startWorker()
   await worker.waitForLog(/"msg":"streaming"/, 90_000)
-  await waitUntil(
-    'every row delivered',
-    async () => new Set(consumer.messages.map((m) => m.headers.id)).size >= written,
-    60_000,
-  )
+  await waitUntil('every row delivered', async () => distinctIds(consumer.messages) >= written, 60_000)
   expectFirstCopiesInOrder(consumer.messages, written)
 })
 
@@ -249,7 +250,7 @@ test('a worker frozen mid-snapshot, whose sessions the server ended, sends nothi
     await taker.waitForLog(/"msg":"streaming"/, 60_000)
     await waitUntil(
       'every row from the worker that took over',
-      async () => new Set(consumer.messages.map((m) => m.headers.id)).size >= written,
+      async () => distinctIds(consumer.messages) >= written,
       60_000,
     )
     // A real freeze lasts as long as the server's keepalives (about 25 s): at least longer than
@@ -285,11 +286,7 @@ test('two workers started together on a fresh slot, writers busy meanwhile: noth
   await new Promise((r) => setTimeout(r, 1000)) // writes under the streaming worker too
   writing = false
   await writer
-  await waitUntil(
-    `all ${written} events delivered`,
-    async () => new Set(consumer.messages.map((m) => m.headers.id)).size >= written,
-    60_000,
-  )
+  await waitUntil(`all ${written} events delivered`, async () => distinctIds(consumer.messages) >= written, 60_000)
   // One snapshot, then the stream: every event once, in commit order per aggregate.
   expect(consumer.messages.length).toBe(written)
   for (const [key, ns] of perAggregate(consumer.messages)) {
@@ -370,6 +367,6 @@ test('a database whose sessions may not idle in a transaction (idle_in_transacti
     Date.parse(JSON.parse(worker.output.find((line) => message.test(line)) as string).time)
   const snapshotMs = loggedAt(/initial snapshot: published 60000 rows/) - loggedAt(/initial snapshot: publishing/)
   expect(snapshotMs).toBeGreaterThan(10 * idleTimeoutMs)
-  await waitUntil('every row', async () => new Set(consumer.messages.map((m) => m.headers.id)).size >= written, 30_000)
+  await waitUntil('every row', async () => distinctIds(consumer.messages) >= written, 30_000)
   expect(worker.output.join('\n')).not.toMatch(/did not complete/)
 })

@@ -6,7 +6,7 @@ import { Delivery } from './delivery.js'
 import type { DeliveryHooks, EventDelivery } from './event-delivery.js'
 import { TransactionalDelivery } from './exactly-once/transactional-delivery.js'
 import type { TransactionalPublisher } from './exactly-once/transactional-publisher.js'
-import type { Publisher, PublisherFactory } from './publisher.js'
+import { type Publisher, type PublisherFactory, withSend } from './publisher.js'
 
 export interface SessionDeliveryHooks extends DeliveryHooks {
   /** Exactly-once: a transaction failed (or the producer was fenced): end the session. */
@@ -35,15 +35,11 @@ export function createDelivery(
  * the slot fences this one's transactional id before it reads the checkpoint.)
  */
 function gatedPublisher(publisher: Publisher, alive: () => boolean): Publisher {
-  return {
-    connect: () => publisher.connect(),
-    send: (records) =>
-      alive()
-        ? publisher.send(records)
-        : Promise.reject(new Error('the replication connection is presumed dead: nothing more is sent')),
-    unavailableTopics: (topics) => publisher.unavailableTopics(topics),
-    disconnect: () => publisher.disconnect(),
-  }
+  return withSend(publisher, (records) =>
+    alive()
+      ? publisher.send(records)
+      : Promise.reject(new Error('the replication connection is presumed dead: nothing more is sent')),
+  )
 }
 
 /**

@@ -20,6 +20,16 @@ export interface Publisher {
   disconnect(): Promise<void>
 }
 
+/** `publisher` with its send replaced by `send` (which calls the original when it lets records go). */
+export function withSend(publisher: Publisher, send: Publisher['send']): Publisher {
+  return {
+    connect: () => publisher.connect(),
+    send,
+    unavailableTopics: (topics) => publisher.unavailableTopics(topics),
+    disconnect: () => publisher.disconnect(),
+  }
+}
+
 /** Makes the publisher of one session. */
 export type PublisherFactory = () => Publisher
 

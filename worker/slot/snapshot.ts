@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type pg from 'pg'
 import { publishRows } from '../delivery/publish-rows.js'
-import type { Publisher } from '../delivery/publisher.js'
+import { type Publisher, withSend } from '../delivery/publisher.js'
 import { TimeoutError, withTimeout } from '../delivery/with-timeout.js'
 import type { WorkerConfig } from '../operations/config.js'
 import { OutboxSetupError, SQLSTATE, sqlState } from '../operations/errors.js'
@@ -286,17 +286,13 @@ function heldLock(control: pg.Client): { gate(publisher: Publisher): Publisher; 
     }
   }
   return {
-    gate: (publisher) => ({
-      connect: () => publisher.connect(),
-      send: async (records) => {
+    gate: (publisher) =>
+      withSend(publisher, async (records) => {
         await ensureHeld()
         const sending = publisher.send(records)
         void watch(sending)
         return sending
-      },
-      unavailableTopics: (topics) => publisher.unavailableTopics(topics),
-      disconnect: () => publisher.disconnect(),
-    }),
+      }),
     lost,
   }
 }
